@@ -1,0 +1,53 @@
+use std::path::PathBuf;
+
+/// The result type of every Temper library call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, said so that a user can act on it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A generation parameter is out of range or of the wrong type.
+    #[error("invalid parameter `{name}`: {reason}")]
+    InvalidParam { name: String, reason: String },
+
+    /// The prompt does not fit in the context window. Nothing is truncated unless asked.
+    #[error(
+        "the prompt is {prompt_tokens} tokens but the context window is {context_window} tokens; \
+         shorten the prompt, raise the context window (--ctx), or allow truncation (--truncate)"
+    )]
+    ContextOverflow { prompt_tokens: usize, context_window: usize },
+
+    /// A request the backend cannot serve (an unsupported parameter, feature or format).
+    #[error("{0}")]
+    Unsupported(String),
+
+    /// A model file that cannot be used: corrupt, truncated, or of an unknown kind.
+    #[error("{path}: {reason}")]
+    InvalidModel { path: PathBuf, reason: String },
+
+    /// A model name that is neither in the catalog nor a file.
+    #[error("{0}")]
+    ModelNotFound(String),
+
+    /// The backend failed while running a request.
+    #[error("{0}")]
+    Backend(String),
+
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+}
+
+impl Error {
+    pub fn invalid_param(name: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidParam { name: name.into(), reason: reason.into() }
+    }
+
+    pub fn invalid_model(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::InvalidModel { path: path.into(), reason: reason.into() }
+    }
+
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io { context: context.into(), source }
+    }
+}

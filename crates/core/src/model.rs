@@ -1,0 +1,138 @@
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::{Stream, StreamExt};
+
+use crate::{ChatResponse, Error, GenerationParams, Message, Result, StreamEvent};
+
+/// A boxed stream of events, as every backend returns it.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<StreamEvent>> + Send>>;
+
+/// A conversation to continue.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChatRequest {
+    pub messages: Vec<Message>,
+    pub params: GenerationParams,
+    /// Drop the oldest prompt tokens when the prompt does not fit, instead of failing.
+    pub truncate: bool,
+}
+
+impl ChatRequest {
+    pub fn new(messages: Vec<Message>) -> Self {
+        ChatRequest { messages, ..Default::default() }
+    }
+
+    pub fn with_params(mut self, params: GenerationParams) -> Self {
+        self.params = params;
+        self
+    }
+}
+
+/// Raw text to continue, with no chat template: what base models are for.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CompletionRequest {
+    pub prompt: String,
+    pub params: GenerationParams,
+    /// Drop the oldest prompt tokens when the prompt does not fit, instead of failing.
+    pub truncate: bool,
+}
+
+/// A model that answers conversations: the local engine or an HTTP vendor.
+/// Usable as `Arc<dyn ChatModel>`, so that a profile can pick the backend at run time.
+#[async_trait]
+pub trait ChatModel: Send + Sync {
+    /// The name the model answers to (a catalog name, a path, a vendor's id).
+    fn name(&self) -> &str;
+
+    /// Streams the answer to a conversation; the last event is `Done`.
+    fn chat_stream(&self, request: ChatRequest) -> EventStream;
+
+    /// Streams the continuation of raw text. Backends without raw completion refuse it.
+    fn complete_stream(&self, request: CompletionRequest) -> EventStream {
+        let _ = request;
+        let message = format!("{} does not support raw text completion", self.name());
+        Box::pin(futures::stream::once(async move { Err(Error::Unsupported(message)) }))
+    }
+
+    /// Answers a conversation in one piece.
+    async fn chat(&self, request: ChatRequest) -> Result<ChatResponse> {
+        collect_response(self.chat_stream(request)).await
+    }
+
+    /// Continues raw text in one piece.
+    async fn complete(&self, request: CompletionRequest) -> Result<ChatResponse> {
+        collect_response(self.complete_stream(request)).await
+    }
+}
+
+#[async_trait]
+impl<M: ChatModel + ?Sized> ChatModel for Arc<M> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn chat_stream(&self, request: ChatRequest) -> EventStream {
+        (**self).chat_stream(request)
+    }
+
+    fn complete_stream(&self, request: CompletionRequest) -> EventStream {
+        (**self).complete_stream(request)
+    }
+
+    async fn chat(&self, request: ChatRequest) -> Result<ChatResponse> {
+        (**self).chat(request).await
+    }
+
+    async fn complete(&self, request: CompletionRequest) -> Result<ChatResponse> {
+        (**self).complete(request).await
+    }
+}
+
+/// Drains a stream into its final response.
+pub async fn collect_response(mut stream: EventStream) -> Result<ChatResponse> {
+    while let Some(event) = stream.next().await {
+        if let StreamEvent::Done(response) = event? {
+            return Ok(response);
+        }
+    }
+    Err(Error::Backend("the stream ended before the answer was complete".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{FinishReason, Timings, Usage};
+
+    /// Echoes the last message back, one word per event.
+    struct Echo;
+
+    impl ChatModel for Echo {
+        fn name(&self) -> &str {
+            "echo"
+        }
+
+        fn chat_stream(&self, request: ChatRequest) -> EventStream {
+            let text = request.messages.last().map(|m| m.content.clone()).unwrap_or_default();
+            let mut events: Vec<Result<StreamEvent>> =
+                text.split_inclusive(' ').map(|w| Ok(StreamEvent::Delta(w.to_string()))).collect();
+            events.push(Ok(StreamEvent::Done(ChatResponse {
+                model: "echo".into(),
+                text,
+                finish_reason: FinishReason::Stop,
+                usage: Usage::default(),
+                timings: Timings::default(),
+            })));
+            Box::pin(futures::stream::iter(events))
+        }
+    }
+
+    #[tokio::test]
+    async fn works_behind_arc_dyn() {
+        let model: Arc<dyn ChatModel> = Arc::new(Echo);
+        let answer = model.chat(ChatRequest::new(vec![Message::user("hello there")])).await.unwrap();
+        assert_eq!(answer.text, "hello there");
+        let err = model.complete(CompletionRequest::default()).await.unwrap_err();
+        assert!(err.to_string().contains("does not support raw text completion"));
+    }
+}

@@ -1,0 +1,49 @@
+use serde::{Deserialize, Serialize};
+
+/// Why generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// The model ended its turn or a stop string was reached.
+    Stop,
+    /// `max_tokens` or the context window was reached.
+    Length,
+}
+
+/// Tokens read and written by one request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+/// How fast one request ran.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    /// From the request to the first generated token.
+    pub ttft_ms: f64,
+    pub prefill_tokens_per_second: f64,
+    pub decode_tokens_per_second: f64,
+}
+
+/// The whole answer to one request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatResponse {
+    /// The model that answered.
+    pub model: String,
+    pub text: String,
+    pub finish_reason: FinishReason,
+    pub usage: Usage,
+    pub timings: Timings,
+}
+
+/// What a streaming request yields. Every backend yields the same events.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StreamEvent {
+    /// More text of the answer.
+    Delta(String),
+    /// The text so far is void: the answer starts again (a fallback to another model).
+    Restart { reason: String },
+    /// The answer is complete; the last event of a stream.
+    Done(ChatResponse),
+}
