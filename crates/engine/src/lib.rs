@@ -1,1 +1,3 @@
-//! temper-engine
+//! Temper's local inference engine.
+
+pub mod dtype;
