@@ -150,10 +150,9 @@ fn parse_opt<T: std::str::FromStr>(name: &str, value: &str, clear: bool) -> Resu
     if clear {
         return Ok(None);
     }
-    value
-        .parse()
-        .map(Some)
-        .map_err(|_| Error::invalid_param(name, format!("`{value}` is not a valid {}", std::any::type_name::<T>())))
+    value.parse().map(Some).map_err(|_| {
+        Error::invalid_param(name, format!("`{value}` is not a valid {}", std::any::type_name::<T>()))
+    })
 }
 
 /// Lets a user type a newline stop string as `\n`.

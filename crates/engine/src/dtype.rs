@@ -42,6 +42,25 @@ impl GgmlType {
         })
     }
 
+    /// ggml's numeric id of the type.
+    pub fn id(self) -> u32 {
+        match self {
+            GgmlType::F32 => 0,
+            GgmlType::F16 => 1,
+            GgmlType::Q4_0 => 2,
+            GgmlType::Q4_1 => 3,
+            GgmlType::Q5_0 => 6,
+            GgmlType::Q5_1 => 7,
+            GgmlType::Q8_0 => 8,
+            GgmlType::Q2K => 10,
+            GgmlType::Q3K => 11,
+            GgmlType::Q4K => 12,
+            GgmlType::Q5K => 13,
+            GgmlType::Q6K => 14,
+            GgmlType::BF16 => 30,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             GgmlType::F32 => "F32",
@@ -97,5 +116,23 @@ impl GgmlType {
 impl std::fmt::Display for GgmlType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_k_blocks_are_ggml_sized() {
+        for id in 0..64 {
+            if let Some(ty) = GgmlType::from_id(id) {
+                assert_eq!(ty.id(), id, "{ty}");
+            }
+        }
+        assert_eq!(GgmlType::Q4K.block_bytes(), 144);
+        assert_eq!(GgmlType::Q6K.block_bytes(), 210);
+        assert_eq!(GgmlType::Q4_1.bytes_for(64), Some(40));
+        assert_eq!(GgmlType::Q4_1.bytes_for(33), None);
     }
 }

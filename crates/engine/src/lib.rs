@@ -1,3 +1,4 @@
 //! Temper's local inference engine.
 
 pub mod dtype;
+pub mod gguf;
