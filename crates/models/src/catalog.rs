@@ -21,7 +21,8 @@ pub enum ModelKind {
 
 impl fmt::Display for ModelKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        // `pad` so that width and alignment (`{:<10}`) work in tables.
+        f.pad(match self {
             ModelKind::Chat => "chat",
             ModelKind::Completion => "completion",
             ModelKind::Embedding => "embedding",
@@ -227,6 +228,6 @@ mod tests {
         assert_eq!(find(DEFAULT_EMBEDDING_MODEL).map(|e| e.size()), Some(91_336_289));
         assert_eq!(find("gemma3-270m").and_then(|e| e.main_file()), Some("gemma-3-270m-q4_k_m.gguf"));
         assert!(find("nope").is_none());
-        assert_eq!(ModelKind::Embedding.to_string(), "embedding");
+        assert_eq!(format!("{:<10}|", ModelKind::Embedding), "embedding |");
     }
 }

