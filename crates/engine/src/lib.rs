@@ -1,3 +1,5 @@
 //! Temper's local inference engine.
 
 pub mod dtype;
+pub mod sampler;
+pub mod stop;
