@@ -94,42 +94,40 @@ impl Sampler {
     /// token id wins, as for an empty vocabulary, which returns 0.
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
         self.apply_penalties(logits, history);
-        let (argmax, max) = sanitize_and_argmax(logits);
+        sanitize(logits);
+        let max = max_of(logits);
+        let argmax = || logits.iter().position(|&x| x == max).unwrap_or(0) as u32;
         let temperature = self.settings.temperature;
         if temperature.is_nan() || temperature <= 0.0 || max == f32::NEG_INFINITY {
-            return argmax;
+            return argmax();
         }
         let min_p = if self.settings.min_p > 0.0 { self.settings.min_p.min(1.0) } else { 0.0 };
-        // min-p keeps p ≥ min_p·p_max, that is logit ≥ max + ln(min_p); -inf when min-p is off.
-        let min_logit = max + min_p.ln();
+        // min-p keeps p ≥ min_p·p_max, that is logit ≥ max + ln(min_p). When it is off the bar
+        // is the lowest finite value, which still leaves out the -inf of masked tokens.
+        let min_logit = if min_p > 0.0 { max + min_p.ln() } else { f32::MIN };
         let top_p = self.settings.top_p;
         let top_k = self.settings.top_k as usize;
 
         if top_k > 0 && top_k < logits.len() {
-            select_top_k(logits, top_k, &mut self.candidates);
+            gather(logits, f32::MIN, Some(top_k), &mut self.candidates);
             sort_descending(&mut self.candidates);
             if top_p < 1.0 {
-                let total: f32 = self.candidates.iter().map(|c| (c.value - max).exp()).sum();
-                truncate_to_nucleus(&mut self.candidates, max, total, top_p);
+                let total = lane_sum(&self.candidates, |c| exp_nonpositive(c.value - max));
+                truncate_to_nucleus(&mut self.candidates, max, total * top_p);
             }
             self.candidates.retain(|c| c.value >= min_logit);
         } else {
             // min-p is a threshold, so applying it first keeps the list short; top-p then cuts
             // a prefix of the same sorted order, normalised over the whole vocabulary.
-            self.candidates.clear();
-            self.candidates.extend(
-                (0u32..)
-                    .zip(logits.iter())
-                    .filter(|&(_, &value)| value >= min_logit && value > f32::NEG_INFINITY)
-                    .map(|(id, &value)| Candidate { id, value }),
-            );
+            gather(logits, min_logit, None, &mut self.candidates);
             if top_p < 1.0 {
+                let total = lane_sum(logits, |&x| exp_nonpositive(x - max));
+                drop_outside_nucleus(&mut self.candidates, max, total * top_p);
                 sort_descending(&mut self.candidates);
-                let total: f32 = logits.iter().map(|&x| (x - max).exp()).sum();
-                truncate_to_nucleus(&mut self.candidates, max, total, top_p);
+                truncate_to_nucleus(&mut self.candidates, max, total * top_p);
             }
         }
-        self.draw(max, temperature).unwrap_or(argmax)
+        self.draw(max, temperature).unwrap_or_else(argmax)
     }
 
     /// llama.cpp's repeat penalty, then OpenAI's frequency and presence penalties, for each
@@ -156,11 +154,10 @@ impl Sampler {
 
     /// Applies the temperature to the remaining candidates and draws one.
     fn draw(&mut self, max: f32, temperature: f32) -> Option<u32> {
-        let mut total = 0.0f32;
         for candidate in &mut self.candidates {
-            candidate.value = ((candidate.value - max) / temperature).exp();
-            total += candidate.value;
+            candidate.value = exp_nonpositive((candidate.value - max) / temperature);
         }
+        let total = lane_sum(&self.candidates, |c| c.value);
         let mut target = self.rng.gen::<f32>() * total;
         for candidate in &self.candidates {
             if target < candidate.value {
@@ -173,21 +170,56 @@ impl Sampler {
     }
 }
 
-/// Replaces NaN with -inf and +inf with the largest finite value (so `x - max` stays finite),
-/// and returns the first index of the largest logit with its value.
-fn sanitize_and_argmax(logits: &mut [f32]) -> (u32, f32) {
-    let mut best = (0u32, f32::NEG_INFINITY);
-    for (id, logit) in (0u32..).zip(logits.iter_mut()) {
-        if logit.is_nan() {
-            *logit = f32::NEG_INFINITY;
-        } else if *logit == f32::INFINITY {
-            *logit = f32::MAX;
-        }
-        if *logit > best.1 {
-            best = (id, *logit);
+/// Replaces NaN with -inf and +inf with the largest finite value, so that `x - max` is never NaN.
+fn sanitize(logits: &mut [f32]) {
+    for logit in logits {
+        *logit = if logit.is_nan() { f32::NEG_INFINITY } else { logit.min(f32::MAX) };
+    }
+}
+
+/// The largest value (-inf for none). Eight independent lanes let the compiler vectorize it.
+fn max_of(values: &[f32]) -> f32 {
+    let larger = |a: f32, b: f32| if b > a { b } else { a };
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let mut octets = values.chunks_exact(8);
+    for octet in &mut octets {
+        for (lane, &value) in lanes.iter_mut().zip(octet) {
+            *lane = larger(*lane, value);
         }
     }
-    best
+    octets.remainder().iter().chain(&lanes).fold(f32::NEG_INFINITY, |a, &b| larger(a, b))
+}
+
+/// The sum of `term` over `items`, in eight independent lanes so the compiler can vectorize it
+/// (it may not reorder a single running float sum).
+fn lane_sum<T>(items: &[T], term: impl Fn(&T) -> f32) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let mut octets = items.chunks_exact(8);
+    for octet in &mut octets {
+        for (lane, item) in lanes.iter_mut().zip(octet) {
+            *lane += term(item);
+        }
+    }
+    octets.remainder().iter().map(&term).sum::<f32>() + lanes.iter().sum::<f32>()
+}
+
+/// e^x for x ≤ 0, vectorizable, within about 2e-7 relative error; below -87 it gives about 1e-38
+/// instead of 0. x = n·ln2 + r with |r| ≤ ln2/2, so e^x = 2^n · e^r, e^r by its Taylor series.
+fn exp_nonpositive(x: f32) -> f32 {
+    // Adding 1.5·2^23 rounds to an integer and leaves it in the low mantissa bits, which avoids
+    // float-to-int conversions that do not vectorize.
+    const ROUND: f32 = 12_582_912.0;
+    // ln2 in two parts keeps r accurate: n·LN2_HIGH is exact in f32.
+    const LN2_HIGH: f32 = 0.693_359_4;
+    const LN2_LOW: f32 = -2.121_944_4e-4;
+    let x = x.clamp(-87.0, 0.0);
+    let shifted = x * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
+    let r = x - n * LN2_HIGH - n * LN2_LOW;
+    let e_r =
+        1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r / 720.0)))));
+    let biased_exponent = shifted.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127);
+    e_r * f32::from_bits(biased_exponent << 23)
 }
 
 /// Highest logit first; ties go to the lower token id so the order does not depend on the input order.
@@ -199,22 +231,30 @@ fn sort_descending(candidates: &mut [Candidate]) {
     candidates.sort_unstable_by(by_descending_logit);
 }
 
-/// Fills `out` with the `k` (k ≥ 1) tokens of highest finite logit, in no particular order.
-/// Tokens are gathered into a buffer of 2k that is cut back to the best k when full, which
-/// raises the bar a logit must clear to be gathered at all: one comparison for most tokens.
-fn select_top_k(logits: &[f32], k: usize, out: &mut Vec<Candidate>) {
+/// Fills `out` with the tokens whose logit is at least `at_least`, in no particular order, or
+/// with `limit` k ≥ 1 only the best k of them. For the best k, tokens are gathered into a buffer
+/// of 2k that is cut back to k when full, which raises the bar to the k-th best logit so far.
+/// Whole chunks below the bar are skipped after one vectorized maximum.
+fn gather(logits: &[f32], at_least: f32, limit: Option<usize>, out: &mut Vec<Candidate>) {
+    const CHUNK: usize = 64;
     out.clear();
-    let mut bar = f32::NEG_INFINITY;
-    for (id, &value) in (0u32..).zip(logits.iter()) {
-        if value > bar {
+    let mut bar = at_least;
+    for (first_id, chunk) in (0u32..).step_by(CHUNK).zip(logits.chunks(CHUNK)) {
+        if max_of(chunk) < bar {
+            continue;
+        }
+        for (id, &value) in (first_id..).zip(chunk) {
+            if value < bar {
+                continue;
+            }
             out.push(Candidate { id, value });
-            if out.len() == 2 * k {
+            if let Some(k) = limit.filter(|&k| out.len() >= 2 * k) {
                 keep_best(out, k);
                 bar = out[k - 1].value;
             }
         }
     }
-    if out.len() > k {
+    if let Some(k) = limit.filter(|&k| out.len() > k) {
         keep_best(out, k);
     }
 }
@@ -225,15 +265,29 @@ fn keep_best(candidates: &mut Vec<Candidate>, k: usize) {
     candidates.truncate(k);
 }
 
-/// Keeps the shortest prefix of `sorted` whose probability (over `total`) reaches `top_p`,
-/// and at least one token.
-fn truncate_to_nucleus(sorted: &mut Vec<Candidate>, max: f32, total: f32, top_p: f32) {
-    let needed = top_p * total;
+/// Keeps the shortest prefix of `sorted` whose mass (`e^(logit - max)`) reaches `needed`, and at
+/// least one token.
+fn truncate_to_nucleus(sorted: &mut Vec<Candidate>, max: f32, needed: f32) {
     let mut mass = 0.0f32;
     for (index, candidate) in sorted.iter().enumerate() {
-        mass += (candidate.value - max).exp();
+        mass += exp_nonpositive(candidate.value - max);
         if mass >= needed {
             sorted.truncate(index + 1);
+            return;
+        }
+    }
+}
+
+/// Drops candidates that cannot be in the nucleus, so that sorting it is cheap: the nucleus lies
+/// among the tokens above the highest bar whose tokens together reach `needed`. Bars are tried
+/// at doubling distances below the maximum; if none suffices every candidate stays.
+fn drop_outside_nucleus(candidates: &mut Vec<Candidate>, max: f32, needed: f32) {
+    for depth in [1.0, 2.0, 4.0, 8.0, 16.0, 32.0] {
+        let bar = max - depth;
+        let mass =
+            lane_sum(candidates, |c| if c.value >= bar { exp_nonpositive(c.value - max) } else { 0.0 });
+        if mass >= needed {
+            candidates.retain(|c| c.value >= bar);
             return;
         }
     }
@@ -379,6 +433,16 @@ mod tests {
         // Token 0: 2.0 − 0.3 = 1.7; token 1: 1.8 − 0.3 = 1.5.
         assert_eq!(greedy(|p| p.presence_penalty = Some(0.3), &logits, &history), 0);
         assert_eq!(greedy(|p| p.presence_penalty = Some(1.5), &logits, &history), 2);
+    }
+
+    #[test]
+    fn fast_exp_matches_the_standard_library() {
+        for step in 0..=87_000 {
+            let x = -(step as f32) / 1000.0;
+            let (fast, exact) = (exp_nonpositive(x), x.exp());
+            assert!((fast - exact).abs() <= 3e-7 * exact, "e^{x}: {fast} vs {exact}");
+        }
+        assert!(exp_nonpositive(f32::NEG_INFINITY) < 1e-37);
     }
 
     #[test]
