@@ -2,3 +2,5 @@
 
 pub mod dtype;
 pub mod gguf;
+pub mod sampler;
+pub mod stop;
