@@ -1,0 +1,75 @@
+//! The commands that answer once: `quickstart`, `ask` and `complete`.
+
+use std::io::{self, Read, Write};
+
+use anyhow::Context;
+use temper_core::{ChatModel, ChatRequest, CompletionRequest, EventStream, GenerationParams, Message};
+use temper_engine::LoadOptions;
+use temper_models::{ModelStore, DEFAULT_CHAT_MODEL};
+
+use crate::options::{load_model, ConversationArgs, GenArgs};
+use crate::output::{self, block_on};
+
+const QUICKSTART_SYSTEM: &str = "You are a helpful assistant. Answer briefly and plainly.";
+const QUICKSTART_QUESTION: &str = "In two sentences, what is a language model?";
+
+pub fn quickstart() -> anyhow::Result<()> {
+    let model = load_model(&ModelStore::from_env()?, DEFAULT_CHAT_MODEL, LoadOptions::default())?;
+    let mut out = io::stdout();
+    writeln!(out, "{}\n", output::summary_line(DEFAULT_CHAT_MODEL, &model.summary()))?;
+    write!(out, "system: {QUICKSTART_SYSTEM}\nuser: {QUICKSTART_QUESTION}\nassistant: ")?;
+    out.flush()?;
+    let messages = vec![Message::system(QUICKSTART_SYSTEM), Message::user(QUICKSTART_QUESTION)];
+    let params = GenerationParams { max_tokens: Some(120), ..Default::default() };
+    let response = block_on(output::stream_answer(
+        model.chat_stream(ChatRequest::new(messages).with_params(params)),
+        &mut out,
+    ))?;
+    writeln!(out, "\n{}\n", output::usage_line(&response))?;
+    writeln!(
+        out,
+        "Next:\n  \
+         temper chat                  talk with the model; /help inside lists the commands\n  \
+         temper ask \"a question\"      answer once; --json prints a machine-readable answer\n  \
+         temper models list           the models Temper can run, and which are installed"
+    )?;
+    Ok(())
+}
+
+pub fn ask(args: &ConversationArgs, json: bool, question: &str) -> anyhow::Result<()> {
+    let params = args.gen.params()?;
+    let question = text_argument(question, "question")?;
+    let model = args.gen.model.load()?;
+    let mut messages = args.opening();
+    messages.push(Message::user(question));
+    let request = ChatRequest { messages, params, truncate: args.gen.truncate };
+    answer(model.chat_stream(request), json)
+}
+
+pub fn complete(args: &GenArgs, json: bool, text: &str) -> anyhow::Result<()> {
+    let params = args.params()?;
+    let prompt = text_argument(text, "text")?;
+    let model = args.model.load()?;
+    answer(model.complete_stream(CompletionRequest { prompt, params, truncate: args.truncate }), json)
+}
+
+/// Streams the answer, or with `json` waits for it and prints it as one object.
+fn answer(stream: EventStream, json: bool) -> anyhow::Result<()> {
+    if json {
+        output::print_json(&block_on(temper_core::collect_response(stream))?)
+    } else {
+        block_on(output::stream_answer(stream, &mut io::stdout())).map(drop)
+    }
+}
+
+/// The argument itself, or stdin when it is `-`.
+fn text_argument(argument: &str, what: &str) -> anyhow::Result<String> {
+    if argument != "-" {
+        return Ok(argument.to_owned());
+    }
+    let mut bytes = Vec::new();
+    io::stdin().read_to_end(&mut bytes).with_context(|| format!("cannot read the {what} from stdin"))?;
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!("the {what} on stdin is not valid UTF-8 (at byte {})", e.utf8_error().valid_up_to())
+    })
+}

@@ -1,0 +1,179 @@
+//! Printing answers: streamed text, notices, JSON, usage and model summaries.
+
+use std::future::Future;
+use std::io::{self, IsTerminal, Write};
+
+use futures::StreamExt;
+use temper_core::{ChatResponse, EventStream, FinishReason, StreamEvent};
+use temper_engine::ModelSummary;
+
+/// Runs a future on the runtime `main` entered.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Handle::current().block_on(future)
+}
+
+/// Prints a side remark on stderr, dimmed on a terminal, so that stdout holds only answers.
+pub fn notice(message: &str) {
+    if io::stderr().is_terminal() {
+        eprintln!("\x1b[2m{message}\x1b[0m");
+    } else {
+        eprintln!("{message}");
+    }
+}
+
+/// Prints the answer's text to `out` (stdout) as it arrives, ending the line; returns the final
+/// response.
+pub async fn stream_answer(mut stream: EventStream, out: &mut impl Write) -> anyhow::Result<ChatResponse> {
+    let mut mid_line = false;
+    while let Some(event) = stream.next().await {
+        match event? {
+            StreamEvent::Delta(text) => {
+                out.write_all(text.as_bytes())?;
+                out.flush()?;
+                if !text.is_empty() {
+                    mid_line = !text.ends_with('\n');
+                }
+            }
+            StreamEvent::Restart { reason } => {
+                if mid_line {
+                    writeln!(out)?;
+                    mid_line = false;
+                }
+                notice(&format!("[the answer starts again: {reason}]"));
+            }
+            StreamEvent::Done(response) => {
+                if mid_line {
+                    writeln!(out)?;
+                }
+                if response.finish_reason == FinishReason::Length {
+                    notice("[the answer was cut off: max_tokens or the context window was reached]");
+                }
+                return Ok(response);
+            }
+        }
+    }
+    anyhow::bail!("the model's stream ended before the answer was complete")
+}
+
+/// Prints a value (a response, token ids) as JSON on one line.
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    serde_json::to_writer(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// `12 prompt + 40 completion tokens · first token after 35 ms · prefill 512 tok/s · decode 150 tok/s`
+pub fn usage_line(response: &ChatResponse) -> String {
+    let (usage, timings) = (&response.usage, &response.timings);
+    format!(
+        "{} prompt + {} completion tokens · first token after {:.0} ms · prefill {:.0} tok/s · decode {:.0} tok/s",
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        timings.ttft_ms,
+        timings.prefill_tokens_per_second,
+        timings.decode_tokens_per_second
+    )
+}
+
+/// `smollm2-135m-instruct: llama, 135M parameters, Q4_1, context 8192 of 8192, 2 threads (AMD EPYC …)`
+pub fn summary_line(name: &str, summary: &ModelSummary) -> String {
+    format!(
+        "{name}: {}, {} parameters, {}, context {} of {} tokens, {} threads ({})",
+        summary.architecture,
+        human_count(summary.parameters),
+        summary.file_type,
+        summary.context_window,
+        summary.trained_context,
+        summary.threads,
+        summary.cpu
+    )
+}
+
+/// 134_515_008 → `135M`.
+fn human_count(n: u64) -> String {
+    match n {
+        0..1_000 => n.to_string(),
+        1_000..1_000_000 => format!("{:.0}K", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.0}M", n as f64 / 1e6),
+        _ => format!("{:.1}B", n as f64 / 1e9),
+    }
+}
+
+/// 100_663_296 → `96.0 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// Whether the error is a write to a closed pipe.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|cause| cause.downcast_ref::<io::Error>())
+        .any(|e| e.kind() == io::ErrorKind::BrokenPipe)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use temper_core::{Timings, Usage};
+
+    fn done(text: &str, finish_reason: FinishReason) -> StreamEvent {
+        StreamEvent::Done(ChatResponse {
+            model: "fake".into(),
+            text: text.into(),
+            finish_reason,
+            usage: Usage::default(),
+            timings: Timings::default(),
+        })
+    }
+
+    fn print(events: Vec<StreamEvent>) -> (anyhow::Result<ChatResponse>, String) {
+        let stream: EventStream = Box::pin(futures::stream::iter(events.into_iter().map(Ok)));
+        let mut out = Vec::new();
+        let result = futures::executor::block_on(stream_answer(stream, &mut out));
+        (result, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn streams_deltas_and_ends_the_line() {
+        let delta = |t: &str| StreamEvent::Delta(t.into());
+        let (response, out) = print(vec![delta("Hel"), delta("lo"), done("Hello", FinishReason::Stop)]);
+        assert_eq!(response.unwrap().text, "Hello");
+        assert_eq!(out, "Hello\n");
+
+        let (_, out) = print(vec![delta("line\n"), done("line\n", FinishReason::Length)]);
+        assert_eq!(out, "line\n");
+
+        let restart = StreamEvent::Restart { reason: "fallback".into() };
+        let (response, out) =
+            print(vec![delta("Hel"), restart, delta("Bye"), done("Bye", FinishReason::Stop)]);
+        assert_eq!(response.unwrap().text, "Bye");
+        assert_eq!(out, "Hel\nBye\n");
+    }
+
+    #[test]
+    fn a_stream_without_done_is_an_error() {
+        let (response, _) = print(vec![StreamEvent::Delta("Hel".into())]);
+        assert!(response.unwrap_err().to_string().contains("ended before"));
+    }
+
+    #[test]
+    fn human_units() {
+        assert_eq!(human_count(134_515_008), "135M");
+        assert_eq!(human_count(268_098_176), "268M");
+        assert_eq!(human_count(999), "999");
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(100_663_296), "96.0 MiB");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+    }
+}
