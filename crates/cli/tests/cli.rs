@@ -1,0 +1,253 @@
+//! The `temper` binary, run as a user runs it. The first tests need no model; the rest use the
+//! real default model from the store (skipped when it is absent, failed under `CI=true`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// `temper` with its store at `home`. Pulls fail fast instead of downloading (`TEMPER_PIP`), so
+/// a test that would pull by mistake fails rather than fetching a model.
+fn temper(home: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_temper"));
+    command.env("TEMPER_HOME", home).env("TEMPER_PIP", "false").env_remove("CI");
+    command
+}
+
+/// Runs `temper ARGS` with stdin fed from `input`.
+fn run(home: &Path, args: &[&str], input: &[u8]) -> Output {
+    let mut child = temper(home)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start temper");
+    child.stdin.take().expect("stdin is piped").write_all(input).expect("cannot write to temper");
+    child.wait_with_output().expect("temper did not finish")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts the command failed cleanly (exit 1, an `error:` line, no panic); returns stderr.
+fn failure(output: &Output) -> String {
+    let err = stderr(output);
+    assert_eq!(output.status.code(), Some(1), "expected exit 1; stderr:\n{err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+/// Asserts the command succeeded; returns stdout.
+fn success(output: &Output) -> String {
+    assert!(output.status.success(), "temper failed:\n{}", stderr(output));
+    stdout(output)
+}
+
+fn empty_home() -> tempfile::TempDir {
+    tempfile::tempdir().expect("cannot create a temporary directory")
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let home = empty_home();
+    let out = success(&run(home.path(), &["--help"], b""));
+    for command in ["quickstart", "models", "chat", "ask", "complete", "tokenize", "logits"] {
+        assert!(out.contains(command), "`{command}` missing from:\n{out}");
+    }
+}
+
+#[test]
+fn an_unknown_model_lists_the_catalog() {
+    let home = empty_home();
+    let err = failure(&run(home.path(), &["ask", "--model", "nosuch", "hi"], b""));
+    for name in ["nosuch", "smollm2-135m-instruct", "all-minilm-l6-v2", "gemma3-270m"] {
+        assert!(err.contains(name), "`{name}` missing from:\n{err}");
+    }
+}
+
+#[test]
+fn a_missing_model_file_is_named() {
+    let home = empty_home();
+    let err = failure(&run(home.path(), &["complete", "--model", "/nope.gguf", "hi"], b""));
+    assert!(err.contains("/nope.gguf"), "{err}");
+}
+
+#[test]
+fn a_corrupt_model_file_is_named_without_a_panic() {
+    let home = empty_home();
+    let file = home.path().join("junk.gguf");
+    std::fs::write(&file, b"GGUF\x03\0\0\0 this is not a model, just some junk bytes").unwrap();
+    let model = file.to_str().unwrap();
+    for args in [&["ask", "--model", model, "hi"][..], &["tokenize", "--model", model, "hi"]] {
+        let err = failure(&run(home.path(), args, b""));
+        assert!(err.contains(model), "{err}");
+    }
+}
+
+#[test]
+fn out_of_range_parameters_are_refused_by_name() {
+    let home = empty_home();
+    let err = failure(&run(home.path(), &["ask", "--temperature", "-1", "hi"], b""));
+    assert!(err.contains("temperature"), "{err}");
+    let err = failure(&run(home.path(), &["complete", "--top-p", "2", "hi"], b""));
+    assert!(err.contains("top_p"), "{err}");
+    let err = failure(&run(home.path(), &["chat", "--max-tokens", "0"], b""));
+    assert!(err.contains("max_tokens"), "{err}");
+}
+
+#[test]
+fn a_question_on_stdin_must_be_utf8() {
+    let home = empty_home();
+    let err = failure(&run(home.path(), &["ask", "-"], b"caf\xe9?"));
+    assert!(err.contains("not valid UTF-8"), "{err}");
+}
+
+#[test]
+fn models_list_works_on_an_empty_store() {
+    let home = empty_home();
+    let out = success(&run(home.path(), &["models", "list"], b""));
+    for name in ["smollm2-135m-instruct", "all-minilm-l6-v2", "gemma3-270m"] {
+        assert!(out.contains(name), "`{name}` missing from:\n{out}");
+    }
+    assert!(out.contains(home.path().to_str().unwrap()), "{out}");
+}
+
+#[test]
+fn models_info_refuses_an_unknown_name() {
+    let home = empty_home();
+    let err = failure(&run(home.path(), &["models", "info", "nosuch"], b""));
+    assert!(err.contains("smollm2-135m-instruct"), "{err}");
+}
+
+// ---- with the real default model ----
+
+/// The store holding the real default model (`$TEMPER_HOME`, default `~/.cache/temper`), or
+/// `None` to skip. Under CI (`CI=true`) a missing model fails, because CI pulls it first.
+fn real_home() -> Option<PathBuf> {
+    let home = std::env::var_os("TEMPER_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/temper")))
+        .expect("neither TEMPER_HOME nor HOME is set");
+    let file = home.join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if file.is_file() {
+        return Some(home);
+    }
+    let message = format!(
+        "the default model is not installed at {}; run `temper models pull smollm2-135m-instruct`",
+        file.display()
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{message}");
+    }
+    eprintln!("skipping: {message}");
+    None
+}
+
+/// `temper ask --json ARGS QUESTION` on the real model, parsed.
+fn ask_json(home: &Path, args: &[&str], question: &str) -> Value {
+    let mut all = vec!["ask", "--json"];
+    all.extend_from_slice(args);
+    all.push(question);
+    let out = success(&run(home, &all, b""));
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
+}
+
+const CAPITAL: &str = "What is the capital of France?";
+
+#[test]
+fn ask_json_answers_with_every_field() {
+    let Some(home) = real_home() else { return };
+    let answer = ask_json(&home, &["--temperature", "0", "--max-tokens", "16"], CAPITAL);
+    assert_eq!(answer["model"], "smollm2-135m-instruct", "{answer}");
+    let text = answer["text"].as_str().expect("text is a string");
+    assert!(text.contains("Paris"), "{answer}");
+    assert!(matches!(answer["finish_reason"].as_str(), Some("stop" | "length")), "{answer}");
+    assert!(answer["usage"]["prompt_tokens"].as_u64().is_some_and(|n| n > 0), "{answer}");
+    assert!(answer["usage"]["completion_tokens"].as_u64().is_some_and(|n| (1..=16).contains(&n)), "{answer}");
+    for timing in ["ttft_ms", "prefill_tokens_per_second", "decode_tokens_per_second"] {
+        assert!(answer["timings"][timing].as_f64().is_some(), "{timing} missing from {answer}");
+    }
+}
+
+#[test]
+fn a_seed_repeats_a_sampled_answer() {
+    let Some(home) = real_home() else { return };
+    let args = ["--seed", "7", "--temperature", "0.8", "--max-tokens", "24"];
+    let first = ask_json(&home, &args, "Tell me about cats.");
+    let second = ask_json(&home, &args, "Tell me about cats.");
+    assert_eq!(first["text"], second["text"]);
+}
+
+#[test]
+fn a_stop_string_cuts_the_answer_before_it() {
+    let Some(home) = real_home() else { return };
+    let greedy = ["--temperature", "0", "--max-tokens", "16"];
+    let full = ask_json(&home, &greedy, CAPITAL)["text"].as_str().unwrap().to_owned();
+    let at = full.find("Paris").unwrap_or_else(|| panic!("no Paris in {full:?}"));
+    let cut = ask_json(&home, &[&greedy[..], &["--stop", "Paris"]].concat(), CAPITAL);
+    assert_eq!(cut["text"], &full[..at], "{cut}");
+    assert_eq!(cut["finish_reason"], "stop", "{cut}");
+}
+
+#[test]
+fn tokenize_prints_the_ids() {
+    let Some(home) = real_home() else { return };
+    let out = success(&run(&home, &["tokenize", "Hello, world!"], b""));
+    assert_eq!(out.trim(), "[19556,28,905,17]");
+}
+
+#[test]
+fn logits_prints_the_top_pairs_largest_first() {
+    let Some(home) = real_home() else { return };
+    let out = success(&run(&home, &["logits", "--top", "5", "The capital of France is"], b""));
+    let pairs: Vec<(u32, f32)> = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}:\n{out}"));
+    assert_eq!(pairs.len(), 5, "{out}");
+    assert!(pairs.windows(2).all(|w| w[0].1 >= w[1].1), "not in descending order: {out}");
+}
+
+#[test]
+fn an_overlong_prompt_fails_unless_truncation_is_asked_for() {
+    let Some(home) = real_home() else { return };
+    let question =
+        "Please summarise this: ".to_owned() + &"the quick brown fox jumps over the lazy dog. ".repeat(20);
+    let args = ["ask", "--ctx", "64", "--max-tokens", "8", "--temperature", "0"];
+    let err = failure(&run(&home, &[&args[..], &[question.as_str()]].concat(), b""));
+    assert!(err.contains("64"), "{err}");
+    let numbers: Vec<u64> = err.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect();
+    assert!(numbers.iter().any(|&n| n > 64), "the prompt's length is not named: {err}");
+
+    let out = success(&run(&home, &[&args[..], &["--truncate", "--json", question.as_str()]].concat(), b""));
+    let answer: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}:\n{out}"));
+    assert!(answer["usage"]["prompt_tokens"].as_u64().is_some_and(|n| n <= 64), "{answer}");
+}
+
+#[test]
+fn chat_runs_through_a_pipe() {
+    let Some(home) = real_home() else { return };
+    let script = format!("/set temperature 0\n{CAPITAL}\n/params\n/reset\n/set top_p 2\n/exit\n");
+    let output = run(&home, &["chat", "--max-tokens", "32"], script.as_bytes());
+    let out = success(&output);
+    assert!(out.contains("Paris"), "{out}");
+    assert!(out.contains("temperature = 0"), "{out}");
+    assert!(out.contains("max_tokens = 32"), "{out}");
+    assert!(out.contains("new conversation"), "{out}");
+    // A bad /set is reported and the REPL goes on to /exit.
+    let err = stderr(&output);
+    assert!(err.contains("top_p"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn complete_continues_text() {
+    let Some(home) = real_home() else { return };
+    let out = success(&run(&home, &["complete", "--max-tokens", "8", "Once upon a time"], b""));
+    assert!(!out.trim().is_empty(), "no text printed");
+}
