@@ -109,7 +109,9 @@ impl GgmlType {
     /// Bytes of `n` values, or `None` when `n` is not a whole number of blocks.
     pub fn bytes_for(self, n: u64) -> Option<u64> {
         let len = self.block_len() as u64;
-        (n % len == 0).then(|| n / len).and_then(|blocks| blocks.checked_mul(self.block_bytes() as u64))
+        n.is_multiple_of(len)
+            .then(|| n / len)
+            .and_then(|blocks| blocks.checked_mul(self.block_bytes() as u64))
     }
 }
 
