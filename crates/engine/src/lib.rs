@@ -2,3 +2,4 @@
 
 pub mod dtype;
 pub mod gguf;
+pub mod tokenizer;
