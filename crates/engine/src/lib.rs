@@ -2,4 +2,5 @@
 
 pub mod dtype;
 pub mod gguf;
+pub mod template;
 pub mod tokenizer;
