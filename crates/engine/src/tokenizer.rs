@@ -69,7 +69,7 @@ pub enum TokenizerError {
     #[error(
         "pre-tokenizer `{0}` ({KEY_PRE}) is not one Temper knows, so it cannot split text the way \
          the model was trained; known: {known}",
-        known = KNOWN_PRE_TOKENIZERS.join(", ")
+        known = known_pre_tokenizers()
     )]
     UnsupportedPreTokenizer(String),
     #[error("metadata key `{key}` is invalid: {reason}")]
@@ -151,47 +151,38 @@ const GPT2_REGEX: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}
 const LLAMA3_REGEX: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const QWEN2_REGEX: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
-const KNOWN_PRE_TOKENIZERS: &[&str] = &[
-    "default",
-    "gpt-2",
-    "phi-2",
-    "mpt",
-    "olmo",
-    "smollm",
-    "starcoder",
-    "refact",
-    "command-r",
-    "codeshell",
-    "exaone",
-    "llama3",
-    "llama-v3",
-    "llama-bpe",
-    "falcon3",
-    "dbrx",
-    "smaug-bpe",
-    "qwen2",
-    "deepseek-r1-qwen",
-    "stablelm2",
-    "megrez",
+const fn pre_split(regexes: &'static [&'static str], ignore_merges: bool, add_bos: bool) -> PreSplit {
+    PreSplit { regexes, ignore_merges, add_bos }
+}
+
+/// llama.cpp's split for each `tokenizer.ggml.pre` name Temper knows.
+const PRE_SPLITS: &[(&[&str], PreSplit)] = &[
+    (
+        &["default"],
+        pre_split(&[r"[\p{P}\$\+<=>\^~\|]+", GPT2_REGEX, r"\p{N}+", "[0-9][0-9][0-9]"], false, false),
+    ),
+    (&["gpt-2", "phi-2", "mpt", "olmo"], pre_split(&[GPT2_REGEX], false, false)),
+    // Single digits first, then GPT-2's split.
+    (
+        &["smollm", "starcoder", "refact", "command-r", "codeshell", "exaone"],
+        pre_split(&[r"\p{N}", GPT2_REGEX], false, false),
+    ),
+    (&["llama3", "llama-v3", "llama-bpe", "falcon3"], pre_split(&[LLAMA3_REGEX], true, true)),
+    (&["dbrx", "smaug-bpe"], pre_split(&[LLAMA3_REGEX], false, false)),
+    (&["qwen2", "deepseek-r1-qwen", "stablelm2", "megrez"], pre_split(&[QWEN2_REGEX], false, false)),
 ];
 
+fn known_pre_tokenizers() -> String {
+    PRE_SPLITS.iter().flat_map(|(names, _)| names.iter().copied()).collect::<Vec<_>>().join(", ")
+}
+
 impl PreSplit {
-    fn for_name(pre: &str) -> Result<PreSplit, TokenizerError> {
-        let split = |regexes, ignore_merges, add_bos| PreSplit { regexes, ignore_merges, add_bos };
-        Ok(match pre {
-            "default" => {
-                split(&[r"[\p{P}\$\+<=>\^~\|]+", GPT2_REGEX, r"\p{N}+", "[0-9][0-9][0-9]"], false, false)
-            }
-            "gpt-2" | "phi-2" | "mpt" | "olmo" => split(&[GPT2_REGEX], false, false),
-            // Single digits first, then GPT-2's split.
-            "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" => {
-                split(&[r"\p{N}", GPT2_REGEX], false, false)
-            }
-            "llama3" | "llama-v3" | "llama-bpe" | "falcon3" => split(&[LLAMA3_REGEX], true, true),
-            "dbrx" | "smaug-bpe" => split(&[LLAMA3_REGEX], false, false),
-            "qwen2" | "deepseek-r1-qwen" | "stablelm2" | "megrez" => split(&[QWEN2_REGEX], false, false),
-            other => return Err(TokenizerError::UnsupportedPreTokenizer(other.to_string())),
-        })
+    fn for_name(pre: &str) -> Result<&'static PreSplit, TokenizerError> {
+        PRE_SPLITS
+            .iter()
+            .find(|(names, _)| names.contains(&pre))
+            .map(|(_, split)| split)
+            .ok_or_else(|| TokenizerError::UnsupportedPreTokenizer(pre.to_string()))
     }
 
     fn pre_tokenizer(&self) -> Result<PreTokenizerWrapper, TokenizerError> {
@@ -249,24 +240,7 @@ impl Tokenizer {
             return Err(invalid(KEY_TOKENS, "the vocabulary is empty"));
         }
         let n = pieces.len();
-        let mut kinds = match gguf.get(KEY_TYPES) {
-            None => vec![TokenKind::Normal; n],
-            Some(_) => {
-                let codes = gguf.get_array(KEY_TYPES)?;
-                check_len(KEY_TYPES, codes.len(), n)?;
-                pieces
-                    .iter()
-                    .zip(codes)
-                    .enumerate()
-                    .map(|(i, (piece, code))| {
-                        let code = code
-                            .as_u64()
-                            .ok_or_else(|| invalid(KEY_TYPES, format!("item {i} is {code:?}")))?;
-                        TokenKind::from_gguf(code, piece, i)
-                    })
-                    .collect::<Result<Vec<_>, _>>()?
-            }
-        };
+        let mut kinds = token_kinds(gguf, &pieces)?;
         let vocab = vocabulary(&pieces)?;
 
         let sentencepiece = spelling == Spelling::SentencePiece;
@@ -291,40 +265,9 @@ impl Tokenizer {
 
         let add_space_prefix = sentencepiece && optional_bool(gguf, KEY_ADD_SPACE_PREFIX)?.unwrap_or(true);
         let (mut inner, default_add_bos) = if sentencepiece {
-            let scores = numbers(gguf, KEY_SCORES, n)?;
-            let merges = sentencepiece_merges(&pieces, &scores, &vocab);
-            let unk = token_id(gguf, KEY_UNK, n)?
-                .or_else(|| kinds.iter().position(|k| *k == TokenKind::Unknown).map(|i| i as u32));
-            let mut builder = BPE::builder().vocab_and_merges(vocab, merges).byte_fallback(true);
-            if let Some(unk) = unk {
-                builder = builder.unk_token(pieces[unk as usize].clone());
-            }
-            let mut inner =
-                HfTokenizer::new(builder.build().map_err(|e| TokenizerError::Build(e.to_string()))?);
-            let mut steps = Vec::new();
-            if add_space_prefix {
-                steps.push(NormalizerWrapper::Prepend(Prepend::new(SPACE.to_string())));
-            }
-            let replace = Replace::new(" ", SPACE).map_err(|e| TokenizerError::Build(e.to_string()))?;
-            steps.push(NormalizerWrapper::Replace(replace));
-            inner.with_normalizer(Some(NormalizerSequence::new(steps)));
-            (inner, true)
+            (sentencepiece_tokenizer(gguf, &pieces, &kinds, vocab, add_space_prefix)?, true)
         } else {
-            let merges = byte_level_merges(gguf)?;
-            let pre = match gguf.get(KEY_PRE) {
-                // llama.cpp falls back to its default split for files converted before the key existed.
-                None => "default",
-                Some(_) => gguf.get_str(KEY_PRE)?,
-            };
-            let pre = PreSplit::for_name(pre)?;
-            let model = BPE::builder()
-                .vocab_and_merges(vocab, merges)
-                .ignore_merges(pre.ignore_merges)
-                .build()
-                .map_err(|e| TokenizerError::Build(e.to_string()))?;
-            let mut inner = HfTokenizer::new(model);
-            inner.with_pre_tokenizer(Some(pre.pre_tokenizer()?));
-            (inner, pre.add_bos)
+            byte_level_tokenizer(gguf, vocab)?
         };
         let user_defined: Vec<AddedToken> = pieces
             .iter()
@@ -499,6 +442,24 @@ fn check_len(key: &'static str, len: usize, n: usize) -> Result<(), TokenizerErr
     }
 }
 
+/// The kind of every token; all normal when the file has no types.
+fn token_kinds(gguf: &Gguf, pieces: &[String]) -> Result<Vec<TokenKind>, TokenizerError> {
+    if gguf.get(KEY_TYPES).is_none() {
+        return Ok(vec![TokenKind::Normal; pieces.len()]);
+    }
+    let codes = gguf.get_array(KEY_TYPES)?;
+    check_len(KEY_TYPES, codes.len(), pieces.len())?;
+    pieces
+        .iter()
+        .zip(codes)
+        .enumerate()
+        .map(|(i, (piece, code))| {
+            let code = code.as_u64().ok_or_else(|| invalid(KEY_TYPES, format!("item {i} is {code:?}")))?;
+            TokenKind::from_gguf(code, piece, i)
+        })
+        .collect()
+}
+
 fn strings(gguf: &Gguf, key: &'static str) -> Result<Vec<String>, TokenizerError> {
     gguf.get_array(key)?
         .iter()
@@ -548,6 +509,54 @@ fn vocabulary(pieces: &[String]) -> Result<Vocab, TokenizerError> {
         }
     }
     Ok(vocab)
+}
+
+/// SentencePiece BPE: derived merges, byte fallback, and `▁` for spaces.
+fn sentencepiece_tokenizer(
+    gguf: &Gguf,
+    pieces: &[String],
+    kinds: &[TokenKind],
+    vocab: Vocab,
+    add_space_prefix: bool,
+) -> Result<HfTokenizer, TokenizerError> {
+    let n = pieces.len();
+    let scores = numbers(gguf, KEY_SCORES, n)?;
+    let merges = sentencepiece_merges(pieces, &scores, &vocab);
+    let unk = token_id(gguf, KEY_UNK, n)?
+        .or_else(|| kinds.iter().position(|k| *k == TokenKind::Unknown).map(|i| i as u32));
+    let mut builder = BPE::builder().vocab_and_merges(vocab, merges).byte_fallback(true);
+    if let Some(unk) = unk {
+        builder = builder.unk_token(pieces[unk as usize].clone());
+    }
+    let mut inner = HfTokenizer::new(builder.build().map_err(|e| TokenizerError::Build(e.to_string()))?);
+    let mut steps = Vec::new();
+    if add_space_prefix {
+        steps.push(NormalizerWrapper::Prepend(Prepend::new(SPACE.to_string())));
+    }
+    let replace = Replace::new(" ", SPACE).map_err(|e| TokenizerError::Build(e.to_string()))?;
+    steps.push(NormalizerWrapper::Replace(replace));
+    inner.with_normalizer(Some(NormalizerSequence::new(steps)));
+    Ok(inner)
+}
+
+/// Byte-level BPE with the file's merges and llama.cpp's split for `tokenizer.ggml.pre`; also
+/// whether that split's models add BOS by default.
+fn byte_level_tokenizer(gguf: &Gguf, vocab: Vocab) -> Result<(HfTokenizer, bool), TokenizerError> {
+    let merges = byte_level_merges(gguf)?;
+    let pre = match gguf.get(KEY_PRE) {
+        // llama.cpp falls back to its default split for files converted before the key existed.
+        None => "default",
+        Some(_) => gguf.get_str(KEY_PRE)?,
+    };
+    let pre = PreSplit::for_name(pre)?;
+    let model = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .ignore_merges(pre.ignore_merges)
+        .build()
+        .map_err(|e| TokenizerError::Build(e.to_string()))?;
+    let mut inner = HfTokenizer::new(model);
+    inner.with_pre_tokenizer(Some(pre.pre_tokenizer()?));
+    Ok((inner, pre.add_bos))
 }
 
 /// `tokenizer.ggml.merges` items are "left right".

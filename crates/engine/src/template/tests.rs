@@ -121,3 +121,9 @@ fn strftime_formats_utc_dates() {
     // A leap day.
     assert_eq!(strftime("%Y-%m-%d %j", 1_709_164_800), "2024-02-29 060");
 }
+
+#[test]
+fn templates_can_be_shared_between_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<ChatTemplate>();
+}

@@ -259,3 +259,9 @@ fn bad_metadata_is_an_error_not_a_panic() {
     let err = build(meta).unwrap_err().to_string();
     assert!(err.contains("twice"), "{err}");
 }
+
+#[test]
+fn tokenizers_can_be_shared_between_threads() {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Tokenizer>();
+}
