@@ -336,7 +336,8 @@ impl Tokenizer {
     }
 
     /// The text of `ids`, with control tokens omitted (llama.cpp's detokenizer without special
-    /// tokens). Bytes that do not form valid UTF-8 become U+FFFD. For a vocabulary that prefixes
+    /// tokens, and without its clean-up of spaces before punctuation, so that decoding inverts
+    /// encoding). Bytes that do not form valid UTF-8 become U+FFFD. For a vocabulary that prefixes
     /// text with a space, the space the encoder added to the first token is removed again.
     pub fn decode(&self, ids: &[u32]) -> String {
         let mut bytes = Vec::new();
