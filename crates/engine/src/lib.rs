@@ -4,3 +4,5 @@ pub mod dtype;
 pub mod gguf;
 pub mod sampler;
 pub mod stop;
+pub mod template;
+pub mod tokenizer;

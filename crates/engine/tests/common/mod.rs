@@ -33,10 +33,12 @@ pub fn gemma3() -> Option<PathBuf> {
     model_file("gemma3-270m", "gemma-3-270m-q4_k_m.gguf")
 }
 
-/// A fixture file under `../shared/fixtures` (next to the repository) or this crate's own.
+/// A fixture file under `shared/fixtures` next to the repository (or next to any directory above
+/// it, so that a git worktree kept elsewhere finds it too).
 pub fn shared_fixture(relative: &str) -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let path = manifest.join("../../../shared/fixtures").join(relative);
-    assert!(path.is_file(), "fixture {} is missing", path.display());
-    path
+    let candidates: Vec<PathBuf> =
+        manifest.ancestors().skip(2).map(|dir| dir.join("shared/fixtures").join(relative)).collect();
+    let found = candidates.iter().find(|path| path.is_file());
+    found.cloned().unwrap_or_else(|| panic!("fixture {relative} is missing; looked in {candidates:#?}"))
 }
