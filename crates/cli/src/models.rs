@@ -13,8 +13,8 @@ pub fn list() -> anyhow::Result<()> {
     let mut out = io::stdout();
     writeln!(out, "{:width$}  {:10}  {:>10}  DESCRIPTION", "NAME", "KIND", "INSTALLED")?;
     for model in &models {
-        let installed = match model.installed {
-            Some(_) => human_bytes(model.size_on_disk),
+        let installed = match model.size_on_disk {
+            Some(size) => human_bytes(size),
             None => "no".to_owned(),
         };
         let (name, kind, description) =
@@ -39,7 +39,7 @@ pub fn pull(names: Vec<String>, all: bool, force: bool) -> anyhow::Result<()> {
     };
     let installed = store.list();
     for name in &names {
-        let present = installed.iter().find(|m| m.entry.name == name).and_then(|m| m.installed.as_ref());
+        let present = installed.iter().find(|m| m.entry.name == name).and_then(|m| m.path.as_ref());
         match present {
             Some(path) if !force => {
                 notice(&format!("{name} is already installed at {} (--force pulls it again)", path.display()))

@@ -16,7 +16,7 @@ const QUICKSTART_QUESTION: &str = "In two sentences, what is a language model?";
 pub fn quickstart() -> anyhow::Result<()> {
     let model = load_model(&ModelStore::from_env()?, DEFAULT_CHAT_MODEL, LoadOptions::default())?;
     let mut out = io::stdout();
-    writeln!(out, "{}\n", output::summary_line(DEFAULT_CHAT_MODEL, &model.summary()))?;
+    writeln!(out, "{}\n", output::summary_line(DEFAULT_CHAT_MODEL, model.summary()))?;
     write!(out, "system: {QUICKSTART_SYSTEM}\nuser: {QUICKSTART_QUESTION}\nassistant: ")?;
     out.flush()?;
     let messages = vec![Message::system(QUICKSTART_SYSTEM), Message::user(QUICKSTART_QUESTION)];

@@ -44,7 +44,7 @@ pub fn run(args: &ConversationArgs) -> anyhow::Result<()> {
     let model = load_model(&store, &model_args.model, model_args.load_options())?;
     let interactive = io::stdin().is_terminal();
     if interactive {
-        notice(&output::summary_line(model.name(), &model.summary()));
+        notice(&output::summary_line(model.name(), model.summary()));
         notice("Type a message, or /help for the commands.");
     }
     let mut repl = Repl {
@@ -142,7 +142,7 @@ impl Repl {
             "model" => {
                 anyhow::ensure!(!argument.is_empty(), "usage: /model NAME (a catalog name or a GGUF path)");
                 self.model = load_model(&self.store, argument, self.model_args.load_options())?;
-                writeln!(out, "{}", output::summary_line(self.model.name(), &self.model.summary()))?;
+                writeln!(out, "{}", output::summary_line(self.model.name(), self.model.summary()))?;
             }
             _ => anyhow::bail!("unknown command /{name}; /help lists the commands"),
         }

@@ -160,7 +160,7 @@ fn ask_json(home: &Path, args: &[&str], question: &str) -> Value {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
 }
 
-const CAPITAL: &str = "What is the capital of France?";
+const CAPITAL: &str = "What is the capital of France? Answer in one word.";
 
 #[test]
 fn ask_json_answers_with_every_field() {

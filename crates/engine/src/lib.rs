@@ -1,8 +1,15 @@
-//! Temper's local inference engine.
+#![doc = include_str!("../README.md")]
 
 pub mod dtype;
 pub mod gguf;
+mod local;
+pub mod model;
+pub mod quant;
 pub mod sampler;
 pub mod stop;
+mod summary;
 pub mod template;
 pub mod tokenizer;
+
+pub use local::{LoadOptions, LocalModel, DEFAULT_CONTEXT_WINDOW};
+pub use summary::ModelSummary;

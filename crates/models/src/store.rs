@@ -47,6 +47,31 @@ pub struct ModelInfo {
     pub files: Vec<FileStatus>,
 }
 
+impl std::fmt::Display for ModelInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let entry = self.status.entry;
+        writeln!(f, "{} ({}): {}", entry.name, entry.kind, entry.description)?;
+        let packages: Vec<String> = entry.packages.iter().map(|p| p.requirement()).collect();
+        writeln!(f, "packages: {}", packages.join(", "))?;
+        match &self.status.path {
+            Some(path) => writeln!(f, "installed: {}", path.display())?,
+            None => writeln!(f, "installed: no (temper models pull {})", entry.name)?,
+        }
+        for file in &self.files {
+            let state = match file.size_on_disk {
+                Some(size) => format!("{size} bytes"),
+                None => "missing".to_string(),
+            };
+            writeln!(
+                f,
+                "  {}  {} bytes, sha256 {}  [{state}]",
+                file.file.path, file.file.size, file.file.sha256
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// Models installed on this machine. A model's directory exists only once it is complete: a
 /// pull builds it in a temporary directory next to it and renames it into place last.
 #[derive(Debug, Clone)]

@@ -1,0 +1,59 @@
+use half::f16;
+
+/// Keys and values of every position seen so far, per layer, for one sequence. Stored as f16,
+/// as llama.cpp stores them: half the memory, and the same rounding as the reference.
+pub struct KvCache {
+    keys: Vec<Vec<f16>>,
+    values: Vec<Vec<f16>>,
+    kv_dim: usize,
+    capacity: usize,
+    /// The tokens whose keys and values are stored, in position order.
+    tokens: Vec<u32>,
+}
+
+impl KvCache {
+    pub fn new(layers: usize, kv_dim: usize, capacity: usize) -> KvCache {
+        KvCache {
+            keys: vec![vec![f16::ZERO; capacity * kv_dim]; layers],
+            values: vec![vec![f16::ZERO; capacity * kv_dim]; layers],
+            kv_dim,
+            capacity,
+            tokens: Vec::with_capacity(capacity),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// Forgets every position from `len` on, keeping the prefix for reuse.
+    pub fn truncate(&mut self, len: usize) {
+        self.tokens.truncate(len);
+    }
+
+    pub(super) fn write(&mut self, layer: usize, start: usize, keys: &[f32], values: &[f32]) {
+        let range = start * self.kv_dim..start * self.kv_dim + keys.len();
+        self.keys[layer][range.clone()].iter_mut().zip(keys).for_each(|(k, &x)| *k = f16::from_f32(x));
+        self.values[layer][range].iter_mut().zip(values).for_each(|(v, &x)| *v = f16::from_f32(x));
+    }
+
+    pub(super) fn layer(&self, layer: usize) -> (&[f16], &[f16]) {
+        (&self.keys[layer], &self.values[layer])
+    }
+
+    pub(super) fn advance(&mut self, tokens: &[u32]) {
+        self.tokens.extend_from_slice(tokens);
+    }
+}

@@ -1,0 +1,378 @@
+//! The transformer forward pass: weights borrowed from the memory-mapped GGUF, buffers
+//! allocated once per context, matmuls on the quantized kernels, attention over a KV cache.
+
+mod config;
+mod kv;
+mod ops;
+
+pub use config::{Architecture, ModelConfig, RopeStyle};
+pub use kv::KvCache;
+
+use half::f16;
+use rayon::prelude::*;
+
+use crate::dtype::GgmlType;
+use crate::gguf::{Gguf, GgufError, TensorInfo};
+use crate::quant;
+
+/// The most prompt tokens one forward pass takes; longer prompts run in chunks of this size.
+pub const MAX_BATCH: usize = 256;
+
+/// A weight matrix in the file: `rows` rows of `cols` values.
+struct Matrix {
+    info: TensorInfo,
+    rows: usize,
+    cols: usize,
+}
+
+struct Layer {
+    attn_norm: Vec<f32>,
+    wq: Matrix,
+    wk: Matrix,
+    wv: Matrix,
+    wo: Matrix,
+    q_bias: Option<Vec<f32>>,
+    k_bias: Option<Vec<f32>>,
+    v_bias: Option<Vec<f32>>,
+    q_norm: Option<Vec<f32>>,
+    k_norm: Option<Vec<f32>>,
+    post_attn_norm: Option<Vec<f32>>,
+    ffn_norm: Vec<f32>,
+    w_gate: Matrix,
+    w_up: Matrix,
+    w_down: Matrix,
+    post_ffn_norm: Option<Vec<f32>>,
+}
+
+/// A loaded model: its shape and its weights.
+pub struct Model {
+    pub config: ModelConfig,
+    gguf: Gguf,
+    embed: Matrix,
+    output: Matrix,
+    output_norm: Vec<f32>,
+    layers: Vec<Layer>,
+}
+
+/// What a forward pass can fail on.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("token id {id} is outside the vocabulary of {vocab} tokens")]
+    TokenOutOfRange { id: u32, vocab: usize },
+    #[error("the context is full: {needed} positions needed, {capacity} available")]
+    ContextFull { needed: usize, capacity: usize },
+    #[error(transparent)]
+    Kernel(#[from] quant::QuantError),
+}
+
+impl Model {
+    /// Checks every tensor the architecture needs is present with the right shape and a type
+    /// the kernels support.
+    pub fn from_gguf(gguf: Gguf) -> Result<Model, GgufError> {
+        let config = ModelConfig::from_gguf(&gguf)?;
+        let c = &config;
+        let matrix = |name: &str, rows: usize, cols: usize| load_matrix(&gguf, name, rows, cols);
+        let vector = |name: &str, len: usize| load_vector(&gguf, name, len);
+        let optional = |name: &str, len: usize| match gguf.tensor(name) {
+            Some(_) => vector(name, len).map(Some),
+            None => Ok(None),
+        };
+        let embed = matrix("token_embd.weight", c.vocab, c.embedding)?;
+        let output = match gguf.tensor("output.weight") {
+            Some(_) => matrix("output.weight", c.vocab, c.embedding)?,
+            None => matrix("token_embd.weight", c.vocab, c.embedding)?,
+        };
+        let output_norm = vector("output_norm.weight", c.embedding)?;
+        let mut layers = Vec::with_capacity(c.layers);
+        for i in 0..c.layers {
+            let n = |suffix: &str| format!("blk.{i}.{suffix}");
+            layers.push(Layer {
+                attn_norm: vector(&n("attn_norm.weight"), c.embedding)?,
+                wq: matrix(&n("attn_q.weight"), c.q_dim(), c.embedding)?,
+                wk: matrix(&n("attn_k.weight"), c.kv_dim(), c.embedding)?,
+                wv: matrix(&n("attn_v.weight"), c.kv_dim(), c.embedding)?,
+                wo: matrix(&n("attn_output.weight"), c.embedding, c.q_dim())?,
+                q_bias: optional(&n("attn_q.bias"), c.q_dim())?,
+                k_bias: optional(&n("attn_k.bias"), c.kv_dim())?,
+                v_bias: optional(&n("attn_v.bias"), c.kv_dim())?,
+                q_norm: optional(&n("attn_q_norm.weight"), c.head_dim)?,
+                k_norm: optional(&n("attn_k_norm.weight"), c.head_dim)?,
+                post_attn_norm: optional(&n("post_attention_norm.weight"), c.embedding)?,
+                ffn_norm: vector(&n("ffn_norm.weight"), c.embedding)?,
+                w_gate: matrix(&n("ffn_gate.weight"), c.feed_forward, c.embedding)?,
+                w_up: matrix(&n("ffn_up.weight"), c.feed_forward, c.embedding)?,
+                w_down: matrix(&n("ffn_down.weight"), c.embedding, c.feed_forward)?,
+                post_ffn_norm: optional(&n("post_ffw_norm.weight"), c.embedding)?,
+            });
+        }
+        Ok(Model { config, gguf, embed, output, output_norm, layers })
+    }
+
+    /// Parameters stored in the file.
+    pub fn parameter_count(&self) -> u64 {
+        self.gguf.tensors.iter().map(TensorInfo::elements).sum()
+    }
+
+    pub fn gguf(&self) -> &Gguf {
+        &self.gguf
+    }
+
+    /// Runs `tokens` at the positions after those already in `cache`, appends their keys and
+    /// values to it, and writes the logits of the last token to `logits` (vocab-sized).
+    pub fn forward(
+        &self,
+        cache: &mut KvCache,
+        tokens: &[u32],
+        scratch: &mut Scratch,
+        logits: &mut [f32],
+    ) -> Result<(), ForwardError> {
+        let vocab = self.config.vocab;
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        if let Some(&id) = tokens.iter().find(|&&id| id as usize >= vocab) {
+            return Err(ForwardError::TokenOutOfRange { id, vocab });
+        }
+        let needed = cache.len() + tokens.len();
+        if needed > cache.capacity() {
+            return Err(ForwardError::ContextFull { needed, capacity: cache.capacity() });
+        }
+        for chunk in tokens.chunks(MAX_BATCH) {
+            self.forward_batch(cache, chunk, scratch)?;
+        }
+        // Only the last position's logits are needed: the output matmul is the largest.
+        let d = self.config.embedding;
+        let last_in_chunk = (tokens.len() - 1) % MAX_BATCH;
+        let x_last = &scratch.x[last_in_chunk * d..(last_in_chunk + 1) * d];
+        ops::rms_norm(x_last, &self.output_norm, self.config.rms_eps, &mut scratch.h[..d]);
+        self.matmul(&self.output, &scratch.h[..d], 1, logits, &mut scratch.act)?;
+        Ok(())
+    }
+
+    fn matmul(
+        &self,
+        w: &Matrix,
+        x: &[f32],
+        n: usize,
+        out: &mut [f32],
+        act: &mut Vec<u8>,
+    ) -> Result<(), ForwardError> {
+        let data = self.gguf.tensor_data(&w.info);
+        quant::matmul(w.info.ty, data, w.rows, w.cols, x, n, &mut out[..n * w.rows], act)?;
+        Ok(())
+    }
+
+    fn forward_batch(
+        &self,
+        cache: &mut KvCache,
+        tokens: &[u32],
+        s: &mut Scratch,
+    ) -> Result<(), ForwardError> {
+        let c = &self.config;
+        let (n, d, qd, kvd, ff, hd) =
+            (tokens.len(), c.embedding, c.q_dim(), c.kv_dim(), c.feed_forward, c.head_dim);
+        let start = cache.len();
+
+        let embed_data = self.gguf.tensor_data(&self.embed.info);
+        let row_bytes = embed_data.len() / self.embed.rows;
+        for (t, &id) in tokens.iter().enumerate() {
+            let row = &embed_data[id as usize * row_bytes..(id as usize + 1) * row_bytes];
+            quant::dequantize_row(self.embed.info.ty, row, &mut s.x[t * d..(t + 1) * d])?;
+        }
+        if c.architecture == Architecture::Gemma3 {
+            let scale = (d as f32).sqrt();
+            s.x[..n * d].iter_mut().for_each(|v| *v *= scale);
+        }
+        s.rope.prepare(c, start, n);
+
+        for (li, layer) in self.layers.iter().enumerate() {
+            for t in 0..n {
+                ops::rms_norm(
+                    &s.x[t * d..(t + 1) * d],
+                    &layer.attn_norm,
+                    c.rms_eps,
+                    &mut s.h[t * d..(t + 1) * d],
+                );
+            }
+            self.matmul(&layer.wq, &s.h[..n * d], n, &mut s.q, &mut s.act)?;
+            self.matmul(&layer.wk, &s.h[..n * d], n, &mut s.k, &mut s.act)?;
+            self.matmul(&layer.wv, &s.h[..n * d], n, &mut s.v, &mut s.act)?;
+            for (buf, bias, width) in [
+                (&mut s.q, &layer.q_bias, qd),
+                (&mut s.k, &layer.k_bias, kvd),
+                (&mut s.v, &layer.v_bias, kvd),
+            ] {
+                if let Some(bias) = bias {
+                    buf[..n * width].chunks_mut(width).for_each(|row| ops::add(row, bias));
+                }
+            }
+            for (buf, norm, width) in [(&mut s.q, &layer.q_norm, qd), (&mut s.k, &layer.k_norm, kvd)] {
+                if let Some(norm) = norm {
+                    for head in buf[..n * width].chunks_mut(hd) {
+                        ops::rms_norm_in_place(head, norm, c.rms_eps);
+                    }
+                }
+            }
+            let sliding = c.is_sliding(li);
+            s.rope.apply(c, sliding, &mut s.q[..n * qd], qd);
+            s.rope.apply(c, sliding, &mut s.k[..n * kvd], kvd);
+            cache.write(li, start, &s.k[..n * kvd], &s.v[..n * kvd]);
+
+            let window = if sliding { c.sliding_window } else { None };
+            self.attention(cache, li, start, n, window, s);
+            self.matmul(&layer.wo, &s.attn[..n * qd], n, &mut s.h, &mut s.act)?;
+            if let Some(norm) = &layer.post_attn_norm {
+                s.h[..n * d].chunks_mut(d).for_each(|row| ops::rms_norm_in_place(row, norm, c.rms_eps));
+            }
+            ops::add(&mut s.x[..n * d], &s.h[..n * d]);
+
+            for t in 0..n {
+                ops::rms_norm(
+                    &s.x[t * d..(t + 1) * d],
+                    &layer.ffn_norm,
+                    c.rms_eps,
+                    &mut s.h[t * d..(t + 1) * d],
+                );
+            }
+            self.matmul(&layer.w_gate, &s.h[..n * d], n, &mut s.gate, &mut s.act)?;
+            self.matmul(&layer.w_up, &s.h[..n * d], n, &mut s.up, &mut s.act)?;
+            let activation = if c.architecture == Architecture::Gemma3 { ops::gelu_tanh } else { ops::silu };
+            s.gate[..n * ff].par_chunks_mut(4096).zip(s.up[..n * ff].par_chunks(4096)).for_each(|(g, u)| {
+                g.iter_mut().zip(u).for_each(|(g, u)| *g = activation(*g) * u);
+            });
+            self.matmul(&layer.w_down, &s.gate[..n * ff], n, &mut s.h, &mut s.act)?;
+            if let Some(norm) = &layer.post_ffn_norm {
+                s.h[..n * d].chunks_mut(d).for_each(|row| ops::rms_norm_in_place(row, norm, c.rms_eps));
+            }
+            ops::add(&mut s.x[..n * d], &s.h[..n * d]);
+        }
+        cache.advance(tokens);
+        Ok(())
+    }
+
+    /// Causal attention of the `n` new queries (at positions `start..start + n`) over the cache,
+    /// one head per task; `window` limits how far back a sliding-window layer looks.
+    fn attention(
+        &self,
+        cache: &KvCache,
+        layer: usize,
+        start: usize,
+        n: usize,
+        window: Option<usize>,
+        s: &mut Scratch,
+    ) {
+        let c = &self.config;
+        let (hd, qd, group) = (c.head_dim, c.q_dim(), c.heads / c.kv_heads);
+        let (keys, values) = cache.layer(layer);
+        let kvd = c.kv_dim();
+        let q = &s.q;
+        s.head_out.par_iter_mut().zip(s.scores.par_iter_mut()).enumerate().for_each(|(h, (out, scores))| {
+            let kv_off = (h / group) * hd;
+            let mut query_f16 = vec![0.0f32; hd];
+            for t in 0..n {
+                let pos = start + t;
+                let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                // The query meets the f16 keys at f16 precision, as in llama.cpp.
+                let query = &q[t * qd + h * hd..t * qd + (h + 1) * hd];
+                query_f16.iter_mut().zip(query).for_each(|(q16, &x)| *q16 = f16::from_f32(x).to_f32());
+                let scores = &mut scores[..pos + 1 - first];
+                for (j, score) in scores.iter_mut().enumerate() {
+                    let key = &keys[(first + j) * kvd + kv_off..][..hd];
+                    *score = ops::dot_f16(&query_f16, key) * c.attention_scale;
+                }
+                let o = &mut out[t * hd..(t + 1) * hd];
+                let values = (first..=pos).map(|p| &values[p * kvd + kv_off..][..hd]);
+                ops::attend_f16(scores, values, o);
+            }
+        });
+        for (h, out) in s.head_out.iter().enumerate() {
+            for t in 0..n {
+                s.attn[t * qd + h * hd..t * qd + (h + 1) * hd].copy_from_slice(&out[t * hd..(t + 1) * hd]);
+            }
+        }
+    }
+}
+
+fn load_matrix(g: &Gguf, name: &str, rows: usize, cols: usize) -> Result<Matrix, GgufError> {
+    let info = g.tensor(name).ok_or_else(|| GgufError::Invalid {
+        what: format!("tensor `{name}`"),
+        offset: 0,
+        reason: "is missing".into(),
+    })?;
+    if info.dims != [cols as u64, rows as u64] {
+        return Err(GgufError::Invalid {
+            what: format!("tensor `{name}`"),
+            offset: 0,
+            reason: format!("has dimensions {:?}, expected [{cols}, {rows}]", info.dims),
+        });
+    }
+    if !quant::supports_matmul(info.ty) {
+        return Err(GgufError::Invalid {
+            what: format!("tensor `{name}`"),
+            offset: 0,
+            reason: format!("has type {}, which the engine's kernels do not support", info.ty),
+        });
+    }
+    Ok(Matrix { info: info.clone(), rows, cols })
+}
+
+fn load_vector(g: &Gguf, name: &str, len: usize) -> Result<Vec<f32>, GgufError> {
+    let info = g.tensor(name).ok_or_else(|| GgufError::Invalid {
+        what: format!("tensor `{name}`"),
+        offset: 0,
+        reason: "is missing".into(),
+    })?;
+    if info.elements() != len as u64 || !matches!(info.ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) {
+        return Err(GgufError::Invalid {
+            what: format!("tensor `{name}`"),
+            offset: 0,
+            reason: format!("is {} {:?}, expected {len} floats", info.ty, info.dims),
+        });
+    }
+    let mut out = vec![0.0; len];
+    quant::dequantize_row(info.ty, g.tensor_data(info), &mut out).map_err(|e| GgufError::Invalid {
+        what: format!("tensor `{name}`"),
+        offset: 0,
+        reason: e.to_string(),
+    })?;
+    Ok(out)
+}
+
+/// Every buffer a forward pass needs, allocated once for a context.
+pub struct Scratch {
+    x: Vec<f32>,
+    h: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    attn: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    head_out: Vec<Vec<f32>>,
+    scores: Vec<Vec<f32>>,
+    act: Vec<u8>,
+    rope: ops::RopeTables,
+}
+
+impl Scratch {
+    pub fn new(c: &ModelConfig, context: usize) -> Scratch {
+        let b = MAX_BATCH;
+        Scratch {
+            x: vec![0.0; b * c.embedding],
+            h: vec![0.0; b * c.embedding.max(c.q_dim())],
+            q: vec![0.0; b * c.q_dim()],
+            k: vec![0.0; b * c.kv_dim()],
+            v: vec![0.0; b * c.kv_dim()],
+            attn: vec![0.0; b * c.q_dim()],
+            gate: vec![0.0; b * c.feed_forward],
+            up: vec![0.0; b * c.feed_forward],
+            head_out: vec![vec![0.0; b * c.head_dim]; c.heads],
+            scores: vec![vec![0.0; context]; c.heads],
+            act: Vec::new(),
+            rope: ops::RopeTables::new(c.head_dim),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

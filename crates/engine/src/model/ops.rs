@@ -1,0 +1,176 @@
+//! The small vector operations of the forward pass.
+
+use half::f16;
+
+use super::{ModelConfig, RopeStyle};
+use crate::quant::{self, CpuLevel};
+
+/// The dot product of f32 values with f16 ones.
+pub fn dot_f16(a: &[f32], b: &[f16]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if a.len().is_multiple_of(8) && quant::cpu_level() >= CpuLevel::Avx2 {
+        // SAFETY: the CPU has AVX2, FMA and F16C (that is what the Avx2 level means), and the
+        // lengths are whole vectors.
+        return unsafe { x86::dot_f16(a, b) };
+    }
+    a.iter().zip(b).map(|(x, y)| x * y.to_f32()).sum()
+}
+
+/// Softmax of `scores` times the value rows, in one pass with a running maximum. The weighted
+/// sum is kept at f16 precision, as llama.cpp's CPU flash attention keeps it, so that logits
+/// stay close to the reference's.
+pub fn attend_f16<'a>(scores: &[f32], values: impl Iterator<Item = &'a [f16]>, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    let simd = out.len().is_multiple_of(8) && quant::cpu_level() >= CpuLevel::Avx2;
+    let round = |x: f32| f16::from_f32(x).to_f32();
+    let (mut max, mut sum) = (f32::NEG_INFINITY, 0.0f32);
+    out.fill(0.0);
+    for (&score, value) in scores.iter().zip(values) {
+        let mut rescale = 1.0;
+        if score > max {
+            rescale = (max - score).exp();
+            sum *= rescale;
+            max = score;
+        }
+        let weight = (score - max).exp();
+        sum += weight;
+        #[cfg(target_arch = "x86_64")]
+        if simd {
+            // SAFETY: as in `dot_f16`.
+            unsafe { x86::scale_add_f16(out, rescale, value, weight) };
+            continue;
+        }
+        out.iter_mut().zip(value).for_each(|(o, v)| *o = round(round(*o * rescale) + v.to_f32() * weight));
+    }
+    let inv = 1.0 / sum;
+    out.iter_mut().for_each(|o| *o *= inv);
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use half::f16;
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_f16(a: &[f32], b: &[f16]) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        for (a, b) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+            let b = _mm256_cvtph_ps(_mm_loadu_si128(b.as_ptr().cast()));
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr()), b, acc);
+        }
+        let sum = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+        let sum = _mm_add_ps(sum, _mm_movehl_ps(sum, sum));
+        _mm_cvtss_f32(_mm_add_ss(sum, _mm_movehdup_ps(sum)))
+    }
+
+    /// `out = f16(f16(out × rescale) + value × weight)`, eight lanes at a time.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn scale_add_f16(out: &mut [f32], rescale: f32, value: &[f16], weight: f32) {
+        const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT;
+        let (rescale, weight) = (_mm256_set1_ps(rescale), _mm256_set1_ps(weight));
+        for (o, v) in out.chunks_exact_mut(8).zip(value.chunks_exact(8)) {
+            let scaled = _mm256_cvtph_ps(_mm256_cvtps_ph::<NEAREST>(_mm256_mul_ps(
+                _mm256_loadu_ps(o.as_ptr()),
+                rescale,
+            )));
+            let v = _mm256_cvtph_ps(_mm_loadu_si128(v.as_ptr().cast()));
+            let sum = _mm256_cvtph_ps(_mm256_cvtps_ph::<NEAREST>(_mm256_fmadd_ps(v, weight, scaled)));
+            _mm256_storeu_ps(o.as_mut_ptr(), sum);
+        }
+    }
+}
+
+pub fn add(out: &mut [f32], x: &[f32]) {
+    out.iter_mut().zip(x).for_each(|(o, x)| *o += x);
+}
+
+pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let scale = rms_scale(x, eps);
+    out.iter_mut().zip(x).zip(weight).for_each(|((o, x), w)| *o = x * scale * w);
+}
+
+pub fn rms_norm_in_place(x: &mut [f32], weight: &[f32], eps: f32) {
+    let scale = rms_scale(x, eps);
+    x.iter_mut().zip(weight).for_each(|(x, w)| *x *= scale * w);
+}
+
+fn rms_scale(x: &[f32], eps: f32) -> f32 {
+    let mean_square = x.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>() / x.len() as f64;
+    (1.0 / (mean_square + eps as f64).sqrt()) as f32
+}
+
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// GELU with the tanh approximation, as Gemma uses, at f16 precision in (-10, 10) as
+/// llama.cpp's lookup table computes it.
+pub fn gelu_tanh(x: f32) -> f32 {
+    if x <= -10.0 {
+        return 0.0;
+    }
+    if x >= 10.0 {
+        return x;
+    }
+    let round = |x: f32| f16::from_f32(x).to_f32();
+    round(gelu_tanh_exact(round(x)))
+}
+
+fn gelu_tanh_exact(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)).tanh())
+}
+
+/// Cosines and sines of the rotary angles for the positions of one batch, for the global
+/// and the sliding-window rotary bases.
+pub struct RopeTables {
+    half: usize,
+    global: Vec<(f32, f32)>,
+    local: Vec<(f32, f32)>,
+}
+
+impl RopeTables {
+    pub fn new(head_dim: usize) -> RopeTables {
+        RopeTables { half: head_dim / 2, global: Vec::new(), local: Vec::new() }
+    }
+
+    pub fn prepare(&mut self, c: &ModelConfig, start: usize, n: usize) {
+        fill_angles(&mut self.global, c.rope_base, self.half, start, n);
+        if c.sliding_window.is_some() {
+            fill_angles(&mut self.local, c.rope_base_local, self.half, start, n);
+        }
+    }
+
+    /// Rotates every head of every token in `x` (rows of `width` values).
+    pub fn apply(&self, c: &ModelConfig, sliding: bool, x: &mut [f32], width: usize) {
+        let table = if sliding { &self.local } else { &self.global };
+        let half = self.half;
+        for (t, row) in x.chunks_mut(width).enumerate() {
+            let angles = &table[t * half..(t + 1) * half];
+            for head in row.chunks_mut(2 * half) {
+                for (i, &(cos, sin)) in angles.iter().enumerate() {
+                    let (a, b) = match c.rope_style {
+                        RopeStyle::Adjacent => (2 * i, 2 * i + 1),
+                        RopeStyle::Halves => (i, i + half),
+                    };
+                    let (x0, x1) = (head[a], head[b]);
+                    head[a] = x0 * cos - x1 * sin;
+                    head[b] = x0 * sin + x1 * cos;
+                }
+            }
+        }
+    }
+}
+
+fn fill_angles(table: &mut Vec<(f32, f32)>, base: f32, half: usize, start: usize, n: usize) {
+    table.clear();
+    let step = base.powf(-1.0 / half as f32);
+    for pos in start..start + n {
+        let mut theta = pos as f32;
+        for _ in 0..half {
+            table.push((theta.cos(), theta.sin()));
+            theta *= step;
+        }
+    }
+}

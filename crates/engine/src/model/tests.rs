@@ -1,0 +1,177 @@
+//! The forward pass on tiny random models made in the test: batching, the KV cache, prefix
+//! reuse and the sliding window must not change what the model computes.
+
+use super::*;
+use crate::gguf::{GgufWriter, MetaValue};
+
+pub(crate) struct TinyShape {
+    pub arch: &'static str,
+    pub layers: usize,
+    pub vocab: usize,
+    pub window: u32,
+}
+
+const EMBED: usize = 32;
+const HEADS: usize = 4;
+const KV_HEADS: usize = 2;
+const HEAD_DIM: usize = 8;
+const FFN: usize = 48;
+
+/// A GGUF writer holding a random model of the given shape, with F32 weights.
+pub(crate) fn tiny_model(shape: &TinyShape, seed: u64) -> GgufWriter {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut random = |n: usize, scale: f32| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale
+            })
+            .collect()
+    };
+    let arch = shape.arch;
+    let u32_meta = |v: usize| MetaValue::U32(v as u32);
+    let mut w = GgufWriter::new()
+        .meta("general.architecture", MetaValue::String(arch.into()))
+        .meta(&format!("{arch}.block_count"), u32_meta(shape.layers))
+        .meta(&format!("{arch}.embedding_length"), u32_meta(EMBED))
+        .meta(&format!("{arch}.feed_forward_length"), u32_meta(FFN))
+        .meta(&format!("{arch}.attention.head_count"), u32_meta(HEADS))
+        .meta(&format!("{arch}.attention.head_count_kv"), u32_meta(KV_HEADS))
+        .meta(&format!("{arch}.attention.key_length"), u32_meta(HEAD_DIM))
+        .meta(&format!("{arch}.context_length"), u32_meta(256))
+        .meta(&format!("{arch}.vocab_size"), u32_meta(shape.vocab))
+        .meta(&format!("{arch}.attention.layer_norm_rms_epsilon"), MetaValue::F32(1e-5))
+        .meta(&format!("{arch}.attention.sliding_window"), MetaValue::U32(shape.window));
+    let (q, kv) = ((HEADS * HEAD_DIM) as u64, (KV_HEADS * HEAD_DIM) as u64);
+    let (e, f, v) = (EMBED as u64, FFN as u64, shape.vocab as u64);
+    let mut matrix = |w: GgufWriter, name: &str, cols: u64, rows: u64| {
+        let values = random((cols * rows) as usize, 1.0 / (cols as f32).sqrt());
+        w.tensor_f32(name, &[cols, rows], &values)
+    };
+    w = matrix(w, "token_embd.weight", e, v);
+    w = w.tensor_f32("output_norm.weight", &[e], &[1.0; EMBED]);
+    for i in 0..shape.layers {
+        let n = |s: &str| format!("blk.{i}.{s}");
+        w = matrix(w, &n("attn_q.weight"), e, q);
+        w = matrix(w, &n("attn_k.weight"), e, kv);
+        w = matrix(w, &n("attn_v.weight"), e, kv);
+        w = matrix(w, &n("attn_output.weight"), q, e);
+        w = matrix(w, &n("ffn_gate.weight"), e, f);
+        w = matrix(w, &n("ffn_up.weight"), e, f);
+        w = matrix(w, &n("ffn_down.weight"), f, e);
+        let mut norms = vec!["attn_norm.weight", "ffn_norm.weight"];
+        if arch == "gemma3" {
+            norms.extend(["post_attention_norm.weight", "post_ffw_norm.weight"]);
+            w = w.tensor_f32(&n("attn_q_norm.weight"), &[HEAD_DIM as u64], &[1.0; HEAD_DIM]);
+            w = w.tensor_f32(&n("attn_k_norm.weight"), &[HEAD_DIM as u64], &[1.0; HEAD_DIM]);
+        }
+        for norm in norms {
+            w = w.tensor_f32(&n(norm), &[e], &[1.0; EMBED]);
+        }
+    }
+    w
+}
+
+fn load(shape: &TinyShape) -> Model {
+    Model::from_gguf(Gguf::from_bytes(tiny_model(shape, 7).to_bytes()).unwrap()).unwrap()
+}
+
+const LLAMA: TinyShape = TinyShape { arch: "llama", layers: 2, vocab: 64, window: 0 };
+const GEMMA: TinyShape = TinyShape { arch: "gemma3", layers: 6, vocab: 64, window: 4 };
+
+fn prompt(len: usize) -> Vec<u32> {
+    (0..len as u32).map(|i| (i * 7 + 3) % 64).collect()
+}
+
+fn last_logits(model: &Model, tokens: &[u32], step: usize) -> Vec<f32> {
+    let mut cache = KvCache::new(model.config.layers, model.config.kv_dim(), 64);
+    let mut scratch = Scratch::new(&model.config, 64);
+    let mut logits = vec![0.0; model.config.vocab];
+    for chunk in tokens.chunks(step) {
+        model.forward(&mut cache, chunk, &mut scratch, &mut logits).unwrap();
+    }
+    assert_eq!(cache.tokens(), tokens);
+    logits
+}
+
+fn assert_close(a: &[f32], b: &[f32]) {
+    let worst = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+    assert!(worst < 1e-4, "logits differ by {worst}");
+}
+
+#[test]
+fn batched_prefill_equals_token_by_token() {
+    for shape in [LLAMA, GEMMA] {
+        let model = load(&shape);
+        let tokens = prompt(20);
+        let whole = last_logits(&model, &tokens, tokens.len());
+        assert_close(&whole, &last_logits(&model, &tokens, 1));
+        assert_close(&whole, &last_logits(&model, &tokens, 3));
+    }
+}
+
+#[test]
+fn a_reused_prefix_gives_the_same_logits() {
+    let model = load(&GEMMA);
+    let tokens = prompt(12);
+    let mut cache = KvCache::new(model.config.layers, model.config.kv_dim(), 64);
+    let mut scratch = Scratch::new(&model.config, 64);
+    let mut logits = vec![0.0; model.config.vocab];
+    let other: Vec<u32> = tokens[..8].iter().chain(&[1, 2, 3]).copied().collect();
+    model.forward(&mut cache, &other, &mut scratch, &mut logits).unwrap();
+    cache.truncate(8);
+    model.forward(&mut cache, &tokens[8..], &mut scratch, &mut logits).unwrap();
+    assert_close(&logits, &last_logits(&model, &tokens, tokens.len()));
+}
+
+#[test]
+fn sliding_window_layers_forget_old_tokens() {
+    // Five layers, all sliding (every sixth layer is global), window 2: the last position
+    // sees at most 5 tokens back, so the first token of a 12-token prompt cannot matter.
+    let shape = TinyShape { arch: "gemma3", layers: 5, vocab: 64, window: 2 };
+    let model = load(&shape);
+    let mut tokens = prompt(12);
+    let before = last_logits(&model, &tokens, 12);
+    tokens[0] = (tokens[0] + 1) % 64;
+    assert_close(&before, &last_logits(&model, &tokens, 12));
+    // A global model does see it.
+    let llama = load(&LLAMA);
+    let changed = last_logits(&llama, &tokens, 12);
+    tokens[0] = (tokens[0] + 63) % 64;
+    let original = last_logits(&llama, &tokens, 12);
+    assert!(changed.iter().zip(&original).any(|(a, b)| (a - b).abs() > 1e-4));
+}
+
+#[test]
+fn bad_tokens_and_a_full_context_are_errors() {
+    let model = load(&LLAMA);
+    let mut cache = KvCache::new(model.config.layers, model.config.kv_dim(), 4);
+    let mut scratch = Scratch::new(&model.config, 4);
+    let mut logits = vec![0.0; model.config.vocab];
+    let err = model.forward(&mut cache, &[64], &mut scratch, &mut logits).unwrap_err();
+    assert_eq!(err.to_string(), "token id 64 is outside the vocabulary of 64 tokens");
+    let err = model.forward(&mut cache, &[1, 2, 3, 4, 5], &mut scratch, &mut logits).unwrap_err();
+    assert_eq!(err.to_string(), "the context is full: 5 positions needed, 4 available");
+}
+
+#[test]
+fn unsupported_models_are_refused_by_name() {
+    let refuse = |writer: GgufWriter| {
+        Model::from_gguf(Gguf::from_bytes(writer.to_bytes()).unwrap()).err().unwrap().to_string()
+    };
+
+    let err = refuse(GgufWriter::new().meta("general.architecture", MetaValue::String("gptj".into())));
+    assert!(err.contains("`gptj` is not supported"), "{err}");
+
+    let err = refuse(tiny_model(&LLAMA, 1).meta("llama.block_count", MetaValue::U32(3)));
+    assert!(err.contains("metadata key `llama.block_count`") || err.contains("blk.2"), "{err}");
+
+    // A Q2_K matrix: a quant format the kernels do not implement.
+    let g =
+        Gguf::from_bytes(GgufWriter::new().tensor("w", &[256, 2], GgmlType::Q2K, vec![0; 84 * 2]).to_bytes())
+            .unwrap();
+    let err = load_matrix(&g, "w", 2, 256).err().unwrap().to_string();
+    assert!(err.contains("has type Q2_K"), "{err}");
+}

@@ -1,0 +1,364 @@
+//! AVX2+FMA+F16C kernels. Same arithmetic as the portable ones: integer dot products per block
+//! with `maddubs` (unsigned × signed bytes), scaled in f32 with FMA.
+//!
+//! Every load goes through a bounds-checked slice, so a wrong length panics instead of reading
+//! out of bounds; the dispatcher validates all lengths before calling in.
+
+use std::arch::x86_64::*;
+
+use super::formats::*;
+use super::{DotFn, TOKEN_TILE};
+use crate::dtype::GgmlType;
+
+pub(super) fn kernel(ty: GgmlType) -> Option<DotFn> {
+    Some(match ty {
+        GgmlType::F32 => dot_float::<F32>,
+        GgmlType::F16 => dot_float::<F16>,
+        GgmlType::BF16 => dot_float::<BF16>,
+        GgmlType::Q4_0 => dot_32::<Q4_0>,
+        GgmlType::Q4_1 => dot_32::<Q4_1>,
+        GgmlType::Q5_0 => dot_32::<Q5_0>,
+        GgmlType::Q5_1 => dot_32::<Q5_1>,
+        GgmlType::Q8_0 => dot_32::<Q8_0>,
+        GgmlType::Q4K => dot_k::<Q4K>,
+        GgmlType::Q5K => dot_k::<Q5K>,
+        GgmlType::Q6K => dot_k::<Q6K>,
+        GgmlType::Q2K | GgmlType::Q3K => return None,
+    })
+}
+
+const _: () = assert!(TOKEN_TILE == 4, "the tile dispatch below instantiates kernels for 1..=4 tokens");
+
+/// Runs the instance of `$kernel` specialised for the number of tokens in `$acts`, so that the
+/// per-token accumulators live in registers.
+macro_rules! per_tile {
+    ($kernel:ident::<$f:ty>($w:expr, $acts:expr, $out:expr)) => {
+        // SAFETY: kernels of this module are only handed out by `kernel`, which `quant::kernel`
+        // calls only when the CPU has AVX2, FMA and F16C.
+        unsafe {
+            match $acts.len() {
+                1 => $kernel::<$f, 1>($w, $acts, $out),
+                2 => $kernel::<$f, 2>($w, $acts, $out),
+                3 => $kernel::<$f, 3>($w, $acts, $out),
+                _ => $kernel::<$f, 4>($w, $acts, $out),
+            }
+        }
+    };
+}
+
+fn dot_float<F: AvxFloat>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
+    per_tile!(dot_float_n::<F>(w, acts, out))
+}
+
+fn dot_32<F: Avx32>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
+    per_tile!(dot_32_n::<F>(w, acts, out))
+}
+
+fn dot_k<F: AvxK>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
+    per_tile!(dot_k_n::<F>(w, acts, out))
+}
+
+// SAFETY (all helpers below): callers run with AVX2, FMA and F16C enabled; each load reads
+// exactly the bytes of a slice that was cut to that length first.
+
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn load128(b: &[u8]) -> __m128i {
+    let b = &b[..16];
+    _mm_loadu_si128(b.as_ptr().cast())
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn load256(b: &[u8]) -> __m256i {
+    let b = &b[..32];
+    _mm256_loadu_si256(b.as_ptr().cast())
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn load_i16x16(v: &[i16; 16]) -> __m256i {
+    _mm256_loadu_si256(v.as_ptr().cast())
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn load_f32x8(b: &[u8]) -> __m256 {
+    let b = &b[..32];
+    _mm256_loadu_ps(b.as_ptr().cast())
+}
+
+/// The two f16 at `b[0..4]`, converted.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn f16_pair(b: &[u8]) -> (f32, f32) {
+    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+    (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn f16_one(b: &[u8]) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(u16::from_le_bytes([b[0], b[1]])))))
+}
+
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+}
+
+/// Each byte of `v` and `mask`.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn mask8(v: __m256i, mask: u8) -> __m256i {
+    _mm256_and_si256(v, _mm256_set1_epi8(mask as i8))
+}
+
+trait AvxFloat: FloatFormat {
+    /// Eight consecutive values from `b`.
+    unsafe fn load8(b: &[u8]) -> __m256;
+}
+
+impl AvxFloat for F32 {
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn load8(b: &[u8]) -> __m256 {
+        load_f32x8(b)
+    }
+}
+
+impl AvxFloat for F16 {
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn load8(b: &[u8]) -> __m256 {
+        _mm256_cvtph_ps(load128(b))
+    }
+}
+
+impl AvxFloat for BF16 {
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn load8(b: &[u8]) -> __m256 {
+        // A bf16 is the top half of an f32.
+        _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(load128(b)), 16))
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_float_n<F: AvxFloat, const N: usize>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
+    let wb = F::TY.block_bytes();
+    let full = w.len() / wb / 8 * 8;
+    let mut acc = [_mm256_setzero_ps(); N];
+    for (i, w8) in w[..full * wb].chunks_exact(8 * wb).enumerate() {
+        let v = F::load8(w8);
+        for (acc, a) in acc.iter_mut().zip(acts) {
+            *acc = _mm256_fmadd_ps(v, load_f32x8(&a[32 * i..]), *acc);
+        }
+    }
+    for ((o, acc), a) in out.iter_mut().zip(acc).zip(acts) {
+        *o = hsum(acc) + float_dot::<F>(&w[full * wb..], &a[4 * full..]);
+    }
+}
+
+trait Avx32: Format32 {
+    /// Whether the quants are signed; unsigned ones are in 0..32 and go straight into `maddubs`.
+    const SIGNED: bool;
+    /// The 32 quants in value order, and the block's scale and min.
+    unsafe fn load(b: &[u8]) -> (__m256i, f32, f32);
+}
+
+/// 16 bytes of nibbles as 32 bytes: low nibbles (values 0..16) in the low lane.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn nibbles(b: &[u8]) -> __m256i {
+    let raw = load128(b);
+    _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(0x0F))
+}
+
+/// Bit `j` of the little-endian u32 at `b[0..4]` as 0x10 in byte `j` (the fifth bit of value `j`).
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn fifth_bits(b: &[u8]) -> __m256i {
+    let bits = _mm256_set1_epi32(i32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    // Byte j takes source byte j / 8 and tests bit j % 8 of it.
+    let spread = _mm256_shuffle_epi8(
+        bits,
+        _mm256_setr_epi8(
+            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3,
+        ),
+    );
+    let mask = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, mask), mask);
+    mask8(set, 0x10)
+}
+
+impl Avx32 for Q4_0 {
+    const SIGNED: bool = true;
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn load(b: &[u8]) -> (__m256i, f32, f32) {
+        (_mm256_sub_epi8(nibbles(&b[2..]), _mm256_set1_epi8(8)), f16_one(b), 0.0)
+    }
+}
+
+impl Avx32 for Q4_1 {
+    const SIGNED: bool = false;
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn load(b: &[u8]) -> (__m256i, f32, f32) {
+        let (d, m) = f16_pair(b);
+        (nibbles(&b[4..]), d, m)
+    }
+}
+
+impl Avx32 for Q5_0 {
+    const SIGNED: bool = true;
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn load(b: &[u8]) -> (__m256i, f32, f32) {
+        let q = _mm256_or_si256(nibbles(&b[6..]), fifth_bits(&b[2..]));
+        (_mm256_sub_epi8(q, _mm256_set1_epi8(16)), f16_one(b), 0.0)
+    }
+}
+
+impl Avx32 for Q5_1 {
+    const SIGNED: bool = false;
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn load(b: &[u8]) -> (__m256i, f32, f32) {
+        let (d, m) = f16_pair(b);
+        (_mm256_or_si256(nibbles(&b[8..]), fifth_bits(&b[4..])), d, m)
+    }
+}
+
+impl Avx32 for Q8_0 {
+    const SIGNED: bool = true;
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn load(b: &[u8]) -> (__m256i, f32, f32) {
+        (load256(&b[2..]), f16_one(b), 0.0)
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_32_n<F: Avx32, const N: usize>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); N];
+    let mut mins = [0f32; N];
+    for (i, wb) in w.chunks_exact(F::TY.block_bytes()).enumerate() {
+        let (q, d, m) = F::load(wb);
+        // `maddubs` wants its first operand unsigned: move signed quants' signs onto x.
+        let q_abs = if F::SIGNED { _mm256_sign_epi8(q, q) } else { q };
+        for j in 0..N {
+            let (dx, s, qx) = q8_parts(&acts[j][i * Q8_BYTES..]);
+            let y = load256(qx);
+            let y = if F::SIGNED { _mm256_sign_epi8(y, q) } else { y };
+            let sum = _mm256_madd_epi16(_mm256_maddubs_epi16(q_abs, y), ones);
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * dx), _mm256_cvtepi32_ps(sum), acc[j]);
+            mins[j] += m * s;
+        }
+    }
+    for j in 0..N {
+        out[j] = hsum(acc[j]) + mins[j];
+    }
+}
+
+trait AvxK: FormatK {
+    /// The 256 quants (unsigned) in value order, 32 per vector.
+    unsafe fn load(b: &[u8]) -> [__m256i; 8];
+}
+
+/// Q4_K/Q5_K quants, as in `formats::quants_q45k`.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn load_q45k(qs: &[u8], qh: Option<&[u8]>) -> [__m256i; 8] {
+    let low4 = _mm256_set1_epi8(0x0F);
+    let qh = qh.map(|qh| load256(qh));
+    let mut q = [_mm256_setzero_si256(); 8];
+    for c in 0..4 {
+        let raw = load256(&qs[32 * c..]);
+        q[2 * c] = _mm256_and_si256(raw, low4);
+        q[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
+        if let Some(qh) = qh {
+            for (half, q) in q[2 * c..2 * c + 2].iter_mut().enumerate() {
+                let bit = 1u8 << (2 * c + half);
+                let set = _mm256_cmpeq_epi8(mask8(qh, bit), _mm256_set1_epi8(bit as i8));
+                *q = _mm256_or_si256(*q, mask8(set, 0x10));
+            }
+        }
+    }
+    q
+}
+
+impl AvxK for Q4K {
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn load(b: &[u8]) -> [__m256i; 8] {
+        load_q45k(&b[16..144], None)
+    }
+}
+
+impl AvxK for Q5K {
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn load(b: &[u8]) -> [__m256i; 8] {
+        load_q45k(&b[48..176], Some(&b[16..48]))
+    }
+}
+
+impl AvxK for Q6K {
+    /// As in `formats::Q6K::quants`: per half, four runs from `ql` nibbles and `qh` bit pairs.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn load(b: &[u8]) -> [__m256i; 8] {
+        let low4 = _mm256_set1_epi8(0x0F);
+        let mut q = [_mm256_setzero_si256(); 8];
+        for n in 0..2 {
+            let ql0 = load256(&b[64 * n..]);
+            let ql1 = load256(&b[64 * n + 32..]);
+            let qh = load256(&b[128 + 32 * n..]);
+            // Shifts are on 16-bit lanes; masking first keeps bits inside their byte.
+            let lo0 = _mm256_and_si256(ql0, low4);
+            let lo1 = _mm256_and_si256(ql1, low4);
+            let hi0 = _mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4);
+            let hi1 = _mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4);
+            q[4 * n] = _mm256_or_si256(lo0, _mm256_slli_epi16(mask8(qh, 0x03), 4));
+            q[4 * n + 1] = _mm256_or_si256(lo1, _mm256_slli_epi16(mask8(qh, 0x0C), 2));
+            q[4 * n + 2] = _mm256_or_si256(hi0, mask8(qh, 0x30));
+            q[4 * n + 3] = _mm256_or_si256(hi1, _mm256_srli_epi16(mask8(qh, 0xC0), 2));
+        }
+        q
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_k_n<F: AvxK, const N: usize>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
+    let mut acc = [_mm256_setzero_ps(); N];
+    for (i, wb) in w.chunks_exact(F::TY.block_bytes()).enumerate() {
+        let s = F::scales(wb);
+        let q = F::load(wb);
+        // A 32-value vector spans two 16-value scale groups, one per 128-bit lane.
+        let mut sc = [_mm256_setzero_si256(); 8];
+        for (k, sc) in sc.iter_mut().enumerate() {
+            *sc = _mm256_set_m128i(_mm_set1_epi16(s.sc[2 * k + 1]), _mm_set1_epi16(s.sc[2 * k]));
+        }
+        let mins = load_i16x16(&s.m);
+        for j in 0..N {
+            let (dx, qx, bsums) = q8k_parts(&acts[j][i * Q8K_BYTES..]);
+            let mut isum = _mm256_setzero_si256();
+            for k in 0..8 {
+                let prod = _mm256_maddubs_epi16(q[k], load256(&qx[32 * k..]));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(prod, sc[k]));
+            }
+            let imin = _mm256_madd_epi16(mins, load256(bsums));
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dx * s.d), _mm256_cvtepi32_ps(isum), acc[j]);
+            acc[j] = _mm256_fnmadd_ps(_mm256_set1_ps(dx * s.dmin), _mm256_cvtepi32_ps(imin), acc[j]);
+        }
+    }
+    for j in 0..N {
+        out[j] = hsum(acc[j]);
+    }
+}

@@ -1,0 +1,249 @@
+//! Matrix products on ggml-quantized weights.
+//!
+//! Activations are quantized once per call into the format llama.cpp pairs with each weight
+//! type (Q8_0/Q8_1-style blocks of 32, or Q8_K blocks of 256), so that the integer dot products
+//! and their rounding match the reference closely. Kernels come in a portable version and an
+//! AVX2+FMA version picked at run time; see [`cpu_level`].
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+mod formats;
+mod scalar;
+#[cfg(test)]
+mod tests;
+
+use std::cell::Cell;
+use std::sync::OnceLock;
+
+use rayon::prelude::*;
+
+use crate::dtype::GgmlType;
+use formats::ActFormat;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuantError {
+    #[error("{op} does not support tensor type {ty}")]
+    Unsupported { ty: GgmlType, op: &'static str },
+    #[error("{ty}: a row of {cols} values is not a whole number of {block_len}-value blocks")]
+    PartialBlock { ty: GgmlType, cols: usize, block_len: usize },
+    #[error("{ty}: {what} has length {actual}, expected {expected}")]
+    Length { ty: GgmlType, what: &'static str, expected: usize, actual: usize },
+    #[error("{ty}: {what} size overflows ({a} × {b})")]
+    Overflow { ty: GgmlType, what: &'static str, a: usize, b: usize },
+}
+
+/// The instruction set the kernels use. Ordered: a level can run everything below it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CpuLevel {
+    Scalar,
+    /// AVX2 with FMA and F16C (every AVX2 CPU has the latter two).
+    Avx2,
+}
+
+impl CpuLevel {
+    pub fn name(self) -> &'static str {
+        match self {
+            CpuLevel::Scalar => "scalar",
+            CpuLevel::Avx2 => "avx2",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<CpuLevel> {
+        [CpuLevel::Scalar, CpuLevel::Avx2].into_iter().find(|l| l.name() == name.trim())
+    }
+
+    /// The best level this CPU supports.
+    pub fn detected() -> CpuLevel {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+        {
+            return CpuLevel::Avx2;
+        }
+        CpuLevel::Scalar
+    }
+}
+
+impl std::fmt::Display for CpuLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The level the kernels run at: the detected one, lowered by `TEMPER_CPU=scalar|avx2` if set
+/// (an unknown value or a level above the CPU's is ignored). Read once per process.
+pub fn cpu_level() -> CpuLevel {
+    static LEVEL: OnceLock<CpuLevel> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let best = CpuLevel::detected();
+        match std::env::var("TEMPER_CPU").ok().as_deref().and_then(CpuLevel::from_name) {
+            Some(level) => level.min(best),
+            None => best,
+        }
+    })
+}
+
+/// Dot products of one weight row with the activation rows of up to [`TOKEN_TILE`] tokens:
+/// `out[j] = dot(w, acts[j])`, with `acts.len() == out.len()`.
+type DotFn = fn(w: &[u8], acts: &[&[u8]], out: &mut [f32]);
+
+/// Tokens per kernel call: each weight block is decoded once for this many tokens.
+const TOKEN_TILE: usize = 4;
+
+/// Tokens per pass over the weights in prefill; bounds the transposition buffer.
+const TOKEN_GROUP: usize = 64;
+
+fn kernel(level: CpuLevel, ty: GgmlType) -> Option<DotFn> {
+    // Never above what the CPU has, whatever the caller asked for.
+    #[cfg(target_arch = "x86_64")]
+    if level.min(CpuLevel::detected()) >= CpuLevel::Avx2 {
+        return avx2::kernel(ty);
+    }
+    let _ = level;
+    scalar::kernel(ty)
+}
+
+/// Bytes of one row of `cols` values of `ty`.
+fn row_bytes(ty: GgmlType, cols: usize) -> Result<usize, QuantError> {
+    let block_len = ty.block_len();
+    if !cols.is_multiple_of(block_len) {
+        return Err(QuantError::PartialBlock { ty, cols, block_len });
+    }
+    let blocks = cols / block_len;
+    blocks.checked_mul(ty.block_bytes()).ok_or(QuantError::Overflow {
+        ty,
+        what: "row",
+        a: blocks,
+        b: ty.block_bytes(),
+    })
+}
+
+fn check_len(ty: GgmlType, what: &'static str, a: usize, b: usize, actual: usize) -> Result<(), QuantError> {
+    let expected = a.checked_mul(b).ok_or(QuantError::Overflow { ty, what, a, b })?;
+    if expected != actual {
+        return Err(QuantError::Length { ty, what, expected, actual });
+    }
+    Ok(())
+}
+
+/// Decodes one row of `dst.len()` values of type `ty` from `src`.
+pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
+    use formats::*;
+    let decode: fn(&[u8], &mut [f32]) = match ty {
+        GgmlType::F32 => dequantize_float::<F32>,
+        GgmlType::F16 => dequantize_float::<F16>,
+        GgmlType::BF16 => dequantize_float::<BF16>,
+        GgmlType::Q4_0 => dequantize_32::<Q4_0>,
+        GgmlType::Q4_1 => dequantize_32::<Q4_1>,
+        GgmlType::Q5_0 => dequantize_32::<Q5_0>,
+        GgmlType::Q5_1 => dequantize_32::<Q5_1>,
+        GgmlType::Q8_0 => dequantize_32::<Q8_0>,
+        GgmlType::Q4K => dequantize_k::<Q4K>,
+        GgmlType::Q5K => dequantize_k::<Q5K>,
+        GgmlType::Q6K => dequantize_k::<Q6K>,
+        GgmlType::Q2K | GgmlType::Q3K => return Err(QuantError::Unsupported { ty, op: "dequantize" }),
+    };
+    let bytes = row_bytes(ty, dst.len())?;
+    check_len(ty, "source row", bytes, 1, src.len())?;
+    decode(src, dst);
+    Ok(())
+}
+
+/// `out[t * rows + r] = dot(W[r], x[t])` for a row-major weight matrix of `rows` rows of `cols`
+/// values (a GGUF tensor with dims `[cols, rows]`) and `n_tokens` token-major activation rows.
+/// `scratch` holds the quantized activations; reusing it avoids allocating per call.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    ty: GgmlType,
+    weight: &[u8],
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+    scratch: &mut Vec<u8>,
+) -> Result<(), QuantError> {
+    matmul_at(cpu_level(), ty, weight, rows, cols, x, n_tokens, out, scratch)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn matmul_at(
+    level: CpuLevel,
+    ty: GgmlType,
+    weight: &[u8],
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+    scratch: &mut Vec<u8>,
+) -> Result<(), QuantError> {
+    let (Some(act), Some(dot)) = (ActFormat::for_weight(ty), kernel(level, ty)) else {
+        return Err(QuantError::Unsupported { ty, op: "matmul" });
+    };
+    let w_row = row_bytes(ty, cols)?;
+    check_len(ty, "weight", rows, w_row, weight.len())?;
+    check_len(ty, "activations", n_tokens, cols, x.len())?;
+    check_len(ty, "output", n_tokens, rows, out.len())?;
+    if rows == 0 || n_tokens == 0 {
+        return Ok(());
+    }
+    if cols == 0 {
+        out.fill(0.0);
+        return Ok(());
+    }
+
+    let a_row = act.row_bytes(cols);
+    scratch.resize(n_tokens * a_row, 0);
+    scratch.par_chunks_mut(a_row).zip(x.par_chunks(cols)).for_each(|(dst, x)| act.quantize(x, dst));
+
+    if n_tokens == 1 {
+        rows_times_tokens(dot, weight, w_row, &[scratch.as_slice()], out);
+        return Ok(());
+    }
+    // Results come out row-major (rows × tokens) so that threads own contiguous output; they
+    // are transposed into `out` per group. The buffer is per thread and kept for the next call
+    // (taken, not borrowed, so a re-entrant call on the same thread just gets its own).
+    thread_local!(static ROW_MAJOR: Cell<Vec<f32>> = const { Cell::new(Vec::new()) });
+    let mut tmp = ROW_MAJOR.take();
+    tmp.resize(rows * n_tokens.min(TOKEN_GROUP), 0.0);
+    let mut acts: [&[u8]; TOKEN_GROUP] = [&[]; TOKEN_GROUP];
+    for (out, a) in out.chunks_mut(rows * TOKEN_GROUP).zip(scratch.chunks(a_row * TOKEN_GROUP)) {
+        let g = out.len() / rows;
+        for (slot, a) in acts.iter_mut().zip(a.chunks(a_row)) {
+            *slot = a;
+        }
+        let tmp = &mut tmp[..rows * g];
+        rows_times_tokens(dot, weight, w_row, &acts[..g], tmp);
+        let tmp = &*tmp;
+        out.par_chunks_mut(rows).enumerate().for_each(|(t, out)| {
+            for (o, v) in out.iter_mut().zip(tmp.iter().skip(t).step_by(g)) {
+                *o = *v;
+            }
+        });
+    }
+    ROW_MAJOR.set(tmp);
+    Ok(())
+}
+
+/// `dst[r * acts.len() + t] = dot(W[r], acts[t])`, parallel over chunks of rows. Within a row
+/// the tokens are taken [`TOKEN_TILE`] at a time while the row stays in L1.
+fn rows_times_tokens(dot: DotFn, weight: &[u8], w_row: usize, acts: &[&[u8]], dst: &mut [f32]) {
+    let g = acts.len();
+    let rows = dst.len() / g;
+    // Several chunks per thread so that rayon can balance uneven progress.
+    let chunk = rows.div_ceil(8 * rayon::current_num_threads()).max(4);
+    dst.par_chunks_mut(chunk * g).zip(weight.par_chunks(chunk * w_row)).for_each(|(dst, w)| {
+        for (dst, w) in dst.chunks_exact_mut(g).zip(w.chunks_exact(w_row)) {
+            for (dst, acts) in dst.chunks_mut(TOKEN_TILE).zip(acts.chunks(TOKEN_TILE)) {
+                dot(w, acts, dst);
+            }
+        }
+    });
+}
+
+/// Whether [`matmul`] takes weights of type `ty`.
+pub fn supports_matmul(ty: GgmlType) -> bool {
+    formats::ActFormat::for_weight(ty).is_some() && kernel(CpuLevel::Scalar, ty).is_some()
+}

@@ -1,0 +1,297 @@
+use half::{bf16, f16};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::*;
+
+const ALL: [GgmlType; 11] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q4K,
+    GgmlType::Q5K,
+    GgmlType::Q6K,
+];
+
+/// Byte offsets of the f16 scales in a block, which must stay finite and small.
+fn f16_fields(ty: GgmlType) -> &'static [usize] {
+    match ty {
+        GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => &[0],
+        GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4K | GgmlType::Q5K => &[0, 2],
+        GgmlType::Q6K => &[208],
+        _ => &[],
+    }
+}
+
+/// A random `rows × cols` matrix of `ty`: random quants, small random scales.
+fn random_weights(rng: &mut StdRng, ty: GgmlType, rows: usize, cols: usize) -> Vec<u8> {
+    let mut w = vec![0u8; rows * row_bytes(ty, cols).unwrap()];
+    match ty {
+        GgmlType::F32 => {
+            w.chunks_exact_mut(4).for_each(|b| b.copy_from_slice(&rng.gen_range(-1f32..1.0).to_le_bytes()))
+        }
+        GgmlType::F16 => w.chunks_exact_mut(2).for_each(|b| {
+            b.copy_from_slice(&f16::from_f32(rng.gen_range(-1.0..1.0)).to_le_bytes());
+        }),
+        GgmlType::BF16 => w.chunks_exact_mut(2).for_each(|b| {
+            b.copy_from_slice(&bf16::from_f32(rng.gen_range(-1.0..1.0)).to_le_bytes());
+        }),
+        _ => {
+            rng.fill(&mut w[..]);
+            for block in w.chunks_exact_mut(ty.block_bytes()) {
+                for &at in f16_fields(ty) {
+                    let v = f16::from_f32(rng.gen_range(-0.05..0.05));
+                    block[at..at + 2].copy_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
+    }
+    w
+}
+
+fn random_x(rng: &mut StdRng, n: usize) -> Vec<f32> {
+    // Mostly small values with the odd outlier, like hidden states.
+    (0..n)
+        .map(|_| if rng.gen_ratio(1, 50) { rng.gen_range(-8.0..8.0) } else { rng.gen_range(-1.0..1.0) })
+        .collect()
+}
+
+fn dequantize(ty: GgmlType, w: &[u8], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0f32; rows * cols];
+    for (dst, src) in out.chunks_exact_mut(cols).zip(w.chunks_exact(w.len() / rows)) {
+        dequantize_row(ty, src, dst).unwrap();
+    }
+    out
+}
+
+fn run(level: CpuLevel, ty: GgmlType, w: &[u8], rows: usize, cols: usize, x: &[f32], n: usize) -> Vec<f32> {
+    let mut out = vec![f32::NAN; n * rows];
+    matmul_at(level, ty, w, rows, cols, x, n, &mut out, &mut Vec::new()).unwrap();
+    out
+}
+
+/// Per output: (sum of |w·x| terms, worst-case error of quantizing x to 8 bits).
+fn bounds(ty: GgmlType, wf: &[f32], rows: usize, cols: usize, x: &[f32], n: usize) -> Vec<(f32, f32)> {
+    let block = match ActFormat::for_weight(ty).unwrap() {
+        ActFormat::F32 => 0,
+        _ => ty.block_len(),
+    };
+    let mut out = Vec::new();
+    for x in x.chunks_exact(cols) {
+        let amax: Vec<f32> = if block == 0 {
+            vec![0.0; cols]
+        } else {
+            x.chunks_exact(block)
+                .flat_map(|b| std::iter::repeat_n(b.iter().fold(0f32, |m, v| m.max(v.abs())), block))
+                .collect()
+        };
+        for w in wf.chunks_exact(cols) {
+            let mag = w.iter().zip(x).map(|(w, x)| (w * x).abs()).sum();
+            // Rounding moves each x by at most half a step of amax/127.
+            let q = w.iter().zip(&amax).map(|(w, a)| w.abs() * a / 254.0).sum();
+            out.push((mag, q));
+        }
+    }
+    assert_eq!(out.len(), n * rows);
+    out
+}
+
+fn reference(wf: &[f32], cols: usize, x: &[f32]) -> Vec<f32> {
+    let mut out = Vec::new();
+    for x in x.chunks_exact(cols) {
+        for w in wf.chunks_exact(cols) {
+            out.push(w.iter().zip(x).map(|(&w, &x)| f64::from(w) * f64::from(x)).sum::<f64>() as f32);
+        }
+    }
+    out
+}
+
+fn shapes(ty: GgmlType) -> Vec<(usize, usize)> {
+    match ty.block_len() {
+        1 => vec![(1, 8), (7, 37), (33, 64)],
+        len => vec![(1, len), (7, 3 * len), (33, 2 * len)],
+    }
+}
+
+#[test]
+fn matmul_matches_dequantized_reference_and_scalar() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let simd = CpuLevel::detected();
+    for ty in ALL {
+        for (rows, cols) in shapes(ty) {
+            let w = random_weights(&mut rng, ty, rows, cols);
+            let wf = dequantize(ty, &w, rows, cols);
+            for n in [1, 3, 7] {
+                let x = random_x(&mut rng, n * cols);
+                let scalar = run(CpuLevel::Scalar, ty, &w, rows, cols, &x, n);
+                let fast = run(simd, ty, &w, rows, cols, &x, n);
+                let exact = reference(&wf, cols, &x);
+                let bounds = bounds(ty, &wf, rows, cols, &x, n);
+                for (i, (&(mag, qerr), ((s, f), e))) in
+                    bounds.iter().zip(scalar.iter().zip(&fast).zip(&exact)).enumerate()
+                {
+                    let at = format!("{ty} {rows}x{cols} n={n} out[{i}]: scalar {s} {simd} {f} exact {e}");
+                    // Same integer sums; only f32 summation order differs.
+                    assert!((s - f).abs() <= 1e-5 * mag + 1e-6, "{at}");
+                    // f16-rounded activation scales add a relative 2^-11 on top of rounding x.
+                    assert!((s - e).abs() <= 1.05 * qerr + 1e-3 * mag + 1e-5, "{at} (bound {qerr})");
+                }
+            }
+        }
+    }
+}
+
+/// More tokens than one pass over the weights takes, so the group loop runs twice.
+#[test]
+fn long_prefill_matches_token_by_token() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let (ty, rows, cols, n) = (GgmlType::Q4_1, 19, 64, TOKEN_GROUP + 5);
+    let w = random_weights(&mut rng, ty, rows, cols);
+    let x = random_x(&mut rng, n * cols);
+    for level in [CpuLevel::Scalar, CpuLevel::detected()] {
+        let all = run(level, ty, &w, rows, cols, &x, n);
+        for (t, x) in x.chunks_exact(cols).enumerate() {
+            assert_eq!(
+                run(level, ty, &w, rows, cols, x, 1),
+                all[t * rows..(t + 1) * rows],
+                "{level} token {t}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_lengths_are_errors() {
+    let ty = GgmlType::Q4_0;
+    let (rows, cols) = (3, 64);
+    let w = vec![0u8; rows * row_bytes(ty, cols).unwrap()];
+    let x = vec![0f32; 2 * cols];
+    let mut out = vec![0f32; 2 * rows];
+    let mut scratch = Vec::new();
+    let mut call = |w: &[u8], cols: usize, x: &[f32], out: &mut [f32]| {
+        matmul(ty, w, rows, cols, x, 2, out, &mut scratch).unwrap_err()
+    };
+    let len = |what, expected, actual| QuantError::Length { ty, what, expected, actual };
+    assert_eq!(call(&w[1..], cols, &x, &mut out), len("weight", w.len(), w.len() - 1));
+    assert_eq!(call(&w, cols, &x[1..], &mut out), len("activations", x.len(), x.len() - 1));
+    assert_eq!(call(&w, cols, &x, &mut out[1..]), len("output", 6, 5));
+    assert_eq!(call(&w, 48, &x, &mut out), QuantError::PartialBlock { ty, cols: 48, block_len: 32 });
+    assert!(matches!(
+        matmul(GgmlType::Q2K, &w, rows, cols, &x, 2, &mut out, &mut scratch),
+        Err(QuantError::Unsupported { ty: GgmlType::Q2K, .. })
+    ));
+    assert!(matches!(
+        matmul(ty, &w, usize::MAX, cols, &x, 2, &mut out, &mut scratch),
+        Err(QuantError::Overflow { .. })
+    ));
+
+    let mut row = vec![0f32; cols];
+    assert_eq!(dequantize_row(ty, &w[..35], &mut row), Err(len("source row", 36, 35)));
+    assert_eq!(
+        dequantize_row(ty, &w[..36], &mut row[..40]),
+        Err(QuantError::PartialBlock { ty, cols: 40, block_len: 32 })
+    );
+    assert!(matches!(dequantize_row(GgmlType::Q3K, &w, &mut row), Err(QuantError::Unsupported { .. })));
+    assert_eq!(
+        dequantize_row(GgmlType::F16, &[0; 3], &mut [0.0; 2]),
+        Err(QuantError::Length { ty: GgmlType::F16, what: "source row", expected: 4, actual: 3 })
+    );
+}
+
+#[test]
+fn scratch_is_reused() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let (ty, rows, cols) = (GgmlType::Q8_0, 5, 64);
+    let w = random_weights(&mut rng, ty, rows, cols);
+    let x = random_x(&mut rng, cols);
+    let mut out = vec![0f32; rows];
+    let mut scratch = Vec::new();
+    matmul(ty, &w, rows, cols, &x, 1, &mut out, &mut scratch).unwrap();
+    let (ptr, cap) = (scratch.as_ptr(), scratch.capacity());
+    matmul(ty, &w, rows, cols, &x, 1, &mut out, &mut scratch).unwrap();
+    assert_eq!((scratch.as_ptr(), scratch.capacity()), (ptr, cap));
+}
+
+#[test]
+fn cpu_level_names_round_trip() {
+    for level in [CpuLevel::Scalar, CpuLevel::Avx2] {
+        assert_eq!(CpuLevel::from_name(&level.to_string()), Some(level));
+    }
+    assert!(cpu_level() <= CpuLevel::detected());
+}
+
+/// Two tensors of SmolLM2-135M-Instruct Q4_1, read at offsets taken from the file's header (no
+/// GGUF reader here); expected values come from gguf-py's dequantizer.
+#[test]
+fn real_model_tensors() {
+    use std::io::{Read, Seek, SeekFrom};
+    let path = std::path::Path::new(
+        "/root/.cache/temper/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf",
+    );
+    let Ok(mut file) = std::fs::File::open(path) else {
+        eprintln!("skipped: {} not found", path.display());
+        return;
+    };
+    if file.metadata().unwrap().len() != 98_362_432 {
+        eprintln!("skipped: {} is not the expected file", path.display());
+        return;
+    }
+    let cols = 576;
+    /// Row index, its first three values, the sum of its absolute values.
+    type Row = (usize, [f32; 3], f64);
+    let cases: [(&str, GgmlType, u64, usize, [Row; 3]); 2] = [
+        (
+            "blk.0.ffn_gate.weight",
+            GgmlType::Q4_1,
+            32_421_952,
+            1536,
+            [
+                (0, [0.007_263_183_6, 0.198_913_57, 0.151_000_98], 86.393_341),
+                (777, [0.136_291_5, -0.007_446_289, -0.151_184_08], 86.742_492),
+                (1535, [0.023_223_877, 0.105_926_51, 0.105_926_51], 86.030_637),
+            ],
+        ),
+        (
+            "token_embd.weight",
+            GgmlType::Q8_0,
+            1_785_664,
+            49152,
+            [
+                (0, [-0.106_544_495, 0.032_978_058, 0.048_198_7], 54.692_321),
+                (1000, [-0.111_938_48, -0.073_959_35, 0.037_979_126], 51.077_701),
+                (49151, [0.011_505_127, 0.005_752_563_5, 0.097_793_58], 70.819_469),
+            ],
+        ),
+    ];
+    let mut rng = StdRng::seed_from_u64(5);
+    for (name, ty, offset, rows, expected) in cases {
+        let mut w = vec![0u8; rows * row_bytes(ty, cols).unwrap()];
+        file.seek(SeekFrom::Start(offset)).unwrap();
+        file.read_exact(&mut w).unwrap();
+        let wf = dequantize(ty, &w, rows, cols);
+        for (r, first, abs_sum) in expected {
+            let row = &wf[r * cols..(r + 1) * cols];
+            assert_eq!(row[..3], first, "{name} row {r}");
+            let sum: f64 = row.iter().map(|v| f64::from(v.abs())).sum();
+            assert!((sum - abs_sum).abs() < 1e-4, "{name} row {r}: |row| sums to {sum}, expected {abs_sum}");
+        }
+        let n = 3;
+        let x = random_x(&mut rng, n * cols);
+        let exact = reference(&wf, cols, &x);
+        let bounds = bounds(ty, &wf, rows, cols, &x, n);
+        for level in [CpuLevel::Scalar, CpuLevel::detected()] {
+            let got = run(level, ty, &w, rows, cols, &x, n);
+            for (i, ((g, e), (mag, qerr))) in got.iter().zip(&exact).zip(&bounds).enumerate() {
+                assert!(
+                    (g - e).abs() <= 1.05 * qerr + 1e-3 * mag + 1e-5,
+                    "{name} {level} out[{i}]: {g} vs {e}"
+                );
+            }
+        }
+    }
+}
