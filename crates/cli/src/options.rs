@@ -13,7 +13,7 @@ pub struct ModelArgs {
     /// A catalog name (pulled on first use) or a path to a GGUF file.
     #[arg(long, default_value = DEFAULT_CHAT_MODEL)]
     pub model: String,
-    /// Context window in tokens (default: the model's trained context).
+    /// Context window in tokens (default: the model's trained context, at most 4096).
     #[arg(long, value_name = "TOKENS")]
     pub ctx: Option<usize>,
     /// Threads for inference (default: all cores).

@@ -4,7 +4,8 @@ use std::future::Future;
 use std::io::{self, IsTerminal, Write};
 
 use futures::StreamExt;
-use temper_core::{ChatResponse, EventStream, FinishReason, StreamEvent};
+use temper_core::{ChatResponse, EventStream, FinishReason, GenerationParams, StreamEvent};
+use temper_engine::sampler::SamplerSettings;
 use temper_engine::ModelSummary;
 
 /// Runs a future on the runtime `main` entered.
@@ -77,6 +78,35 @@ pub fn usage_line(response: &ChatResponse) -> String {
 }
 
 /// `smollm2-135m-instruct: llama, 135M parameters, Q4_1, context 8192 of 8192, 2 threads (AMD EPYC …)`
+/// Every generation parameter as the next answer will use it, marking the defaults.
+pub fn effective_params(params: &GenerationParams, summary: &ModelSummary) -> String {
+    let s = SamplerSettings::resolve(params);
+    let rows = [
+        ("temperature", s.temperature.to_string(), params.temperature.is_some()),
+        ("top_k", s.top_k.to_string(), params.top_k.is_some()),
+        ("top_p", s.top_p.to_string(), params.top_p.is_some()),
+        ("min_p", s.min_p.to_string(), params.min_p.is_some()),
+        ("repeat_penalty", s.repeat_penalty.to_string(), params.repeat_penalty.is_some()),
+        ("frequency_penalty", s.frequency_penalty.to_string(), params.frequency_penalty.is_some()),
+        ("presence_penalty", s.presence_penalty.to_string(), params.presence_penalty.is_some()),
+        (
+            "max_tokens",
+            params.max_tokens.map_or("until the context is full".into(), |m| m.to_string()),
+            params.max_tokens.is_some(),
+        ),
+        ("stop", format!("{:?}", params.stop), !params.stop.is_empty()),
+        ("seed", params.seed.map_or("random".into(), |seed| seed.to_string()), params.seed.is_some()),
+        (
+            "context_window",
+            params.context_window.map_or(summary.context_window.to_string(), |w| w.to_string()),
+            params.context_window.is_some(),
+        ),
+    ];
+    rows.iter()
+        .map(|(name, value, set)| format!("{name} = {value}{}\n", if *set { "" } else { "  (default)" }))
+        .collect()
+}
+
 pub fn summary_line(name: &str, summary: &ModelSummary) -> String {
     format!(
         "{name}: {}, {} parameters, {}, context {} of {} tokens, {} threads ({})",

@@ -124,20 +124,12 @@ impl Repl {
                 self.conversation.clear();
                 writeln!(out, "(system message set; new conversation)")?;
             }
-            "params" => match self.params.describe() {
-                described if described.is_empty() => {
-                    writeln!(out, "(every parameter at the model's default)")?
-                }
-                described => write!(out, "{described}")?,
-            },
+            "params" => write!(out, "{}", output::effective_params(&self.params, self.model.summary()))?,
             "set" => {
                 let (param, value) = argument
                     .split_once(char::is_whitespace)
                     .context("usage: /set NAME VALUE, e.g. /set temperature 0.2")?;
-                // On a copy: `set` stores the value before validating it.
-                let mut params = self.params.clone();
-                params.set(param, value)?;
-                self.params = params;
+                self.params.set(param, value)?;
             }
             "model" => {
                 anyhow::ensure!(!argument.is_empty(), "usage: /model NAME (a catalog name or a GGUF path)");

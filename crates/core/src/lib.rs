@@ -1,6 +1,4 @@
-//! The values every step of Temper passes around: messages, generation parameters,
-//! requests, responses, stream events, errors, and the [`ChatModel`] trait that every
-//! backend (the local engine, HTTP vendors) implements.
+#![doc = include_str!("../README.md")]
 
 mod error;
 mod message;

@@ -76,8 +76,16 @@ impl GenerationParams {
     }
 
     /// Sets one parameter from text, as a user types it (`/set temperature 0.2`).
-    /// `stop` adds a stop string; `none` clears a parameter.
+    /// `stop` adds a stop string; `none` clears a parameter. An invalid value changes nothing.
     pub fn set(&mut self, name: &str, value: &str) -> Result<()> {
+        let mut changed = self.clone();
+        changed.set_unchecked(name, value)?;
+        changed.validate()?;
+        *self = changed;
+        Ok(())
+    }
+
+    fn set_unchecked(&mut self, name: &str, value: &str) -> Result<()> {
         let value = value.trim();
         let clear = value.eq_ignore_ascii_case("none");
         match name.replace('-', "_").as_str() {
@@ -100,7 +108,7 @@ impl GenerationParams {
                 ))
             }
         }
-        self.validate()
+        Ok(())
     }
 
     /// Checks every value is in range, naming the first that is not.
@@ -131,18 +139,6 @@ impl GenerationParams {
         check(self.context_window != Some(0), "context_window", "must be at least 1")?;
         check(self.stop.iter().all(|s| !s.is_empty()), "stop", "a stop string must not be empty")?;
         Ok(())
-    }
-
-    /// One `name = value` line per parameter that is set.
-    pub fn describe(&self) -> String {
-        let json = serde_json::to_value(self).unwrap_or_default();
-        let mut out = String::new();
-        for name in PARAM_NAMES {
-            if let Some(value) = json.get(*name) {
-                out.push_str(&format!("{name} = {value}\n"));
-            }
-        }
-        out
     }
 }
 
@@ -187,6 +183,9 @@ mod tests {
         let err = p.set("creativity", "1").unwrap_err().to_string();
         assert!(err.contains("unknown parameter"), "{err}");
         assert!(p.set("max_tokens", "0").is_err());
+        p.set("top_p", "0.5").unwrap();
+        assert!(p.set("top_p", "7").is_err());
+        assert_eq!(p.top_p, Some(0.5), "a refused value must leave the old one");
     }
 
     #[test]
