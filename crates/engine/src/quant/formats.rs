@@ -1,5 +1,8 @@
 //! Block layouts of the weight formats and the activation formats they are paired with, decoded
 //! portably. The SIMD kernels reuse the scale decoding here and only vectorise the quants.
+//!
+//! What the SIMD kernels call per block is `#[inline(always)]`: LLVM does not otherwise inline
+//! plain functions into `#[target_feature]` ones, and a call per block costs more than the block.
 
 use half::{bf16, f16};
 
@@ -8,14 +11,22 @@ use crate::dtype::{GgmlType, QK_K};
 /// Values per block of the 32-value formats (Q4_0 … Q8_0) and of their activation format.
 pub(super) const QK: usize = 32;
 
-#[inline]
-pub(super) fn f16_at(b: &[u8], at: usize) -> f32 {
-    f16::from_bits(u16::from_le_bytes([b[at], b[at + 1]])).to_f32()
+/// The `N` bytes at `b[at..]`, read with one bounds check.
+#[inline(always)]
+pub(super) fn bytes<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0; N];
+    out.copy_from_slice(&b[at..at + N]);
+    out
 }
 
-#[inline]
+#[inline(always)]
+pub(super) fn f16_at(b: &[u8], at: usize) -> f32 {
+    f16::from_le_bytes(bytes(b, at)).to_f32()
+}
+
+#[inline(always)]
 fn f32_at(b: &[u8], at: usize) -> f32 {
-    f32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    f32::from_le_bytes(bytes(b, at))
 }
 
 /// A weight format stored as one float per value.
@@ -45,7 +56,7 @@ impl FloatFormat for F16 {
 impl FloatFormat for BF16 {
     const TY: GgmlType = GgmlType::BF16;
     fn decode(b: &[u8]) -> f32 {
-        bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()
+        bf16::from_le_bytes(bytes(b, 0)).to_f32()
     }
 }
 
@@ -86,9 +97,9 @@ fn nibbles(qs: &[u8], high_bits: u32, offset: i8) -> [i8; QK] {
     q
 }
 
-#[inline]
+#[inline(always)]
 fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    u32::from_le_bytes(bytes(b, at))
 }
 
 impl Format32 for Q4_0 {
@@ -148,7 +159,7 @@ pub(super) struct Q5K;
 pub(super) struct Q6K;
 
 /// Q4_K/Q5_K pack eight 6-bit scales and mins (one pair per 32 values) into 12 bytes.
-#[inline]
+#[inline(always)]
 fn scales_6bit(b: &[u8]) -> KScales {
     let s = &b[4..16];
     let mut out = KScales { d: f16_at(b, 0), dmin: f16_at(b, 2), sc: [0; 16], m: [0; 16] };
@@ -182,6 +193,7 @@ fn quants_q45k(qs: &[u8], qh: Option<&[u8]>) -> [u8; QK_K] {
 
 impl FormatK for Q4K {
     const TY: GgmlType = GgmlType::Q4K;
+    #[inline(always)]
     fn scales(b: &[u8]) -> KScales {
         scales_6bit(b)
     }
@@ -192,6 +204,7 @@ impl FormatK for Q4K {
 
 impl FormatK for Q5K {
     const TY: GgmlType = GgmlType::Q5K;
+    #[inline(always)]
     fn scales(b: &[u8]) -> KScales {
         scales_6bit(b)
     }
@@ -202,6 +215,7 @@ impl FormatK for Q5K {
 
 impl FormatK for Q6K {
     const TY: GgmlType = GgmlType::Q6K;
+    #[inline(always)]
     fn scales(b: &[u8]) -> KScales {
         let d = f16_at(b, 208);
         let sc: [i16; 16] = std::array::from_fn(|g| (b[192 + g] as i8).into());
@@ -317,13 +331,13 @@ fn quantize_q8k(x: &[f32], dst: &mut [u8]) {
 }
 
 /// A Q8 activation block: (d, s, quants).
-#[inline]
+#[inline(always)]
 pub(super) fn q8_parts(a: &[u8]) -> (f32, f32, &[u8]) {
     (f32_at(a, 0), f32_at(a, 4), &a[8..Q8_BYTES])
 }
 
 /// A Q8_K activation block: (d, quants, block sums).
-#[inline]
+#[inline(always)]
 pub(super) fn q8k_parts(a: &[u8]) -> (f32, &[u8], &[u8]) {
     (f32_at(a, 0), &a[4..4 + QK_K], &a[4 + QK_K..Q8K_BYTES])
 }

@@ -49,7 +49,7 @@ impl CpuLevel {
     }
 
     fn from_name(name: &str) -> Option<CpuLevel> {
-        [CpuLevel::Scalar, CpuLevel::Avx2].into_iter().find(|l| l.name() == name.trim())
+        [CpuLevel::Scalar, CpuLevel::Avx2].into_iter().find(|l| l.name().eq_ignore_ascii_case(name.trim()))
     }
 
     /// The best level this CPU supports.
@@ -245,5 +245,5 @@ fn rows_times_tokens(dot: DotFn, weight: &[u8], w_row: usize, acts: &[&[u8]], ds
 
 /// Whether [`matmul`] takes weights of type `ty`.
 pub fn supports_matmul(ty: GgmlType) -> bool {
-    formats::ActFormat::for_weight(ty).is_some() && kernel(CpuLevel::Scalar, ty).is_some()
+    ActFormat::for_weight(ty).is_some() && kernel(CpuLevel::Scalar, ty).is_some()
 }

@@ -37,7 +37,7 @@ fn dot_32<F: Format32>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
     for (i, wb) in w.chunks_exact(F::TY.block_bytes()).enumerate() {
         let b = F::unpack(wb);
         for (acc, a) in acc.iter_mut().zip(acts) {
-            let (dx, s, qx) = q8_parts(&a[i * Q8_BYTES..]);
+            let (dx, s, qx) = q8_parts(&a[i * Q8_BYTES..(i + 1) * Q8_BYTES]);
             *acc += b.d * dx * idot(&b.q, qx) as f32 + b.m * s;
         }
     }
@@ -50,7 +50,7 @@ fn dot_k<F: FormatK>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
         let s = F::scales(wb);
         let q = F::quants(wb);
         for (acc, a) in acc.iter_mut().zip(acts) {
-            let (dx, qx, bsums) = q8k_parts(&a[i * Q8K_BYTES..]);
+            let (dx, qx, bsums) = q8k_parts(&a[i * Q8K_BYTES..(i + 1) * Q8K_BYTES]);
             let (mut isum, mut imin) = (0i32, 0i32);
             for g in 0..QK_K / 16 {
                 let dot: i32 = q[16 * g..16 * g + 16]
@@ -59,7 +59,7 @@ fn dot_k<F: FormatK>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
                     .map(|(&q, &y)| i32::from(q) * i32::from(y as i8))
                     .sum();
                 isum += i32::from(s.sc[g]) * dot;
-                imin += i32::from(s.m[g]) * i32::from(i16::from_le_bytes([bsums[2 * g], bsums[2 * g + 1]]));
+                imin += i32::from(s.m[g]) * i32::from(i16::from_le_bytes(bytes(bsums, 2 * g)));
             }
             *acc += dx * s.d * isum as f32 - dx * s.dmin * imin as f32;
         }

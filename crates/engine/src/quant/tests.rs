@@ -126,7 +126,7 @@ fn matmul_matches_dequantized_reference_and_scalar() {
         for (rows, cols) in shapes(ty) {
             let w = random_weights(&mut rng, ty, rows, cols);
             let wf = dequantize(ty, &w, rows, cols);
-            for n in [1, 3, 7] {
+            for n in [1, 3, 6, 7] {
                 let x = random_x(&mut rng, n * cols);
                 let scalar = run(CpuLevel::Scalar, ty, &w, rows, cols, &x, n);
                 let fast = run(simd, ty, &w, rows, cols, &x, n);
@@ -223,75 +223,4 @@ fn cpu_level_names_round_trip() {
         assert_eq!(CpuLevel::from_name(&level.to_string()), Some(level));
     }
     assert!(cpu_level() <= CpuLevel::detected());
-}
-
-/// Two tensors of SmolLM2-135M-Instruct Q4_1, read at offsets taken from the file's header (no
-/// GGUF reader here); expected values come from gguf-py's dequantizer.
-#[test]
-fn real_model_tensors() {
-    use std::io::{Read, Seek, SeekFrom};
-    let path = std::path::Path::new(
-        "/root/.cache/temper/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf",
-    );
-    let Ok(mut file) = std::fs::File::open(path) else {
-        eprintln!("skipped: {} not found", path.display());
-        return;
-    };
-    if file.metadata().unwrap().len() != 98_362_432 {
-        eprintln!("skipped: {} is not the expected file", path.display());
-        return;
-    }
-    let cols = 576;
-    /// Row index, its first three values, the sum of its absolute values.
-    type Row = (usize, [f32; 3], f64);
-    let cases: [(&str, GgmlType, u64, usize, [Row; 3]); 2] = [
-        (
-            "blk.0.ffn_gate.weight",
-            GgmlType::Q4_1,
-            32_421_952,
-            1536,
-            [
-                (0, [0.007_263_183_6, 0.198_913_57, 0.151_000_98], 86.393_341),
-                (777, [0.136_291_5, -0.007_446_289, -0.151_184_08], 86.742_492),
-                (1535, [0.023_223_877, 0.105_926_51, 0.105_926_51], 86.030_637),
-            ],
-        ),
-        (
-            "token_embd.weight",
-            GgmlType::Q8_0,
-            1_785_664,
-            49152,
-            [
-                (0, [-0.106_544_495, 0.032_978_058, 0.048_198_7], 54.692_321),
-                (1000, [-0.111_938_48, -0.073_959_35, 0.037_979_126], 51.077_701),
-                (49151, [0.011_505_127, 0.005_752_563_5, 0.097_793_58], 70.819_469),
-            ],
-        ),
-    ];
-    let mut rng = StdRng::seed_from_u64(5);
-    for (name, ty, offset, rows, expected) in cases {
-        let mut w = vec![0u8; rows * row_bytes(ty, cols).unwrap()];
-        file.seek(SeekFrom::Start(offset)).unwrap();
-        file.read_exact(&mut w).unwrap();
-        let wf = dequantize(ty, &w, rows, cols);
-        for (r, first, abs_sum) in expected {
-            let row = &wf[r * cols..(r + 1) * cols];
-            assert_eq!(row[..3], first, "{name} row {r}");
-            let sum: f64 = row.iter().map(|v| f64::from(v.abs())).sum();
-            assert!((sum - abs_sum).abs() < 1e-4, "{name} row {r}: |row| sums to {sum}, expected {abs_sum}");
-        }
-        let n = 3;
-        let x = random_x(&mut rng, n * cols);
-        let exact = reference(&wf, cols, &x);
-        let bounds = bounds(ty, &wf, rows, cols, &x, n);
-        for level in [CpuLevel::Scalar, CpuLevel::detected()] {
-            let got = run(level, ty, &w, rows, cols, &x, n);
-            for (i, ((g, e), (mag, qerr))) in got.iter().zip(&exact).zip(&bounds).enumerate() {
-                assert!(
-                    (g - e).abs() <= 1.05 * qerr + 1e-3 * mag + 1e-5,
-                    "{name} {level} out[{i}]: {g} vs {e}"
-                );
-            }
-        }
-    }
 }
