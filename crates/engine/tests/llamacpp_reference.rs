@@ -91,6 +91,7 @@ fn check_against_llamacpp(model_path: &Path, fixture: &Path, tolerance: Toleranc
         let mut cache = KvCache::new(model.config.layers, model.config.kv_dim(), context);
         model.forward(&mut cache, &case.ids, &mut scratch, &mut logits).unwrap();
         let worst = case.top20.iter().map(|&(id, l)| (logits[id as usize] - l).abs()).fold(0.0f32, f32::max);
+        eprintln!("{label:?}: worst top-20 logit difference {worst:.3}");
         assert!(worst <= tolerance.logit, "{label:?}: a top-20 logit differs by {worst}");
         let (ours, _) = argmax_and_margin(&logits);
         let (first, second) = (case.top20[0], case.top20[1]);

@@ -61,6 +61,11 @@ pub(crate) fn tiny_model(shape: &TinyShape, seed: u64) -> GgufWriter {
         w = matrix(w, &n("ffn_gate.weight"), e, f);
         w = matrix(w, &n("ffn_up.weight"), e, f);
         w = matrix(w, &n("ffn_down.weight"), f, e);
+        if arch == "qwen2" {
+            w = matrix(w, &n("attn_q.bias"), q, 1);
+            w = matrix(w, &n("attn_k.bias"), kv, 1);
+            w = matrix(w, &n("attn_v.bias"), kv, 1);
+        }
         let mut norms = vec!["attn_norm.weight", "ffn_norm.weight"];
         if arch == "gemma3" {
             norms.extend(["post_attention_norm.weight", "post_ffw_norm.weight"]);
@@ -79,6 +84,7 @@ fn load(shape: &TinyShape) -> Model {
 }
 
 const LLAMA: TinyShape = TinyShape { arch: "llama", layers: 2, vocab: 64, window: 0 };
+const QWEN2: TinyShape = TinyShape { arch: "qwen2", layers: 2, vocab: 64, window: 0 };
 const GEMMA: TinyShape = TinyShape { arch: "gemma3", layers: 6, vocab: 64, window: 4 };
 
 fn prompt(len: usize) -> Vec<u32> {
@@ -103,7 +109,7 @@ fn assert_close(a: &[f32], b: &[f32]) {
 
 #[test]
 fn batched_prefill_equals_token_by_token() {
-    for shape in [LLAMA, GEMMA] {
+    for shape in [LLAMA, QWEN2, GEMMA] {
         let model = load(&shape);
         let tokens = prompt(20);
         let whole = last_logits(&model, &tokens, tokens.len());
