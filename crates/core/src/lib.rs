@@ -8,6 +8,6 @@ mod response;
 
 pub use error::{Error, Result};
 pub use message::{Message, Role};
-pub use model::{collect_response, ChatModel, ChatRequest, CompletionRequest, EventStream};
+pub use model::{collect_response, ChatModel, ChatRequest, CompletionRequest, EmbeddingModel, EventStream};
 pub use params::GenerationParams;
 pub use response::{ChatResponse, FinishReason, StreamEvent, Timings, Usage};

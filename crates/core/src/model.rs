@@ -89,6 +89,34 @@ impl<M: ChatModel + ?Sized> ChatModel for Arc<M> {
     }
 }
 
+/// A model that turns texts into vectors: the local embedder or an HTTP vendor's.
+#[async_trait]
+pub trait EmbeddingModel: Send + Sync {
+    /// The name the model answers to.
+    fn name(&self) -> &str;
+
+    /// Length of every vector this model returns.
+    fn dimensions(&self) -> usize;
+
+    /// One vector per text, in order.
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>>;
+}
+
+#[async_trait]
+impl<M: EmbeddingModel + ?Sized> EmbeddingModel for Arc<M> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn dimensions(&self) -> usize {
+        (**self).dimensions()
+    }
+
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        (**self).embed(texts).await
+    }
+}
+
 /// Drains a stream into its final response.
 pub async fn collect_response(mut stream: EventStream) -> Result<ChatResponse> {
     while let Some(event) = stream.next().await {
@@ -125,6 +153,39 @@ mod tests {
             })));
             Box::pin(futures::stream::iter(events))
         }
+    }
+
+    /// Counts letters: a vector per text, enough to check the trait works behind `Arc<dyn>`.
+    struct LetterCounts;
+
+    #[async_trait]
+    impl EmbeddingModel for LetterCounts {
+        fn name(&self) -> &str {
+            "letters"
+        }
+
+        fn dimensions(&self) -> usize {
+            26
+        }
+
+        async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+            Ok(texts
+                .iter()
+                .map(|t| {
+                    let mut v = vec![0.0; 26];
+                    t.bytes().filter(u8::is_ascii_lowercase).for_each(|b| v[(b - b'a') as usize] += 1.0);
+                    v
+                })
+                .collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn embedders_work_behind_arc_dyn() {
+        let model: Arc<dyn EmbeddingModel> = Arc::new(LetterCounts);
+        let vectors = model.embed(&["abba".to_string(), "c".to_string()]).await.unwrap();
+        assert_eq!((vectors[0][0], vectors[0][1], vectors[1][2]), (2.0, 2.0, 1.0));
+        assert_eq!(model.dimensions(), 26);
     }
 
     #[tokio::test]
