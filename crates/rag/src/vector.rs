@@ -59,7 +59,7 @@ pub fn top_k<T: PartialEq>(items: impl IntoIterator<Item = (T, f32)>, k: usize) 
         return Vec::new();
     }
     // A min-heap of the best k so far: its top is the one to beat.
-    let mut heap: BinaryHeap<std::cmp::Reverse<Scored<T>>> = BinaryHeap::with_capacity(k + 1);
+    let mut heap: BinaryHeap<std::cmp::Reverse<Scored<T>>> = BinaryHeap::with_capacity(k.min(4096) + 1);
     for (item, score) in items {
         if heap.len() < k {
             heap.push(std::cmp::Reverse(Scored { score, item }));
@@ -104,5 +104,6 @@ mod tests {
         assert_eq!(top_k(items, 3), vec![(2, 0.9), (4, 0.7), (1, 0.5)]);
         assert_eq!(top_k(items, 0), vec![]);
         assert_eq!(top_k(items, 10).len(), 5);
+        assert_eq!(top_k(items, usize::MAX).len(), 5, "a huge k is not an allocation");
     }
 }

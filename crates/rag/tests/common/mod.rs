@@ -1,6 +1,6 @@
 //! Helpers of the integration tests: a small deterministic embedder (until the real one is
 //! wired in) and the model and fixture lookups shared with the engine's tests.
-#![allow(dead_code)] // each test binary uses a different subset
+#![allow(dead_code, unused_imports)] // each test binary uses a different subset
 
 use async_trait::async_trait;
 use temper_core::EmbeddingModel;
@@ -25,7 +25,9 @@ pub fn embed_one(text: &str) -> Vec<f32> {
     for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| w.chars().count() >= 3) {
         let word = word.to_lowercase();
         let word = word.strip_suffix('s').unwrap_or(&word);
-        if ["the", "and", "for", "are", "with", "that", "this", "what", "doe", "which", "from"].contains(&word) {
+        if ["the", "and", "for", "are", "with", "that", "this", "what", "doe", "which", "from"]
+            .contains(&word)
+        {
             continue;
         }
         let h = fnv(word);
