@@ -121,7 +121,7 @@ pub struct LoadedFile {
 
 /// The files under `roots` that ingestion reads: folders are walked honouring `.gitignore`
 /// (inside a git repository or not), `.ignore` and hidden files; `globs` (`*.md`, `!target/**`)
-/// narrow the walk. A file named directly is taken as it is. Returns the files, sorted, and
+/// narrow the walk, and a file a glob names is taken even if ignored or hidden. A file named directly is taken as it is. Returns the files, sorted, and
 /// the paths that could not be walked.
 pub fn discover(roots: &[PathBuf], globs: &[String]) -> Result<(Vec<PathBuf>, Vec<Skipped>)> {
     let mut files = Vec::new();
