@@ -58,11 +58,24 @@ fn every_citation_of_the_default_model_names_a_retrieved_chunk() {
     let mut store = SqliteStore::open(&dir.path().join("rag.db")).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let report = rt
-        .block_on(ingest(&mut store, &HashedWords, &temper_rag::WordPieceEstimate, &[docs()], &IngestOptions::default(), &mut Recorded::default()))
+        .block_on(ingest(
+            &mut store,
+            &HashedWords,
+            &temper_rag::WordPieceEstimate,
+            &[docs()],
+            &IngestOptions::default(),
+            &mut Recorded::default(),
+        ))
         .unwrap();
     assert!(report.chunks > 10, "{report:?}");
-    let model = LocalModel::load(&model_path, "smollm2-135m-instruct", LoadOptions { threads: Some(2), context_window: Some(2048) }).unwrap();
-    let retriever = Retriever { store: &store, embedder: &HashedWords, collection: "default", reranker: None };
+    let model = LocalModel::load(
+        &model_path,
+        "smollm2-135m-instruct",
+        LoadOptions { threads: Some(2), context_window: Some(2048) },
+    )
+    .unwrap();
+    let retriever =
+        Retriever { store: &store, embedder: &HashedWords, collection: "default", reranker: None };
     let count = |t: &str| model.tokenize(t, false).map_or(t.len(), |ids| ids.len());
     // The hashed-word test embedder gives lower cosines than a trained one.
     let options = AskOptions {
@@ -71,9 +84,13 @@ fn every_citation_of_the_default_model_names_a_retrieved_chunk() {
         answer_tokens: 160,
         params: GenerationParams { temperature: Some(0.0), ..Default::default() },
     };
-    for question in ["What does the --truncate option do?", "Which environment variable names the store of models?"] {
-        let hits = rt.block_on(retriever.search(question, &SearchOptions { k: 5, ..Default::default() })).unwrap();
-        let grounded = temper_rag::prepare(question, hits, &options, &count).unwrap().expect("the docs cover this");
+    for question in
+        ["What does the --truncate option do?", "Which environment variable names the store of models?"]
+    {
+        let hits =
+            rt.block_on(retriever.search(question, &SearchOptions { k: 5, ..Default::default() })).unwrap();
+        let grounded =
+            temper_rag::prepare(question, hits, &options, &count).unwrap().expect("the docs cover this");
         let sources = grounded.sources.len();
         assert!(sources >= 1);
         let mut stream = temper_rag::grounded_stream(model.chat_stream(grounded.request), sources);
@@ -98,6 +115,7 @@ fn every_citation_of_the_default_model_names_a_retrieved_chunk() {
         }
     }
     // Nothing in the docs is about this: the answer is refused before the model is asked.
-    let hits = rt.block_on(retriever.search("zebra giraffe savanna migration", &SearchOptions::default())).unwrap();
+    let hits =
+        rt.block_on(retriever.search("zebra giraffe savanna migration", &SearchOptions::default())).unwrap();
     assert!(temper_rag::prepare("Where do zebras migrate?", hits, &options, &count).unwrap().is_none());
 }
