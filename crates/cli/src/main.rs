@@ -5,6 +5,7 @@ mod models;
 mod oneshot;
 mod options;
 mod output;
+mod rag;
 mod repl;
 
 use std::process::ExitCode;
@@ -71,6 +72,8 @@ enum Command {
         top: usize,
         prompt: String,
     },
+    /// Ingest documents, search them, and answer questions from them with citations.
+    Rag(rag::RagArgs),
 }
 
 #[derive(Subcommand)]
@@ -128,5 +131,6 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Complete { gen, json, text } => oneshot::complete(&gen, json, &text),
         Command::Tokenize { model, special, text } => inspect::tokenize(&model, special, &text),
         Command::Logits { model, top, prompt } => inspect::logits(&model, top, &prompt),
+        Command::Rag(args) => rag::run(args),
     }
 }

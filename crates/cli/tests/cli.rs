@@ -251,3 +251,25 @@ fn complete_continues_text() {
     let out = success(&run(&home, &["complete", "--max-tokens", "8", "Once upon a time"], b""));
     assert!(!out.trim().is_empty(), "no text printed");
 }
+
+#[test]
+fn rag_manages_collections_and_names_a_bad_store() {
+    let home = empty_home();
+    let out = success(&run(home.path(), &["rag", "collections"], b""));
+    assert!(out.contains("COLLECTION") && out.contains("rag.db"), "{out}");
+    assert!(home.path().join("rag.db").is_file(), "the default store lives in TEMPER_HOME");
+    let err = failure(&run(home.path(), &["rag", "stats", "--collection", "nosuch"], b""));
+    assert!(err.contains("no collection named `nosuch`"), "{err}");
+    let err = failure(&run(home.path(), &["rag", "rm"], b""));
+    assert!(err.contains("no collection named `default`"), "{err}");
+
+    let bad = home.path().join("bad.db");
+    std::fs::write(&bad, "not a database, only text that fills the header page ".repeat(100)).unwrap();
+    let err = failure(&run(home.path(), &["rag", "stats", "--db", bad.to_str().unwrap()], b""));
+    assert!(err.contains("bad.db") && err.contains("cannot be used"), "{err}");
+
+    let err = failure(&run(home.path(), &["rag", "search", "--mode", "sparse", "q"], b""));
+    assert!(err.contains("dense, bm25 or hybrid"), "{err}");
+    let err = failure(&run(home.path(), &["rag", "search", "--filter", "novalue", "q"], b""));
+    assert!(err.contains("key=value"), "{err}");
+}

@@ -1,0 +1,312 @@
+//! `temper rag …`: ingest files into the store, search them, and answer questions from them
+//! with citations.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use temper_core::{ChatModel, EmbeddingModel};
+use temper_models::ModelStore;
+use temper_rag::answer::source_label;
+use temper_rag::{
+    ChunkOptions, Filter, IngestOptions, IngestProgress, LoadOptions, Mmr, Mode, Reranker, Retriever,
+    SearchOptions, SqliteStore, VectorStore, WordPieceEstimate,
+};
+
+use crate::options::GenArgs;
+use crate::output::{self, block_on, notice};
+
+/// The embedder every `rag` command uses; the one place that chooses it.
+fn embedder() -> anyhow::Result<Arc<dyn EmbeddingModel>> {
+    anyhow::bail!(
+        "the embedder is not built yet: `temper rag` needs the all-MiniLM-L6-v2 embedder (temper-embed)"
+    )
+}
+
+#[derive(Args)]
+pub struct RagArgs {
+    /// The store file (default: $TEMPER_HOME/rag.db).
+    #[arg(long, global = true, value_name = "PATH")]
+    db: Option<PathBuf>,
+    /// The collection to work on.
+    #[arg(long, global = true, default_value = "default")]
+    collection: String,
+    #[command(subcommand)]
+    command: RagCommand,
+}
+
+#[derive(Subcommand)]
+enum RagCommand {
+    /// Read files and folders into the collection (again: only what changed).
+    Ingest {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Only files matching this glob (repeatable; `!GLOB` excludes).
+        #[arg(long)]
+        glob: Vec<String>,
+        /// JSON/JSONL fields whose values make a record's text (repeatable; default all).
+        #[arg(long)]
+        field: Vec<String>,
+        /// The most tokens in a chunk.
+        #[arg(long, default_value_t = ChunkOptions::default().max_tokens)]
+        chunk_tokens: usize,
+        /// Tokens repeated from one chunk into the next.
+        #[arg(long, default_value_t = ChunkOptions::default().overlap)]
+        overlap: usize,
+        /// Files larger than this many bytes are skipped.
+        #[arg(long, default_value_t = LoadOptions::default().max_file_bytes)]
+        max_file_bytes: u64,
+    },
+    /// Print the chunks that best match a query, with scores and sources.
+    Search {
+        query: String,
+        #[command(flatten)]
+        retrieval: RetrievalArgs,
+        /// Print the hits as a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Answer a question from the collection, citing the chunks it uses.
+    Ask {
+        question: String,
+        #[command(flatten)]
+        retrieval: RetrievalArgs,
+        /// Chunks less similar than this (cosine) to the question are not used.
+        #[arg(long, default_value_t = temper_rag::MIN_SIMILARITY)]
+        min_similarity: f32,
+        #[command(flatten)]
+        gen: GenArgs,
+    },
+    /// List the collections of the store.
+    Collections,
+    /// Show what the collection holds; --check verifies the whole store file.
+    Stats {
+        #[arg(long)]
+        check: bool,
+    },
+    /// Remove the collection and everything in it.
+    Rm,
+}
+
+#[derive(Args)]
+struct RetrievalArgs {
+    /// How many chunks.
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// dense, bm25 or hybrid (both, fused by reciprocal rank).
+    #[arg(long, default_value = "hybrid")]
+    mode: String,
+    /// Only chunks of documents whose metadata has key=value (repeatable): path, name, ext, kind.
+    #[arg(long, value_name = "KEY=VALUE")]
+    filter: Vec<String>,
+    /// Rerank for diversity by maximal marginal relevance; 1 is pure relevance, 0 pure diversity.
+    #[arg(long, value_name = "LAMBDA")]
+    mmr: Option<f32>,
+}
+
+impl RetrievalArgs {
+    fn options(&self) -> anyhow::Result<(SearchOptions, Option<Mmr>)> {
+        if self.k == 0 {
+            anyhow::bail!("--k must be at least 1");
+        }
+        let mmr = match self.mmr {
+            Some(lambda) if !(0.0..=1.0).contains(&lambda) => anyhow::bail!("--mmr must be between 0 and 1"),
+            other => other.map(|lambda| Mmr { lambda }),
+        };
+        let options = SearchOptions {
+            k: self.k,
+            mode: self.mode.parse::<Mode>()?,
+            filter: Filter::parse(&self.filter)?,
+            ..Default::default()
+        };
+        Ok((options, mmr))
+    }
+}
+
+pub fn run(args: RagArgs) -> anyhow::Result<()> {
+    let db = match &args.db {
+        Some(path) => path.clone(),
+        None => ModelStore::from_env()?.root().join("rag.db"),
+    };
+    let mut store = SqliteStore::open(&db)?;
+    let collection = args.collection.as_str();
+    match args.command {
+        RagCommand::Ingest { paths, glob, field, chunk_tokens, overlap, max_file_bytes } => {
+            let options = IngestOptions {
+                collection: collection.to_owned(),
+                globs: glob,
+                load: LoadOptions { max_file_bytes, json_fields: field },
+                chunk: ChunkOptions { max_tokens: chunk_tokens, overlap },
+                ..Default::default()
+            };
+            ingest(&mut store, &paths, &options)
+        }
+        RagCommand::Search { query, retrieval, json } => search(&store, collection, &query, &retrieval, json),
+        RagCommand::Ask { question, retrieval, min_similarity, gen } => {
+            ask(&store, collection, &question, &retrieval, min_similarity, &gen)
+        }
+        RagCommand::Collections => {
+            let mut out = io::stdout();
+            writeln!(out, "{:20}  {:>9}  {:>7}  EMBEDDER", "COLLECTION", "DOCUMENTS", "CHUNKS")?;
+            for c in store.collections()? {
+                writeln!(
+                    out,
+                    "{:20}  {:>9}  {:>7}  {} ({} dimensions)",
+                    c.name, c.documents, c.chunks, c.embedder, c.dimensions
+                )?;
+            }
+            writeln!(out, "\nstore: {}", db.display())?;
+            Ok(())
+        }
+        RagCommand::Stats { check } => {
+            let c = store.collection(collection)?;
+            let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+            let mut out = io::stdout();
+            writeln!(out, "collection: {}\ndocuments:  {}\nchunks:     {}", c.name, c.documents, c.chunks)?;
+            writeln!(out, "embedder:   {} ({} dimensions)", c.embedder, c.dimensions)?;
+            writeln!(out, "store:      {} ({})", db.display(), output::human_bytes(size))?;
+            if check {
+                store.check()?;
+                writeln!(out, "check:      ok")?;
+            }
+            Ok(())
+        }
+        RagCommand::Rm => {
+            store.remove_collection(collection)?;
+            writeln!(io::stdout(), "removed collection {collection}")?;
+            Ok(())
+        }
+    }
+}
+
+/// A progress bar over files, with chunks stored and their rate in its message.
+struct Bar {
+    bar: ProgressBar,
+    stored: usize,
+    started: Instant,
+}
+
+impl IngestProgress for Bar {
+    fn start(&mut self, files: usize) {
+        self.bar.set_length(files as u64);
+    }
+
+    fn file_read(&mut self, path: &Path, _chunks: usize) {
+        self.bar.inc(1);
+        self.bar.set_prefix(path.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned()));
+    }
+
+    fn stored(&mut self, chunks: usize) {
+        self.stored += chunks;
+        let rate = self.stored as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
+        self.bar.set_message(format!("{} chunks, {rate:.0} chunks/s", self.stored));
+    }
+}
+
+fn ingest(store: &mut SqliteStore, paths: &[PathBuf], options: &IngestOptions) -> anyhow::Result<()> {
+    let embedder = embedder()?;
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} files · {msg} · {prefix}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut progress = Bar { bar, stored: 0, started: Instant::now() };
+    // The embedder's own tokenizer is not exposed through the trait, so chunks are sized by
+    // the WordPiece estimate, which errs on the long side.
+    let report = block_on(temper_rag::ingest(
+        store,
+        embedder.as_ref(),
+        &WordPieceEstimate,
+        paths,
+        options,
+        &mut progress,
+    ))?;
+    progress.bar.finish_and_clear();
+    let mut out = io::stdout();
+    writeln!(
+        out,
+        "{}: {} added, {} updated, {} unchanged, {} removed; {} chunks embedded",
+        options.collection, report.added, report.updated, report.unchanged, report.removed, report.chunks
+    )?;
+    if !report.skipped.is_empty() {
+        writeln!(out, "skipped {} files:", report.skipped.len())?;
+        for s in &report.skipped {
+            writeln!(out, "  {}: {}", s.path.display(), s.reason)?;
+        }
+    }
+    Ok(())
+}
+
+fn retrieve(
+    store: &SqliteStore,
+    collection: &str,
+    query: &str,
+    args: &RetrievalArgs,
+) -> anyhow::Result<Vec<temper_rag::Hit>> {
+    let (options, mmr) = args.options()?;
+    let embedder = embedder()?;
+    let retriever = Retriever {
+        store,
+        embedder: embedder.as_ref(),
+        collection,
+        reranker: mmr.as_ref().map(|m| m as &dyn Reranker),
+    };
+    Ok(block_on(retriever.search(query, &options))?)
+}
+
+fn search(
+    store: &SqliteStore,
+    collection: &str,
+    query: &str,
+    args: &RetrievalArgs,
+    json: bool,
+) -> anyhow::Result<()> {
+    let hits = retrieve(store, collection, query, args)?;
+    if json {
+        return output::print_json(&hits);
+    }
+    let mut out = io::stdout();
+    for (rank, hit) in hits.iter().enumerate() {
+        let preview: String = hit.chunk.text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let preview: String = preview.chars().take(160).collect();
+        writeln!(out, "{:>2}. {:.4}  {}\n    {preview}", rank + 1, hit.score, source_label(hit))?;
+    }
+    if hits.is_empty() {
+        notice("no chunk matches");
+    }
+    Ok(())
+}
+
+fn ask(
+    store: &SqliteStore,
+    collection: &str,
+    question: &str,
+    args: &RetrievalArgs,
+    min_similarity: f32,
+    gen: &GenArgs,
+) -> anyhow::Result<()> {
+    let params = gen.params()?;
+    let hits = retrieve(store, collection, question, args)?;
+    let model = gen.model.load()?;
+    let options = temper_rag::AskOptions {
+        min_similarity,
+        context_window: model.summary().context_window,
+        params,
+        ..Default::default()
+    };
+    let count = |text: &str| model.tokenize(text, false).map_or(text.len(), |ids| ids.len());
+    let mut out = io::stdout();
+    let Some(grounded) = temper_rag::prepare(question, hits, &options, &count)? else {
+        writeln!(out, "{}", temper_rag::NOT_IN_DOCUMENTS)?;
+        return Ok(());
+    };
+    let stream = temper_rag::grounded_stream(model.chat_stream(grounded.request), grounded.sources.len());
+    block_on(output::stream_answer(stream, &mut out))?;
+    writeln!(out, "\nSources:")?;
+    for (n, hit) in grounded.sources.iter().enumerate() {
+        writeln!(out, "[{}] {}", n + 1, source_label(hit))?;
+    }
+    Ok(())
+}

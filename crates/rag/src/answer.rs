@@ -1,0 +1,256 @@
+//! Grounded answers: the retrieved chunks, numbered, fitted into the chat model's context
+//! window with room left for the answer, and an answer whose `[n]` citations can only name
+//! those chunks.
+
+use futures::StreamExt;
+use temper_core::{ChatRequest, EventStream, GenerationParams, Message, StreamEvent};
+
+use crate::chunk::TokenCounter;
+use crate::retrieve::Hit;
+use crate::{RagError, Result};
+
+/// What `ask` says when no retrieved chunk is relevant, instead of letting the model guess.
+pub const NOT_IN_DOCUMENTS: &str = "The documents do not contain the answer to this question.";
+
+/// The least cosine similarity between question and chunk for the chunk to count as relevant,
+/// for all-MiniLM-L6-v2. In the sentence-transformers reference vectors
+/// (`shared/fixtures/all-minilm-l6-v2`), every pair of unrelated texts is below 0.23 and the
+/// related pairs (a paraphrase, a question and its answer) are above 0.57; 0.3 sits above
+/// all the unrelated ones with a margin, and well below related ones.
+pub const MIN_SIMILARITY: f32 = 0.3;
+
+const INSTRUCTIONS: &str = "You answer questions using only the numbered sources the user gives. \
+After each fact, cite the source it comes from by its number in square brackets, like [1]. \
+If the sources do not contain the answer, say that the documents do not contain it.";
+
+/// How an answer is prepared.
+#[derive(Clone, Debug)]
+pub struct AskOptions {
+    /// Hits below this cosine similarity to the question are dropped as irrelevant.
+    pub min_similarity: f32,
+    /// The chat model's context window, in its tokens.
+    pub context_window: usize,
+    /// Tokens kept free for the answer; also its `max_tokens` unless `params` sets one.
+    pub answer_tokens: usize,
+    pub params: GenerationParams,
+}
+
+impl Default for AskOptions {
+    fn default() -> Self {
+        AskOptions {
+            min_similarity: MIN_SIMILARITY,
+            context_window: 4096,
+            answer_tokens: 256,
+            params: GenerationParams::default(),
+        }
+    }
+}
+
+/// A request ready for the chat model, and the sources `[1]`, `[2]`, … it refers to.
+#[derive(Clone, Debug)]
+pub struct GroundedRequest {
+    pub request: ChatRequest,
+    pub sources: Vec<Hit>,
+}
+
+/// One source as the prompt and the list under an answer show it:
+/// `docs/cli.md, line 12 (The temper command > Models)`.
+pub fn source_label(hit: &Hit) -> String {
+    let heading = if hit.chunk.heading.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", hit.chunk.heading.join(" > "))
+    };
+    format!("{}, {}{heading}", hit.chunk.path, hit.chunk.position)
+}
+
+/// Builds the request from the relevant hits, best first, as many as fit; `None` when none is
+/// relevant (the caller answers [`NOT_IN_DOCUMENTS`]). `count` counts the chat model's tokens.
+pub fn prepare(
+    question: &str,
+    hits: Vec<Hit>,
+    options: &AskOptions,
+    count: &dyn TokenCounter,
+) -> Result<Option<GroundedRequest>> {
+    let relevant: Vec<Hit> = hits.into_iter().filter(|h| h.similarity >= options.min_similarity).collect();
+    if relevant.is_empty() {
+        return Ok(None);
+    }
+    let answer_tokens = options.params.max_tokens.map_or(options.answer_tokens, |m| m as usize);
+    // The chat template adds a few tokens per message; 16 each is generous for ChatML.
+    let fixed = count.count(INSTRUCTIONS) + count.count(question) + 3 * 16 + answer_tokens;
+    let mut budget = options.context_window.checked_sub(fixed).ok_or_else(|| {
+        RagError::invalid(
+            "context window",
+            format!(
+                "{} tokens leave no room for sources after the instructions, the question and {answer_tokens} tokens of answer; \
+                 raise --ctx or lower --max-tokens",
+                options.context_window
+            ),
+        )
+    })?;
+    let mut sources = Vec::new();
+    let mut context = String::new();
+    for hit in relevant {
+        let block = format!("[{}] {}\n{}\n\n", sources.len() + 1, source_label(&hit), hit.chunk.text);
+        let tokens = count.count(&block);
+        if tokens > budget {
+            break;
+        }
+        budget -= tokens;
+        context.push_str(&block);
+        sources.push(hit);
+    }
+    if sources.is_empty() {
+        return Err(RagError::invalid(
+            "context window",
+            format!("{} tokens cannot hold even the best source; raise --ctx", options.context_window),
+        ));
+    }
+    let user = format!("Sources:\n\n{context}Question: {question}");
+    let params = GenerationParams { max_tokens: Some(answer_tokens as u32), ..options.params.clone() };
+    let request =
+        ChatRequest::new(vec![Message::system(INSTRUCTIONS), Message::user(user)]).with_params(params);
+    Ok(Some(GroundedRequest { request, sources }))
+}
+
+/// The numbers in a citation like `[2]` or `[1, 3]`; `None` if `text` is not one.
+fn parse_citation(text: &str) -> Option<Vec<usize>> {
+    let inner = text.strip_prefix('[')?.strip_suffix(']')?;
+    inner.split(',').map(|n| n.trim().parse::<usize>().ok()).collect()
+}
+
+/// Every source number cited in `text`, in order of appearance.
+pub fn citations(text: &str) -> Vec<usize> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        rest = &rest[open..];
+        let close = rest.find(']').unwrap_or(rest.len());
+        if let Some(numbers) = rest.get(..close + 1).and_then(parse_citation) {
+            found.extend(numbers);
+        }
+        rest = &rest[1..];
+    }
+    found
+}
+
+/// Passes text through, holding back anything that may be a citation until it is complete;
+/// a citation's numbers that name no source are dropped (the whole citation if none is left).
+#[derive(Debug)]
+pub struct CitationFilter {
+    sources: usize,
+    pending: String,
+}
+
+impl CitationFilter {
+    pub fn new(sources: usize) -> Self {
+        CitationFilter { sources, pending: String::new() }
+    }
+
+    /// The text that can be shown after `delta` arrives.
+    pub fn push(&mut self, delta: &str) -> String {
+        let mut out = String::new();
+        for c in delta.chars() {
+            if self.pending.is_empty() {
+                if c == '[' {
+                    self.pending.push(c);
+                } else {
+                    out.push(c);
+                }
+                continue;
+            }
+            self.pending.push(c);
+            if c == ']' {
+                out.push_str(&self.resolve());
+            } else if !(c.is_ascii_digit() || c == ',' || c == ' ') || self.pending.len() > 24 {
+                // Not a citation after all: let it through, re-examining a `[` that ends it.
+                let text = std::mem::take(&mut self.pending);
+                let (body, last) = text.split_at(text.len() - c.len_utf8());
+                out.push_str(body);
+                out.push_str(&self.push(last));
+            }
+        }
+        out
+    }
+
+    /// Whatever is held back when the text ends.
+    pub fn finish(&mut self) -> String {
+        std::mem::take(&mut self.pending)
+    }
+
+    fn resolve(&mut self) -> String {
+        let text = std::mem::take(&mut self.pending);
+        match parse_citation(&text) {
+            Some(numbers) => {
+                let valid: Vec<String> = numbers
+                    .into_iter()
+                    .filter(|n| (1..=self.sources).contains(n))
+                    .map(|n| n.to_string())
+                    .collect();
+                if valid.is_empty() {
+                    String::new()
+                } else {
+                    format!("[{}]", valid.join(", "))
+                }
+            }
+            None => text,
+        }
+    }
+}
+
+/// The model's answer stream with every citation checked against `sources` sources; the final
+/// response's text is the text that was streamed.
+pub fn grounded_stream(stream: EventStream, sources: usize) -> EventStream {
+    let mut filter = CitationFilter::new(sources);
+    let mut shown = String::new();
+    Box::pin(stream.flat_map(move |event| {
+        let events = match event {
+            Ok(StreamEvent::Delta(text)) => {
+                let text = filter.push(&text);
+                shown.push_str(&text);
+                vec![Ok(StreamEvent::Delta(text))]
+            }
+            Ok(StreamEvent::Restart { reason }) => {
+                filter = CitationFilter::new(sources);
+                shown.clear();
+                vec![Ok(StreamEvent::Restart { reason })]
+            }
+            Ok(StreamEvent::Done(mut response)) => {
+                let rest = filter.finish();
+                shown.push_str(&rest);
+                response.text = std::mem::take(&mut shown);
+                vec![Ok(StreamEvent::Delta(rest)), Ok(StreamEvent::Done(response))]
+            }
+            Err(error) => vec![Err(error)],
+        };
+        futures::stream::iter(events)
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filtered(sources: usize, deltas: &[&str]) -> String {
+        let mut f = CitationFilter::new(sources);
+        let mut out: String = deltas.iter().map(|d| f.push(d)).collect();
+        out.push_str(&f.finish());
+        out
+    }
+
+    #[test]
+    fn citations_are_found_in_any_form() {
+        assert_eq!(citations("A [1]. B [2, 3][4] and [x] [] [5"), vec![1, 2, 3, 4]);
+        assert!(citations("no citations").is_empty());
+    }
+
+    #[test]
+    fn the_filter_drops_citations_of_missing_sources_even_split_across_deltas() {
+        assert_eq!(filtered(2, &["Paris [", "1] is big [", "7]."]), "Paris [1] is big .");
+        assert_eq!(filtered(2, &["see [2, 9]"]), "see [2]");
+        assert_eq!(filtered(3, &["a [b] c", " [[1]", " [0]"]), "a [b] c [[1] ");
+        assert_eq!(filtered(1, &["tail ["]), "tail [");
+        assert_eq!(filtered(1, &["é [1] ü"]), "é [1] ü");
+    }
+}

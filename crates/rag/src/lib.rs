@@ -1,0 +1,19 @@
+#![doc = include_str!("../README.md")]
+
+pub mod answer;
+pub mod chunk;
+mod error;
+pub mod hnsw;
+pub mod ingest;
+pub mod load;
+pub mod retrieve;
+pub mod store;
+pub mod vector;
+
+pub use answer::{grounded_stream, prepare, AskOptions, GroundedRequest, MIN_SIMILARITY, NOT_IN_DOCUMENTS};
+pub use chunk::{Chunk, ChunkOptions, Chunker, TokenCounter, WordPieceEstimate};
+pub use error::{RagError, Result};
+pub use ingest::{ingest, IngestOptions, IngestProgress, IngestReport};
+pub use load::{Kind, LoadOptions, Position, Skipped};
+pub use retrieve::{Hit, Mmr, Mode, Reranker, Retriever, SearchOptions};
+pub use store::{CollectionInfo, Filter, SqliteStore, VectorStore};
