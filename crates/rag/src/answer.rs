@@ -107,7 +107,8 @@ pub fn prepare(
             format!("{} tokens cannot hold even the best source; raise --ctx", options.context_window),
         ));
     }
-    let user = format!("Sources:\n\n{context}Question: {question}");
+    // Small models follow what comes last best, so the citation format is repeated there.
+    let user = format!("Sources:\n\n{context}Question: {question}\nAnswer briefly, citing sources like [1].");
     let params = GenerationParams { max_tokens: Some(answer_tokens as u32), ..options.params.clone() };
     let request =
         ChatRequest::new(vec![Message::system(INSTRUCTIONS), Message::user(user)]).with_params(params);

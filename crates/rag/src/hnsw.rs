@@ -54,7 +54,7 @@ impl Hnsw {
     /// Builds the graph over `vectors`, `dim` values each, in order: node i is vector i.
     pub fn build(dim: usize, vectors: &[f32], params: HnswParams) -> Result<Hnsw> {
         let mut index = Hnsw::new(dim, params)?;
-        if vectors.len() % dim != 0 {
+        if !vectors.len().is_multiple_of(dim) {
             return Err(RagError::invalid(
                 "vectors",
                 format!("{} values is not a multiple of {dim}", vectors.len()),
@@ -283,7 +283,7 @@ impl Hnsw {
     /// error, never a panic.
     pub fn from_parts(dim: usize, params: HnswParams, vectors: Vec<f32>, graph: &[u8]) -> Result<Hnsw> {
         let bad = |reason: &str| RagError::invalid("stored HNSW graph", reason.to_owned());
-        if graph.len() % 4 != 0 {
+        if !graph.len().is_multiple_of(4) {
             return Err(bad("its length is not a multiple of 4"));
         }
         let mut words = graph.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));

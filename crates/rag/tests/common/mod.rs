@@ -10,11 +10,11 @@ mod engine;
 pub use engine::{shared_fixture, smollm2};
 
 /// Hashes each word of three letters or more (lower-cased, a plural `s` dropped) into one of
-/// 512 signed buckets: texts that share words point the same way, texts that do not are
+/// 4096 signed buckets: texts that share words point the same way, texts that do not are
 /// nearly orthogonal. Deterministic, so rankings can be asserted.
 pub struct HashedWords;
 
-pub const DIMENSIONS: usize = 512;
+pub const DIMENSIONS: usize = 4096;
 
 fn fnv(word: &str) -> u64 {
     word.bytes().fold(0xcbf29ce484222325, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
