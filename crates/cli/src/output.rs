@@ -164,6 +164,7 @@ mod tests {
             finish_reason,
             usage: Usage::default(),
             timings: Timings::default(),
+            cost: None,
         })
     }
 
