@@ -199,19 +199,14 @@ impl Estimate {
     }
 }
 
-/// Days since 1970-01-01 as `YYYY-MM-DD` in the proleptic Gregorian calendar (Howard
-/// Hinnant's `civil_from_days`).
+/// Days since 1970-01-01 as `YYYY-MM-DD` (UTC); days beyond the calendar's range (year 9999)
+/// are shown as the count itself.
 fn civil_date(days: u64) -> String {
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
+    let seconds = i64::try_from(days).ok().and_then(|d| d.checked_mul(86_400));
+    match seconds.and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok()) {
+        Some(moment) => moment.date().to_string(),
+        None => format!("day {days}"),
+    }
 }
 
 #[cfg(test)]
@@ -274,6 +269,7 @@ mod tests {
         assert_eq!(civil_date(11_016), "2000-02-29");
         assert_eq!(civil_date(19_723), "2024-01-01");
         assert_eq!(civil_date(20_147), "2025-02-28");
+        assert_eq!(civil_date(u64::MAX / 86_400), format!("day {}", u64::MAX / 86_400));
     }
 
     #[test]

@@ -37,8 +37,8 @@ pub enum ProfileError {
     KeyInConfig { path: PathBuf, profile: String },
 
     /// The profile's key variable is unset (or another backend setting is unusable).
-    #[error("profile `{profile}`: {source}")]
-    Backend { profile: String, source: Box<temper_providers::ProviderError> },
+    #[error("profile `{profile}`: {error}")]
+    Backend { profile: String, error: Box<temper_providers::ProviderError> },
 }
 
 /// Which engine runs a profile's model.
@@ -120,7 +120,7 @@ impl Profile {
     ) -> Result<Option<ProviderConfig>, ProfileError> {
         let Some(vendor) = self.backend.vendor() else { return Ok(None) };
         let backend_error =
-            |source| ProfileError::Backend { profile: name.to_owned(), source: Box::new(source) };
+            |source| ProfileError::Backend { profile: name.to_owned(), error: Box::new(source) };
         let mut config = ProviderConfig::new(vendor, &self.model);
         config.base_url = self.base_url.clone();
         config.api_key =
