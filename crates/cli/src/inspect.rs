@@ -5,12 +5,12 @@ use crate::options::ModelArgs;
 use crate::output;
 
 pub fn tokenize(args: &ModelArgs, special: bool, text: &str) -> anyhow::Result<()> {
-    let ids = args.load()?.tokenize(text, special)?;
+    let ids = args.load_local("tokenize")?.tokenize(text, special)?;
     output::print_json(&ids)
 }
 
 pub fn logits(args: &ModelArgs, top: usize, prompt: &str) -> anyhow::Result<()> {
-    let logits = args.load()?.last_logits(prompt)?;
+    let logits = args.load_local("logits")?.last_logits(prompt)?;
     output::print_json(&top_logits(&logits, top))
 }
 

@@ -1,5 +1,7 @@
 //! `temper`: the command line of the Temper workbench.
 
+mod cost;
+mod init;
 mod inspect;
 mod models;
 mod oneshot;
@@ -26,6 +28,17 @@ struct Cli {
 enum Command {
     /// Pull the default chat model (first time only), load it and stream a short answer.
     Quickstart,
+    /// Write a commented example temper.toml (model profiles) in the working directory.
+    Init {
+        /// Replace an existing temper.toml.
+        #[arg(long)]
+        force: bool,
+    },
+    /// What calls cost: the log per model and day, or an estimate against a VM.
+    Cost {
+        #[command(subcommand)]
+        command: CostCommand,
+    },
     /// List, pull, inspect and remove models.
     Models {
         #[command(subcommand)]
@@ -37,7 +50,7 @@ enum Command {
     Ask {
         #[command(flatten)]
         conversation: ConversationArgs,
-        /// Print one JSON object (text, finish reason, usage, timings) instead of streaming.
+        /// Print one JSON object (text, finish reason, usage, timings, cost) instead of streaming.
         #[arg(long)]
         json: bool,
         /// The question; `-` reads it from stdin.
@@ -78,8 +91,32 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ModelsCommand {
-    /// List the catalog: kind, whether installed, size on disk.
+    /// List the catalog (kind, whether installed, size on disk) and the profiles of temper.toml.
     List,
+    /// Run one prompt on several models at once; show the answers with latency, speed, tokens, cost.
+    Compare {
+        /// Profiles, catalog names or GGUF paths, separated by commas.
+        #[arg(long, value_delimiter = ',', required = true)]
+        models: Vec<String>,
+        /// Read the prompt from this file.
+        #[arg(long, conflicts_with = "prompt")]
+        prompt_file: Option<std::path::PathBuf>,
+        /// The system message.
+        #[arg(long)]
+        system: Option<String>,
+        /// Sampling temperature for every model; 0 is greedy.
+        #[arg(long)]
+        temperature: Option<f32>,
+        /// The most tokens each model may generate.
+        #[arg(long)]
+        max_tokens: Option<u32>,
+        /// Print a JSON array, one object per model, instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// The prompt (or --prompt-file).
+        #[arg(required_unless_present = "prompt_file")]
+        prompt: Option<String>,
+    },
     /// Download, verify and install models (default: the default chat model and embedder).
     Pull {
         /// Catalog names to pull.
@@ -96,6 +133,18 @@ enum ModelsCommand {
     Info { name: String },
     /// Remove an installed model.
     Rm { name: String },
+}
+
+#[derive(Subcommand)]
+enum CostCommand {
+    /// Sum the logged calls per model and day: calls, tokens, USD.
+    Report {
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare each priced profile with a VM at a fixed price: monthly cost and break-even traffic.
+    Estimate(cost::EstimateArgs),
 }
 
 fn main() -> ExitCode {
@@ -120,8 +169,25 @@ fn run(command: Command) -> anyhow::Result<()> {
     let _entered = runtime.enter();
     match command {
         Command::Quickstart => oneshot::quickstart(),
+        Command::Init { force } => init::run(force),
+        Command::Cost { command } => match command {
+            CostCommand::Report { json } => cost::report(json),
+            CostCommand::Estimate(args) => cost::estimate(&args),
+        },
         Command::Models { command } => match command {
             ModelsCommand::List => models::list(),
+            ModelsCommand::Compare { models, prompt_file, system, temperature, max_tokens, json, prompt } => {
+                let prompt = match (prompt, prompt_file) {
+                    (_, Some(file)) => std::fs::read_to_string(&file).map_err(|e| {
+                        anyhow::anyhow!("cannot read the prompt file {}: {e}", file.display())
+                    })?,
+                    (Some(prompt), None) => prompt,
+                    (None, None) => anyhow::bail!("give a prompt or --prompt-file"),
+                };
+                let params = temper_core::GenerationParams { temperature, max_tokens, ..Default::default() };
+                params.validate()?;
+                models::compare(models::Comparison { models, prompt, system, params, json })
+            }
             ModelsCommand::Pull { names, all, force } => models::pull(names, all, force),
             ModelsCommand::Info { name } => models::info(&name),
             ModelsCommand::Rm { name } => models::remove(&name),

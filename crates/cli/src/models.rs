@@ -1,10 +1,14 @@
-//! `temper models …`: the catalog and the local store.
+//! `temper models …`: the catalog, the local store, the profiles, and comparing models.
 
 use std::io::{self, Write};
+use std::time::Instant;
 
+use temper_core::{ChatModel, ChatRequest, ChatResponse, GenerationParams, Message};
+use temper_engine::LoadOptions;
 use temper_models::{catalog, ConsoleProgress, ModelStore, DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL};
 
-use crate::output::{human_bytes, notice};
+use crate::options::{load_model, profiles};
+use crate::output::{block_on, human_bytes, notice, print_json, usd};
 
 pub fn list() -> anyhow::Result<()> {
     let store = ModelStore::from_env()?;
@@ -22,6 +26,128 @@ pub fn list() -> anyhow::Result<()> {
         writeln!(out, "{name:width$}  {kind:10}  {installed:>10}  {description}")?;
     }
     writeln!(out, "\nstore: {}", store.root().display())?;
+    let profiles = profiles(&store)?;
+    match profiles.path() {
+        None => {
+            writeln!(out, "\nno profiles (no temper.toml here or in the store; `temper init` writes one)")?
+        }
+        Some(path) => {
+            writeln!(out, "\nprofiles ({}):", path.display())?;
+            let width = profiles.iter().map(|(name, _)| name.len()).max().unwrap_or(0).max(4);
+            writeln!(
+                out,
+                "{:width$}  {:9}  {:28}  {:>15}  FALLBACK",
+                "NAME", "BACKEND", "MODEL", "USD/MTOK IN/OUT"
+            )?;
+            for (name, profile) in profiles.iter() {
+                let prices = profile
+                    .prices()
+                    .map_or("-".to_owned(), |p| format!("{}/{}", p.input_per_mtok, p.output_per_mtok));
+                writeln!(
+                    out,
+                    "{name:width$}  {:9}  {:28}  {prices:>15}  {}",
+                    profile.backend.name(),
+                    profile.model,
+                    profile.fallback.join(", ")
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What `temper models compare` asks every model.
+pub struct Comparison {
+    pub models: Vec<String>,
+    pub prompt: String,
+    pub system: Option<String>,
+    pub params: GenerationParams,
+    pub json: bool,
+}
+
+/// Runs one prompt on several models at once and shows the answers side by side with
+/// latency, speed, tokens and cost. Fails (after showing everything) if any model failed.
+pub fn compare(comparison: Comparison) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !comparison.models.is_empty(),
+        "--models needs at least one model, e.g. --models local,gpt-mini"
+    );
+    let store = ModelStore::from_env()?;
+    let mut loaded = Vec::new();
+    for name in &comparison.models {
+        loaded.push(load_model(&store, name, LoadOptions::default())?.model);
+    }
+    let messages: Vec<Message> =
+        comparison.system.iter().map(Message::system).chain([Message::user(&comparison.prompt)]).collect();
+    let request = ChatRequest::new(messages).with_params(comparison.params);
+    let runs = loaded.iter().map(|model| {
+        let request = request.clone();
+        async move {
+            let started = Instant::now();
+            let result = model.chat(request).await;
+            (model.name().to_owned(), started.elapsed().as_secs_f64() * 1e3, result)
+        }
+    });
+    let results = block_on(futures::future::join_all(runs));
+    if comparison.json {
+        let rows: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(name, latency_ms, result)| match result {
+                Ok(response) => {
+                    serde_json::json!({ "model": name, "latency_ms": latency_ms, "response": response })
+                }
+                Err(err) => {
+                    serde_json::json!({ "model": name, "latency_ms": latency_ms, "error": err.to_string() })
+                }
+            })
+            .collect();
+        print_json(&rows)?;
+    } else {
+        print_comparison(&results)?;
+    }
+    let failed: Vec<&str> =
+        results.iter().filter(|(_, _, r)| r.is_err()).map(|(name, _, _)| name.as_str()).collect();
+    anyhow::ensure!(
+        failed.is_empty(),
+        "{} of {} models failed: {}",
+        failed.len(),
+        results.len(),
+        failed.join(", ")
+    );
+    Ok(())
+}
+
+type Run = (String, f64, temper_core::Result<ChatResponse>);
+
+fn print_comparison(results: &[Run]) -> anyhow::Result<()> {
+    let mut out = io::stdout();
+    let width = results.iter().map(|(name, ..)| name.len()).max().unwrap_or(0).max(5);
+    writeln!(
+        out,
+        "{:width$}  {:>10}  {:>10}  {:>8}  {:>14}  {:>10}",
+        "MODEL", "LATENCY", "1ST TOKEN", "TOK/S", "TOKENS IN+OUT", "COST"
+    )?;
+    for (name, latency, result) in results {
+        match result {
+            Ok(r) => writeln!(
+                out,
+                "{name:width$}  {:>8.0}ms  {:>8.0}ms  {:>8.1}  {:>14}  {:>10}",
+                latency,
+                r.timings.ttft_ms,
+                r.timings.decode_tokens_per_second,
+                format!("{}+{}", r.usage.prompt_tokens, r.usage.completion_tokens),
+                r.cost.map_or("-".to_owned(), usd)
+            )?,
+            Err(_) => writeln!(out, "{name:width$}  {:>8.0}ms  failed", latency)?,
+        }
+    }
+    for (name, _, result) in results {
+        writeln!(out, "\n── {name} ──")?;
+        match result {
+            Ok(r) => writeln!(out, "{}", r.text.trim_end())?,
+            Err(err) => writeln!(out, "error: {err}")?,
+        }
+    }
     Ok(())
 }
 

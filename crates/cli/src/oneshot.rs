@@ -14,15 +14,17 @@ const QUICKSTART_SYSTEM: &str = "You are a helpful assistant. Answer briefly and
 const QUICKSTART_QUESTION: &str = "In two sentences, what is a language model?";
 
 pub fn quickstart() -> anyhow::Result<()> {
-    let model = load_model(&ModelStore::from_env()?, DEFAULT_CHAT_MODEL, LoadOptions::default())?;
+    let loaded = load_model(&ModelStore::from_env()?, DEFAULT_CHAT_MODEL, LoadOptions::default())?;
     let mut out = io::stdout();
-    writeln!(out, "{}\n", output::summary_line(DEFAULT_CHAT_MODEL, model.summary()))?;
+    if let Some(local) = &loaded.local {
+        writeln!(out, "{}\n", output::summary_line(DEFAULT_CHAT_MODEL, local.summary()))?;
+    }
     write!(out, "system: {QUICKSTART_SYSTEM}\nuser: {QUICKSTART_QUESTION}\nassistant: ")?;
     out.flush()?;
     let messages = vec![Message::system(QUICKSTART_SYSTEM), Message::user(QUICKSTART_QUESTION)];
     let params = GenerationParams { max_tokens: Some(120), ..Default::default() };
     let response = block_on(output::stream_answer(
-        model.chat_stream(ChatRequest::new(messages).with_params(params)),
+        loaded.model.chat_stream(ChatRequest::new(messages).with_params(params)),
         &mut out,
     ))?;
     writeln!(out, "\n{}\n", output::usage_line(&response))?;
@@ -39,7 +41,7 @@ pub fn quickstart() -> anyhow::Result<()> {
 pub fn ask(args: &ConversationArgs, json: bool, question: &str) -> anyhow::Result<()> {
     let params = args.gen.params()?;
     let question = text_argument(question, "question")?;
-    let model = args.gen.model.load()?;
+    let model = args.gen.model.load()?.model;
     let mut messages = args.opening();
     messages.push(Message::user(question));
     let request = ChatRequest { messages, params, truncate: args.gen.truncate };
@@ -49,7 +51,7 @@ pub fn ask(args: &ConversationArgs, json: bool, question: &str) -> anyhow::Resul
 pub fn complete(args: &GenArgs, json: bool, text: &str) -> anyhow::Result<()> {
     let params = args.params()?;
     let prompt = text_argument(text, "text")?;
-    let model = args.model.load()?;
+    let model = args.model.load()?.model;
     answer(model.complete_stream(CompletionRequest { prompt, params, truncate: args.truncate }), json)
 }
 

@@ -65,19 +65,32 @@ pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 }
 
 /// `12 prompt + 40 completion tokens · first token after 35 ms · prefill 512 tok/s · decode 150 tok/s`
+/// (and `· $0.000120` when the cost is known)
 pub fn usage_line(response: &ChatResponse) -> String {
     let (usage, timings) = (&response.usage, &response.timings);
-    format!(
+    let mut line = format!(
         "{} prompt + {} completion tokens · first token after {:.0} ms · prefill {:.0} tok/s · decode {:.0} tok/s",
         usage.prompt_tokens,
         usage.completion_tokens,
         timings.ttft_ms,
         timings.prefill_tokens_per_second,
         timings.decode_tokens_per_second
-    )
+    );
+    if let Some(cost) = response.cost {
+        line.push_str(&format!(" · {}", usd(cost)));
+    }
+    line
 }
 
-/// `smollm2-135m-instruct: llama, 135M parameters, Q4_1, context 8192 of 8192, 2 threads (AMD EPYC …)`
+/// A cost in USD, with enough digits for a fraction of a cent.
+pub fn usd(cost: f64) -> String {
+    if cost != 0.0 && cost.abs() < 0.01 {
+        format!("${cost:.6}")
+    } else {
+        format!("${cost:.2}")
+    }
+}
+
 /// Every generation parameter as the next answer will use it, marking the defaults.
 pub fn effective_params(params: &GenerationParams, summary: &ModelSummary) -> String {
     let s = SamplerSettings::resolve(params);
@@ -107,6 +120,15 @@ pub fn effective_params(params: &GenerationParams, summary: &ModelSummary) -> St
         .collect()
 }
 
+/// The parameters that are set, for a remote model whose defaults are the vendor's.
+pub fn set_params(params: &GenerationParams) -> String {
+    let set = serde_json::to_value(params).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default();
+    let mut text: String = set.iter().map(|(name, value)| format!("{name} = {value}\n")).collect();
+    text.push_str("(every other parameter: the vendor's default)\n");
+    text
+}
+
+/// `smollm2-135m-instruct: llama, 135M parameters, Q4_1, context 8192 of 8192, 2 threads (AMD EPYC …)`
 pub fn summary_line(name: &str, summary: &ModelSummary) -> String {
     format!(
         "{name}: {}, {} parameters, {}, context {} of {} tokens, {} threads ({})",
@@ -164,6 +186,7 @@ mod tests {
             finish_reason,
             usage: Usage::default(),
             timings: Timings::default(),
+            cost: None,
         })
     }
 

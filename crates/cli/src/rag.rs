@@ -1,6 +1,7 @@
 //! `temper rag …`: ingest files into the store, search them, and answer questions from them
 //! with citations.
 
+use anyhow::Context;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -289,20 +290,26 @@ fn ask(
 ) -> anyhow::Result<()> {
     let params = gen.params()?;
     let hits = retrieve(store, collection, question, args)?;
-    let model = gen.model.load()?;
+    let loaded = gen.model.load()?;
+    // Fitting the context needs the model's own tokenizer and window, which only a local model has.
+    let local = loaded.local.as_ref().context(
+        "`temper rag ask` fits the documents with the model's own tokenizer, so it needs a local model \
+         (a catalog name or a GGUF path), not a remote profile",
+    )?;
     let options = temper_rag::AskOptions {
         min_similarity,
-        context_window: model.summary().context_window,
+        context_window: local.summary().context_window,
         params,
         ..Default::default()
     };
-    let count = |text: &str| model.tokenize(text, false).map_or(text.len(), |ids| ids.len());
+    let count = |text: &str| local.tokenize(text, false).map_or(text.len(), |ids| ids.len());
     let mut out = io::stdout();
     let Some(grounded) = temper_rag::prepare(question, hits, &options, &count)? else {
         writeln!(out, "{}", temper_rag::NOT_IN_DOCUMENTS)?;
         return Ok(());
     };
-    let stream = temper_rag::grounded_stream(model.chat_stream(grounded.request), grounded.sources.len());
+    let stream =
+        temper_rag::grounded_stream(loaded.model.chat_stream(grounded.request), grounded.sources.len());
     block_on(output::stream_answer(stream, &mut out))?;
     writeln!(out, "\nSources:")?;
     for (n, hit) in grounded.sources.iter().enumerate() {

@@ -7,10 +7,9 @@ use anyhow::Context;
 use rustyline::error::ReadlineError;
 use rustyline::DefaultEditor;
 use temper_core::{ChatModel, ChatRequest, GenerationParams, Message};
-use temper_engine::LocalModel;
 use temper_models::ModelStore;
 
-use crate::options::{load_model, ConversationArgs, ModelArgs};
+use crate::options::{load_model, ConversationArgs, Loaded, ModelArgs};
 use crate::output::{self, block_on, notice};
 
 const HELP: &str = "\
@@ -18,14 +17,14 @@ const HELP: &str = "\
 /reset            start a new conversation
 /params           show the generation parameters that are set
 /set NAME VALUE   set a parameter, e.g. /set temperature 0.2 (VALUE none: back to the default)
-/model NAME       switch to another model (a catalog name or a GGUF path), keeping the conversation
+/model NAME       switch to another model (a profile, a catalog name or a GGUF path), keeping the conversation
 /help             this list
 /exit             leave (Ctrl-D too); Ctrl-C stops an answer";
 
 struct Repl {
     store: ModelStore,
     model_args: ModelArgs,
-    model: LocalModel,
+    model: Loaded,
     system: Option<String>,
     conversation: Vec<Message>,
     params: GenerationParams,
@@ -44,7 +43,7 @@ pub fn run(args: &ConversationArgs) -> anyhow::Result<()> {
     let model = load_model(&store, &model_args.model, model_args.load_options())?;
     let interactive = io::stdin().is_terminal();
     if interactive {
-        notice(&output::summary_line(model.name(), model.summary()));
+        notice(&describe(&model));
         notice("Type a message, or /help for the commands.");
     }
     let mut repl = Repl {
@@ -96,6 +95,14 @@ pub fn run(args: &ConversationArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The local model's summary, or the remote profile's name.
+fn describe(loaded: &Loaded) -> String {
+    match &loaded.local {
+        Some(local) => output::summary_line(loaded.model.name(), local.summary()),
+        None => format!("{}: a remote profile", loaded.model.name()),
+    }
+}
+
 fn save_history(editor: &mut DefaultEditor, file: &std::path::Path) {
     let saved = file
         .parent()
@@ -124,7 +131,10 @@ impl Repl {
                 self.conversation.clear();
                 writeln!(out, "(system message set; new conversation)")?;
             }
-            "params" => write!(out, "{}", output::effective_params(&self.params, self.model.summary()))?,
+            "params" => match &self.model.local {
+                Some(local) => write!(out, "{}", output::effective_params(&self.params, local.summary()))?,
+                None => write!(out, "{}", output::set_params(&self.params))?,
+            },
             "set" => {
                 let (param, value) = argument
                     .split_once(char::is_whitespace)
@@ -132,9 +142,12 @@ impl Repl {
                 self.params.set(param, value)?;
             }
             "model" => {
-                anyhow::ensure!(!argument.is_empty(), "usage: /model NAME (a catalog name or a GGUF path)");
+                anyhow::ensure!(
+                    !argument.is_empty(),
+                    "usage: /model NAME (a profile, a catalog name or a GGUF path)"
+                );
                 self.model = load_model(&self.store, argument, self.model_args.load_options())?;
-                writeln!(out, "{}", output::summary_line(self.model.name(), self.model.summary()))?;
+                writeln!(out, "{}", describe(&self.model))?;
             }
             _ => anyhow::bail!("unknown command /{name}; /help lists the commands"),
         }
@@ -148,7 +161,7 @@ impl Repl {
         let messages =
             self.system.iter().map(Message::system).chain(self.conversation.iter().cloned()).collect();
         let request = ChatRequest { messages, params: self.params.clone(), truncate: self.truncate };
-        let stream = self.model.chat_stream(request);
+        let stream = self.model.model.chat_stream(request);
         let mut out = io::stdout();
         // Dropping the stream (the losing branch) is what stops the generation.
         let answer = block_on(async {

@@ -150,6 +150,7 @@ mod tests {
                 finish_reason: FinishReason::Stop,
                 usage: Usage::default(),
                 timings: Timings::default(),
+                cost: None,
             })));
             Box::pin(futures::stream::iter(events))
         }

@@ -35,6 +35,9 @@ pub struct ChatResponse {
     pub finish_reason: FinishReason,
     pub usage: Usage,
     pub timings: Timings,
+    /// What the request cost in USD, from the prices of the model's profile (none when unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
 }
 
 /// What a streaming request yields. Every backend yields the same events.

@@ -369,6 +369,7 @@ impl Worker {
                 prefill_tokens_per_second: per_second(evaluated, prefill_secs),
                 decode_tokens_per_second: per_second(generated.saturating_sub(1), decode_secs),
             },
+            cost: None,
         }))
     }
 }

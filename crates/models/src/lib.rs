@@ -1,8 +1,12 @@
 #![doc = include_str!("../README.md")]
 
 mod catalog;
+pub mod cost;
 mod error;
+mod fallback;
+mod metered;
 mod pip;
+pub mod profiles;
 mod progress;
 mod store;
 
@@ -11,6 +15,9 @@ pub use catalog::{
     DEFAULT_EMBEDDING_MODEL,
 };
 pub use error::StoreError;
+pub use fallback::Fallback;
+pub use metered::Metered;
 pub use pip::PIP_ENV;
+pub use profiles::{Backend, Profile, ProfileError, Profiles};
 pub use progress::{ConsoleProgress, PullProgress, Silent, Stage};
 pub use store::{FileStatus, ModelInfo, ModelStatus, ModelStore, HOME_ENV};

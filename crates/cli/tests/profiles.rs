@@ -1,0 +1,209 @@
+//! Profiles, remote backends, fallback and cost through the `temper` binary, against loopback
+//! servers that speak OpenAI's chat completions wire format. No model is needed.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use temper_testserver::{sse, Reply, Server};
+
+const KEY_VAR: &str = "TEMPER_TEST_VENDOR_KEY";
+const KEY: &str = "sk-cli-5ecret-0123456789abcdef";
+
+/// `temper ARGS` run in `dir`, with its store in `dir/home` and the test key in the environment.
+fn temper(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_temper"))
+        .args(args)
+        .current_dir(dir)
+        .env("TEMPER_HOME", dir.join("home"))
+        .env("TEMPER_PIP", "false")
+        .env(KEY_VAR, KEY)
+        .env_remove("CI")
+        .output()
+        .expect("cannot run temper")
+}
+
+fn ok(output: &Output) -> String {
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "temper failed:\n{err}");
+    assert!(!err.contains(KEY), "the key leaked on stderr: {err}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn failed(output: &Output) -> String {
+    let (out, err) =
+        (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr).into_owned());
+    assert_eq!(output.status.code(), Some(1), "expected a failure; stderr:\n{err}");
+    assert!(err.contains("error: ") && !err.contains("panicked"), "{err}");
+    assert!(!err.contains(KEY) && !out.contains(KEY), "the key leaked: {err}");
+    err
+}
+
+fn chunk(content: &str) -> String {
+    format!(
+        r#"{{"choices":[{{"index":0,"delta":{{"content":{}}},"finish_reason":null}}]}}"#,
+        serde_json::to_string(content).unwrap()
+    )
+}
+
+/// A whole streamed answer with usage 1000 + 200.
+fn answer(text: &str) -> Reply {
+    let piece = chunk(text);
+    let finish = r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#;
+    let usage = r#"{"choices":[],"usage":{"prompt_tokens":1000,"completion_tokens":200}}"#;
+    Reply::stream(
+        "text/event-stream",
+        sse([(None, piece.as_str()), (None, finish), (None, usage), (None, "[DONE]")]),
+    )
+}
+
+/// A temp dir with a temper.toml holding `profiles`.
+fn project(profiles: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("temper.toml"), profiles).unwrap();
+    dir
+}
+
+fn remote(name: &str, server: &Server, extra: &str) -> String {
+    format!(
+        "[models.{name}]\nbackend = \"openai\"\nmodel = \"gpt-test\"\nbase_url = \"{}\"\napi_key_env = \"{KEY_VAR}\"\n\
+         input_price_per_mtok = 0.15\noutput_price_per_mtok = 0.60\nmax_retries = 0\ntimeout_secs = 2\n{extra}\n",
+        server.url("/v1")
+    )
+}
+
+#[test]
+fn init_writes_profiles_that_models_list_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&temper(dir.path(), &["init"]));
+    let err = failed(&temper(dir.path(), &["init"]));
+    assert!(err.contains("already exists"), "{err}");
+    let out = ok(&temper(dir.path(), &["models", "list"]));
+    assert!(out.contains("smollm2-135m-instruct"), "{out}");
+    let profiles = out.split("profiles (").nth(1).unwrap_or_else(|| panic!("no profiles in:\n{out}"));
+    assert!(
+        profiles.contains("gpt-mini") && profiles.contains("openai") && profiles.contains("0.15/0.6"),
+        "{out}"
+    );
+    assert!(profiles.contains("local") && profiles.contains("smollm2-135m-instruct"), "{out}");
+}
+
+#[test]
+fn ask_through_a_profile_prints_the_cost_and_logs_the_call() {
+    let server = Server::start(vec![answer("Hi there!")]);
+    let dir = project(&remote("gpt", &server, "[models.gpt.params]\ntemperature = 0.25"));
+    let out = ok(&temper(dir.path(), &["ask", "--model", "gpt", "--json", "--max-tokens", "9", "Greet me"]));
+    let json: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["text"], "Hi there!");
+    assert_eq!(json["model"], "gpt");
+    // 1000 × 0.15 / 1e6 + 200 × 0.60 / 1e6
+    assert!((json["cost"].as_f64().unwrap() - 0.000_27).abs() < 1e-12, "{json}");
+
+    let request = &server.requests()[0];
+    assert_eq!(request.header("authorization"), Some(format!("Bearer {KEY}").as_str()));
+    let body: Value = serde_json::from_str(&request.body).unwrap();
+    assert_eq!((body["max_tokens"].as_u64(), body["temperature"].as_f64()), (Some(9), Some(0.25)));
+
+    let report = ok(&temper(dir.path(), &["cost", "report"]));
+    let row = report.lines().find(|l| l.contains("gpt")).unwrap_or_else(|| panic!("{report}"));
+    assert!(
+        row.contains(" 1 ") && row.contains("1000") && row.contains("200") && row.contains("$0.000270"),
+        "{report}"
+    );
+    let json: Value = serde_json::from_str(&ok(&temper(dir.path(), &["cost", "report", "--json"]))).unwrap();
+    assert_eq!(json[0]["calls"], 1);
+}
+
+#[test]
+fn a_broken_stream_falls_back_and_json_holds_only_the_second_answer() {
+    let mut cut = sse([(None, chunk("Half an ans").as_str())]);
+    cut.push("data: {\"choi".into());
+    let first = Server::start(vec![Reply::stream("text/event-stream", cut).cut()]);
+    let second = Server::start(vec![answer("Whole answer.")]);
+    let profiles = remote("first", &first, "fallback = [\"second\"]") + &remote("second", &second, "");
+    let dir = project(&profiles);
+    let output = temper(dir.path(), &["ask", "--model", "first", "--json", "Hi"]);
+    let json: Value = serde_json::from_str(&ok(&output)).unwrap();
+    assert_eq!(json["text"], "Whole answer.");
+    assert_eq!(json["model"], "second");
+
+    let streamed = temper(dir.path(), &["ask", "--model", "first", "Hi"]);
+    let stderr = String::from_utf8_lossy(&streamed.stderr).into_owned();
+    assert!(stderr.contains("the answer starts again: first failed"), "{stderr}");
+    assert!(ok(&streamed).ends_with("Whole answer.\n"));
+}
+
+#[test]
+fn a_refused_key_is_reported_without_the_key() {
+    let body =
+        format!(r#"{{"error":{{"message":"Incorrect API key provided: {KEY}","code":"invalid_api_key"}}}}"#);
+    let server = Server::start(vec![Reply::json(401, body)]);
+    let dir = project(&remote("gpt", &server, ""));
+    let err = failed(&temper(dir.path(), &["ask", "--model", "gpt", "Hi"]));
+    assert!(err.contains("HTTP 401") && err.contains("Incorrect API key provided: [redacted]"), "{err}");
+}
+
+#[test]
+fn a_missing_key_variable_and_a_remote_tokenize_are_clear_errors() {
+    let server = Server::start(vec![answer("unused")]);
+    let profiles = remote("gpt", &server, "").replace(KEY_VAR, "TEMPER_TEST_UNSET_VARIABLE");
+    let dir = project(&profiles);
+    let err = failed(&temper(dir.path(), &["ask", "--model", "gpt", "Hi"]));
+    assert!(err.contains("profile `gpt`") && err.contains("TEMPER_TEST_UNSET_VARIABLE"), "{err}");
+
+    let dir = project(&remote("gpt", &server, ""));
+    let err = failed(&temper(dir.path(), &["tokenize", "--model", "gpt", "Hi"]));
+    assert!(err.contains("`tokenize`") && err.contains("remote profile"), "{err}");
+    let err = failed(&temper(dir.path(), &["ask", "--model", "nosuch", "Hi"]));
+    assert!(err.contains("or a profile of") && err.contains("gpt"), "{err}");
+    assert!(server.requests().is_empty());
+}
+
+#[test]
+fn compare_runs_every_model_and_shows_them_side_by_side() {
+    let (a, b) = (Server::start(vec![answer("Answer A")]), Server::start(vec![answer("Answer B")]));
+    let dir = project(&(remote("alpha", &a, "") + &remote("beta", &b, "")));
+    std::fs::write(dir.path().join("prompt.txt"), "Compare us").unwrap();
+    let out = ok(&temper(
+        dir.path(),
+        &["models", "compare", "--models", "alpha,beta", "--prompt-file", "prompt.txt"],
+    ));
+    for expected in
+        ["MODEL", "alpha", "beta", "1000+200", "$0.000270", "── alpha ──\nAnswer A", "── beta ──\nAnswer B"]
+    {
+        assert!(out.contains(expected), "`{expected}` missing from:\n{out}");
+    }
+    let prompt: Value = serde_json::from_str(&a.requests()[0].body).unwrap();
+    assert_eq!(prompt["messages"][0]["content"], "Compare us");
+
+    let broken = Server::start(vec![Reply::json(500, r#"{"error":{"message":"down"}}"#)]);
+    let dir = project(&(remote("alpha", &a, "") + &remote("gamma", &broken, "")));
+    let output = temper(dir.path(), &["models", "compare", "--models", "alpha,gamma", "--json", "Hi"]);
+    let err = failed(&output);
+    assert!(err.contains("1 of 2 models failed: gamma"), "{err}");
+    let rows: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(rows[0]["response"]["text"], "Answer A");
+    assert!(rows[1]["error"].as_str().unwrap().contains("HTTP 500: down"), "{rows}");
+}
+
+#[test]
+fn cost_estimate_prices_each_profile_against_the_vm() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&temper(dir.path(), &["init"]));
+    let args =
+        ["cost", "estimate", "--requests-per-day", "1000", "--input-tokens", "500", "--output-tokens", "200"];
+    let out = ok(&temper(dir.path(), &[&args[..], &["--vm-hourly", "0.5"]].concat()));
+    // gpt-mini: 195e-6 USD a request → $5.93 a month; the VM $365.00; even at 61538 a day.
+    let gpt = out.lines().find(|l| l.starts_with("gpt-mini")).unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        gpt.contains("$5.93")
+            && gpt.contains("$365.00")
+            && gpt.contains("api")
+            && gpt.contains("61538 requests/day"),
+        "{out}"
+    );
+    let local = out.lines().find(|l| l.starts_with("local")).unwrap_or_else(|| panic!("{out}"));
+    assert!(local.contains("never"), "{out}");
+    let err = failed(&temper(dir.path(), &[&args[..], &["--vm-hourly", "-1"]].concat()));
+    assert!(err.contains("--vm-hourly"), "{err}");
+}
