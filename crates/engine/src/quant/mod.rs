@@ -2,15 +2,15 @@
 //!
 //! Activations are quantized once per call into the format llama.cpp pairs with each weight
 //! type (Q8_0/Q8_1-style blocks of 32, or Q8_K blocks of 256), so that the integer dot products
-//! and their rounding match the reference closely. Kernels come in a portable version and an
-//! AVX2+FMA version picked at run time; see [`cpu_level`].
+//! and their rounding match the reference closely. Kernels come in a portable version and x86
+//! versions (AVX2, AVX-VNNI, AVX-512 VNNI) picked at run time; see [`cpu_level`].
 
-#[cfg(target_arch = "x86_64")]
-mod avx2;
 mod formats;
 mod scalar;
 #[cfg(test)]
 mod tests;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 use std::cell::Cell;
 use std::sync::OnceLock;
@@ -32,36 +32,68 @@ pub enum QuantError {
     Overflow { ty: GgmlType, what: &'static str, a: usize, b: usize },
 }
 
-/// The instruction set the kernels use. Ordered: a level can run everything below it.
+/// The instruction set the kernels use, from the least to the most capable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum CpuLevel {
     Scalar,
     /// AVX2 with FMA and F16C (every AVX2 CPU has the latter two).
     Avx2,
+    /// AVX2 plus AVX-VNNI: byte dot products in one instruction.
+    AvxVnni,
+    /// AVX2 plus AVX-512 F/BW/VL/VNNI.
+    Avx512,
 }
 
 impl CpuLevel {
+    pub const ALL: [CpuLevel; 4] = [CpuLevel::Scalar, CpuLevel::Avx2, CpuLevel::AvxVnni, CpuLevel::Avx512];
+
     pub fn name(self) -> &'static str {
         match self {
             CpuLevel::Scalar => "scalar",
             CpuLevel::Avx2 => "avx2",
+            CpuLevel::AvxVnni => "avxvnni",
+            CpuLevel::Avx512 => "avx512",
         }
     }
 
     fn from_name(name: &str) -> Option<CpuLevel> {
-        [CpuLevel::Scalar, CpuLevel::Avx2].into_iter().find(|l| l.name().eq_ignore_ascii_case(name.trim()))
+        CpuLevel::ALL.into_iter().find(|l| l.name().eq_ignore_ascii_case(name.trim()))
+    }
+
+    /// Whether this CPU can run the level's kernels. (A CPU with AVX-512 VNNI may lack AVX-VNNI,
+    /// so this is not the same as being at most [`CpuLevel::detected`].)
+    pub fn is_available(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx2 = is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c");
+            match self {
+                CpuLevel::Scalar => true,
+                CpuLevel::Avx2 => avx2,
+                CpuLevel::AvxVnni => avx2 && is_x86_feature_detected!("avxvnni"),
+                CpuLevel::Avx512 => {
+                    avx2 && is_x86_feature_detected!("avx512f")
+                        && is_x86_feature_detected!("avx512bw")
+                        && is_x86_feature_detected!("avx512vl")
+                        && is_x86_feature_detected!("avx512vnni")
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            self == CpuLevel::Scalar
+        }
     }
 
     /// The best level this CPU supports.
     pub fn detected() -> CpuLevel {
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("f16c")
-        {
-            return CpuLevel::Avx2;
-        }
-        CpuLevel::Scalar
+        CpuLevel::ALL.into_iter().rev().find(|l| l.is_available()).unwrap_or(CpuLevel::Scalar)
+    }
+
+    /// Every level this CPU can run, for tests that compare them.
+    pub fn available() -> impl Iterator<Item = CpuLevel> {
+        CpuLevel::ALL.into_iter().filter(|l| l.is_available())
     }
 }
 
@@ -71,15 +103,14 @@ impl std::fmt::Display for CpuLevel {
     }
 }
 
-/// The level the kernels run at: the detected one, lowered by `TEMPER_CPU=scalar|avx2` if set
-/// (an unknown value or a level above the CPU's is ignored). Read once per process.
+/// The level the kernels run at: the detected one, or `TEMPER_CPU=scalar|avx2|avxvnni|avx512`
+/// if that names a level this CPU can run (anything else is ignored). Read once per process.
 pub fn cpu_level() -> CpuLevel {
     static LEVEL: OnceLock<CpuLevel> = OnceLock::new();
     *LEVEL.get_or_init(|| {
-        let best = CpuLevel::detected();
         match std::env::var("TEMPER_CPU").ok().as_deref().and_then(CpuLevel::from_name) {
-            Some(level) => level.min(best),
-            None => best,
+            Some(level) if level.is_available() => level,
+            _ => CpuLevel::detected(),
         }
     })
 }
@@ -95,10 +126,15 @@ const TOKEN_TILE: usize = 4;
 const TOKEN_GROUP: usize = 64;
 
 fn kernel(level: CpuLevel, ty: GgmlType) -> Option<DotFn> {
-    // Never above what the CPU has, whatever the caller asked for.
+    // Never a level the CPU lacks, whatever the caller asked for.
     #[cfg(target_arch = "x86_64")]
-    if level.min(CpuLevel::detected()) >= CpuLevel::Avx2 {
-        return avx2::kernel(ty);
+    if level.is_available() {
+        match level {
+            CpuLevel::Avx512 => return x86::avx512::kernel(ty),
+            CpuLevel::AvxVnni => return x86::avxvnni::kernel(ty),
+            CpuLevel::Avx2 => return x86::avx2::kernel(ty),
+            CpuLevel::Scalar => {}
+        }
     }
     let _ = level;
     scalar::kernel(ty)
