@@ -23,7 +23,7 @@ pub struct ModelArgs {
 
 impl ModelArgs {
     pub fn load_options(&self) -> LoadOptions {
-        LoadOptions { threads: self.threads, context_window: self.ctx }
+        LoadOptions { threads: self.threads, context_window: self.ctx, sequences: None }
     }
 
     /// Resolves `--model` through the store (pulling it on first use) and loads it.

@@ -135,10 +135,11 @@ impl RopeTables {
         RopeTables { half: head_dim / 2, global: Vec::new(), local: Vec::new() }
     }
 
-    pub fn prepare(&mut self, c: &ModelConfig, start: usize, n: usize) {
-        fill_angles(&mut self.global, c.rope_base, self.half, start, n);
+    /// Tables for a batch whose tokens sit at `positions`, in batch order.
+    pub fn prepare(&mut self, c: &ModelConfig, positions: impl Iterator<Item = usize> + Clone) {
+        fill_angles(&mut self.global, c.rope_base, self.half, positions.clone());
         if c.sliding_window.is_some() {
-            fill_angles(&mut self.local, c.rope_base_local, self.half, start, n);
+            fill_angles(&mut self.local, c.rope_base_local, self.half, positions);
         }
     }
 
@@ -163,10 +164,10 @@ impl RopeTables {
     }
 }
 
-fn fill_angles(table: &mut Vec<(f32, f32)>, base: f32, half: usize, start: usize, n: usize) {
+fn fill_angles(table: &mut Vec<(f32, f32)>, base: f32, half: usize, positions: impl Iterator<Item = usize>) {
     table.clear();
     let step = base.powf(-1.0 / half as f32);
-    for pos in start..start + n {
+    for pos in positions {
         let mut theta = pos as f32;
         for _ in 0..half {
             table.push((theta.cos(), theta.sin()));

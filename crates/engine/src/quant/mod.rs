@@ -107,11 +107,9 @@ impl std::fmt::Display for CpuLevel {
 /// if that names a level this CPU can run (anything else is ignored). Read once per process.
 pub fn cpu_level() -> CpuLevel {
     static LEVEL: OnceLock<CpuLevel> = OnceLock::new();
-    *LEVEL.get_or_init(|| {
-        match std::env::var("TEMPER_CPU").ok().as_deref().and_then(CpuLevel::from_name) {
-            Some(level) if level.is_available() => level,
-            _ => CpuLevel::detected(),
-        }
+    *LEVEL.get_or_init(|| match std::env::var("TEMPER_CPU").ok().as_deref().and_then(CpuLevel::from_name) {
+        Some(level) if level.is_available() => level,
+        _ => CpuLevel::detected(),
     })
 }
 
@@ -124,6 +122,9 @@ const TOKEN_TILE: usize = 4;
 
 /// Tokens per pass over the weights in prefill; bounds the transposition buffer.
 const TOKEN_GROUP: usize = 64;
+
+/// Activation rows from which quantizing them is split between threads.
+const PARALLEL_QUANTIZE: usize = 8;
 
 fn kernel(level: CpuLevel, ty: GgmlType) -> Option<DotFn> {
     // Never a level the CPU lacks, whatever the caller asked for.
@@ -232,7 +233,12 @@ fn matmul_at(
 
     let a_row = act.row_bytes(cols);
     scratch.resize(n_tokens * a_row, 0);
-    scratch.par_chunks_mut(a_row).zip(x.par_chunks(cols)).for_each(|(dst, x)| act.quantize(x, dst));
+    // A decode step's few rows take less time to quantize than to hand to other threads.
+    if n_tokens < PARALLEL_QUANTIZE {
+        scratch.chunks_mut(a_row).zip(x.chunks(cols)).for_each(|(dst, x)| act.quantize(x, dst));
+    } else {
+        scratch.par_chunks_mut(a_row).zip(x.par_chunks(cols)).for_each(|(dst, x)| act.quantize(x, dst));
+    }
 
     if n_tokens == 1 {
         rows_times_tokens(dot, weight, w_row, &[scratch.as_slice()], out);
