@@ -190,6 +190,25 @@ impl Model {
         Ok(())
     }
 
+    /// Matrices with the same input, in one pass over the threads; `outs` are `n` rows each.
+    fn matmul_many<const M: usize>(
+        &self,
+        mats: [(&Matrix, &mut [f32]); M],
+        x: &[f32],
+        n: usize,
+        act: &mut Vec<u8>,
+    ) -> Result<(), ForwardError> {
+        let cols = mats[0].0.cols;
+        let mut jobs = mats.map(|(w, out)| quant::MatmulJob {
+            ty: w.info.ty,
+            weight: self.gguf.tensor_data(&w.info),
+            rows: w.rows,
+            out,
+        });
+        quant::matmul_many(&mut jobs, cols, x, n, act)?;
+        Ok(())
+    }
+
     /// Runs every sequence's new tokens (at most [`MAX_BATCH`] in all) in one pass; with
     /// `logits`, writes each sequence's last-token logits there, one vocab-sized row each.
     fn forward_batch(
@@ -231,9 +250,16 @@ impl Model {
                     &mut s.h[t * d..(t + 1) * d],
                 );
             }
-            self.matmul(&layer.wq, &s.h[..n * d], n, &mut s.q, &mut s.act)?;
-            self.matmul(&layer.wk, &s.h[..n * d], n, &mut s.k, &mut s.act)?;
-            self.matmul(&layer.wv, &s.h[..n * d], n, &mut s.v, &mut s.act)?;
+            self.matmul_many(
+                [
+                    (&layer.wq, &mut s.q[..n * qd]),
+                    (&layer.wk, &mut s.k[..n * kvd]),
+                    (&layer.wv, &mut s.v[..n * kvd]),
+                ],
+                &s.h[..n * d],
+                n,
+                &mut s.act,
+            )?;
             for (buf, bias, width) in [
                 (&mut s.q, &layer.q_bias, qd),
                 (&mut s.k, &layer.k_bias, kvd),
@@ -275,8 +301,12 @@ impl Model {
                     &mut s.h[t * d..(t + 1) * d],
                 );
             }
-            self.matmul(&layer.w_gate, &s.h[..n * d], n, &mut s.gate, &mut s.act)?;
-            self.matmul(&layer.w_up, &s.h[..n * d], n, &mut s.up, &mut s.act)?;
+            self.matmul_many(
+                [(&layer.w_gate, &mut s.gate[..n * ff]), (&layer.w_up, &mut s.up[..n * ff])],
+                &s.h[..n * d],
+                n,
+                &mut s.act,
+            )?;
             let activation = if c.architecture == Architecture::Gemma3 { ops::gelu_tanh } else { ops::silu };
             let gated = |(g, u): (&mut [f32], &[f32])| {
                 g.iter_mut().zip(u).for_each(|(g, u)| *g = activation(*g) * u);

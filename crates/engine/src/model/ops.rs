@@ -68,12 +68,15 @@ mod x86 {
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn scale_add_f16(out: &mut [f32], rescale: f32, value: &[f16], weight: f32) {
         const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT;
+        // `out` holds f16 values already, so scaling by 1 (the running maximum did not move,
+        // the usual case) changes nothing and is skipped.
+        let unscaled = rescale == 1.0;
         let (rescale, weight) = (_mm256_set1_ps(rescale), _mm256_set1_ps(weight));
         for (o, v) in out.chunks_exact_mut(8).zip(value.chunks_exact(8)) {
-            let scaled = _mm256_cvtph_ps(_mm256_cvtps_ph::<NEAREST>(_mm256_mul_ps(
-                _mm256_loadu_ps(o.as_ptr()),
-                rescale,
-            )));
+            let mut scaled = _mm256_loadu_ps(o.as_ptr());
+            if !unscaled {
+                scaled = _mm256_cvtph_ps(_mm256_cvtps_ph::<NEAREST>(_mm256_mul_ps(scaled, rescale)));
+            }
             let v = _mm256_cvtph_ps(_mm_loadu_si128(v.as_ptr().cast()));
             let sum = _mm256_cvtph_ps(_mm256_cvtps_ph::<NEAREST>(_mm256_fmadd_ps(v, weight, scaled)));
             _mm256_storeu_ps(o.as_mut_ptr(), sum);

@@ -187,6 +187,16 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), Q
     Ok(())
 }
 
+/// One weight matrix of a [`matmul_many`] call and where its products go.
+pub struct MatmulJob<'a> {
+    pub ty: GgmlType,
+    /// `rows` rows of the shared `cols` columns.
+    pub weight: &'a [u8],
+    pub rows: usize,
+    /// `n_tokens × rows` values, token-major.
+    pub out: &'a mut [f32],
+}
+
 /// `out[t * rows + r] = dot(W[r], x[t])` for a row-major weight matrix of `rows` rows of `cols`
 /// values (a GGUF tensor with dims `[cols, rows]`) and `n_tokens` token-major activation rows.
 /// `scratch` holds the quantized activations; reusing it avoids allocating per call.
@@ -201,33 +211,54 @@ pub fn matmul(
     out: &mut [f32],
     scratch: &mut Vec<u8>,
 ) -> Result<(), QuantError> {
-    matmul_at(cpu_level(), ty, weight, rows, cols, x, n_tokens, out, scratch)
+    matmul_many(&mut [MatmulJob { ty, weight, rows, out }], cols, x, n_tokens, scratch)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn matmul_at(
-    level: CpuLevel,
-    ty: GgmlType,
-    weight: &[u8],
-    rows: usize,
+/// [`matmul`] for several matrices that multiply the same activations (a layer's Q, K and V):
+/// the activations are quantized once, and the threads go from one matrix to the next without
+/// waiting for each other in between.
+pub fn matmul_many(
+    jobs: &mut [MatmulJob<'_>],
     cols: usize,
     x: &[f32],
     n_tokens: usize,
-    out: &mut [f32],
     scratch: &mut Vec<u8>,
 ) -> Result<(), QuantError> {
-    let (Some(act), Some(dot)) = (ActFormat::for_weight(ty), kernel(level, ty)) else {
-        return Err(QuantError::Unsupported { ty, op: "matmul" });
-    };
-    let w_row = row_bytes(ty, cols)?;
-    check_len(ty, "weight", rows, w_row, weight.len())?;
-    check_len(ty, "activations", n_tokens, cols, x.len())?;
-    check_len(ty, "output", n_tokens, rows, out.len())?;
-    if rows == 0 || n_tokens == 0 {
+    matmul_at(cpu_level(), jobs, cols, x, n_tokens, scratch)
+}
+
+fn matmul_at(
+    level: CpuLevel,
+    jobs: &mut [MatmulJob<'_>],
+    cols: usize,
+    x: &[f32],
+    n_tokens: usize,
+    scratch: &mut Vec<u8>,
+) -> Result<(), QuantError> {
+    let Some(first) = jobs.first() else { return Ok(()) };
+    let act = ActFormat::for_weight(first.ty);
+    if jobs.len() > 1 && jobs.iter().any(|job| ActFormat::for_weight(job.ty) != act) {
+        // Weights that pair with different activation formats each quantize their own.
+        for job in jobs.chunks_mut(1) {
+            matmul_at(level, job, cols, x, n_tokens, scratch)?;
+        }
+        return Ok(());
+    }
+    for job in jobs.iter() {
+        let ty = job.ty;
+        if ActFormat::for_weight(ty).is_none() || kernel(level, ty).is_none() {
+            return Err(QuantError::Unsupported { ty, op: "matmul" });
+        }
+        check_len(ty, "weight", job.rows, row_bytes(ty, cols)?, job.weight.len())?;
+        check_len(ty, "activations", n_tokens, cols, x.len())?;
+        check_len(ty, "output", n_tokens, job.rows, job.out.len())?;
+    }
+    let Some(act) = act else { return Ok(()) };
+    if n_tokens == 0 {
         return Ok(());
     }
     if cols == 0 {
-        out.fill(0.0);
+        jobs.iter_mut().for_each(|job| job.out.fill(0.0));
         return Ok(());
     }
 
@@ -239,10 +270,34 @@ fn matmul_at(
     } else {
         scratch.par_chunks_mut(a_row).zip(x.par_chunks(cols)).for_each(|(dst, x)| act.quantize(x, dst));
     }
+    let acts = scratch.as_slice();
+    jobs.par_iter_mut().for_each(|job| {
+        // Both were checked above.
+        if let (Some(dot), Ok(w_row)) = (kernel(level, job.ty), row_bytes(job.ty, cols)) {
+            multiply(dot, job.weight, w_row, job.rows, acts, a_row, n_tokens, job.out);
+        }
+    });
+    Ok(())
+}
 
+/// One matrix times the quantized activations `acts` (`n_tokens` rows of `a_row` bytes).
+#[allow(clippy::too_many_arguments)]
+fn multiply(
+    dot: DotFn,
+    weight: &[u8],
+    w_row: usize,
+    rows: usize,
+    acts: &[u8],
+    a_row: usize,
+    n_tokens: usize,
+    out: &mut [f32],
+) {
+    if rows == 0 {
+        return;
+    }
     if n_tokens == 1 {
-        rows_times_tokens(dot, weight, w_row, &[scratch.as_slice()], out);
-        return Ok(());
+        rows_times_tokens(dot, weight, w_row, &[acts], out);
+        return;
     }
     // Results come out row-major (rows × tokens) so that threads own contiguous output; they
     // are transposed into `out` per group. The buffer is per thread and kept for the next call
@@ -250,14 +305,14 @@ fn matmul_at(
     thread_local!(static ROW_MAJOR: Cell<Vec<f32>> = const { Cell::new(Vec::new()) });
     let mut tmp = ROW_MAJOR.take();
     tmp.resize(rows * n_tokens.min(TOKEN_GROUP), 0.0);
-    let mut acts: [&[u8]; TOKEN_GROUP] = [&[]; TOKEN_GROUP];
-    for (out, a) in out.chunks_mut(rows * TOKEN_GROUP).zip(scratch.chunks(a_row * TOKEN_GROUP)) {
+    let mut group: [&[u8]; TOKEN_GROUP] = [&[]; TOKEN_GROUP];
+    for (out, a) in out.chunks_mut(rows * TOKEN_GROUP).zip(acts.chunks(a_row * TOKEN_GROUP)) {
         let g = out.len() / rows;
-        for (slot, a) in acts.iter_mut().zip(a.chunks(a_row)) {
+        for (slot, a) in group.iter_mut().zip(a.chunks(a_row)) {
             *slot = a;
         }
         let tmp = &mut tmp[..rows * g];
-        rows_times_tokens(dot, weight, w_row, &acts[..g], tmp);
+        rows_times_tokens(dot, weight, w_row, &group[..g], tmp);
         let tmp = &*tmp;
         out.par_chunks_mut(rows).enumerate().for_each(|(t, out)| {
             for (o, v) in out.iter_mut().zip(tmp.iter().skip(t).step_by(g)) {
@@ -266,7 +321,6 @@ fn matmul_at(
         });
     }
     ROW_MAJOR.set(tmp);
-    Ok(())
 }
 
 /// `dst[r * acts.len() + t] = dot(W[r], acts[t])`, parallel over chunks of rows. Within a row
