@@ -5,6 +5,27 @@
 //! and their rounding match the reference closely. Kernels come in a portable version and x86
 //! versions (AVX2, AVX-VNNI, AVX-512 VNNI) picked at run time; see [`cpu_level`].
 
+/// The kernel for weight type `$ty` built from a level's three generic kernels (float weights,
+/// 32-value blocks, K-quant super-blocks), or `None` for the types no level implements.
+macro_rules! kernel_table {
+    ($ty:expr, $float:ident, $q32:ident, $k:ident) => {
+        Some(match $ty {
+            GgmlType::F32 => $float::<F32>,
+            GgmlType::F16 => $float::<F16>,
+            GgmlType::BF16 => $float::<BF16>,
+            GgmlType::Q4_0 => $q32::<Q4_0>,
+            GgmlType::Q4_1 => $q32::<Q4_1>,
+            GgmlType::Q5_0 => $q32::<Q5_0>,
+            GgmlType::Q5_1 => $q32::<Q5_1>,
+            GgmlType::Q8_0 => $q32::<Q8_0>,
+            GgmlType::Q4K => $k::<Q4K>,
+            GgmlType::Q5K => $k::<Q5K>,
+            GgmlType::Q6K => $k::<Q6K>,
+            GgmlType::Q2K | GgmlType::Q3K => return None,
+        })
+    };
+}
+
 mod formats;
 mod scalar;
 #[cfg(test)]
