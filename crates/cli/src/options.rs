@@ -32,7 +32,7 @@ pub struct ModelArgs {
 
 impl ModelArgs {
     pub fn load_options(&self) -> LoadOptions {
-        LoadOptions { threads: self.threads, context_window: self.ctx }
+        LoadOptions { threads: self.threads, context_window: self.ctx, sequences: None }
     }
 
     /// Resolves `--model` (pulling a catalog model on first use) and loads it.

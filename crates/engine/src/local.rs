@@ -1,7 +1,14 @@
 //! [`LocalModel`]: a GGUF model served by a scheduler thread that owns the weights, the KV
-//! cache and the thread pool. Async callers only send requests and relay events, so no CPU
+//! caches and the thread pool. Async callers only send requests and relay events, so no CPU
 //! work runs on their runtime.
+//!
+//! The scheduler keeps several sequence slots, each with its own KV cache. A request joins the
+//! running batch as soon as it arrives: its prompt is prefilled in a free slot, then every
+//! active sequence advances by one token per forward pass, so the weights are read once per
+//! step for all of them. A new prompt reuses the keys and values of the longest matching
+//! prefix held by any slot (a shared system prompt, few-shot examples).
 
+use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::{mpsc, Arc};
@@ -14,7 +21,7 @@ use temper_core::{
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 use crate::gguf::Gguf;
-use crate::model::{KvCache, Model, Scratch};
+use crate::model::{KvCache, Model, Scratch, MAX_BATCH};
 use crate::sampler::Sampler;
 use crate::stop::{StopMatcher, Utf8Decoder};
 use crate::template::ChatTemplate;
@@ -31,7 +38,13 @@ pub struct LoadOptions {
     pub threads: Option<usize>,
     /// Tokens of context to allocate; `None` uses the trained context, at most 4096.
     pub context_window: Option<usize>,
+    /// Sequences generated together (each gets a KV cache of the full context window, allocated
+    /// when first needed); `None` means [`DEFAULT_SEQUENCES`].
+    pub sequences: Option<usize>,
 }
+
+/// Sequences decoded together when the caller does not say.
+pub const DEFAULT_SEQUENCES: usize = 4;
 
 /// A GGUF model running on Temper's engine.
 pub struct LocalModel {
@@ -75,6 +88,10 @@ impl LocalModel {
         if context_window == 0 {
             return Err(Error::invalid_param("context_window", "must be at least 1"));
         }
+        let sequences = options.sequences.unwrap_or(DEFAULT_SEQUENCES);
+        if !(1..=MAX_BATCH).contains(&sequences) {
+            return Err(Error::invalid_param("sequences", format!("must be between 1 and {MAX_BATCH}")));
+        }
         let summary = ModelSummary::new(&model, context_window, threads, quant::cpu_level().to_string());
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -82,11 +99,15 @@ impl LocalModel {
             .build()
             .map_err(|e| Error::Backend(format!("cannot start the engine's threads: {e}")))?;
         let worker = Worker {
-            cache: KvCache::new(config.layers, config.kv_dim(), context_window),
+            slots: Vec::with_capacity(sequences),
+            max_slots: sequences,
+            context_window,
+            waiting: VecDeque::new(),
             scratch: Scratch::new(config, context_window),
-            logits: vec![0.0; config.vocab],
+            logits: vec![0.0; sequences * config.vocab],
             tokenizer: Arc::new(tokenizer),
             name: name.to_string(),
+            clock: 0,
             model,
         };
         let tokenizer = worker.tokenizer.clone();
@@ -230,144 +251,333 @@ impl ChatModel for LocalModel {
     }
 }
 
-/// The scheduler thread's state: the model and everything sized for its context.
+/// The scheduler thread's state: the model, the sequence slots and the buffers they share.
 struct Worker {
     model: Model,
-    cache: KvCache,
+    slots: Vec<Slot>,
+    max_slots: usize,
+    context_window: usize,
+    /// Requests that arrived while every slot was busy, in arrival order.
+    waiting: VecDeque<Job>,
     scratch: Scratch,
+    /// One vocab-sized row per slot.
     logits: Vec<f32>,
     tokenizer: Arc<Tokenizer>,
     name: String,
+    /// Counts slot uses, so that the least recently used free slot is the one overwritten.
+    clock: u64,
+}
+
+/// A KV cache and the sequence generating into it, if any. A free slot keeps its cache, so a
+/// later prompt can reuse its prefix.
+struct Slot {
+    cache: KvCache,
+    seq: Option<Sequence>,
+    last_used: u64,
+}
+
+/// A request being answered: its sampling and streaming state.
+struct Sequence {
+    params: GenerationParams,
+    window: usize,
+    events: Events,
+    received: Instant,
+    prompt_tokens: usize,
+    evaluated: usize,
+    prefill_secs: f64,
+    sampler: Sampler,
+    history: Vec<u32>,
+    utf8: Utf8Decoder,
+    stops: StopMatcher,
+    text: String,
+    generated: usize,
+    first_token_at: Option<Instant>,
+    /// The sampled token the next forward pass feeds in.
+    next: u32,
+}
+
+/// What a sequence does after sampling.
+enum Step {
+    /// Feed the sampled token and go on.
+    Continue,
+    /// Finished: the response, or `None` when the caller went away.
+    Done(Option<ChatResponse>),
 }
 
 impl Worker {
     fn serve(mut self, inbox: mpsc::Receiver<Job>, pool: rayon::ThreadPool) {
-        while let Ok(job) = inbox.recv() {
-            pool.install(|| self.run(job));
-        }
-    }
-
-    fn run(&mut self, job: Job) {
-        match job {
-            Job::Logits { prompt, reply } => {
-                let result = self.guarded(|w| w.prefill(&prompt).map(|_| w.logits.clone()));
-                let _ = reply.send(result);
-            }
-            Job::Generate { prompt, params, window, events, received } => {
-                let result = self.guarded(|w| w.generate(&prompt, &params, window, &events, received));
-                match result {
-                    Ok(Some(response)) => drop(events.send(Ok(StreamEvent::Done(response)))),
-                    Ok(None) => {} // the caller went away
-                    Err(error) => drop(events.send(Err(error))),
+        loop {
+            // Block only when there is nothing to do; otherwise take whatever has arrived and
+            // let it join the running batch.
+            if !self.busy() {
+                match inbox.recv() {
+                    Ok(job) => self.waiting.push_back(job),
+                    Err(_) => return,
                 }
             }
+            self.waiting.extend(inbox.try_iter());
+            pool.install(|| {
+                self.admit();
+                self.step();
+            });
         }
     }
 
-    /// Runs a job, turning a panic (a bug) into an error so the scheduler keeps serving.
-    fn guarded<T>(&mut self, job: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
-        std::panic::catch_unwind(AssertUnwindSafe(|| job(self))).unwrap_or_else(|panic| {
-            self.cache.truncate(0);
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned());
-            Err(Error::Backend(format!("internal engine error: {}", message.unwrap_or_default())))
-        })
+    fn busy(&self) -> bool {
+        !self.waiting.is_empty() || self.slots.iter().any(|s| s.seq.is_some())
     }
 
-    /// Evaluates the prompt, reusing the cached keys and values of a shared prefix, and leaves
-    /// the last position's logits in `self.logits`. Returns how many tokens were evaluated.
-    fn prefill(&mut self, prompt: &[u32]) -> Result<usize> {
-        let shared = self.cache.tokens().iter().zip(prompt).take_while(|(a, b)| a == b).count();
+    /// Starts waiting requests while there are free slots.
+    fn admit(&mut self) {
+        while let Some(job) = self.waiting.pop_front() {
+            let Some(slot) = self.free_slot(job_prompt(&job)) else {
+                self.waiting.push_front(job);
+                return;
+            };
+            self.start(slot, job);
+        }
+    }
+
+    /// The free slot to run `prompt` in: the one sharing the longest prefix with it, else the
+    /// least recently used. When a busy slot holds a longer prefix, it is copied over.
+    fn free_slot(&mut self, prompt: &[u32]) -> Option<usize> {
+        let shared = |cache: &KvCache| cache.tokens().iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        let free = (0..self.slots.len()).filter(|&i| self.slots[i].seq.is_none());
+        let best_free =
+            free.max_by_key(|&i| (shared(&self.slots[i].cache), u64::MAX - self.slots[i].last_used));
+        let slot = match best_free {
+            Some(i) if self.slots.len() == self.max_slots || shared(&self.slots[i].cache) > 0 => i,
+            _ if self.slots.len() < self.max_slots => {
+                let c = &self.model.config;
+                let cache = KvCache::new(c.layers, c.kv_dim(), self.context_window);
+                self.slots.push(Slot { cache, seq: None, last_used: 0 });
+                self.slots.len() - 1
+            }
+            _ => return None,
+        };
+        let have = shared(&self.slots[slot].cache);
+        let donor = (0..self.slots.len()).max_by_key(|&i| shared(&self.slots[i].cache));
+        if let Some(donor) = donor.filter(|&d| d != slot && shared(&self.slots[d].cache) > have) {
+            let len = shared(&self.slots[donor].cache);
+            let (to, from) = two_slots(&mut self.slots, slot, donor);
+            to.cache.copy_prefix(&from.cache, len);
+        }
+        self.clock += 1;
+        self.slots[slot].last_used = self.clock;
+        Some(slot)
+    }
+
+    fn start(&mut self, slot: usize, job: Job) {
+        match job {
+            Job::Logits { prompt, reply } => {
+                let result = self.guarded(slot, |w| w.prefill(slot, &prompt));
+                let _ = reply.send(result.map(|_| self.logits_row(slot).to_vec()));
+            }
+            Job::Generate { prompt, params, window, events, received } => {
+                let prefill_start = Instant::now();
+                let evaluated = match self.guarded(slot, |w| w.prefill(slot, &prompt)) {
+                    Ok(evaluated) => evaluated,
+                    Err(error) => return drop(events.send(Err(error))),
+                };
+                self.slots[slot].seq = Some(Sequence {
+                    sampler: Sampler::new(&params),
+                    stops: StopMatcher::new(&params.stop),
+                    params,
+                    window,
+                    events,
+                    received,
+                    prompt_tokens: prompt.len(),
+                    evaluated,
+                    prefill_secs: prefill_start.elapsed().as_secs_f64(),
+                    history: prompt,
+                    utf8: Utf8Decoder::default(),
+                    text: String::new(),
+                    generated: 0,
+                    first_token_at: None,
+                    next: 0,
+                });
+                self.sample(slot);
+            }
+        }
+    }
+
+    fn logits_row(&mut self, slot: usize) -> &mut [f32] {
+        let vocab = self.model.config.vocab;
+        &mut self.logits[slot * vocab..(slot + 1) * vocab]
+    }
+
+    /// Evaluates the prompt in `slot`, reusing the cached keys and values of a shared prefix,
+    /// and leaves the last position's logits in the slot's row. Returns how many tokens ran.
+    fn prefill(&mut self, slot: usize, prompt: &[u32]) -> Result<usize> {
+        let vocab = self.model.config.vocab;
+        let cache = &mut self.slots[slot].cache;
+        let shared = cache.tokens().iter().zip(prompt).take_while(|(a, b)| a == b).count();
         // The last prompt token always runs: its logits are what comes next.
         let reuse = shared.min(prompt.len() - 1);
-        self.cache.truncate(reuse);
+        cache.truncate(reuse);
         let fresh = &prompt[reuse..];
+        let logits = &mut self.logits[slot * vocab..(slot + 1) * vocab];
         self.model
-            .forward(&mut self.cache, fresh, &mut self.scratch, &mut self.logits)
+            .forward(cache, fresh, &mut self.scratch, logits)
             .map_err(|e| Error::Backend(format!("{}: {e}", self.name)))?;
         Ok(fresh.len())
     }
 
-    fn generate(
-        &mut self,
-        prompt: &[u32],
-        params: &GenerationParams,
-        window: usize,
-        events: &Events,
-        received: Instant,
-    ) -> Result<Option<ChatResponse>> {
-        let prefill_start = Instant::now();
-        let evaluated = self.prefill(prompt)?;
-        let prefill_secs = prefill_start.elapsed().as_secs_f64();
-
-        let mut sampler = Sampler::new(params);
-        let mut history = prompt.to_vec();
-        let mut utf8 = Utf8Decoder::default();
-        let mut stops = StopMatcher::new(&params.stop);
-        let max_tokens = params.max_tokens.map_or(usize::MAX, |m| m as usize);
-        let mut text = String::new();
-        let mut generated = 0usize;
-        let mut first_token_at = None;
-        let mut hit_stop = false;
-        let emit = |text: &mut String, piece: String| -> bool {
-            if piece.is_empty() {
-                return true;
-            }
-            text.push_str(&piece);
-            events.send(Ok(StreamEvent::Delta(piece))).is_ok()
+    /// One forward pass for every active sequence, then a token sampled for each.
+    fn step(&mut self) {
+        let active: Vec<usize> = (0..self.slots.len()).filter(|&i| self.slots[i].seq.is_some()).collect();
+        if active.is_empty() {
+            return;
+        }
+        let tokens: Vec<u32> =
+            active.iter().filter_map(|&i| self.slots[i].seq.as_ref().map(|s| s.next)).collect();
+        let vocab = self.model.config.vocab;
+        let (model, scratch) = (&self.model, &mut self.scratch);
+        let logits = &mut self.logits[..active.len() * vocab];
+        let mut caches: Vec<&mut KvCache> =
+            self.slots.iter_mut().filter(|s| s.seq.is_some()).map(|s| &mut s.cache).collect();
+        let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            model.decode_many(&mut caches, &tokens, scratch, logits)
+        }));
+        let error = match ran {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("{}: {e}", self.name)),
+            Err(panic) => Some(panic_message(panic)),
         };
-
-        let finish_reason = loop {
-            if events.is_closed() {
-                return Ok(None);
+        if let Some(error) = error {
+            // Every sequence of the batch failed with it; their caches may be half written.
+            for &i in &active {
+                self.slots[i].cache.truncate(0);
+                if let Some(seq) = self.slots[i].seq.take() {
+                    let _ = seq.events.send(Err(Error::Backend(error.clone())));
+                }
             }
-            let token = sampler.sample(&mut self.logits, &history);
-            first_token_at.get_or_insert_with(Instant::now);
-            if self.tokenizer.is_end_of_generation(token) {
-                break FinishReason::Stop;
-            }
-            generated += 1;
-            history.push(token);
-            let outcome = stops.push(&utf8.push(&self.tokenizer.token_bytes(token)));
-            if !emit(&mut text, outcome.text) {
-                return Ok(None);
-            }
-            if outcome.stopped {
-                hit_stop = true;
-                break FinishReason::Stop;
-            }
-            if generated >= max_tokens || self.cache.len() >= window {
-                break FinishReason::Length;
-            }
-            self.model
-                .forward(&mut self.cache, &[token], &mut self.scratch, &mut self.logits)
-                .map_err(|e| Error::Backend(format!("{}: {e}", self.name)))?;
-        };
-        if !hit_stop {
-            let tail = stops.push(&utf8.finish());
-            let mut rest = tail.text;
-            if !tail.stopped {
-                rest.push_str(&stops.finish());
-            }
-            if !emit(&mut text, rest) {
-                return Ok(None);
+            return;
+        }
+        // Row `r` holds the logits of the r-th active slot; move them to the slot's own row.
+        for (r, &slot) in active.iter().enumerate().rev() {
+            if r != slot {
+                self.logits.copy_within(r * vocab..(r + 1) * vocab, slot * vocab);
             }
         }
+        for slot in active {
+            self.sample(slot);
+        }
+    }
 
-        let first = first_token_at.unwrap_or_else(Instant::now);
+    /// Samples the next token of the sequence in `slot` from its logits row, streams it, and
+    /// ends the sequence when it is done.
+    fn sample(&mut self, slot: usize) {
+        let vocab = self.model.config.vocab;
+        let Some(mut seq) = self.slots[slot].seq.take() else { return };
+        let logits = &mut self.logits[slot * vocab..(slot + 1) * vocab];
+        let cache_len = self.slots[slot].cache.len();
+        match seq.advance(logits, &self.tokenizer, cache_len, &self.name) {
+            Step::Continue => self.slots[slot].seq = Some(seq),
+            Step::Done(Some(response)) => drop(seq.events.send(Ok(StreamEvent::Done(response)))),
+            Step::Done(None) => {}
+        }
+    }
+
+    /// Runs a prefill in `slot`, turning a panic (a bug) into an error so the scheduler keeps
+    /// serving; the slot's cache, perhaps half written, is then dropped.
+    fn guarded<T>(&mut self, slot: usize, job: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        std::panic::catch_unwind(AssertUnwindSafe(|| job(self))).unwrap_or_else(|panic| {
+            self.slots[slot].cache.truncate(0);
+            Err(Error::Backend(panic_message(panic)))
+        })
+    }
+}
+
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned());
+    format!("internal engine error: {}", message.unwrap_or_default())
+}
+
+fn job_prompt(job: &Job) -> &[u32] {
+    match job {
+        Job::Generate { prompt, .. } | Job::Logits { prompt, .. } => prompt,
+    }
+}
+
+/// Mutable access to slot `a` and shared access to slot `b` (`a != b`).
+fn two_slots(slots: &mut [Slot], a: usize, b: usize) -> (&mut Slot, &Slot) {
+    if a < b {
+        let (low, high) = slots.split_at_mut(b);
+        (&mut low[a], &high[0])
+    } else {
+        let (low, high) = slots.split_at_mut(a);
+        (&mut high[0], &low[b])
+    }
+}
+
+impl Sequence {
+    /// Samples the next token from `logits`, streams its text, and says whether to go on.
+    /// `cache_len` is how many positions the sequence's cache holds.
+    fn advance(&mut self, logits: &mut [f32], tokenizer: &Tokenizer, cache_len: usize, name: &str) -> Step {
+        if self.events.is_closed() {
+            return Step::Done(None);
+        }
+        let token = self.sampler.sample(logits, &self.history);
+        self.first_token_at.get_or_insert_with(Instant::now);
+        if tokenizer.is_end_of_generation(token) {
+            return self.finish(FinishReason::Stop, false, name);
+        }
+        self.generated += 1;
+        self.history.push(token);
+        let outcome = self.stops.push(&self.utf8.push(&tokenizer.token_bytes(token)));
+        if !self.emit(outcome.text) {
+            return Step::Done(None);
+        }
+        if outcome.stopped {
+            return self.finish(FinishReason::Stop, true, name);
+        }
+        let max_tokens = self.params.max_tokens.map_or(usize::MAX, |m| m as usize);
+        if self.generated >= max_tokens || cache_len >= self.window {
+            return self.finish(FinishReason::Length, false, name);
+        }
+        self.next = token;
+        Step::Continue
+    }
+
+    /// Sends `piece` to the caller; false when the caller went away.
+    fn emit(&mut self, piece: String) -> bool {
+        if piece.is_empty() {
+            return true;
+        }
+        self.text.push_str(&piece);
+        self.events.send(Ok(StreamEvent::Delta(piece))).is_ok()
+    }
+
+    fn finish(&mut self, finish_reason: FinishReason, hit_stop: bool, name: &str) -> Step {
+        if !hit_stop {
+            let tail = self.stops.push(&self.utf8.finish());
+            let mut rest = tail.text;
+            if !tail.stopped {
+                rest.push_str(&self.stops.finish());
+            }
+            if !self.emit(rest) {
+                return Step::Done(None);
+            }
+        }
+        let first = self.first_token_at.unwrap_or_else(Instant::now);
         let decode_secs = first.elapsed().as_secs_f64();
         let per_second = |n: usize, secs: f64| if secs > 0.0 && n > 0 { n as f64 / secs } else { 0.0 };
-        Ok(Some(ChatResponse {
-            model: self.name.clone(),
-            text,
+        Step::Done(Some(ChatResponse {
+            model: name.to_string(),
+            text: std::mem::take(&mut self.text),
             finish_reason,
-            usage: Usage { prompt_tokens: prompt.len() as u32, completion_tokens: generated as u32 },
+            usage: Usage {
+                prompt_tokens: self.prompt_tokens as u32,
+                completion_tokens: self.generated as u32,
+            },
             timings: Timings {
-                ttft_ms: first.duration_since(received).as_secs_f64() * 1000.0,
-                prefill_tokens_per_second: per_second(evaluated, prefill_secs),
-                decode_tokens_per_second: per_second(generated.saturating_sub(1), decode_secs),
+                ttft_ms: first.duration_since(self.received).as_secs_f64() * 1000.0,
+                prefill_tokens_per_second: per_second(self.evaluated, self.prefill_secs),
+                decode_tokens_per_second: per_second(self.generated.saturating_sub(1), decode_secs),
             },
             cost: None,
         }))

@@ -15,8 +15,12 @@ use temper_engine::{LoadOptions, LocalModel};
 fn smollm2(context_window: Option<usize>) -> Option<LocalModel> {
     let path = common::smollm2()?;
     Some(
-        LocalModel::load(&path, "smollm2-135m-instruct", LoadOptions { threads: Some(2), context_window })
-            .unwrap(),
+        LocalModel::load(
+            &path,
+            "smollm2-135m-instruct",
+            LoadOptions { threads: Some(2), context_window, sequences: None },
+        )
+        .unwrap(),
     )
 }
 
@@ -150,24 +154,37 @@ async fn a_dropped_stream_cancels_and_the_model_serves_the_next_request() {
     assert!(started.elapsed().as_secs() < 20);
 }
 
+/// Requests that overlap are decoded together (five of them: one more than the slots, so one
+/// waits for a slot), and each still gets exactly the answer it gets alone.
 #[tokio::test]
-async fn concurrent_requests_are_all_answered() {
+async fn concurrent_requests_get_the_answers_they_get_alone() {
     let Some(model) = smollm2(None) else { return };
     let model: Arc<dyn ChatModel> = Arc::new(model);
-    let answers = futures::future::join_all((0..3).map(|i| {
+    let ask = |i: usize| {
         let model = model.clone();
-        async move { model.chat(question(&format!("What is {i} plus {i}?"), params(0.0, 8))).await }
-    }))
-    .await;
-    assert!(answers.iter().all(|a| a.as_ref().is_ok_and(|r| !r.text.is_empty())));
+        let topics = ["the sea", "a cat", "bread", "winter", "a train"];
+        async move { model.chat(question(&format!("Write one line about {}.", topics[i]), params(0.0, 16))).await }
+    };
+    let mut alone = Vec::new();
+    for i in 0..5 {
+        alone.push(ask(i).await.unwrap().text);
+    }
+    let together = futures::future::join_all((0..5).map(ask)).await;
+    for (i, (a, t)) in alone.iter().zip(together).enumerate() {
+        assert!(!a.is_empty());
+        assert_eq!(&t.unwrap().text, a, "request {i}");
+    }
 }
 
 #[tokio::test]
 async fn gemma3_chats_in_its_turn_format_and_continues_text() {
     let Some(path) = common::gemma3() else { return };
-    let model =
-        LocalModel::load(&path, "gemma3-270m", LoadOptions { threads: Some(2), context_window: Some(1024) })
-            .unwrap();
+    let model = LocalModel::load(
+        &path,
+        "gemma3-270m",
+        LoadOptions { threads: Some(2), context_window: Some(1024), sequences: None },
+    )
+    .unwrap();
     let rendered = model.render_chat(&question("Hello", GenerationParams::default())).unwrap();
     assert_eq!(rendered, "<start_of_turn>user\nHello<end_of_turn>\n<start_of_turn>model\n");
     let request = CompletionRequest {

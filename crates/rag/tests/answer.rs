@@ -71,7 +71,7 @@ fn every_citation_of_the_default_model_names_a_retrieved_chunk() {
     let model = LocalModel::load(
         &model_path,
         "smollm2-135m-instruct",
-        LoadOptions { threads: Some(2), context_window: Some(2048) },
+        LoadOptions { threads: Some(2), context_window: Some(2048), sequences: None },
     )
     .unwrap();
     let retriever =

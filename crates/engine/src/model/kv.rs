@@ -43,6 +43,20 @@ impl KvCache {
         self.tokens.truncate(len);
     }
 
+    /// Makes this cache hold the first `len` positions of `other` (same shape), so that a
+    /// sequence can start from another's prefix.
+    pub fn copy_prefix(&mut self, other: &KvCache, len: usize) {
+        let len = len.min(other.len()).min(self.capacity);
+        let values = len * self.kv_dim;
+        for (to, from) in
+            self.keys.iter_mut().zip(&other.keys).chain(self.values.iter_mut().zip(&other.values))
+        {
+            to[..values].copy_from_slice(&from[..values]);
+        }
+        self.tokens.clear();
+        self.tokens.extend_from_slice(&other.tokens[..len]);
+    }
+
     pub(super) fn write(&mut self, layer: usize, start: usize, keys: &[f32], values: &[f32]) {
         let range = start * self.kv_dim..start * self.kv_dim + keys.len();
         self.keys[layer][range.clone()].iter_mut().zip(keys).for_each(|(k, &x)| *k = f16::from_f32(x));

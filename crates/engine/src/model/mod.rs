@@ -61,6 +61,8 @@ pub enum ForwardError {
     TokenOutOfRange { id: u32, vocab: usize },
     #[error("the context is full: {needed} positions needed, {capacity} available")]
     ContextFull { needed: usize, capacity: usize },
+    #[error("a batch of {sequences} sequences (at most {MAX_BATCH}) needs as many tokens ({tokens} given) and logits rows ({logits} values given)")]
+    BatchShape { sequences: usize, tokens: usize, logits: usize },
     #[error(transparent)]
     Kernel(#[from] quant::QuantError),
 }
@@ -126,10 +128,45 @@ impl Model {
         scratch: &mut Scratch,
         logits: &mut [f32],
     ) -> Result<(), ForwardError> {
-        let vocab = self.config.vocab;
-        if tokens.is_empty() {
-            return Ok(());
+        self.check(cache, tokens)?;
+        let last = tokens.len().div_ceil(MAX_BATCH).saturating_sub(1);
+        // Only the last position's logits are needed: the output matmul is the largest.
+        for (i, chunk) in tokens.chunks(MAX_BATCH).enumerate() {
+            let logits = (i == last).then_some(&mut *logits);
+            self.forward_batch(&mut [(&mut *cache, chunk)], scratch, logits)?;
         }
+        Ok(())
+    }
+
+    /// One decode step for several sequences in one pass: `steps[i]` appends token
+    /// `steps[i].1` to cache `steps[i].0`, and `logits[i * vocab..]` gets its logits. The
+    /// weights are read once for all of them, which is what makes batching pay.
+    pub fn decode_many(
+        &self,
+        caches: &mut [&mut KvCache],
+        tokens: &[u32],
+        scratch: &mut Scratch,
+        logits: &mut [f32],
+    ) -> Result<(), ForwardError> {
+        let vocab = self.config.vocab;
+        let n = caches.len();
+        if n > MAX_BATCH || tokens.len() != n || logits.len() != n * vocab {
+            return Err(ForwardError::BatchShape {
+                sequences: n,
+                tokens: tokens.len(),
+                logits: logits.len(),
+            });
+        }
+        let mut batch = Vec::with_capacity(n);
+        for (cache, token) in caches.iter_mut().zip(tokens.chunks(1)) {
+            self.check(cache, token)?;
+            batch.push((&mut **cache, token));
+        }
+        self.forward_batch(&mut batch, scratch, Some(logits))
+    }
+
+    fn check(&self, cache: &KvCache, tokens: &[u32]) -> Result<(), ForwardError> {
+        let vocab = self.config.vocab;
         if let Some(&id) = tokens.iter().find(|&&id| id as usize >= vocab) {
             return Err(ForwardError::TokenOutOfRange { id, vocab });
         }
@@ -137,15 +174,6 @@ impl Model {
         if needed > cache.capacity() {
             return Err(ForwardError::ContextFull { needed, capacity: cache.capacity() });
         }
-        for chunk in tokens.chunks(MAX_BATCH) {
-            self.forward_batch(cache, chunk, scratch)?;
-        }
-        // Only the last position's logits are needed: the output matmul is the largest.
-        let d = self.config.embedding;
-        let last_in_chunk = (tokens.len() - 1) % MAX_BATCH;
-        let x_last = &scratch.x[last_in_chunk * d..(last_in_chunk + 1) * d];
-        ops::rms_norm(x_last, &self.output_norm, self.config.rms_eps, &mut scratch.h[..d]);
-        self.matmul(&self.output, &scratch.h[..d], 1, logits, &mut scratch.act)?;
         Ok(())
     }
 
@@ -162,20 +190,48 @@ impl Model {
         Ok(())
     }
 
+    /// Matrices with the same input, in one pass over the threads; `outs` are `n` rows each.
+    fn matmul_many<const M: usize>(
+        &self,
+        mats: [(&Matrix, &mut [f32]); M],
+        x: &[f32],
+        n: usize,
+        act: &mut Vec<u8>,
+    ) -> Result<(), ForwardError> {
+        let cols = mats[0].0.cols;
+        let mut jobs = mats.map(|(w, out)| quant::MatmulJob {
+            ty: w.info.ty,
+            weight: self.gguf.tensor_data(&w.info),
+            rows: w.rows,
+            out,
+        });
+        quant::matmul_many(&mut jobs, cols, x, n, act)?;
+        Ok(())
+    }
+
+    /// Runs every sequence's new tokens (at most [`MAX_BATCH`] in all) in one pass; with
+    /// `logits`, writes each sequence's last-token logits there, one vocab-sized row each.
     fn forward_batch(
         &self,
-        cache: &mut KvCache,
-        tokens: &[u32],
+        seqs: &mut [(&mut KvCache, &[u32])],
         s: &mut Scratch,
+        logits: Option<&mut [f32]>,
     ) -> Result<(), ForwardError> {
         let c = &self.config;
-        let (n, d, qd, kvd, ff, hd) =
-            (tokens.len(), c.embedding, c.q_dim(), c.kv_dim(), c.feed_forward, c.head_dim);
-        let start = cache.len();
+        let (d, qd, kvd, ff, hd) = (c.embedding, c.q_dim(), c.kv_dim(), c.feed_forward, c.head_dim);
+        let n: usize = seqs.iter().map(|(_, t)| t.len()).sum();
+        // (first row in the batch, first position in the cache, tokens) of each sequence.
+        s.spans.clear();
+        let mut row = 0;
+        for (cache, tokens) in seqs.iter() {
+            s.spans.push(Span { row, start: cache.len(), len: tokens.len() });
+            row += tokens.len();
+        }
 
         let embed_data = self.gguf.tensor_data(&self.embed.info);
         let row_bytes = embed_data.len() / self.embed.rows;
-        for (t, &id) in tokens.iter().enumerate() {
+        let ids = seqs.iter().flat_map(|(_, tokens)| tokens.iter());
+        for (t, &id) in ids.enumerate() {
             let row = &embed_data[id as usize * row_bytes..(id as usize + 1) * row_bytes];
             quant::dequantize_row(self.embed.info.ty, row, &mut s.x[t * d..(t + 1) * d])?;
         }
@@ -183,7 +239,7 @@ impl Model {
             let scale = (d as f32).sqrt();
             s.x[..n * d].iter_mut().for_each(|v| *v *= scale);
         }
-        s.rope.prepare(c, start, n);
+        s.rope.prepare(c, s.spans.iter().flat_map(|span| span.start..span.start + span.len));
 
         for (li, layer) in self.layers.iter().enumerate() {
             for t in 0..n {
@@ -194,9 +250,16 @@ impl Model {
                     &mut s.h[t * d..(t + 1) * d],
                 );
             }
-            self.matmul(&layer.wq, &s.h[..n * d], n, &mut s.q, &mut s.act)?;
-            self.matmul(&layer.wk, &s.h[..n * d], n, &mut s.k, &mut s.act)?;
-            self.matmul(&layer.wv, &s.h[..n * d], n, &mut s.v, &mut s.act)?;
+            self.matmul_many(
+                [
+                    (&layer.wq, &mut s.q[..n * qd]),
+                    (&layer.wk, &mut s.k[..n * kvd]),
+                    (&layer.wv, &mut s.v[..n * kvd]),
+                ],
+                &s.h[..n * d],
+                n,
+                &mut s.act,
+            )?;
             for (buf, bias, width) in [
                 (&mut s.q, &layer.q_bias, qd),
                 (&mut s.k, &layer.k_bias, kvd),
@@ -216,10 +279,14 @@ impl Model {
             let sliding = c.is_sliding(li);
             s.rope.apply(c, sliding, &mut s.q[..n * qd], qd);
             s.rope.apply(c, sliding, &mut s.k[..n * kvd], kvd);
-            cache.write(li, start, &s.k[..n * kvd], &s.v[..n * kvd]);
+            for ((cache, _), span) in seqs.iter_mut().zip(&s.spans) {
+                let rows = span.row * kvd..(span.row + span.len) * kvd;
+                cache.write(li, span.start, &s.k[rows.clone()], &s.v[rows]);
+            }
 
             let window = if sliding { c.sliding_window } else { None };
-            self.attention(cache, li, start, n, window, s);
+            let caches: Vec<&KvCache> = seqs.iter().map(|(cache, _)| &**cache).collect();
+            self.attention(&caches, li, window, s);
             self.matmul(&layer.wo, &s.attn[..n * qd], n, &mut s.h, &mut s.act)?;
             if let Some(norm) = &layer.post_attn_norm {
                 s.h[..n * d].chunks_mut(d).for_each(|row| ops::rms_norm_in_place(row, norm, c.rms_eps));
@@ -234,57 +301,78 @@ impl Model {
                     &mut s.h[t * d..(t + 1) * d],
                 );
             }
-            self.matmul(&layer.w_gate, &s.h[..n * d], n, &mut s.gate, &mut s.act)?;
-            self.matmul(&layer.w_up, &s.h[..n * d], n, &mut s.up, &mut s.act)?;
+            self.matmul_many(
+                [(&layer.w_gate, &mut s.gate[..n * ff]), (&layer.w_up, &mut s.up[..n * ff])],
+                &s.h[..n * d],
+                n,
+                &mut s.act,
+            )?;
             let activation = if c.architecture == Architecture::Gemma3 { ops::gelu_tanh } else { ops::silu };
-            s.gate[..n * ff].par_chunks_mut(4096).zip(s.up[..n * ff].par_chunks(4096)).for_each(|(g, u)| {
+            let gated = |(g, u): (&mut [f32], &[f32])| {
                 g.iter_mut().zip(u).for_each(|(g, u)| *g = activation(*g) * u);
-            });
+            };
+            // One token's worth is quicker done than handed to other threads.
+            if n == 1 {
+                gated((&mut s.gate[..ff], &s.up[..ff]));
+            } else {
+                s.gate[..n * ff].par_chunks_mut(4096).zip(s.up[..n * ff].par_chunks(4096)).for_each(gated);
+            }
             self.matmul(&layer.w_down, &s.gate[..n * ff], n, &mut s.h, &mut s.act)?;
             if let Some(norm) = &layer.post_ffn_norm {
                 s.h[..n * d].chunks_mut(d).for_each(|row| ops::rms_norm_in_place(row, norm, c.rms_eps));
             }
             ops::add(&mut s.x[..n * d], &s.h[..n * d]);
         }
-        cache.advance(tokens);
+        for (cache, tokens) in seqs.iter_mut() {
+            cache.advance(tokens);
+        }
+        if let Some(logits) = logits {
+            // Each sequence's last token, gathered into consecutive rows of `h`.
+            let m = s.spans.len();
+            for (i, span) in s.spans.iter().enumerate() {
+                let last = span.row + span.len - 1;
+                ops::rms_norm(
+                    &s.x[last * d..(last + 1) * d],
+                    &self.output_norm,
+                    c.rms_eps,
+                    &mut s.h[i * d..(i + 1) * d],
+                );
+            }
+            self.matmul(&self.output, &s.h[..m * d], m, logits, &mut s.act)?;
+        }
         Ok(())
     }
 
-    /// Causal attention of the `n` new queries (at positions `start..start + n`) over the cache,
-    /// one head per task; `window` limits how far back a sliding-window layer looks.
-    fn attention(
-        &self,
-        cache: &KvCache,
-        layer: usize,
-        start: usize,
-        n: usize,
-        window: Option<usize>,
-        s: &mut Scratch,
-    ) {
+    /// Causal attention of each sequence's new queries over its cache, one head per task;
+    /// `window` limits how far back a sliding-window layer looks.
+    fn attention(&self, caches: &[&KvCache], layer: usize, window: Option<usize>, s: &mut Scratch) {
         let c = &self.config;
         let (hd, qd, group) = (c.head_dim, c.q_dim(), c.heads / c.kv_heads);
-        let (keys, values) = cache.layer(layer);
         let kvd = c.kv_dim();
-        let q = &s.q;
+        let (q, spans) = (&s.q, &s.spans);
         s.head_out.par_iter_mut().zip(s.scores.par_iter_mut()).enumerate().for_each(|(h, (out, scores))| {
             let kv_off = (h / group) * hd;
             let mut query_f16 = vec![0.0f32; hd];
-            for t in 0..n {
-                let pos = start + t;
-                let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
-                // The query meets the f16 keys at f16 precision, as in llama.cpp.
-                let query = &q[t * qd + h * hd..t * qd + (h + 1) * hd];
-                query_f16.iter_mut().zip(query).for_each(|(q16, &x)| *q16 = f16::from_f32(x).to_f32());
-                let scores = &mut scores[..pos + 1 - first];
-                for (j, score) in scores.iter_mut().enumerate() {
-                    let key = &keys[(first + j) * kvd + kv_off..][..hd];
-                    *score = ops::dot_f16(&query_f16, key) * c.attention_scale;
+            for (cache, span) in caches.iter().zip(spans) {
+                let (keys, values) = cache.layer(layer);
+                for i in 0..span.len {
+                    let (t, pos) = (span.row + i, span.start + i);
+                    let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                    // The query meets the f16 keys at f16 precision, as in llama.cpp.
+                    let query = &q[t * qd + h * hd..t * qd + (h + 1) * hd];
+                    query_f16.iter_mut().zip(query).for_each(|(q16, &x)| *q16 = f16::from_f32(x).to_f32());
+                    let scores = &mut scores[..pos + 1 - first];
+                    for (j, score) in scores.iter_mut().enumerate() {
+                        let key = &keys[(first + j) * kvd + kv_off..][..hd];
+                        *score = ops::dot_f16(&query_f16, key) * c.attention_scale;
+                    }
+                    let o = &mut out[t * hd..(t + 1) * hd];
+                    let values = (first..=pos).map(|p| &values[p * kvd + kv_off..][..hd]);
+                    ops::attend_f16(scores, values, o);
                 }
-                let o = &mut out[t * hd..(t + 1) * hd];
-                let values = (first..=pos).map(|p| &values[p * kvd + kv_off..][..hd]);
-                ops::attend_f16(scores, values, o);
             }
         });
+        let n = spans.iter().map(|span| span.len).sum::<usize>();
         for (h, out) in s.head_out.iter().enumerate() {
             for t in 0..n {
                 s.attn[t * qd + h * hd..t * qd + (h + 1) * hd].copy_from_slice(&out[t * hd..(t + 1) * hd]);
@@ -352,6 +440,14 @@ pub struct Scratch {
     scores: Vec<Vec<f32>>,
     act: Vec<u8>,
     rope: ops::RopeTables,
+    spans: Vec<Span>,
+}
+
+/// Where one sequence's tokens sit in a batch: from row `row`, at cache positions `start..`.
+struct Span {
+    row: usize,
+    start: usize,
+    len: usize,
 }
 
 impl Scratch {
@@ -370,6 +466,7 @@ impl Scratch {
             scores: vec![vec![0.0; context]; c.heads],
             act: Vec::new(),
             rope: ops::RopeTables::new(c.head_dim),
+            spans: Vec::with_capacity(b),
         }
     }
 }

@@ -132,6 +132,56 @@ fn a_reused_prefix_gives_the_same_logits() {
     assert_close(&logits, &last_logits(&model, &tokens, tokens.len()));
 }
 
+/// Three sequences at different lengths stepped together give each the logits it gets alone.
+#[test]
+fn decoding_several_sequences_at_once_equals_one_at_a_time() {
+    for shape in [LLAMA, GEMMA] {
+        let model = load(&shape);
+        let (layers, kvd, vocab) = (model.config.layers, model.config.kv_dim(), model.config.vocab);
+        let prompts = [prompt(9), prompt(3).into_iter().rev().collect(), prompt(14)[5..].to_vec()];
+        let mut scratch = Scratch::new(&model.config, 64);
+        let mut caches: Vec<KvCache> = prompts.iter().map(|_| KvCache::new(layers, kvd, 64)).collect();
+        let mut logits = vec![0.0; vocab];
+        for (cache, p) in caches.iter_mut().zip(&prompts) {
+            model.forward(cache, p, &mut scratch, &mut logits).unwrap();
+        }
+        let next = [5, 17, 42];
+        let mut batched = vec![0.0; 3 * vocab];
+        let mut refs: Vec<&mut KvCache> = caches.iter_mut().collect();
+        model.decode_many(&mut refs, &next, &mut scratch, &mut batched).unwrap();
+        for (i, (p, &t)) in prompts.iter().zip(&next).enumerate() {
+            let alone = last_logits(&model, &[&p[..], &[t]].concat(), 1);
+            assert_eq!(batched[i * vocab..(i + 1) * vocab], alone[..], "{} sequence {i}", shape.arch);
+            assert_eq!(caches[i].tokens(), [&p[..], &[t]].concat());
+        }
+        let err = model.decode_many(
+            &mut caches.iter_mut().collect::<Vec<_>>(),
+            &next[..2],
+            &mut scratch,
+            &mut batched,
+        );
+        assert!(matches!(err, Err(ForwardError::BatchShape { sequences: 3, tokens: 2, .. })));
+    }
+}
+
+/// A cache started from another's prefix continues as if it had run that prefix itself.
+#[test]
+fn a_copied_prefix_gives_the_same_logits() {
+    let model = load(&LLAMA);
+    let tokens = prompt(12);
+    let (layers, kvd) = (model.config.layers, model.config.kv_dim());
+    let mut scratch = Scratch::new(&model.config, 64);
+    let mut logits = vec![0.0; model.config.vocab];
+    let mut donor = KvCache::new(layers, kvd, 64);
+    let other: Vec<u32> = tokens[..7].iter().chain(&[1, 2, 3]).copied().collect();
+    model.forward(&mut donor, &other, &mut scratch, &mut logits).unwrap();
+    let mut cache = KvCache::new(layers, kvd, 64);
+    cache.copy_prefix(&donor, 7);
+    assert_eq!(cache.tokens(), &tokens[..7]);
+    model.forward(&mut cache, &tokens[7..], &mut scratch, &mut logits).unwrap();
+    assert_eq!(logits, last_logits(&model, &tokens, 1));
+}
+
 #[test]
 fn sliding_window_layers_forget_old_tokens() {
     // Five layers, all sliding (every sixth layer is global), window 2: the last position

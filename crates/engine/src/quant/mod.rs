@@ -2,15 +2,36 @@
 //!
 //! Activations are quantized once per call into the format llama.cpp pairs with each weight
 //! type (Q8_0/Q8_1-style blocks of 32, or Q8_K blocks of 256), so that the integer dot products
-//! and their rounding match the reference closely. Kernels come in a portable version and an
-//! AVX2+FMA version picked at run time; see [`cpu_level`].
+//! and their rounding match the reference closely. Kernels come in a portable version and x86
+//! versions (AVX2, AVX-VNNI, AVX-512 VNNI) picked at run time; see [`cpu_level`].
 
-#[cfg(target_arch = "x86_64")]
-mod avx2;
+/// The kernel for weight type `$ty` built from a level's three generic kernels (float weights,
+/// 32-value blocks, K-quant super-blocks), or `None` for the types no level implements.
+macro_rules! kernel_table {
+    ($ty:expr, $float:ident, $q32:ident, $k:ident) => {
+        Some(match $ty {
+            GgmlType::F32 => $float::<F32>,
+            GgmlType::F16 => $float::<F16>,
+            GgmlType::BF16 => $float::<BF16>,
+            GgmlType::Q4_0 => $q32::<Q4_0>,
+            GgmlType::Q4_1 => $q32::<Q4_1>,
+            GgmlType::Q5_0 => $q32::<Q5_0>,
+            GgmlType::Q5_1 => $q32::<Q5_1>,
+            GgmlType::Q8_0 => $q32::<Q8_0>,
+            GgmlType::Q4K => $k::<Q4K>,
+            GgmlType::Q5K => $k::<Q5K>,
+            GgmlType::Q6K => $k::<Q6K>,
+            GgmlType::Q2K | GgmlType::Q3K => return None,
+        })
+    };
+}
+
 mod formats;
 mod scalar;
 #[cfg(test)]
 mod tests;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 use std::cell::Cell;
 use std::sync::OnceLock;
@@ -32,36 +53,68 @@ pub enum QuantError {
     Overflow { ty: GgmlType, what: &'static str, a: usize, b: usize },
 }
 
-/// The instruction set the kernels use. Ordered: a level can run everything below it.
+/// The instruction set the kernels use, from the least to the most capable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum CpuLevel {
     Scalar,
     /// AVX2 with FMA and F16C (every AVX2 CPU has the latter two).
     Avx2,
+    /// AVX2 plus AVX-VNNI: byte dot products in one instruction.
+    AvxVnni,
+    /// AVX2 plus AVX-512 F/BW/VL/VNNI.
+    Avx512,
 }
 
 impl CpuLevel {
+    pub const ALL: [CpuLevel; 4] = [CpuLevel::Scalar, CpuLevel::Avx2, CpuLevel::AvxVnni, CpuLevel::Avx512];
+
     pub fn name(self) -> &'static str {
         match self {
             CpuLevel::Scalar => "scalar",
             CpuLevel::Avx2 => "avx2",
+            CpuLevel::AvxVnni => "avxvnni",
+            CpuLevel::Avx512 => "avx512",
         }
     }
 
     fn from_name(name: &str) -> Option<CpuLevel> {
-        [CpuLevel::Scalar, CpuLevel::Avx2].into_iter().find(|l| l.name().eq_ignore_ascii_case(name.trim()))
+        CpuLevel::ALL.into_iter().find(|l| l.name().eq_ignore_ascii_case(name.trim()))
+    }
+
+    /// Whether this CPU can run the level's kernels. (A CPU with AVX-512 VNNI may lack AVX-VNNI,
+    /// so this is not the same as being at most [`CpuLevel::detected`].)
+    pub fn is_available(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx2 = is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c");
+            match self {
+                CpuLevel::Scalar => true,
+                CpuLevel::Avx2 => avx2,
+                CpuLevel::AvxVnni => avx2 && is_x86_feature_detected!("avxvnni"),
+                CpuLevel::Avx512 => {
+                    avx2 && is_x86_feature_detected!("avx512f")
+                        && is_x86_feature_detected!("avx512bw")
+                        && is_x86_feature_detected!("avx512vl")
+                        && is_x86_feature_detected!("avx512vnni")
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            self == CpuLevel::Scalar
+        }
     }
 
     /// The best level this CPU supports.
     pub fn detected() -> CpuLevel {
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("f16c")
-        {
-            return CpuLevel::Avx2;
-        }
-        CpuLevel::Scalar
+        CpuLevel::ALL.into_iter().rev().find(|l| l.is_available()).unwrap_or(CpuLevel::Scalar)
+    }
+
+    /// Every level this CPU can run, for tests that compare them.
+    pub fn available() -> impl Iterator<Item = CpuLevel> {
+        CpuLevel::ALL.into_iter().filter(|l| l.is_available())
     }
 }
 
@@ -71,16 +124,13 @@ impl std::fmt::Display for CpuLevel {
     }
 }
 
-/// The level the kernels run at: the detected one, lowered by `TEMPER_CPU=scalar|avx2` if set
-/// (an unknown value or a level above the CPU's is ignored). Read once per process.
+/// The level the kernels run at: the detected one, or `TEMPER_CPU=scalar|avx2|avxvnni|avx512`
+/// if that names a level this CPU can run (anything else is ignored). Read once per process.
 pub fn cpu_level() -> CpuLevel {
     static LEVEL: OnceLock<CpuLevel> = OnceLock::new();
-    *LEVEL.get_or_init(|| {
-        let best = CpuLevel::detected();
-        match std::env::var("TEMPER_CPU").ok().as_deref().and_then(CpuLevel::from_name) {
-            Some(level) => level.min(best),
-            None => best,
-        }
+    *LEVEL.get_or_init(|| match std::env::var("TEMPER_CPU").ok().as_deref().and_then(CpuLevel::from_name) {
+        Some(level) if level.is_available() => level,
+        _ => CpuLevel::detected(),
     })
 }
 
@@ -94,11 +144,19 @@ const TOKEN_TILE: usize = 4;
 /// Tokens per pass over the weights in prefill; bounds the transposition buffer.
 const TOKEN_GROUP: usize = 64;
 
+/// Activation rows from which quantizing them is split between threads.
+const PARALLEL_QUANTIZE: usize = 8;
+
 fn kernel(level: CpuLevel, ty: GgmlType) -> Option<DotFn> {
-    // Never above what the CPU has, whatever the caller asked for.
+    // Never a level the CPU lacks, whatever the caller asked for.
     #[cfg(target_arch = "x86_64")]
-    if level.min(CpuLevel::detected()) >= CpuLevel::Avx2 {
-        return avx2::kernel(ty);
+    if level.is_available() {
+        match level {
+            CpuLevel::Avx512 => return x86::avx512::kernel(ty),
+            CpuLevel::AvxVnni => return x86::avxvnni::kernel(ty),
+            CpuLevel::Avx2 => return x86::avx2::kernel(ty),
+            CpuLevel::Scalar => {}
+        }
     }
     let _ = level;
     scalar::kernel(ty)
@@ -150,6 +208,16 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), Q
     Ok(())
 }
 
+/// One weight matrix of a [`matmul_many`] call and where its products go.
+pub struct MatmulJob<'a> {
+    pub ty: GgmlType,
+    /// `rows` rows of the shared `cols` columns.
+    pub weight: &'a [u8],
+    pub rows: usize,
+    /// `n_tokens × rows` values, token-major.
+    pub out: &'a mut [f32],
+}
+
 /// `out[t * rows + r] = dot(W[r], x[t])` for a row-major weight matrix of `rows` rows of `cols`
 /// values (a GGUF tensor with dims `[cols, rows]`) and `n_tokens` token-major activation rows.
 /// `scratch` holds the quantized activations; reusing it avoids allocating per call.
@@ -164,43 +232,93 @@ pub fn matmul(
     out: &mut [f32],
     scratch: &mut Vec<u8>,
 ) -> Result<(), QuantError> {
-    matmul_at(cpu_level(), ty, weight, rows, cols, x, n_tokens, out, scratch)
+    matmul_many(&mut [MatmulJob { ty, weight, rows, out }], cols, x, n_tokens, scratch)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn matmul_at(
-    level: CpuLevel,
-    ty: GgmlType,
-    weight: &[u8],
-    rows: usize,
+/// [`matmul`] for several matrices that multiply the same activations (a layer's Q, K and V):
+/// the activations are quantized once, and the threads go from one matrix to the next without
+/// waiting for each other in between.
+pub fn matmul_many(
+    jobs: &mut [MatmulJob<'_>],
     cols: usize,
     x: &[f32],
     n_tokens: usize,
-    out: &mut [f32],
     scratch: &mut Vec<u8>,
 ) -> Result<(), QuantError> {
-    let (Some(act), Some(dot)) = (ActFormat::for_weight(ty), kernel(level, ty)) else {
-        return Err(QuantError::Unsupported { ty, op: "matmul" });
-    };
-    let w_row = row_bytes(ty, cols)?;
-    check_len(ty, "weight", rows, w_row, weight.len())?;
-    check_len(ty, "activations", n_tokens, cols, x.len())?;
-    check_len(ty, "output", n_tokens, rows, out.len())?;
-    if rows == 0 || n_tokens == 0 {
+    matmul_at(cpu_level(), jobs, cols, x, n_tokens, scratch)
+}
+
+fn matmul_at(
+    level: CpuLevel,
+    jobs: &mut [MatmulJob<'_>],
+    cols: usize,
+    x: &[f32],
+    n_tokens: usize,
+    scratch: &mut Vec<u8>,
+) -> Result<(), QuantError> {
+    let Some(first) = jobs.first() else { return Ok(()) };
+    let act = ActFormat::for_weight(first.ty);
+    if jobs.len() > 1 && jobs.iter().any(|job| ActFormat::for_weight(job.ty) != act) {
+        // Weights that pair with different activation formats each quantize their own.
+        for job in jobs.chunks_mut(1) {
+            matmul_at(level, job, cols, x, n_tokens, scratch)?;
+        }
+        return Ok(());
+    }
+    for job in jobs.iter() {
+        let ty = job.ty;
+        if ActFormat::for_weight(ty).is_none() || kernel(level, ty).is_none() {
+            return Err(QuantError::Unsupported { ty, op: "matmul" });
+        }
+        check_len(ty, "weight", job.rows, row_bytes(ty, cols)?, job.weight.len())?;
+        check_len(ty, "activations", n_tokens, cols, x.len())?;
+        check_len(ty, "output", n_tokens, job.rows, job.out.len())?;
+    }
+    let Some(act) = act else { return Ok(()) };
+    if n_tokens == 0 {
         return Ok(());
     }
     if cols == 0 {
-        out.fill(0.0);
+        jobs.iter_mut().for_each(|job| job.out.fill(0.0));
         return Ok(());
     }
 
     let a_row = act.row_bytes(cols);
     scratch.resize(n_tokens * a_row, 0);
-    scratch.par_chunks_mut(a_row).zip(x.par_chunks(cols)).for_each(|(dst, x)| act.quantize(x, dst));
+    // A decode step's few rows take less time to quantize than to hand to other threads.
+    if n_tokens < PARALLEL_QUANTIZE {
+        scratch.chunks_mut(a_row).zip(x.chunks(cols)).for_each(|(dst, x)| act.quantize(x, dst));
+    } else {
+        scratch.par_chunks_mut(a_row).zip(x.par_chunks(cols)).for_each(|(dst, x)| act.quantize(x, dst));
+    }
+    let acts = scratch.as_slice();
+    jobs.par_iter_mut().for_each(|job| {
+        // Both were checked above.
+        if let (Some(dot), Ok(w_row)) = (kernel(level, job.ty), row_bytes(job.ty, cols)) {
+            multiply(dot, job.weight, w_row, job.rows, acts, a_row, n_tokens, job.out);
+        }
+    });
+    Ok(())
+}
 
+/// One matrix times the quantized activations `acts` (`n_tokens` rows of `a_row` bytes).
+#[allow(clippy::too_many_arguments)]
+fn multiply(
+    dot: DotFn,
+    weight: &[u8],
+    w_row: usize,
+    rows: usize,
+    acts: &[u8],
+    a_row: usize,
+    n_tokens: usize,
+    out: &mut [f32],
+) {
+    if rows == 0 {
+        return;
+    }
     if n_tokens == 1 {
-        rows_times_tokens(dot, weight, w_row, &[scratch.as_slice()], out);
-        return Ok(());
+        rows_times_tokens(dot, weight, w_row, &[acts], out);
+        return;
     }
     // Results come out row-major (rows × tokens) so that threads own contiguous output; they
     // are transposed into `out` per group. The buffer is per thread and kept for the next call
@@ -208,14 +326,14 @@ fn matmul_at(
     thread_local!(static ROW_MAJOR: Cell<Vec<f32>> = const { Cell::new(Vec::new()) });
     let mut tmp = ROW_MAJOR.take();
     tmp.resize(rows * n_tokens.min(TOKEN_GROUP), 0.0);
-    let mut acts: [&[u8]; TOKEN_GROUP] = [&[]; TOKEN_GROUP];
-    for (out, a) in out.chunks_mut(rows * TOKEN_GROUP).zip(scratch.chunks(a_row * TOKEN_GROUP)) {
+    let mut group: [&[u8]; TOKEN_GROUP] = [&[]; TOKEN_GROUP];
+    for (out, a) in out.chunks_mut(rows * TOKEN_GROUP).zip(acts.chunks(a_row * TOKEN_GROUP)) {
         let g = out.len() / rows;
-        for (slot, a) in acts.iter_mut().zip(a.chunks(a_row)) {
+        for (slot, a) in group.iter_mut().zip(a.chunks(a_row)) {
             *slot = a;
         }
         let tmp = &mut tmp[..rows * g];
-        rows_times_tokens(dot, weight, w_row, &acts[..g], tmp);
+        rows_times_tokens(dot, weight, w_row, &group[..g], tmp);
         let tmp = &*tmp;
         out.par_chunks_mut(rows).enumerate().for_each(|(t, out)| {
             for (o, v) in out.iter_mut().zip(tmp.iter().skip(t).step_by(g)) {
@@ -224,7 +342,6 @@ fn matmul_at(
         });
     }
     ROW_MAJOR.set(tmp);
-    Ok(())
 }
 
 /// `dst[r * acts.len() + t] = dot(W[r], acts[t])`, parallel over chunks of rows. Within a row

@@ -5,20 +5,7 @@ use super::{DotFn, TOKEN_TILE};
 use crate::dtype::{GgmlType, QK_K};
 
 pub(super) fn kernel(ty: GgmlType) -> Option<DotFn> {
-    Some(match ty {
-        GgmlType::F32 => dot_float::<F32>,
-        GgmlType::F16 => dot_float::<F16>,
-        GgmlType::BF16 => dot_float::<BF16>,
-        GgmlType::Q4_0 => dot_32::<Q4_0>,
-        GgmlType::Q4_1 => dot_32::<Q4_1>,
-        GgmlType::Q5_0 => dot_32::<Q5_0>,
-        GgmlType::Q5_1 => dot_32::<Q5_1>,
-        GgmlType::Q8_0 => dot_32::<Q8_0>,
-        GgmlType::Q4K => dot_k::<Q4K>,
-        GgmlType::Q5K => dot_k::<Q5K>,
-        GgmlType::Q6K => dot_k::<Q6K>,
-        GgmlType::Q2K | GgmlType::Q3K => return None,
-    })
+    kernel_table!(ty, dot_float, dot_32, dot_k)
 }
 
 fn dot_float<F: FloatFormat>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {

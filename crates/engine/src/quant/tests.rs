@@ -71,7 +71,8 @@ fn dequantize(ty: GgmlType, w: &[u8], rows: usize, cols: usize) -> Vec<f32> {
 
 fn run(level: CpuLevel, ty: GgmlType, w: &[u8], rows: usize, cols: usize, x: &[f32], n: usize) -> Vec<f32> {
     let mut out = vec![f32::NAN; n * rows];
-    matmul_at(level, ty, w, rows, cols, x, n, &mut out, &mut Vec::new()).unwrap();
+    matmul_at(level, &mut [MatmulJob { ty, weight: w, rows, out: &mut out }], cols, x, n, &mut Vec::new())
+        .unwrap();
     out
 }
 
@@ -153,7 +154,7 @@ fn long_prefill_matches_token_by_token() {
     let (ty, rows, cols, n) = (GgmlType::Q4_1, 19, 64, TOKEN_GROUP + 5);
     let w = random_weights(&mut rng, ty, rows, cols);
     let x = random_x(&mut rng, n * cols);
-    for level in [CpuLevel::Scalar, CpuLevel::detected()] {
+    for level in CpuLevel::available() {
         let all = run(level, ty, &w, rows, cols, &x, n);
         for (t, x) in x.chunks_exact(cols).enumerate() {
             assert_eq!(
@@ -161,6 +162,35 @@ fn long_prefill_matches_token_by_token() {
                 all[t * rows..(t + 1) * rows],
                 "{level} token {t}"
             );
+        }
+    }
+}
+
+/// Matrices sharing activations, including one that pairs with another activation format,
+/// give what each gives alone.
+#[test]
+fn matmul_many_equals_one_matmul_per_matrix() {
+    let mut rng = StdRng::seed_from_u64(5);
+    let cols = 256;
+    let mats: Vec<(GgmlType, usize, Vec<u8>)> =
+        [(GgmlType::Q4_1, 9), (GgmlType::Q8_0, 3), (GgmlType::Q4K, 5)]
+            .into_iter()
+            .map(|(ty, rows)| (ty, rows, random_weights(&mut rng, ty, rows, cols)))
+            .collect();
+    for n in [1, 5] {
+        let x = random_x(&mut rng, n * cols);
+        for together in [&mats[..2], &mats[..]] {
+            let mut outs: Vec<Vec<f32>> =
+                together.iter().map(|(_, rows, _)| vec![f32::NAN; n * rows]).collect();
+            let mut jobs: Vec<MatmulJob> = together
+                .iter()
+                .zip(&mut outs)
+                .map(|((ty, rows, w), out)| MatmulJob { ty: *ty, weight: w, rows: *rows, out })
+                .collect();
+            matmul_many(&mut jobs, cols, &x, n, &mut Vec::new()).unwrap();
+            for ((ty, rows, w), out) in together.iter().zip(&outs) {
+                assert_eq!(out, &run(cpu_level(), *ty, w, *rows, cols, &x, n), "{ty} n={n}");
+            }
         }
     }
 }
@@ -219,8 +249,9 @@ fn scratch_is_reused() {
 
 #[test]
 fn cpu_level_names_round_trip() {
-    for level in [CpuLevel::Scalar, CpuLevel::Avx2] {
+    for level in CpuLevel::ALL {
         assert_eq!(CpuLevel::from_name(&level.to_string()), Some(level));
     }
-    assert!(cpu_level() <= CpuLevel::detected());
+    assert!(cpu_level().is_available());
+    assert_eq!(CpuLevel::available().last(), Some(CpuLevel::detected()));
 }

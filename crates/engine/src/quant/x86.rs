@@ -1,5 +1,8 @@
-//! AVX2+FMA+F16C kernels. Same arithmetic as the portable ones: integer dot products per block
-//! with `maddubs` (unsigned × signed bytes), scaled in f32 with FMA.
+//! x86 kernels at three levels: AVX2+FMA+F16C, AVX-VNNI and AVX-512 VNNI (on 256-bit vectors).
+//! Same arithmetic as the portable ones: integer dot products per block (unsigned × signed
+//! bytes), scaled in f32 with FMA. The levels differ in how a block's integer dot product is
+//! done: `maddubs` + `madd` on AVX2, one `vpdpbusd` with VNNI. Their sums are equal: with these
+//! formats a pair of `maddubs` products never reaches the i16 limit (at most 2 × 128 × 127).
 //!
 //! Every load goes through a bounds-checked slice, so a wrong length panics instead of reading
 //! out of bounds; the dispatcher validates all lengths before calling in.
@@ -10,52 +13,147 @@ use super::formats::*;
 use super::{DotFn, TOKEN_TILE};
 use crate::dtype::GgmlType;
 
-pub(super) fn kernel(ty: GgmlType) -> Option<DotFn> {
-    Some(match ty {
-        GgmlType::F32 => dot_float::<F32>,
-        GgmlType::F16 => dot_float::<F16>,
-        GgmlType::BF16 => dot_float::<BF16>,
-        GgmlType::Q4_0 => dot_32::<Q4_0>,
-        GgmlType::Q4_1 => dot_32::<Q4_1>,
-        GgmlType::Q5_0 => dot_32::<Q5_0>,
-        GgmlType::Q5_1 => dot_32::<Q5_1>,
-        GgmlType::Q8_0 => dot_32::<Q8_0>,
-        GgmlType::Q4K => dot_k::<Q4K>,
-        GgmlType::Q5K => dot_k::<Q5K>,
-        GgmlType::Q6K => dot_k::<Q6K>,
-        GgmlType::Q2K | GgmlType::Q3K => return None,
-    })
-}
-
 const _: () = assert!(TOKEN_TILE == 4, "the tile dispatch below instantiates kernels for 1..=4 tokens");
 
-/// Runs the instance of `$kernel` specialised for the number of tokens in `$acts`, so that the
-/// per-token accumulators live in registers.
-macro_rules! per_tile {
-    ($kernel:ident::<$f:ty>($w:expr, $acts:expr, $out:expr)) => {
-        // SAFETY: kernels of this module are only handed out by `kernel`, which `quant::kernel`
-        // calls only when the CPU has AVX2, FMA and F16C.
-        unsafe {
-            match $acts.len() {
-                1 => $kernel::<$f, 1>($w, $acts, $out),
-                2 => $kernel::<$f, 2>($w, $acts, $out),
-                3 => $kernel::<$f, 3>($w, $acts, $out),
-                _ => $kernel::<$f, 4>($w, $acts, $out),
+/// The kernels of one level: `$features` is what the level's CPUs have, `$dpbusd` adds the
+/// products of unsigned bytes with signed bytes, summed in fours, to i32 lanes.
+macro_rules! level_kernels {
+    ($level:ident, $features:literal, $dpbusd:ident) => {
+        pub(super) mod $level {
+            use super::*;
+
+            pub(in super::super) fn kernel(ty: GgmlType) -> Option<DotFn> {
+                kernel_table!(ty, dot_float, dot_32, dot_k)
+            }
+
+            /// Runs the instance of `$kernel` specialised for the number of tokens in `$acts`,
+            /// so that the per-token accumulators live in registers.
+            macro_rules! per_tile {
+                ($kernel:ident::<$f:ty>($w:expr, $acts:expr, $out:expr)) => {
+                    // SAFETY: this level's kernels are only handed out by `kernel`, which
+                    // `quant::kernel` calls only when the CPU has the level's features.
+                    unsafe {
+                        match $acts.len() {
+                            1 => $kernel::<$f, 1>($w, $acts, $out),
+                            2 => $kernel::<$f, 2>($w, $acts, $out),
+                            3 => $kernel::<$f, 3>($w, $acts, $out),
+                            _ => $kernel::<$f, 4>($w, $acts, $out),
+                        }
+                    }
+                };
+            }
+
+            fn dot_float<F: AvxFloat>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
+                per_tile!(dot_float_n::<F>(w, acts, out))
+            }
+
+            fn dot_32<F: Avx32>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
+                per_tile!(dot_32_n::<F>(w, acts, out))
+            }
+
+            fn dot_k<F: AvxK>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
+                per_tile!(dot_k_n::<F>(w, acts, out))
+            }
+
+            #[target_feature(enable = $features)]
+            unsafe fn dot_float_n<F: AvxFloat, const N: usize>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
+                let wb = F::TY.block_bytes();
+                let full = w.len() / wb / 8 * 8;
+                let mut acc = [_mm256_setzero_ps(); N];
+                for (i, w8) in w[..full * wb].chunks_exact(8 * wb).enumerate() {
+                    prefetch_ahead(w8);
+                    let v = F::load8(w8);
+                    for (acc, a) in acc.iter_mut().zip(acts) {
+                        *acc = _mm256_fmadd_ps(v, load_f32x8(&a[32 * i..]), *acc);
+                    }
+                }
+                for ((o, acc), a) in out.iter_mut().zip(acc).zip(acts) {
+                    *o = hsum(acc) + float_dot::<F>(&w[full * wb..], &a[4 * full..]);
+                }
+            }
+
+            #[target_feature(enable = $features)]
+            unsafe fn dot_32_n<F: Avx32, const N: usize>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
+                let mut acc = [_mm256_setzero_ps(); N];
+                let mut mins = [0f32; N];
+                for (i, wb) in w.chunks_exact(F::TY.block_bytes()).enumerate() {
+                    prefetch_ahead(wb);
+                    let (q, d, m) = F::load(wb);
+                    // The unsigned operand must be the weights: move signed quants' signs onto x.
+                    let q_abs = if F::SIGNED { _mm256_sign_epi8(q, q) } else { q };
+                    for j in 0..N {
+                        let (dx, s, qx) = q8_parts(&acts[j][i * Q8_BYTES..(i + 1) * Q8_BYTES]);
+                        let y = load256(qx);
+                        let y = if F::SIGNED { _mm256_sign_epi8(y, q) } else { y };
+                        let sum = $dpbusd(_mm256_setzero_si256(), q_abs, y);
+                        acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * dx), _mm256_cvtepi32_ps(sum), acc[j]);
+                        // Only the unsigned formats have a min.
+                        if !F::SIGNED {
+                            mins[j] += m * s;
+                        }
+                    }
+                }
+                for j in 0..N {
+                    out[j] = hsum(acc[j]) + mins[j];
+                }
+            }
+
+            #[target_feature(enable = $features)]
+            unsafe fn dot_k_n<F: AvxK, const N: usize>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
+                let mut acc = [_mm256_setzero_ps(); N];
+                for (i, wb) in w.chunks_exact(F::TY.block_bytes()).enumerate() {
+                    prefetch_ahead(wb);
+                    let s = F::scales(wb);
+                    let q = F::load(wb);
+                    // A 32-value vector spans two 16-value scale groups, one per 128-bit lane.
+                    let mut sc = [_mm256_setzero_si256(); 8];
+                    for (k, sc) in sc.iter_mut().enumerate() {
+                        *sc = _mm256_set_m128i(_mm_set1_epi16(s.sc[2 * k + 1]), _mm_set1_epi16(s.sc[2 * k]));
+                    }
+                    let mins = load_i16x16(&s.m);
+                    for j in 0..N {
+                        let (dx, qx, bsums) = q8k_parts(&acts[j][i * Q8K_BYTES..(i + 1) * Q8K_BYTES]);
+                        // The 16-value groups have their own i16 scales, applied to the i16 pair
+                        // sums before widening: `maddubs` at every level.
+                        let mut isum = _mm256_setzero_si256();
+                        for k in 0..8 {
+                            let prod = _mm256_maddubs_epi16(q[k], load256(&qx[32 * k..]));
+                            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(prod, sc[k]));
+                        }
+                        let imin = _mm256_madd_epi16(mins, load256(bsums));
+                        acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dx * s.d), _mm256_cvtepi32_ps(isum), acc[j]);
+                        acc[j] =
+                            _mm256_fnmadd_ps(_mm256_set1_ps(dx * s.dmin), _mm256_cvtepi32_ps(imin), acc[j]);
+                    }
+                }
+                for j in 0..N {
+                    out[j] = hsum(acc[j]);
+                }
             }
         }
     };
 }
 
-fn dot_float<F: AvxFloat>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
-    per_tile!(dot_float_n::<F>(w, acts, out))
+level_kernels!(avx2, "avx2,fma,f16c", dpbusd_avx2);
+level_kernels!(avxvnni, "avx2,fma,f16c,avxvnni", dpbusd_avxvnni);
+level_kernels!(avx512, "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", dpbusd_avx512);
+
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn dpbusd_avx2(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+    _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)))
 }
 
-fn dot_32<F: Avx32>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
-    per_tile!(dot_32_n::<F>(w, acts, out))
+#[inline]
+#[target_feature(enable = "avx2,avxvnni")]
+unsafe fn dpbusd_avxvnni(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+    _mm256_dpbusd_avx_epi32(acc, u, s)
 }
 
-fn dot_k<F: AvxK>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
-    per_tile!(dot_k_n::<F>(w, acts, out))
+#[inline]
+#[target_feature(enable = "avx2,avx512vl,avx512vnni")]
+unsafe fn dpbusd_avx512(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+    _mm256_dpbusd_epi32(acc, u, s)
 }
 
 // SAFETY (all helpers below): callers run with AVX2, FMA and F16C enabled; each load reads
@@ -160,23 +258,6 @@ impl AvxFloat for BF16 {
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_float_n<F: AvxFloat, const N: usize>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
-    let wb = F::TY.block_bytes();
-    let full = w.len() / wb / 8 * 8;
-    let mut acc = [_mm256_setzero_ps(); N];
-    for (i, w8) in w[..full * wb].chunks_exact(8 * wb).enumerate() {
-        prefetch_ahead(w8);
-        let v = F::load8(w8);
-        for (acc, a) in acc.iter_mut().zip(acts) {
-            *acc = _mm256_fmadd_ps(v, load_f32x8(&a[32 * i..]), *acc);
-        }
-    }
-    for ((o, acc), a) in out.iter_mut().zip(acc).zip(acts) {
-        *o = hsum(acc) + float_dot::<F>(&w[full * wb..], &a[4 * full..]);
-    }
-}
-
 trait Avx32: Format32 {
     /// Whether the quants are signed; unsigned ones are in 0..32 and go straight into `maddubs`.
     const SIGNED: bool;
@@ -257,33 +338,6 @@ impl Avx32 for Q8_0 {
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_32_n<F: Avx32, const N: usize>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
-    let ones = _mm256_set1_epi16(1);
-    let mut acc = [_mm256_setzero_ps(); N];
-    let mut mins = [0f32; N];
-    for (i, wb) in w.chunks_exact(F::TY.block_bytes()).enumerate() {
-        prefetch_ahead(wb);
-        let (q, d, m) = F::load(wb);
-        // `maddubs` wants its first operand unsigned: move signed quants' signs onto x.
-        let q_abs = if F::SIGNED { _mm256_sign_epi8(q, q) } else { q };
-        for j in 0..N {
-            let (dx, s, qx) = q8_parts(&acts[j][i * Q8_BYTES..(i + 1) * Q8_BYTES]);
-            let y = load256(qx);
-            let y = if F::SIGNED { _mm256_sign_epi8(y, q) } else { y };
-            let sum = _mm256_madd_epi16(_mm256_maddubs_epi16(q_abs, y), ones);
-            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * dx), _mm256_cvtepi32_ps(sum), acc[j]);
-            // Only the unsigned formats have a min.
-            if !F::SIGNED {
-                mins[j] += m * s;
-            }
-        }
-    }
-    for j in 0..N {
-        out[j] = hsum(acc[j]) + mins[j];
-    }
-}
-
 trait AvxK: FormatK {
     /// The 256 quants (unsigned) in value order, 32 per vector.
     unsafe fn load(b: &[u8]) -> [__m256i; 8];
@@ -349,35 +403,5 @@ impl AvxK for Q6K {
             q[4 * n + 3] = _mm256_or_si256(hi1, _mm256_srli_epi16(mask8(qh, 0xC0), 2));
         }
         q
-    }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_k_n<F: AvxK, const N: usize>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
-    let mut acc = [_mm256_setzero_ps(); N];
-    for (i, wb) in w.chunks_exact(F::TY.block_bytes()).enumerate() {
-        prefetch_ahead(wb);
-        let s = F::scales(wb);
-        let q = F::load(wb);
-        // A 32-value vector spans two 16-value scale groups, one per 128-bit lane.
-        let mut sc = [_mm256_setzero_si256(); 8];
-        for (k, sc) in sc.iter_mut().enumerate() {
-            *sc = _mm256_set_m128i(_mm_set1_epi16(s.sc[2 * k + 1]), _mm_set1_epi16(s.sc[2 * k]));
-        }
-        let mins = load_i16x16(&s.m);
-        for j in 0..N {
-            let (dx, qx, bsums) = q8k_parts(&acts[j][i * Q8K_BYTES..(i + 1) * Q8K_BYTES]);
-            let mut isum = _mm256_setzero_si256();
-            for k in 0..8 {
-                let prod = _mm256_maddubs_epi16(q[k], load256(&qx[32 * k..]));
-                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(prod, sc[k]));
-            }
-            let imin = _mm256_madd_epi16(mins, load256(bsums));
-            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dx * s.d), _mm256_cvtepi32_ps(isum), acc[j]);
-            acc[j] = _mm256_fnmadd_ps(_mm256_set1_ps(dx * s.dmin), _mm256_cvtepi32_ps(imin), acc[j]);
-        }
-    }
-    for j in 0..N {
-        out[j] = hsum(acc[j]);
     }
 }

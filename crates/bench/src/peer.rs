@@ -1,0 +1,109 @@
+//! One measurement per side, run in a child process: load, warm up, then pp (one batch on an
+//! empty context, logits of the last token) and tg (one token at a time from an empty context).
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use temper_engine::gguf::Gguf;
+use temper_engine::model::{KvCache, Model, Scratch};
+
+use crate::{peak_rss_kib, synthetic_tokens, Sample, SideArgs};
+
+/// Tokens of the warm-up prefill and decode steps, before anything is timed.
+const WARM_UP: (usize, usize) = (32, 4);
+
+pub fn temper(args: &SideArgs) -> Result<Sample> {
+    let gguf = Gguf::open(&args.model).with_context(|| format!("opening {}", args.model.display()))?;
+    let model = Model::from_gguf(gguf)?;
+    let c = &model.config;
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads).build()?;
+    let tokens = synthetic_tokens(args.pp.max(args.tg), c.vocab);
+    let mut cache = KvCache::new(c.layers, c.kv_dim(), args.ctx);
+    let mut scratch = Scratch::new(c, args.ctx);
+    let mut logits = vec![0.0; c.vocab];
+    pool.install(|| -> Result<Sample> {
+        model.forward(&mut cache, &tokens[..WARM_UP.0], &mut scratch, &mut logits)?;
+        for &t in &tokens[..WARM_UP.1] {
+            model.forward(&mut cache, &[t], &mut scratch, &mut logits)?;
+        }
+        cache.truncate(0);
+
+        let start = Instant::now();
+        model.forward(&mut cache, &tokens[..args.pp], &mut scratch, &mut logits)?;
+        let pp_tps = args.pp as f64 / start.elapsed().as_secs_f64();
+        cache.truncate(0);
+
+        let start = Instant::now();
+        for &t in &tokens[..args.tg] {
+            model.forward(&mut cache, &[t], &mut scratch, &mut logits)?;
+        }
+        let tg_tps = args.tg as f64 / start.elapsed().as_secs_f64();
+        Ok(Sample { pp_tps, tg_tps, rss_kib: peak_rss_kib() })
+    })
+}
+
+#[cfg(not(feature = "llamacpp"))]
+pub fn llamacpp(_: &SideArgs) -> Result<Sample> {
+    anyhow::bail!("llama.cpp is not built in: rebuild with `--features llamacpp` (scripts/bench does)")
+}
+
+#[cfg(feature = "llamacpp")]
+pub fn llamacpp(args: &SideArgs) -> Result<Sample> {
+    use std::num::NonZeroU32;
+
+    use llama_cpp_2::context::params::LlamaContextParams;
+    use llama_cpp_2::llama_backend::LlamaBackend;
+    use llama_cpp_2::llama_batch::LlamaBatch;
+    use llama_cpp_2::model::params::LlamaModelParams;
+    use llama_cpp_2::model::LlamaModel;
+    use llama_cpp_2::token::LlamaToken;
+    use llama_cpp_2::{send_logs_to_tracing, LogOptions};
+
+    send_logs_to_tracing(LogOptions::default().with_logs_enabled(false));
+    let backend = LlamaBackend::init()?;
+    let model = LlamaModel::load_from_file(&backend, &args.model, &LlamaModelParams::default())
+        .with_context(|| format!("llama.cpp loading {}", args.model.display()))?;
+    let threads = i32::try_from(args.threads)?;
+    let batch_len = u32::try_from(args.pp)?;
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(u32::try_from(args.ctx)?))
+        .with_n_batch(batch_len)
+        .with_n_ubatch(batch_len)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    let mut ctx = model.new_context(&backend, params).context("llama.cpp context")?;
+    let vocab = usize::try_from(model.n_vocab())?;
+    let tokens: Vec<LlamaToken> =
+        synthetic_tokens(args.pp.max(args.tg), vocab).into_iter().map(|t| LlamaToken(t as i32)).collect();
+    let mut batch = LlamaBatch::new(args.pp, 1);
+
+    // Decodes `tokens` at positions `start..` as one batch, with logits for the last.
+    let mut decode = |ctx: &mut llama_cpp_2::context::LlamaContext, tokens: &[LlamaToken], start: usize| {
+        batch.clear();
+        for (i, &t) in tokens.iter().enumerate() {
+            batch.add(t, i32::try_from(start + i)?, &[0], i + 1 == tokens.len())?;
+        }
+        ctx.decode(&mut batch)?;
+        // Reading the logits waits for the computation to finish.
+        anyhow::ensure!(!ctx.get_logits_ith(batch.n_tokens() - 1).is_empty());
+        anyhow::Ok(())
+    };
+
+    decode(&mut ctx, &tokens[..WARM_UP.0], 0)?;
+    for (i, &t) in tokens[..WARM_UP.1].iter().enumerate() {
+        decode(&mut ctx, &[t], WARM_UP.0 + i)?;
+    }
+    ctx.clear_kv_cache();
+
+    let start = Instant::now();
+    decode(&mut ctx, &tokens[..args.pp], 0)?;
+    let pp_tps = args.pp as f64 / start.elapsed().as_secs_f64();
+    ctx.clear_kv_cache();
+
+    let start = Instant::now();
+    for (i, &t) in tokens[..args.tg].iter().enumerate() {
+        decode(&mut ctx, &[t], i)?;
+    }
+    let tg_tps = args.tg as f64 / start.elapsed().as_secs_f64();
+    Ok(Sample { pp_tps, tg_tps, rss_kib: peak_rss_kib() })
+}
