@@ -11,5 +11,5 @@ mod summary;
 pub mod template;
 pub mod tokenizer;
 
-pub use local::{LoadOptions, LocalModel, DEFAULT_CONTEXT_WINDOW};
+pub use local::{LoadOptions, LocalModel, DEFAULT_CONTEXT_WINDOW, DEFAULT_SEQUENCES};
 pub use summary::ModelSummary;
