@@ -4,27 +4,29 @@
 use anyhow::Context;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use temper_core::{ChatModel, EmbeddingModel};
-use temper_models::ModelStore;
+use temper_core::ChatModel;
+use temper_embed::{EmbedOptions, Embedder};
+use temper_models::{ConsoleProgress, ModelStore, DEFAULT_EMBEDDING_MODEL};
 use temper_rag::answer::source_label;
 use temper_rag::{
     ChunkOptions, Filter, IngestOptions, IngestProgress, LoadOptions, Mmr, Mode, Reranker, Retriever,
-    SearchOptions, SqliteStore, VectorStore, WordPieceEstimate,
+    SearchOptions, SqliteStore, VectorStore,
 };
 
 use crate::options::GenArgs;
 use crate::output::{self, block_on, notice};
 
-/// The embedder every `rag` command uses; the one place that chooses it.
-fn embedder() -> anyhow::Result<Arc<dyn EmbeddingModel>> {
-    anyhow::bail!(
-        "the embedder is not built yet: `temper rag` needs the all-MiniLM-L6-v2 embedder (temper-embed)"
-    )
+/// The embedder every `rag` command uses, the default one pulled on first use; the one place
+/// that chooses it.
+fn embedder() -> anyhow::Result<Embedder> {
+    let store = ModelStore::from_env()?;
+    let dir = store.resolve(DEFAULT_EMBEDDING_MODEL, &ConsoleProgress::default())?;
+    Embedder::load(&dir, DEFAULT_EMBEDDING_MODEL, EmbedOptions::default())
+        .with_context(|| format!("cannot load the embedder `{DEFAULT_EMBEDDING_MODEL}`"))
 }
 
 #[derive(Args)]
@@ -214,16 +216,9 @@ fn ingest(store: &mut SqliteStore, paths: &[PathBuf], options: &IngestOptions) -
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut progress = Bar { bar, stored: 0, started: Instant::now() };
-    // The embedder's own tokenizer is not exposed through the trait, so chunks are sized by
-    // the WordPiece estimate, which errs on the long side.
-    let report = block_on(temper_rag::ingest(
-        store,
-        embedder.as_ref(),
-        &WordPieceEstimate,
-        paths,
-        options,
-        &mut progress,
-    ))?;
+    // Chunks are sized with the embedder's own tokenizer, so none is cut short when embedded.
+    let count = |text: &str| embedder.tokenize(text).map_or(text.len(), |ids| ids.len());
+    let report = block_on(temper_rag::ingest(store, &embedder, &count, paths, options, &mut progress))?;
     progress.bar.finish_and_clear();
     let mut out = io::stdout();
     writeln!(
@@ -250,7 +245,7 @@ fn retrieve(
     let embedder = embedder()?;
     let retriever = Retriever {
         store,
-        embedder: embedder.as_ref(),
+        embedder: &embedder,
         collection,
         reranker: mmr.as_ref().map(|m| m as &dyn Reranker),
     };
