@@ -1,6 +1,7 @@
 //! `temper`: the command line of the Temper workbench.
 
 mod cost;
+mod embed;
 mod init;
 mod inspect;
 mod models;
@@ -75,6 +76,8 @@ enum Command {
         special: bool,
         text: String,
     },
+    /// Print embeddings of TEXT… as a JSON array with one array of floats per text.
+    Embed(embed::EmbedArgs),
     /// Run PROMPT (special tokens parsed) and print the last position's top logits as
     /// a JSON array of [id, logit], largest first.
     Logits {
@@ -198,5 +201,6 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Tokenize { model, special, text } => inspect::tokenize(&model, special, &text),
         Command::Logits { model, top, prompt } => inspect::logits(&model, top, &prompt),
         Command::Rag(args) => rag::run(args),
+        Command::Embed(args) => embed::run(&args),
     }
 }
