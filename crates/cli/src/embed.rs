@@ -20,12 +20,16 @@ pub struct EmbedArgs {
     pub texts: Vec<String>,
 }
 
+/// Resolves an embedding model through the store (pulling it on first use) and loads it.
+pub fn load_embedder(name: &str, threads: Option<usize>) -> anyhow::Result<Embedder> {
+    let dir = ModelStore::from_env()?.resolve(name, &ConsoleProgress::default())?;
+    let options = EmbedOptions { threads, ..Default::default() };
+    Embedder::load(&dir, name, options).with_context(|| format!("cannot load embedding model `{name}`"))
+}
+
 /// Prints one JSON array of arrays: a vector per text, in order.
 pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
-    let dir = ModelStore::from_env()?.resolve(&args.model, &ConsoleProgress::default())?;
-    let options = EmbedOptions { threads: args.threads, ..Default::default() };
-    let embedder = Embedder::load(&dir, &args.model, options)
-        .with_context(|| format!("cannot load embedding model `{}`", args.model))?;
+    let embedder = load_embedder(&args.model, args.threads)?;
     let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
     print_json(&embedder.embed_batch(&texts)?)
 }

@@ -9,24 +9,22 @@ use std::time::Instant;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use temper_core::ChatModel;
-use temper_embed::{EmbedOptions, Embedder};
-use temper_models::{ConsoleProgress, ModelStore, DEFAULT_EMBEDDING_MODEL};
+use temper_embed::Embedder;
+use temper_models::{ModelStore, DEFAULT_EMBEDDING_MODEL};
 use temper_rag::answer::source_label;
 use temper_rag::{
     ChunkOptions, Filter, IngestOptions, IngestProgress, LoadOptions, Mmr, Mode, Reranker, Retriever,
     SearchOptions, SqliteStore, VectorStore,
 };
 
+use crate::embed::load_embedder;
 use crate::options::GenArgs;
 use crate::output::{self, block_on, notice};
 
 /// The embedder every `rag` command uses, the default one pulled on first use; the one place
 /// that chooses it.
 fn embedder() -> anyhow::Result<Embedder> {
-    let store = ModelStore::from_env()?;
-    let dir = store.resolve(DEFAULT_EMBEDDING_MODEL, &ConsoleProgress::default())?;
-    Embedder::load(&dir, DEFAULT_EMBEDDING_MODEL, EmbedOptions::default())
-        .with_context(|| format!("cannot load the embedder `{DEFAULT_EMBEDDING_MODEL}`"))
+    load_embedder(DEFAULT_EMBEDDING_MODEL, None)
 }
 
 #[derive(Args)]
