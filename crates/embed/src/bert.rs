@@ -8,6 +8,7 @@ use candle_nn::{LayerNorm, Linear, Module};
 
 use crate::config::BertConfig;
 use crate::error::{EmbedError, Result};
+use crate::gelu::GeluErf;
 
 /// The tensors of a safetensors file, looked up by name with the file named in every error.
 struct Weights {
@@ -195,7 +196,7 @@ impl Bert {
         let x = layer.attention_norm.forward(&(layer.attention_out.forward(&context)? + x)?)?;
         let inner = layer.intermediate.forward(&x)?;
         let inner = match self.activation {
-            Activation::Gelu => inner.gelu_erf()?,
+            Activation::Gelu => inner.apply_op1_no_bwd(&GeluErf)?,
             Activation::GeluTanh => inner.gelu()?,
         };
         Ok(layer.output_norm.forward(&(layer.output.forward(&inner)? + x)?)?)

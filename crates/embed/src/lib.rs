@@ -4,6 +4,7 @@ mod bert;
 mod config;
 mod embedder;
 mod error;
+mod gelu;
 
 pub use config::Pooling;
 pub use embedder::{EmbedOptions, Embedder};
