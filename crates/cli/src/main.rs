@@ -1,5 +1,6 @@
 //! `temper`: the command line of the Temper workbench.
 
+mod embed;
 mod inspect;
 mod models;
 mod oneshot;
@@ -61,6 +62,8 @@ enum Command {
         special: bool,
         text: String,
     },
+    /// Print embeddings of TEXT… as a JSON array with one array of floats per text.
+    Embed(embed::EmbedArgs),
     /// Run PROMPT (special tokens parsed) and print the last position's top logits as
     /// a JSON array of [id, logit], largest first.
     Logits {
@@ -128,5 +131,6 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Complete { gen, json, text } => oneshot::complete(&gen, json, &text),
         Command::Tokenize { model, special, text } => inspect::tokenize(&model, special, &text),
         Command::Logits { model, top, prompt } => inspect::logits(&model, top, &prompt),
+        Command::Embed(args) => embed::run(&args),
     }
 }

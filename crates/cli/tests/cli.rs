@@ -59,7 +59,7 @@ fn empty_home() -> tempfile::TempDir {
 fn help_lists_the_commands() {
     let home = empty_home();
     let out = success(&run(home.path(), &["--help"], b""));
-    for command in ["quickstart", "models", "chat", "ask", "complete", "tokenize", "logits"] {
+    for command in ["quickstart", "models", "chat", "ask", "complete", "tokenize", "logits", "embed"] {
         assert!(out.contains(command), "`{command}` missing from:\n{out}");
     }
 }
@@ -132,18 +132,20 @@ fn models_info_refuses_an_unknown_name() {
 /// The store holding the real default model (`$TEMPER_HOME`, default `~/.cache/temper`), or
 /// `None` to skip. Under CI (`CI=true`) a missing model fails, because CI pulls it first.
 fn real_home() -> Option<PathBuf> {
+    home_with("smollm2-135m-instruct", "SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// The store, if `file` of model `name` is installed there (skipping or failing as `real_home`).
+fn home_with(name: &str, file: &str) -> Option<PathBuf> {
     let home = std::env::var_os("TEMPER_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/temper")))
         .expect("neither TEMPER_HOME nor HOME is set");
-    let file = home.join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if file.is_file() {
+    let path = home.join("models").join(name).join(file);
+    if path.is_file() {
         return Some(home);
     }
-    let message = format!(
-        "the default model is not installed at {}; run `temper models pull smollm2-135m-instruct`",
-        file.display()
-    );
+    let message = format!("{name} is not installed at {}; run `temper models pull {name}`", path.display());
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{message}");
     }
@@ -250,4 +252,35 @@ fn complete_continues_text() {
     let Some(home) = real_home() else { return };
     let out = success(&run(&home, &["complete", "--max-tokens", "8", "Once upon a time"], b""));
     assert!(!out.trim().is_empty(), "no text printed");
+}
+
+#[test]
+fn embed_prints_one_unit_vector_per_text() {
+    let Some(home) = home_with("all-minilm-l6-v2", "model.safetensors") else { return };
+    let texts = ["The cat sits on the mat.", "A feline is resting on a rug.", "Paris is in France."];
+    let out = success(&run(&home, &["embed", "--threads", "1", texts[0], texts[1], texts[2]], b""));
+    let vectors: Vec<Vec<f32>> =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"));
+    assert_eq!(vectors.len(), 3);
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    for v in &vectors {
+        assert_eq!(v.len(), 384);
+        assert!((dot(v, v) - 1.0).abs() < 1e-4);
+    }
+    // The two sentences about a cat on a mat are closer to each other than to Paris.
+    assert!(dot(&vectors[0], &vectors[1]) > dot(&vectors[0], &vectors[2]) + 0.2, "{out}");
+}
+
+#[test]
+fn embed_needs_a_text_and_names_what_is_wrong_with_the_model() {
+    let home = empty_home();
+    let usage = run(home.path(), &["embed"], b"");
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(stderr(&usage).contains("<TEXTS>"), "{}", stderr(&usage));
+    let err = failure(&run(home.path(), &["embed", "--model", "/no/such/model", "hi"], b""));
+    assert!(err.contains("/no/such/model"), "{err}");
+    // A directory that is not a model: the first file missing is named.
+    let dir = home.path().to_str().unwrap();
+    let err = failure(&run(home.path(), &["embed", "--model", dir, "hi"], b""));
+    assert!(err.contains(&format!("{dir}/config.json")), "{err}");
 }
