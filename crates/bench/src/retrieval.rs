@@ -200,7 +200,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let hybrid: Vec<Vec<&str>> = dense.iter().zip(&lexical).map(|(d, l)| fuse(&[d, l])).collect();
 
     println!("retrieval on {} ({} queries, {} documents)\n", data.name, data.queries.len(), documents.len());
-    println!("{:<28} {:>8} {:>11} {:>8}", "mode", "nDCG@10", "recall@100", "MRR@10");
+    println!("{:<40} {:>8} {:>11} {:>8}", "mode", "nDCG@10", "recall@100", "MRR@10");
     let modes = [
         (format!("dense ({}, exact cosine)", args.model), &dense),
         ("bm25 (in-bench Okapi)".to_owned(), &lexical),
@@ -208,7 +208,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     ];
     for (mode, rankings) in modes {
         let q = quality(rankings, &data.queries);
-        println!("{mode:<28} {:>8.4} {:>11.4} {:>8.4}", q.ndcg10, q.recall100, q.mrr10);
+        println!("{mode:<40} {:>8.4} {:>11.4} {:>8.4}", q.ndcg10, q.recall100, q.mrr10);
     }
     println!(
         "\ncorpus encoding, median of {} round(s), max {max_len} tokens, {} threads",
@@ -216,11 +216,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         args.threads
     );
     let ours = median(&mut ours);
-    println!("{:<36} {:>8.1} docs/s", "temper-embed (candle)", ours);
+    println!("{:<50} {:>8.1} docs/s", "temper-embed (candle)", ours);
     if let Some((torch, st)) = versions {
         let theirs = median(&mut theirs);
-        println!("{:<36} {:>8.1} docs/s", format!("sentence-transformers {st} (torch {torch})"), theirs);
-        println!("{:<36} {:>8.2}x", "ratio", ours / theirs);
+        println!("{:<50} {:>8.1} docs/s", format!("sentence-transformers {st} (torch {torch})"), theirs);
+        println!("{:<50} {:>8.2}x", "ratio", ours / theirs);
     }
     Ok(())
 }
