@@ -7,6 +7,7 @@
 
 mod peer;
 mod report;
+mod retrieval;
 mod serve;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,9 @@ struct Cli {
 enum Commands {
     /// pp and tg tokens/s and peak RSS of Temper and llama.cpp on the same GGUF, alternately.
     Engine(EngineArgs),
+    /// Retrieval quality on a BEIR dataset (dense, BM25, hybrid) and corpus encoding speed
+    /// against sentence-transformers.
+    Retrieval(retrieval::Args),
     /// One measurement of one side, printed as a line of JSON (run by `engine`).
     #[command(hide = true)]
     Side(SideArgs),
@@ -114,6 +118,7 @@ impl Sample {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Commands::Engine(args) => engine(args),
+        Commands::Retrieval(args) => retrieval::run(&args),
         Commands::Side(args) => {
             let sample = match args.peer {
                 Peer::Temper => peer::temper(&args)?,
