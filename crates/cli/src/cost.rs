@@ -26,19 +26,20 @@ pub fn report(json: bool) -> anyhow::Result<()> {
     let width = totals.iter().map(|t| t.model.len()).max().unwrap_or(0).max(5);
     writeln!(
         out,
-        "{:10}  {:width$}  {:>6}  {:>10}  {:>10}  {:>12}",
-        "DAY", "MODEL", "CALLS", "PROMPT", "COMPLETION", "COST"
+        "{:10}  {:width$}  {:>6}  {:>6}  {:>10}  {:>10}  {:>12}",
+        "DAY", "MODEL", "CALLS", "FAILED", "PROMPT", "COMPLETION", "COST"
     )?;
     for t in &totals {
         let cost = match t.unpriced_calls {
+            _ if t.calls == 0 => "-".to_owned(),
             0 => usd(t.cost),
             n if n == t.calls => "no prices".to_owned(),
             n => format!("{} (+{n} unpriced)", usd(t.cost)),
         };
         writeln!(
             out,
-            "{:10}  {:width$}  {:>6}  {:>10}  {:>10}  {:>12}",
-            t.day, t.model, t.calls, t.prompt_tokens, t.completion_tokens, cost
+            "{:10}  {:width$}  {:>6}  {:>6}  {:>10}  {:>10}  {:>12}",
+            t.day, t.model, t.calls, t.failed_calls, t.prompt_tokens, t.completion_tokens, cost
         )?;
     }
     let total: f64 = totals.iter().map(|t| t.cost).sum();

@@ -2,14 +2,18 @@
 
 use anyhow::Context;
 use clap::Args;
+use temper_core::EmbeddingModel;
 use temper_embed::{EmbedOptions, Embedder};
 use temper_models::{ConsoleProgress, ModelStore, DEFAULT_EMBEDDING_MODEL};
+use temper_providers::HttpEmbedder;
 
-use crate::output::print_json;
+use crate::options::{profiles, warnings};
+use crate::output::{block_on, print_json};
 
 #[derive(Args, Clone, Debug)]
 pub struct EmbedArgs {
-    /// A catalog name (pulled on first use) or a model directory.
+    /// A catalog name (pulled on first use), a model directory, or a profile of temper.toml
+    /// (an OpenAI-compatible or Ollama embeddings endpoint).
     #[arg(long, default_value = DEFAULT_EMBEDDING_MODEL)]
     pub model: String,
     /// Threads for the encoder (default: all cores).
@@ -29,7 +33,25 @@ pub fn load_embedder(name: &str, threads: Option<usize>) -> anyhow::Result<Embed
 
 /// Prints one JSON array of arrays: a vector per text, in order.
 pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
-    let embedder = load_embedder(&args.model, args.threads)?;
-    let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
-    print_json(&embedder.embed_batch(&texts)?)
+    let store = ModelStore::from_env()?;
+    let profiles = profiles(&store)?;
+    let profile = profiles.get(&args.model);
+    let remote = match profile {
+        Some(profile) => profile.provider_config(&args.model, None, warnings())?,
+        None => None,
+    };
+    let vectors = match remote {
+        Some(config) => block_on(async {
+            let embedder = HttpEmbedder::connect(&args.model, config, None)
+                .await
+                .with_context(|| format!("profile `{}`", args.model))?;
+            anyhow::Ok(embedder.embed(&args.texts).await?)
+        })?,
+        None => {
+            let name = profile.map_or(args.model.as_str(), |p| p.model.as_str());
+            let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
+            load_embedder(name, args.threads)?.embed_batch(&texts)?
+        }
+    };
+    print_json(&vectors)
 }

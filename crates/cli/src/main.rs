@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::options::{ConversationArgs, GenArgs, ModelArgs};
+use crate::options::{AnswerShapeArgs, ConversationArgs, GenArgs, ModelArgs};
 
 /// Temper: a workbench for generative AI that runs offline on a CPU.
 #[derive(Parser)]
@@ -51,7 +51,10 @@ enum Command {
     Ask {
         #[command(flatten)]
         conversation: ConversationArgs,
-        /// Print one JSON object (text, finish reason, usage, timings, cost) instead of streaming.
+        #[command(flatten)]
+        shape: AnswerShapeArgs,
+        /// Print one JSON object (text, finish reason, usage, timings, cost, tool calls, logprobs)
+        /// instead of streaming.
         #[arg(long)]
         json: bool,
         /// The question; `-` reads it from stdin.
@@ -196,7 +199,9 @@ fn run(command: Command) -> anyhow::Result<()> {
             ModelsCommand::Rm { name } => models::remove(&name),
         },
         Command::Chat(args) => repl::run(&args),
-        Command::Ask { conversation, json, question } => oneshot::ask(&conversation, json, &question),
+        Command::Ask { conversation, shape, json, question } => {
+            oneshot::ask(&conversation, &shape, json, &question)
+        }
         Command::Complete { gen, json, text } => oneshot::complete(&gen, json, &text),
         Command::Tokenize { model, special, text } => inspect::tokenize(&model, special, &text),
         Command::Logits { model, top, prompt } => inspect::logits(&model, top, &prompt),

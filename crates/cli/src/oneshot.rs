@@ -7,7 +7,7 @@ use temper_core::{ChatModel, ChatRequest, CompletionRequest, EventStream, Genera
 use temper_engine::LoadOptions;
 use temper_models::{ModelStore, DEFAULT_CHAT_MODEL};
 
-use crate::options::{load_model, ConversationArgs, GenArgs};
+use crate::options::{load_model, AnswerShapeArgs, ConversationArgs, GenArgs};
 use crate::output::{self, block_on};
 
 const QUICKSTART_SYSTEM: &str = "You are a helpful assistant. Answer briefly and plainly.";
@@ -38,13 +38,19 @@ pub fn quickstart() -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn ask(args: &ConversationArgs, json: bool, question: &str) -> anyhow::Result<()> {
+pub fn ask(
+    args: &ConversationArgs,
+    shape: &AnswerShapeArgs,
+    json: bool,
+    question: &str,
+) -> anyhow::Result<()> {
     let params = args.gen.params()?;
     let question = text_argument(question, "question")?;
     let model = args.gen.model.load()?.model;
     let mut messages = args.opening();
     messages.push(Message::user(question));
-    let request = ChatRequest { messages, params, truncate: args.gen.truncate };
+    let mut request = shape.apply(ChatRequest::new(messages).with_params(params))?;
+    request.truncate = args.gen.truncate;
     answer(model.chat_stream(request), json)
 }
 

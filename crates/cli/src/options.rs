@@ -1,12 +1,12 @@
 //! The options `chat`, `ask`, `complete`, `tokenize` and `logits` share, and loading a model
 //! from them: a profile of `temper.toml`, a catalog name or a GGUF path.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use clap::Args;
-use temper_core::{ChatModel, GenerationParams, Message};
+use temper_core::{ChatModel, ChatRequest, GenerationParams, Message, ResponseFormat};
 use temper_engine::gguf::Gguf;
 use temper_engine::tokenizer::Tokenizer;
 use temper_engine::{LoadOptions, LocalModel};
@@ -223,4 +223,47 @@ impl ConversationArgs {
     pub fn opening(&self) -> Vec<Message> {
         self.system.iter().map(Message::system).collect()
     }
+}
+
+/// What `ask` may ask beyond text: tools, a JSON answer, log-probabilities.
+#[derive(Args, Clone, Debug, Default)]
+pub struct AnswerShapeArgs {
+    /// Offer these tools: a JSON file holding a list of {"name", "description", "parameters"}.
+    #[arg(long, value_name = "FILE")]
+    pub tools: Option<PathBuf>,
+    /// Answer with JSON valid under the JSON schema in FILE.
+    #[arg(long, value_name = "FILE", conflicts_with = "json_object")]
+    pub json_schema: Option<PathBuf>,
+    /// Answer with a JSON object.
+    #[arg(long)]
+    pub json_object: bool,
+    /// Return each token's log-probability and N alternatives (0 to 20).
+    #[arg(long, value_name = "N")]
+    pub logprobs: Option<u32>,
+}
+
+impl AnswerShapeArgs {
+    /// `request` with the tools, format and logprobs these options ask for.
+    pub fn apply(&self, mut request: ChatRequest) -> anyhow::Result<ChatRequest> {
+        if let Some(path) = &self.tools {
+            request.tools = read_json(path, "a list of tools")?;
+        }
+        if let Some(path) = &self.json_schema {
+            let name =
+                path.file_stem().map_or("answer".into(), |s| s.to_string_lossy().replace(['.', ' '], "_"));
+            let schema = read_json(path, "a JSON schema")?;
+            request.response_format = Some(ResponseFormat::JsonSchema { name, schema, strict: true });
+        } else if self.json_object {
+            request.response_format = Some(ResponseFormat::JsonObject);
+        }
+        request.logprobs = self.logprobs;
+        request.validate()?;
+        Ok(request)
+    }
+}
+
+/// A JSON file parsed as `T`, with errors that name the file, the line and what was expected.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> anyhow::Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} does not hold {what}", path.display()))
 }

@@ -46,6 +46,9 @@ pub async fn stream_answer(mut stream: EventStream, out: &mut impl Write) -> any
                 if mid_line {
                     writeln!(out)?;
                 }
+                for call in &response.tool_calls {
+                    writeln!(out, "[tool call {}] {}({})", call.id, call.name, call.arguments)?;
+                }
                 if response.finish_reason == FinishReason::Length {
                     notice("[the answer was cut off: max_tokens or the context window was reached]");
                 }
@@ -186,7 +189,7 @@ mod tests {
             finish_reason,
             usage: Usage::default(),
             timings: Timings::default(),
-            cost: None,
+            ..Default::default()
         })
     }
 

@@ -160,7 +160,8 @@ impl Repl {
         self.conversation.push(Message::user(text));
         let messages =
             self.system.iter().map(Message::system).chain(self.conversation.iter().cloned()).collect();
-        let request = ChatRequest { messages, params: self.params.clone(), truncate: self.truncate };
+        let mut request = ChatRequest::new(messages).with_params(self.params.clone());
+        request.truncate = self.truncate;
         let stream = self.model.model.chat_stream(request);
         let mut out = io::stdout();
         // Dropping the stream (the losing branch) is what stops the generation.

@@ -131,6 +131,10 @@ fn a_broken_stream_falls_back_and_json_holds_only_the_second_answer() {
     let stderr = String::from_utf8_lossy(&streamed.stderr).into_owned();
     assert!(stderr.contains("the answer starts again: first failed"), "{stderr}");
     assert!(ok(&streamed).ends_with("Whole answer.\n"));
+    let report = ok(&temper(dir.path(), &["cost", "report", "--json"]));
+    let totals: Value = serde_json::from_str(&report).unwrap();
+    let first = totals.as_array().unwrap().iter().find(|t| t["model"] == "first").unwrap();
+    assert_eq!((first["calls"].as_u64(), first["failed_calls"].as_u64()), (Some(0), Some(2)), "{report}");
 }
 
 #[test]
@@ -141,6 +145,9 @@ fn a_refused_key_is_reported_without_the_key() {
     let dir = project(&remote("gpt", &server, ""));
     let err = failed(&temper(dir.path(), &["ask", "--model", "gpt", "Hi"]));
     assert!(err.contains("HTTP 401") && err.contains("Incorrect API key provided: [redacted]"), "{err}");
+    // The call log traces the failure, without the key.
+    let log = std::fs::read_to_string(dir.path().join("home/calls.jsonl")).unwrap();
+    assert!(log.contains("\"error\"") && log.contains("HTTP 401") && !log.contains(KEY), "{log}");
 }
 
 #[test]
@@ -206,4 +213,50 @@ fn cost_estimate_prices_each_profile_against_the_vm() {
     assert!(local.contains("never"), "{out}");
     let err = failed(&temper(dir.path(), &[&args[..], &["--vm-hourly", "-1"]].concat()));
     assert!(err.contains("--vm-hourly"), "{err}");
+}
+
+#[test]
+fn ask_offers_tools_and_a_schema_and_prints_the_calls() {
+    let call = r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"weather","arguments":"{\"city\":\"Oslo\"}"}}]},"finish_reason":null}]}"#;
+    let finish = r#"{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#;
+    let reply = || Reply::stream("text/event-stream", sse([(None, call), (None, finish), (None, "[DONE]")]));
+    let server = Server::start(vec![reply(), reply()]);
+    let dir = project(&remote("gpt", &server, ""));
+    let tools =
+        r#"[{"name": "weather", "description": "Today's weather", "parameters": {"type": "object"}}]"#;
+    std::fs::write(dir.path().join("tools.json"), tools).unwrap();
+    std::fs::write(dir.path().join("city.schema.json"), r#"{"type": "object"}"#).unwrap();
+
+    let args = ["ask", "--model", "gpt", "--tools", "tools.json", "--json-schema", "city.schema.json"];
+    let json: Value =
+        serde_json::from_str(&ok(&temper(dir.path(), &[&args[..], &["--json", "Weather?"]].concat())))
+            .unwrap();
+    assert_eq!(json["finish_reason"], "tool_calls");
+    assert_eq!(
+        json["tool_calls"][0],
+        serde_json::json!({"id": "call_1", "name": "weather", "arguments": "{\"city\":\"Oslo\"}"})
+    );
+    let streamed = ok(&temper(dir.path(), &[&args[..], &["Weather?"]].concat()));
+    assert!(streamed.contains("[tool call call_1] weather({\"city\":\"Oslo\"})"), "{streamed}");
+
+    let sent: Value = serde_json::from_str(&server.requests()[0].body).unwrap();
+    assert_eq!(sent["tools"][0]["function"]["name"], "weather");
+    assert_eq!(sent["response_format"]["json_schema"]["name"], "city_schema");
+
+    std::fs::write(dir.path().join("tools.json"), r#"[{"name": "weather"}]"#).unwrap();
+    let err = failed(&temper(dir.path(), &["ask", "--model", "gpt", "--tools", "tools.json", "Weather?"]));
+    assert!(err.contains("tools.json does not hold a list of tools") && err.contains("parameters"), "{err}");
+}
+
+#[test]
+fn embed_through_a_profile() {
+    let vectors = r#"{"object":"list","data":[{"index":0,"embedding":[0.5,0.5]}],"usage":{"prompt_tokens":1,"total_tokens":1}}"#;
+    let two =
+        r#"{"object":"list","data":[{"index":0,"embedding":[1.0,0.0]},{"index":1,"embedding":[0.0,1.0]}]}"#;
+    let server = Server::start(vec![Reply::json(200, vectors), Reply::json(200, two)]);
+    let dir = project(&remote("remote-embedder", &server, ""));
+    let out = ok(&temper(dir.path(), &["embed", "--model", "remote-embedder", "first", "second"]));
+    let got: Vec<Vec<f32>> = serde_json::from_str(&out).unwrap();
+    assert_eq!(got, vec![vec![1.0, 0.0], vec![0.0, 1.0]]);
+    assert_eq!(server.requests()[1].path, "/v1/embeddings");
 }

@@ -5,9 +5,11 @@ mod message;
 mod model;
 mod params;
 mod response;
+mod tools;
 
 pub use error::{Error, Result};
 pub use message::{Message, Role};
 pub use model::{collect_response, ChatModel, ChatRequest, CompletionRequest, EmbeddingModel, EventStream};
 pub use params::GenerationParams;
 pub use response::{ChatResponse, FinishReason, StreamEvent, Timings, Usage};
+pub use tools::{ResponseFormat, TokenLogprob, Tool, ToolCall, ToolChoice, TopLogprob, MAX_TOP_LOGPROBS};

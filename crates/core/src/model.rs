@@ -4,7 +4,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::{Stream, StreamExt};
 
-use crate::{ChatResponse, Error, GenerationParams, Message, Result, StreamEvent};
+use crate::{
+    ChatResponse, Error, GenerationParams, Message, ResponseFormat, Result, StreamEvent, Tool, ToolChoice,
+    MAX_TOP_LOGPROBS,
+};
 
 /// A boxed stream of events, as every backend returns it.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<StreamEvent>> + Send>>;
@@ -16,6 +19,13 @@ pub struct ChatRequest {
     pub params: GenerationParams,
     /// Drop the oldest prompt tokens when the prompt does not fit, instead of failing.
     pub truncate: bool,
+    /// Functions the model may call instead of answering in text.
+    pub tools: Vec<Tool>,
+    pub tool_choice: ToolChoice,
+    /// The shape the answer must take; `None` is free text.
+    pub response_format: Option<ResponseFormat>,
+    /// Return each generated token's log-probability and this many alternatives (at most 20).
+    pub logprobs: Option<u32>,
 }
 
 impl ChatRequest {
@@ -26,6 +36,76 @@ impl ChatRequest {
     pub fn with_params(mut self, params: GenerationParams) -> Self {
         self.params = params;
         self
+    }
+
+    pub fn with_tools(mut self, tools: Vec<Tool>, choice: ToolChoice) -> Self {
+        self.tools = tools;
+        self.tool_choice = choice;
+        self
+    }
+
+    pub fn with_response_format(mut self, format: ResponseFormat) -> Self {
+        self.response_format = Some(format);
+        self
+    }
+
+    pub fn with_logprobs(mut self, top: u32) -> Self {
+        self.logprobs = Some(top);
+        self
+    }
+
+    /// The features beyond plain text this request asks for, by their API names: what a
+    /// backend without them must refuse.
+    pub fn requested_features(&self) -> Vec<&'static str> {
+        let mut features = Vec::new();
+        if !self.tools.is_empty() {
+            features.push("tools");
+        }
+        if self.response_format.as_ref().is_some_and(|f| *f != ResponseFormat::Text) {
+            features.push("response_format");
+        }
+        if self.logprobs.is_some() {
+            features.push("logprobs");
+        }
+        features
+    }
+
+    /// Checks the parameters, the tools and the options that go with them, naming the first
+    /// that is wrong.
+    pub fn validate(&self) -> Result<()> {
+        self.params.validate()?;
+        if self.logprobs.is_some_and(|n| n > MAX_TOP_LOGPROBS) {
+            return Err(Error::invalid_param("logprobs", format!("at most {MAX_TOP_LOGPROBS} alternatives")));
+        }
+        for (i, tool) in self.tools.iter().enumerate() {
+            let valid_name = !tool.name.is_empty()
+                && tool.name.len() <= 64
+                && tool.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !valid_name {
+                return Err(Error::invalid_param(
+                    format!("tools[{i}].name"),
+                    format!("`{}` must be 1 to 64 letters, digits, `_` or `-`", tool.name),
+                ));
+            }
+            if !tool.parameters.is_object() {
+                return Err(Error::invalid_param(
+                    format!("tools[{i}].parameters"),
+                    "must be a JSON schema object",
+                ));
+            }
+            if self.tools[..i].iter().any(|t| t.name == tool.name) {
+                return Err(Error::invalid_param("tools", format!("`{}` is declared twice", tool.name)));
+            }
+        }
+        match &self.tool_choice {
+            ToolChoice::Required if self.tools.is_empty() => {
+                Err(Error::invalid_param("tool_choice", "`required` needs at least one tool"))
+            }
+            ToolChoice::Function(name) if !self.tools.iter().any(|t| &t.name == name) => Err(
+                Error::invalid_param("tool_choice", format!("names `{name}`, which is not among the tools")),
+            ),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -150,7 +230,7 @@ mod tests {
                 finish_reason: FinishReason::Stop,
                 usage: Usage::default(),
                 timings: Timings::default(),
-                cost: None,
+                ..Default::default()
             })));
             Box::pin(futures::stream::iter(events))
         }
@@ -179,6 +259,31 @@ mod tests {
                 })
                 .collect())
         }
+    }
+
+    #[test]
+    fn requests_name_their_features_and_check_their_tools() {
+        let weather = Tool::new("weather", "today's weather", serde_json::json!({"type": "object"}));
+        let plain = ChatRequest::new(vec![Message::user("hi")]);
+        assert!(plain.requested_features().is_empty());
+        plain.validate().unwrap();
+        let asks = plain
+            .clone()
+            .with_tools(vec![weather.clone()], ToolChoice::Function("weather".into()))
+            .with_response_format(ResponseFormat::JsonObject)
+            .with_logprobs(2);
+        assert_eq!(asks.requested_features(), ["tools", "response_format", "logprobs"]);
+        asks.validate().unwrap();
+
+        let wrong = |request: ChatRequest| request.validate().unwrap_err().to_string();
+        let unknown = plain.clone().with_tools(vec![weather.clone()], ToolChoice::Function("news".into()));
+        assert!(wrong(unknown).contains("`news`, which is not among the tools"));
+        assert!(wrong(plain.clone().with_tools(vec![], ToolChoice::Required)).contains("tool_choice"));
+        let spaced = Tool { name: "get weather".into(), ..weather.clone() };
+        assert!(wrong(plain.clone().with_tools(vec![spaced], ToolChoice::Auto)).contains("tools[0].name"));
+        let twice = plain.clone().with_tools(vec![weather.clone(), weather], ToolChoice::Auto);
+        assert!(wrong(twice).contains("declared twice"));
+        assert!(wrong(plain.with_logprobs(21)).contains("logprobs"));
     }
 
     #[tokio::test]

@@ -1,13 +1,18 @@
 use serde::{Deserialize, Serialize};
 
+use crate::{TokenLogprob, ToolCall};
+
 /// Why generation ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FinishReason {
     /// The model ended its turn or a stop string was reached.
+    #[default]
     Stop,
     /// `max_tokens` or the context window was reached.
     Length,
+    /// The model called tools and waits for their results.
+    ToolCalls,
 }
 
 /// Tokens read and written by one request.
@@ -27,7 +32,7 @@ pub struct Timings {
 }
 
 /// The whole answer to one request.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChatResponse {
     /// The model that answered.
     pub model: String,
@@ -38,6 +43,12 @@ pub struct ChatResponse {
     /// What the request cost in USD, from the prices of the model's profile (none when unknown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<f64>,
+    /// The tools the model called, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// Per generated token, when the request asked for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<Vec<TokenLogprob>>,
 }
 
 /// What a streaming request yields. Every backend yields the same events.

@@ -242,6 +242,14 @@ impl ChatModel for LocalModel {
     }
 
     fn chat_stream(&self, request: ChatRequest) -> EventStream {
+        let features = request.requested_features();
+        if !features.is_empty() {
+            let message = format!(
+                "the local engine does not support {} yet; use an OpenAI-compatible server for them",
+                features.join(", ")
+            );
+            return Box::pin(futures::stream::once(async move { Err(Error::Unsupported(message)) }));
+        }
         let text = self.render_chat(&request);
         self.generate(text, request.params, request.truncate)
     }
@@ -579,7 +587,7 @@ impl Sequence {
                 prefill_tokens_per_second: per_second(self.evaluated, self.prefill_secs),
                 decode_tokens_per_second: per_second(self.generated.saturating_sub(1), decode_secs),
             },
-            cost: None,
+            ..Default::default()
         }))
     }
 }

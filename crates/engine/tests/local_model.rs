@@ -134,6 +134,9 @@ async fn bad_parameters_are_refused_before_generating() {
     let p = GenerationParams { context_window: Some(100_000), ..Default::default() };
     let err = model.chat(question("hi", p)).await.unwrap_err();
     assert!(err.to_string().contains("--ctx"), "{err}");
+    let json = question("hi", params(0.0, 8)).with_response_format(temper_core::ResponseFormat::JsonObject);
+    let err = model.chat(json.with_logprobs(1)).await.unwrap_err();
+    assert!(err.to_string().contains("does not support response_format, logprobs"), "{err}");
 }
 
 #[tokio::test]

@@ -34,7 +34,8 @@ impl Prices {
     }
 }
 
-/// One answered request, as the log keeps it.
+/// One request, as the log keeps it: answered, or failed with the error (the trace of a
+/// fallback chain is its members' records: each failure, then the answer).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CallRecord {
     /// Seconds since the Unix epoch (UTC).
@@ -45,6 +46,9 @@ pub struct CallRecord {
     pub completion_tokens: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<f64>,
+    /// Why the request failed; `None` for an answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl CallRecord {
@@ -57,7 +61,13 @@ impl CallRecord {
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
             cost,
+            error: None,
         }
+    }
+
+    /// A record of a request to `model` that failed with `error`, now.
+    pub fn failed(model: &str, error: &str) -> CallRecord {
+        CallRecord { error: Some(error.to_owned()), ..CallRecord::now(model, &Usage::default(), None) }
     }
 
     /// The record's UTC day, `YYYY-MM-DD`.
@@ -141,6 +151,8 @@ pub struct DayTotal {
     pub cost: f64,
     /// Calls whose cost is unknown (no prices in their profile).
     pub unpriced_calls: u64,
+    /// Requests that failed (counted apart from `calls`).
+    pub failed_calls: u64,
 }
 
 /// Sums `records` per day and model, in day then model order.
@@ -153,6 +165,10 @@ pub fn report(records: &[CallRecord]) -> Vec<DayTotal> {
             model: key.1,
             ..Default::default()
         });
+        if record.error.is_some() {
+            total.failed_calls += 1;
+            continue;
+        }
         total.calls += 1;
         total.prompt_tokens += u64::from(record.prompt_tokens);
         total.completion_tokens += u64::from(record.completion_tokens);
@@ -284,9 +300,11 @@ mod tests {
             prompt_tokens: p,
             completion_tokens: c,
             cost,
+            error: None,
         };
         let records = [
             record(day1 + 10, "gpt-mini", 100, 20, Some(0.000_027)),
+            CallRecord { unix_time: day1 + 11, ..CallRecord::failed("gpt-mini", "openai answered HTTP 500") },
             record(day1 + 86_399, "gpt-mini", 200, 40, Some(0.000_054)),
             record(day1 + 50, "local", 10, 5, None),
             record(day1 + 86_400, "gpt-mini", 1, 1, Some(0.000_000_75)),
@@ -299,6 +317,7 @@ mod tests {
         assert_eq!(totals.len(), 3);
         assert_eq!((totals[0].day.as_str(), totals[0].model.as_str()), ("2024-01-01", "gpt-mini"));
         assert_eq!((totals[0].calls, totals[0].prompt_tokens, totals[0].completion_tokens), (2, 300, 60));
+        assert_eq!(totals[0].failed_calls, 1);
         assert!(close(totals[0].cost, 0.000_081));
         assert_eq!((totals[1].model.as_str(), totals[1].unpriced_calls), ("local", 1));
         assert_eq!((totals[2].day.as_str(), totals[2].calls), ("2024-01-02", 1));

@@ -79,6 +79,14 @@ impl Metered {
                 }
                 Ok(StreamEvent::Done(response))
             }
+            Err(err) => {
+                if let Some(log) = &log {
+                    if let Err(log_err) = log.append(&CallRecord::failed(&name, &err.to_string())) {
+                        warn(log_err.to_string());
+                    }
+                }
+                Err(err)
+            }
             other => other,
         }))
     }

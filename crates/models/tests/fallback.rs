@@ -136,3 +136,26 @@ async fn metered_answers_carry_their_cost_and_are_logged() {
     );
     assert_eq!(records[0].cost, response.cost);
 }
+
+#[tokio::test]
+async fn the_call_log_traces_a_fallback_failure_then_the_answer() {
+    let first = Server::start(vec![Reply::json(503, r#"{"error":{"message":"overloaded"}}"#)]);
+    let second = Server::start(vec![answer(&["Hi!"])]);
+    let home = tempfile::tempdir().unwrap();
+    let log = CallLog::in_home(home.path());
+    let metered = |name: &str, server: &Server| -> Arc<dyn ChatModel> {
+        Arc::new(Metered::new(name, openai(name, server), quiet()).with_log(log.clone()))
+    };
+    let chain = Fallback::new("chain", vec![metered("first", &first), metered("second", &second)]).unwrap();
+    assert_eq!(chain.chat(question()).await.unwrap().model, "second");
+
+    let records = log.read().unwrap();
+    let trace: Vec<(&str, Option<&str>)> =
+        records.iter().map(|r| (r.model.as_str(), r.error.as_deref())).collect();
+    assert_eq!(trace.len(), 2, "{trace:?}");
+    assert_eq!(trace[0].0, "first");
+    assert!(trace[0].1.is_some_and(|e| e.contains("HTTP 503: overloaded")), "{trace:?}");
+    assert_eq!(trace[1], ("second", None));
+    let totals = temper_models::cost::report(&records);
+    assert_eq!((totals[0].calls, totals[0].failed_calls, totals[1].calls), (0, 1, 1));
+}

@@ -48,6 +48,11 @@ pub enum ProviderError {
     #[error("{vendor} cannot honour `{name}`: {reason} (unset it, or set unsupported_params = \"warn\" in the profile to drop it with a warning)")]
     UnsupportedParam { vendor: &'static str, name: &'static str, reason: &'static str },
 
+    /// A request that is wrong whatever the vendor (a parameter out of range, a tool choice
+    /// naming no tool).
+    #[error(transparent)]
+    InvalidRequest(temper_core::Error),
+
     /// A message the vendor's API cannot carry.
     #[error("{vendor} cannot take this conversation: {reason}")]
     UnsupportedMessage { vendor: &'static str, reason: String },
@@ -94,6 +99,7 @@ impl ProviderError {
 impl From<ProviderError> for temper_core::Error {
     fn from(err: ProviderError) -> Self {
         match err {
+            ProviderError::InvalidRequest(err) => err,
             ProviderError::UnsupportedParam { .. } | ProviderError::UnsupportedMessage { .. } => {
                 temper_core::Error::Unsupported(err.to_string())
             }

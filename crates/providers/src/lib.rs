@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod embeddings;
 mod error;
 mod frames;
 mod http;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 use temper_core::{ChatModel, ChatRequest, EventStream};
 
+pub use embeddings::HttpEmbedder;
 pub use error::ProviderError;
 pub use http::Timeouts;
 pub use params::UnsupportedParams;
@@ -135,7 +137,7 @@ impl fmt::Debug for ProviderConfig {
 pub(crate) struct Shared {
     pub vendor: Vendor,
     pub model: String,
-    /// The chat endpoint's full URL.
+    /// The endpoint's full URL (chat or embeddings).
     pub url: String,
     pub key: Option<ApiKey>,
     pub client: reqwest::Client,
@@ -148,6 +150,42 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The client, endpoint (`path` under the base URL) and breaker for `config`.
+    fn new(config: ProviderConfig, path: &str) -> Result<Shared, ProviderError> {
+        let base = config.base_url.unwrap_or_else(|| config.vendor.default_base_url().to_owned());
+        let parsed = reqwest::Url::parse(&base)
+            .map_err(|e| ProviderError::BadUrl { url: base.clone(), reason: e.to_string() })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(ProviderError::BadUrl {
+                url: base,
+                reason: "the scheme must be http or https".into(),
+            });
+        }
+        let url = format!("{}{path}", base.trim_end_matches('/'));
+        let client =
+            reqwest::Client::builder().connect_timeout(config.timeouts.connect).build().map_err(|e| {
+                ProviderError::Connection {
+                    vendor: config.vendor.name(),
+                    url: url.clone(),
+                    reason: http::error_chain(&e),
+                    attempts: 1,
+                }
+            })?;
+        Ok(Shared {
+            vendor: config.vendor,
+            model: config.model,
+            url,
+            key: config.api_key,
+            client,
+            timeouts: config.timeouts,
+            retry: config.retry,
+            breaker: retry::Breaker::new(config.breaker),
+            unsupported: config.unsupported,
+            counter: config.counter,
+            warn: config.warn,
+        })
+    }
+
     /// `text` without the key, for anything a server sent back.
     pub(crate) fn scrub(&self, text: &str) -> String {
         match &self.key {
@@ -166,39 +204,8 @@ pub struct HttpModel {
 impl HttpModel {
     /// A backend for `config`; `name` is what it answers to (a profile name).
     pub fn new(name: impl Into<String>, config: ProviderConfig) -> Result<HttpModel, ProviderError> {
-        let base = config.base_url.unwrap_or_else(|| config.vendor.default_base_url().to_owned());
-        let parsed = reqwest::Url::parse(&base)
-            .map_err(|e| ProviderError::BadUrl { url: base.clone(), reason: e.to_string() })?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(ProviderError::BadUrl {
-                url: base,
-                reason: "the scheme must be http or https".into(),
-            });
-        }
-        let url = format!("{}{}", base.trim_end_matches('/'), vendors::chat_path(config.vendor));
-        let client =
-            reqwest::Client::builder().connect_timeout(config.timeouts.connect).build().map_err(|e| {
-                ProviderError::Connection {
-                    vendor: config.vendor.name(),
-                    url: url.clone(),
-                    reason: http::error_chain(&e),
-                    attempts: 1,
-                }
-            })?;
-        let shared = Shared {
-            vendor: config.vendor,
-            model: config.model,
-            url,
-            key: config.api_key,
-            client,
-            timeouts: config.timeouts,
-            retry: config.retry,
-            breaker: retry::Breaker::new(config.breaker),
-            unsupported: config.unsupported,
-            counter: config.counter,
-            warn: config.warn,
-        };
-        Ok(HttpModel { name: name.into(), shared: Arc::new(shared) })
+        let path = vendors::chat_path(config.vendor);
+        Ok(HttpModel { name: name.into(), shared: Arc::new(Shared::new(config, path)?) })
     }
 
     pub fn vendor(&self) -> Vendor {

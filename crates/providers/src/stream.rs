@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::{Stream, StreamExt};
-use temper_core::{ChatRequest, ChatResponse, EventStream, FinishReason, StreamEvent, Timings, Usage};
+use temper_core::{
+    ChatRequest, ChatResponse, EventStream, FinishReason, StreamEvent, Timings, TokenLogprob, ToolCall, Usage,
+};
 
 use crate::frames::Decoder;
 use crate::http::{self, error_chain};
@@ -28,6 +30,8 @@ pub(crate) fn chat(name: String, shared: Arc<Shared>, request: ChatRequest) -> E
         text: String::new(),
         usage: (None, None),
         finish: None,
+        calls: Vec::new(),
+        logprobs: None,
         started: Instant::now(),
         first_token: None,
     };
@@ -35,6 +39,14 @@ pub(crate) fn chat(name: String, shared: Arc<Shared>, request: ChatRequest) -> E
         run,
         |mut run| async move { run.next().await.map(|event| (event, run)) },
     ))
+}
+
+/// A tool call whose pieces are still arriving.
+struct PartialCall {
+    index: Option<u64>,
+    id: Option<String>,
+    name: Option<String>,
+    arguments: String,
 }
 
 struct Run {
@@ -49,6 +61,9 @@ struct Run {
     /// Prompt and completion tokens, as far as the vendor reported them.
     usage: (Option<u32>, Option<u32>),
     finish: Option<FinishReason>,
+    /// Tool calls as their pieces arrive.
+    calls: Vec<PartialCall>,
+    logprobs: Option<Vec<TokenLogprob>>,
     started: Instant,
     first_token: Option<Instant>,
 }
@@ -117,7 +132,7 @@ impl Run {
         })?;
         for frame in frames {
             for piece in vendors::parse(self.shared.vendor, &frame).map_err(|e| self.scrubbed(e))? {
-                self.take(piece);
+                self.take(piece)?;
             }
             if self.finished {
                 break;
@@ -136,7 +151,7 @@ impl Run {
         }
     }
 
-    fn take(&mut self, piece: Piece) {
+    fn take(&mut self, piece: Piece) -> Result<(), ProviderError> {
         match piece {
             Piece::Text(text) => {
                 self.first_token.get_or_insert_with(Instant::now);
@@ -147,16 +162,53 @@ impl Run {
                 self.usage = (prompt.or(self.usage.0), completion.or(self.usage.1));
             }
             Piece::Finish(reason) => self.finish = Some(reason),
+            Piece::ToolCall { index, id, name, arguments } => {
+                self.first_token.get_or_insert_with(Instant::now);
+                match self.calls.iter_mut().find(|call| index.is_some() && call.index == index) {
+                    Some(call) => {
+                        call.id = call.id.take().or(id);
+                        call.name = call.name.take().or(name);
+                        call.arguments.push_str(&arguments);
+                    }
+                    None => self.calls.push(PartialCall { index, id, name, arguments }),
+                }
+            }
+            Piece::Logprobs(tokens) => self.logprobs.get_or_insert_with(Vec::new).extend(tokens),
             Piece::End => {
+                let response = self.response()?;
                 self.shared.breaker.success();
-                let response = self.response();
                 self.pending.push_back(StreamEvent::Done(response));
                 self.finished = true;
             }
         }
+        Ok(())
     }
 
-    fn response(&self) -> ChatResponse {
+    /// The calls the model made, each with an id (made up when the vendor gives none, as
+    /// Ollama does) so that results can answer them.
+    fn tool_calls(&self) -> Result<Vec<ToolCall>, ProviderError> {
+        let vendor = self.shared.vendor.name();
+        self.calls
+            .iter()
+            .enumerate()
+            .map(|(n, call)| {
+                let name = call.name.clone().ok_or_else(|| ProviderError::Malformed {
+                    vendor,
+                    what: "tool call",
+                    reason: format!("call {n} has no function name"),
+                })?;
+                let arguments =
+                    if call.arguments.trim().is_empty() { "{}".into() } else { call.arguments.clone() };
+                Ok(ToolCall { id: call.id.clone().unwrap_or_else(|| format!("call_{n}")), name, arguments })
+            })
+            .collect()
+    }
+
+    fn response(&self) -> Result<ChatResponse, ProviderError> {
+        let tool_calls = self.tool_calls()?;
+        if self.request.logprobs.is_some() && self.logprobs.is_none() {
+            (self.shared.warn)(format!("{} returned no logprobs although they were asked for", self.name));
+        }
         let end = Instant::now();
         let count = |text: &str| self.shared.counter.as_ref().and_then(|counter| counter.count(text));
         let prompt: Vec<&str> = self.request.messages.iter().map(|m| m.content.as_str()).collect();
@@ -168,10 +220,15 @@ impl Run {
         let ttft = first.duration_since(self.started).as_secs_f64();
         let decode = end.duration_since(first).as_secs_f64();
         let rate = |tokens: u32, seconds: f64| if seconds > 0.0 { f64::from(tokens) / seconds } else { 0.0 };
-        ChatResponse {
+        let finish_reason = match self.finish {
+            // Ollama ends a turn of tool calls as it ends any other.
+            None | Some(FinishReason::Stop) if !tool_calls.is_empty() => FinishReason::ToolCalls,
+            finish => finish.unwrap_or(FinishReason::Stop),
+        };
+        Ok(ChatResponse {
             model: self.name.clone(),
             text: self.text.clone(),
-            finish_reason: self.finish.unwrap_or(FinishReason::Stop),
+            finish_reason,
             usage,
             timings: Timings {
                 ttft_ms: ttft * 1e3,
@@ -180,6 +237,8 @@ impl Run {
                 decode_tokens_per_second: rate(usage.completion_tokens, decode),
             },
             cost: None,
-        }
+            tool_calls,
+            logprobs: self.logprobs.clone(),
+        })
     }
 }

@@ -112,6 +112,22 @@ async fn an_unauthorised_key_is_a_clear_error() {
 }
 
 #[tokio::test]
+async fn transport_faults_are_retried_or_reported() {
+    let unauthorised =
+        r#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key KEY (401)"}}"#;
+    common::transport_faults(Vendor::Anthropic, "/v1", answer, unauthorised).await;
+}
+
+#[tokio::test]
+async fn malformed_json_in_the_stream_is_a_clear_error() {
+    let frames = sse([(Some("message_start"), START), (Some("content_block_delta"), "{\"type\": oops")]);
+    let server = Server::start(vec![Reply::stream("text/event-stream", frames)]);
+    let (config, _) = config(Vendor::Anthropic, server.url("/v1"));
+    let err = events(&model(config), hello()).await.unwrap_err();
+    assert!(err.contains("anthropic sent a malformed stream event") && err.contains("oops"), "{err}");
+}
+
+#[tokio::test]
 async fn an_sse_stream_cut_mid_event_is_a_clear_error() {
     let mut frames = sse([(Some("message_start"), START), (Some("content_block_delta"), HEL)]);
     frames.push("event: content_block_delta\ndata: {\"type\":\"content_bl".into());

@@ -19,10 +19,7 @@ const LAST: &str = "{\"model\":\"llama3.2\",\"created_at\":\"2024-07-22T20:33:28
 
 #[tokio::test]
 async fn streams_the_same_events_as_the_local_engine_and_maps_every_parameter() {
-    let server = Server::start(vec![Reply::stream(
-        "application/x-ndjson",
-        [line("Hel"), line("lo!"), LAST.to_owned()],
-    )]);
+    let server = Server::start(vec![answer()]);
     let (mut config, _) = config(Vendor::Ollama, server.url(""));
     config.api_key = None;
     let params = GenerationParams {
@@ -54,6 +51,15 @@ async fn streams_the_same_events_as_the_local_engine_and_maps_every_parameter() 
     assert!((options["min_p"].as_f64().unwrap() - 0.05).abs() < 1e-6);
     assert!((options["repeat_penalty"].as_f64().unwrap() - 1.1).abs() < 1e-6);
     assert_eq!(body["messages"][0]["role"], "system");
+}
+
+fn answer() -> Reply {
+    Reply::stream("application/x-ndjson", [line("Hel"), line("lo!"), LAST.to_owned()])
+}
+
+#[tokio::test]
+async fn transport_faults_are_retried_or_reported() {
+    common::transport_faults(Vendor::Ollama, "", answer, r#"{"error":"unauthorized key KEY (401)"}"#).await;
 }
 
 #[tokio::test]

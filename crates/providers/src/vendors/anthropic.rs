@@ -3,9 +3,9 @@
 //! message_delta, message_stop (with `ping`s anywhere and `error` on failure).
 
 use serde_json::{json, Value};
-use temper_core::{ChatRequest, FinishReason, Role};
+use temper_core::{ChatRequest, FinishReason, Message, Role, ToolChoice};
 
-use super::{count, put, Failure, Piece};
+use super::{call_id, count, put, refuse_feature, Failure, Piece};
 use crate::params::{check, within, Unsupported};
 use crate::{ProviderError, Shared, Vendor};
 
@@ -30,18 +30,7 @@ pub(super) fn body(shared: &Shared, request: &ChatRequest) -> Result<Value, Prov
     // System messages go in a top-level field, the rest alternate user/assistant.
     let system: Vec<&str> =
         request.messages.iter().filter(|m| m.role == Role::System).map(|m| m.content.as_str()).collect();
-    let messages = request
-        .messages
-        .iter()
-        .filter(|m| m.role != Role::System)
-        .map(|m| match m.role {
-            Role::Tool => Err(ProviderError::UnsupportedMessage {
-                vendor,
-                reason: "a tool result needs a tool_use id, which Temper does not send yet".into(),
-            }),
-            role => Ok(json!({ "role": role.as_str(), "content": m.content })),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let messages = messages(request)?;
     let mut body = json!({
         "model": shared.model,
         "messages": messages,
@@ -54,7 +43,84 @@ pub(super) fn body(shared: &Shared, request: &ChatRequest) -> Result<Value, Prov
     put(object, "top_p", params.top_p);
     put(object, "top_k", params.top_k);
     put(object, "stop_sequences", (!params.stop.is_empty()).then_some(&params.stop));
+    if !request.tools.is_empty() {
+        let tools: Vec<Value> = request
+            .tools
+            .iter()
+            .map(|t| {
+                let mut tool = json!({ "name": t.name, "input_schema": t.parameters });
+                put(
+                    tool.as_object_mut().expect("a JSON object literal"),
+                    "description",
+                    t.description.as_ref(),
+                );
+                tool
+            })
+            .collect();
+        object.insert("tools".into(), tools.into());
+        object.insert("tool_choice".into(), tool_choice(&request.tool_choice));
+    }
+    if request.requested_features().contains(&"response_format") {
+        refuse_feature(
+            shared,
+            "response_format",
+            "the Messages API has no response format; describe the JSON in the prompt or ask for it as a tool's input",
+        )?;
+    }
+    if request.logprobs.is_some() {
+        refuse_feature(shared, "logprobs", "the Messages API does not return log-probabilities")?;
+    }
     Ok(body)
+}
+
+/// The turns after the system prompt. Tool calls become `tool_use` blocks; tool results become
+/// `tool_result` blocks of a user turn, consecutive results sharing one turn as the API wants.
+fn messages(request: &ChatRequest) -> Result<Vec<Value>, ProviderError> {
+    let mut turns: Vec<Value> = Vec::new();
+    for m in request.messages.iter().filter(|m| m.role != Role::System) {
+        match m.role {
+            Role::Tool => {
+                let block = json!({ "type": "tool_result", "tool_use_id": call_id(Vendor::Anthropic, m)?, "content": m.content });
+                match turns.last_mut().and_then(|turn| turn.get_mut("content")).and_then(Value::as_array_mut)
+                {
+                    Some(blocks) if blocks.iter().all(|b| b["type"] == "tool_result") => blocks.push(block),
+                    _ => turns.push(json!({ "role": "user", "content": [block] })),
+                }
+            }
+            Role::Assistant if !m.tool_calls.is_empty() => turns.push(tool_use_turn(m)?),
+            role => turns.push(json!({ "role": role.as_str(), "content": m.content })),
+        }
+    }
+    Ok(turns)
+}
+
+fn tool_use_turn(message: &Message) -> Result<Value, ProviderError> {
+    let mut blocks = Vec::new();
+    if !message.content.is_empty() {
+        blocks.push(json!({ "type": "text", "text": message.content }));
+    }
+    for call in &message.tool_calls {
+        // The API takes the input as an object, not as the text the model wrote.
+        let input = if call.arguments.trim().is_empty() {
+            json!({})
+        } else {
+            call.parsed_arguments().map_err(|e| ProviderError::UnsupportedMessage {
+                vendor: Vendor::Anthropic.name(),
+                reason: e.to_string(),
+            })?
+        };
+        blocks.push(json!({ "type": "tool_use", "id": call.id, "name": call.name, "input": input }));
+    }
+    Ok(json!({ "role": "assistant", "content": blocks }))
+}
+
+fn tool_choice(choice: &ToolChoice) -> Value {
+    match choice {
+        ToolChoice::Auto => json!({ "type": "auto" }),
+        ToolChoice::None => json!({ "type": "none" }),
+        ToolChoice::Required => json!({ "type": "any" }),
+        ToolChoice::Function(name) => json!({ "type": "tool", "name": name }),
+    }
 }
 
 pub(super) fn parse(event: &Value) -> Result<Vec<Piece>, Failure> {
@@ -72,14 +138,36 @@ pub(super) fn parse(event: &Value) -> Result<Vec<Piece>, Failure> {
                 completion: count(usage, "output_tokens"),
             }]
         }
-        "content_block_delta" => match event.pointer("/delta/text").and_then(Value::as_str) {
-            Some(text) if !text.is_empty() => vec![Piece::Text(text.to_owned())],
+        "content_block_start" => match event.get("content_block") {
+            Some(block) if block["type"] == "tool_use" => vec![Piece::ToolCall {
+                index: event.get("index").and_then(Value::as_u64),
+                id: block.get("id").and_then(Value::as_str).map(str::to_owned),
+                name: block.get("name").and_then(Value::as_str).map(str::to_owned),
+                arguments: String::new(),
+            }],
             _ => vec![],
+        },
+        "content_block_delta" => match event.pointer("/delta/type").and_then(Value::as_str) {
+            Some("input_json_delta") => vec![Piece::ToolCall {
+                index: event.get("index").and_then(Value::as_u64),
+                id: None,
+                name: None,
+                arguments: event
+                    .pointer("/delta/partial_json")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+            }],
+            _ => match event.pointer("/delta/text").and_then(Value::as_str) {
+                Some(text) if !text.is_empty() => vec![Piece::Text(text.to_owned())],
+                _ => vec![],
+            },
         },
         "message_delta" => {
             let mut pieces = Vec::new();
             match event.pointer("/delta/stop_reason").and_then(Value::as_str) {
                 Some("max_tokens") => pieces.push(Piece::Finish(FinishReason::Length)),
+                Some("tool_use") => pieces.push(Piece::Finish(FinishReason::ToolCalls)),
                 Some(_) => pieces.push(Piece::Finish(FinishReason::Stop)),
                 None => {}
             }
@@ -99,7 +187,7 @@ pub(super) fn parse(event: &Value) -> Result<Vec<Piece>, Failure> {
             let kind = error.and_then(|e| e.get("type")).and_then(Value::as_str).unwrap_or("error");
             return Err(Failure::Vendor(format!("{kind}: {message}")));
         }
-        // ping, content_block_start/stop, and event types added later carry no text.
+        // ping, content_block_stop, and event types added later carry no text.
         _ => vec![],
     })
 }
@@ -126,5 +214,36 @@ mod tests {
         );
         let error = json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}});
         assert!(matches!(parse(&error), Err(Failure::Vendor(m)) if m == "overloaded_error: Overloaded"));
+    }
+
+    #[test]
+    fn tool_use_events() {
+        let start = json!({"type": "content_block_start", "index": 1,
+            "content_block": {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {}}});
+        assert_eq!(
+            parse(&start).ok(),
+            Some(vec![Piece::ToolCall {
+                index: Some(1),
+                id: Some("toolu_1".into()),
+                name: Some("weather".into()),
+                arguments: String::new()
+            }])
+        );
+        let delta = json!({"type": "content_block_delta", "index": 1,
+            "delta": {"type": "input_json_delta", "partial_json": "{\"city\": \"Oslo\"}"}});
+        assert_eq!(
+            parse(&delta).ok(),
+            Some(vec![Piece::ToolCall {
+                index: Some(1),
+                id: None,
+                name: None,
+                arguments: "{\"city\": \"Oslo\"}".into()
+            }])
+        );
+        let text_start =
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}});
+        assert_eq!(parse(&text_start).ok(), Some(vec![]));
+        let end = json!({"type": "message_delta", "delta": {"stop_reason": "tool_use"}});
+        assert_eq!(parse(&end).ok(), Some(vec![Piece::Finish(FinishReason::ToolCalls)]));
     }
 }

@@ -6,7 +6,7 @@ mod ollama;
 mod openai;
 
 use serde_json::Value;
-use temper_core::{ChatRequest, FinishReason, Role};
+use temper_core::{ChatRequest, FinishReason, TokenLogprob, TopLogprob};
 
 use crate::frames::{Frame, Framing};
 use crate::{ProviderError, Shared, Vendor};
@@ -21,6 +21,16 @@ pub(crate) enum Piece {
         completion: Option<u32>,
     },
     Finish(FinishReason),
+    /// Part of a tool call. `index` groups the parts of one call (OpenAI, Anthropic stream its
+    /// arguments in pieces); `None` is a whole call of its own (Ollama).
+    ToolCall {
+        index: Option<u64>,
+        id: Option<String>,
+        name: Option<String>,
+        arguments: String,
+    },
+    /// Log-probabilities of the tokens this frame carries.
+    Logprobs(Vec<TokenLogprob>),
     /// The vendor's end-of-answer marker.
     End,
 }
@@ -58,6 +68,7 @@ pub(crate) fn auth_header(vendor: Vendor) -> (&'static str, &'static str) {
 
 /// The request body for a streamed answer to `request`.
 pub(crate) fn chat_body(shared: &Shared, request: &ChatRequest) -> Result<Value, ProviderError> {
+    request.validate().map_err(ProviderError::InvalidRequest)?;
     match shared.vendor {
         Vendor::OpenAi => openai::body(shared, request),
         Vendor::Anthropic => anthropic::body(shared, request),
@@ -111,20 +122,66 @@ pub(crate) fn error_message(vendor: Vendor, body: &str) -> Option<String> {
     }
 }
 
-/// `{"role": …, "content": …}` messages, for the vendors that take a system message in the list.
-fn role_content_messages(vendor: Vendor, request: &ChatRequest) -> Result<Vec<Value>, ProviderError> {
-    request
-        .messages
+/// Token log-probabilities as OpenAI and Ollama write them: `[{"token", "logprob",
+/// "top_logprobs": [{"token", "logprob"}…]}…]`.
+fn token_logprobs(entries: &Value) -> Result<Vec<TokenLogprob>, Failure> {
+    let shape = || Failure::Shape(format!("logprobs are not a list of tokens: {entries}"));
+    let pair = |entry: &Value| -> Option<(String, f32)> {
+        Some((entry.get("token")?.as_str()?.to_owned(), entry.get("logprob")?.as_f64()? as f32))
+    };
+    entries
+        .as_array()
+        .ok_or_else(shape)?
         .iter()
-        .map(|m| match m.role {
-            // A tool result needs the id of the call it answers, which core does not carry yet.
-            Role::Tool if vendor == Vendor::OpenAi => Err(ProviderError::UnsupportedMessage {
-                vendor: vendor.name(),
-                reason: "a tool message needs a tool call id, which Temper does not send yet".into(),
-            }),
-            role => Ok(serde_json::json!({ "role": role.as_str(), "content": m.content })),
+        .map(|entry| {
+            let (token, logprob) = pair(entry).ok_or_else(shape)?;
+            let top = match entry.get("top_logprobs").and_then(Value::as_array) {
+                Some(list) => list
+                    .iter()
+                    .map(|alt| pair(alt).map(|(token, logprob)| TopLogprob { token, logprob }))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(shape)?,
+                None => Vec::new(),
+            };
+            Ok(TokenLogprob { token, logprob, top })
         })
         .collect()
+}
+
+/// The JSON-schema'd tool list as OpenAI and Ollama take it.
+fn function_tools(request: &ChatRequest) -> Value {
+    request
+        .tools
+        .iter()
+        .map(|tool| {
+            let mut function = serde_json::json!({ "name": tool.name, "parameters": tool.parameters });
+            if let Some(description) = &tool.description {
+                function["description"] = Value::from(description.as_str());
+            }
+            serde_json::json!({ "type": "function", "function": function })
+        })
+        .collect()
+}
+
+/// A tool result must say which call it answers.
+fn call_id(vendor: Vendor, message: &temper_core::Message) -> Result<&str, ProviderError> {
+    message.tool_call_id.as_deref().ok_or_else(|| ProviderError::UnsupportedMessage {
+        vendor: vendor.name(),
+        reason: "a tool message must name the call it answers (build it with Message::tool_result)".into(),
+    })
+}
+
+/// A feature the vendor cannot carry: refused, or dropped with a warning when the profile says
+/// so (`Ok(())` then tells the caller to leave it out).
+fn refuse_feature(shared: &Shared, name: &'static str, reason: &'static str) -> Result<(), ProviderError> {
+    let vendor = shared.vendor.name();
+    match shared.unsupported {
+        crate::UnsupportedParams::Error => Err(ProviderError::UnsupportedParam { vendor, name, reason }),
+        crate::UnsupportedParams::Warn => {
+            (shared.warn)(format!("{vendor} cannot honour `{name}` ({reason}); dropped it"));
+            Ok(())
+        }
+    }
 }
 
 /// A JSON field as a token count.

@@ -2,9 +2,9 @@
 //! `"done": true`, the finish reason and the token counts.
 
 use serde_json::{json, Value};
-use temper_core::{ChatRequest, FinishReason};
+use temper_core::{ChatRequest, FinishReason, Message, ResponseFormat, Role, ToolChoice};
 
-use super::{count, put, role_content_messages, Failure, Piece};
+use super::{count, function_tools, put, refuse_feature, token_logprobs, Failure, Piece};
 use crate::params::check;
 use crate::{ProviderError, Shared, Vendor};
 
@@ -23,12 +23,76 @@ pub(super) fn body(shared: &Shared, request: &ChatRequest) -> Result<Value, Prov
     put(&mut options, "num_ctx", params.context_window);
     put(&mut options, "seed", params.seed);
     put(&mut options, "stop", (!params.stop.is_empty()).then_some(&params.stop));
-    Ok(json!({
+    let mut body = json!({
         "model": shared.model,
-        "messages": role_content_messages(Vendor::Ollama, request)?,
+        "messages": messages(request)?,
         "stream": true,
         "options": options,
-    }))
+    });
+    let object = body.as_object_mut().expect("a JSON object literal");
+    // Ollama always lets the model choose; "none" is honoured by offering no tools.
+    match &request.tool_choice {
+        _ if request.tools.is_empty() => {}
+        ToolChoice::None => {}
+        ToolChoice::Auto => {
+            object.insert("tools".into(), function_tools(request));
+        }
+        ToolChoice::Required | ToolChoice::Function(_) => {
+            refuse_feature(shared, "tool_choice", "Ollama's API cannot force a tool call")?;
+            object.insert("tools".into(), function_tools(request));
+        }
+    }
+    match &request.response_format {
+        None | Some(ResponseFormat::Text) => {}
+        Some(ResponseFormat::JsonObject) => {
+            object.insert("format".into(), "json".into());
+        }
+        Some(ResponseFormat::JsonSchema { schema, .. }) => {
+            object.insert("format".into(), schema.clone());
+        }
+    }
+    if let Some(top) = request.logprobs {
+        object.insert("logprobs".into(), Value::Bool(true));
+        object.insert("top_logprobs".into(), top.into());
+    }
+    Ok(body)
+}
+
+/// The conversation. Tool calls carry their arguments as objects; a tool result names the tool
+/// whose call it answers (Ollama matches results by name, not by id).
+fn messages(request: &ChatRequest) -> Result<Vec<Value>, ProviderError> {
+    let tool_name = |id: &str| {
+        request.messages.iter().flat_map(|m| &m.tool_calls).find(|c| c.id == id).map(|c| c.name.clone())
+    };
+    request
+        .messages
+        .iter()
+        .map(|m| {
+            let mut message = json!({ "role": m.role.as_str(), "content": m.content });
+            let object = message.as_object_mut().expect("a JSON object literal");
+            if m.role == Role::Tool {
+                put(object, "tool_name", m.tool_call_id.as_deref().and_then(tool_name));
+            }
+            if !m.tool_calls.is_empty() {
+                object.insert("tool_calls".into(), tool_calls(m)?);
+            }
+            Ok(message)
+        })
+        .collect()
+}
+
+fn tool_calls(message: &Message) -> Result<Value, ProviderError> {
+    message
+        .tool_calls
+        .iter()
+        .map(|call| {
+            let arguments = call.parsed_arguments().map_err(|e| ProviderError::UnsupportedMessage {
+                vendor: Vendor::Ollama.name(),
+                reason: e.to_string(),
+            })?;
+            Ok(json!({ "function": { "name": call.name, "arguments": arguments } }))
+        })
+        .collect()
 }
 
 pub(super) fn parse(line: &Value) -> Result<Vec<Piece>, Failure> {
@@ -44,6 +108,21 @@ pub(super) fn parse(line: &Value) -> Result<Vec<Piece>, Failure> {
         if !text.is_empty() {
             pieces.push(Piece::Text(text.to_owned()));
         }
+    }
+    // Ollama sends each call whole, with its arguments as an object.
+    for call in line.pointer("/message/tool_calls").and_then(Value::as_array).into_iter().flatten() {
+        let name = call.pointer("/function/name").and_then(Value::as_str);
+        let name = name.ok_or_else(|| Failure::Shape(format!("a tool call without a name: {call}")))?;
+        let arguments = call.pointer("/function/arguments").cloned().unwrap_or_else(|| json!({}));
+        pieces.push(Piece::ToolCall {
+            index: None,
+            id: call.get("id").and_then(Value::as_str).map(str::to_owned),
+            name: Some(name.to_owned()),
+            arguments: arguments.to_string(),
+        });
+    }
+    if let Some(entries) = line.get("logprobs").filter(|l| !l.is_null()) {
+        pieces.push(Piece::Logprobs(token_logprobs(entries)?));
     }
     if done {
         let reason = match line.get("done_reason").and_then(Value::as_str) {
@@ -79,5 +158,26 @@ mod tests {
             ])
         );
         assert!(matches!(parse(&json!({"error": "model 'x' not found"})), Err(Failure::Vendor(_))));
+    }
+
+    #[test]
+    fn tool_calls_and_logprobs() {
+        let call = json!({"message": {"role": "assistant", "content": "", "tool_calls": [
+            {"function": {"name": "weather", "arguments": {"city": "Oslo"}}}]}, "done": false});
+        assert_eq!(
+            parse(&call).ok(),
+            Some(vec![Piece::ToolCall {
+                index: None,
+                id: None,
+                name: Some("weather".into()),
+                arguments: r#"{"city":"Oslo"}"#.into()
+            }])
+        );
+        let nameless = json!({"message": {"role": "assistant", "content": "", "tool_calls": [{"function": {}}]}, "done": false});
+        assert!(matches!(parse(&nameless), Err(Failure::Shape(_))));
+        let logprobs = json!({"message": {"role": "assistant", "content": "Hi"}, "done": false,
+            "logprobs": [{"token": "Hi", "logprob": -0.5, "top_logprobs": [{"token": "Hello", "logprob": -1.5}]}]});
+        let pieces = parse(&logprobs).ok().unwrap();
+        assert!(matches!(&pieces[1], Piece::Logprobs(l) if l[0].top[0].token == "Hello"));
     }
 }

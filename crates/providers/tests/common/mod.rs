@@ -72,3 +72,38 @@ pub fn same_as_local(events: &[StreamEvent]) -> ChatResponse {
 pub fn no_key(text: &str) {
     assert!(!text.contains(KEY) && !text.contains("5ecret"), "the key leaked: {text}");
 }
+
+/// The transport faults every backend must survive or report, on `vendor`'s server at
+/// `base_path`: a 429 with `Retry-After` and a 503 are retried into `answer`, a hung
+/// connection times out after the retries, and `unauthorised` (the vendor's 401 body, which
+/// echoes the key) is a clear error without the key.
+pub async fn transport_faults(
+    vendor: Vendor,
+    base_path: &str,
+    answer: fn() -> temper_testserver::Reply,
+    unauthorised: &str,
+) {
+    use temper_testserver::{Reply, Server};
+    let limited = Reply::json(429, unauthorised.replace("401", "429")).header("retry-after", "1");
+    let server = Server::start(vec![limited, Reply::json(503, "busy"), answer()]);
+    let (settings, warnings) = config(vendor, server.url(base_path));
+    let started = std::time::Instant::now();
+    let response = same_as_local(&events(&model(settings), hello()).await.unwrap());
+    assert!(!response.text.is_empty());
+    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After was not honoured");
+    assert_eq!(server.requests().len(), 3);
+    let warnings = warnings.lock().unwrap().join("\n");
+    assert!(warnings.contains("HTTP 429") && warnings.contains("HTTP 503"), "{warnings}");
+
+    let server = Server::start(vec![Reply::hang()]);
+    let (settings, _) = config(vendor, server.url(base_path));
+    let err = events(&model(settings), hello()).await.unwrap_err();
+    assert!(err.contains("did not answer within 0.4 s") && err.contains("after 3 attempts"), "{err}");
+
+    let server = Server::start(vec![Reply::json(401, unauthorised.replace("KEY", KEY))]);
+    let (settings, _) = config(vendor, server.url(base_path));
+    let err = events(&model(settings), hello()).await.unwrap_err();
+    assert!(err.contains("HTTP 401") && err.contains("[redacted]"), "{err}");
+    no_key(&err);
+    assert_eq!(server.requests().len(), 1, "a refused key is not retried");
+}
