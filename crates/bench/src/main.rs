@@ -5,7 +5,9 @@
 //! with the hidden `side` subcommand), so that peak RSS is each side's own and neither inherits
 //! the other's caches or threads.
 
+mod ann;
 mod peer;
+mod python;
 mod report;
 mod retrieval;
 mod serve;
@@ -30,6 +32,9 @@ enum Commands {
     /// Retrieval quality on a BEIR dataset (dense, BM25, hybrid) and corpus encoding speed
     /// against sentence-transformers.
     Retrieval(retrieval::Args),
+    /// Nearest-neighbour search over synthetic embeddings: exact, temper-rag's HNSW, and
+    /// hnswlib at the same parameters.
+    Vectors(ann::Args),
     /// One measurement of one side, printed as a line of JSON (run by `engine`).
     #[command(hide = true)]
     Side(SideArgs),
@@ -119,6 +124,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Commands::Engine(args) => engine(args),
         Commands::Retrieval(args) => retrieval::run(&args),
+        Commands::Vectors(args) => ann::run(&args),
         Commands::Side(args) => {
             let sample = match args.peer {
                 Peer::Temper => peer::temper(&args)?,

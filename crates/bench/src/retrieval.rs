@@ -2,6 +2,7 @@
 //! hybrid retrieval, and the speed of encoding its corpus next to sentence-transformers.
 
 mod bm25;
+mod cache;
 mod metrics;
 mod peer;
 
@@ -12,16 +13,18 @@ use std::time::Instant;
 
 use anyhow::Context;
 use serde::Deserialize;
+use temper_core::EmbeddingModel;
 use temper_embed::{EmbedOptions, Embedder};
 use temper_models::{ConsoleProgress, ModelStore, DEFAULT_EMBEDDING_MODEL};
+use temper_rag::retrieve::RRF_K;
+use temper_rag::store::NewDocument;
+use temper_rag::{Chunk, Mode, Position, Retriever, SearchOptions, SqliteStore, VectorStore};
 
 use self::bm25::Bm25;
 use self::metrics::Judgements;
 
 /// Documents kept per query and mode: enough for recall@100.
 const DEPTH: usize = 100;
-/// Reciprocal-rank fusion's constant, as in the RRF paper and the dataset's reference.
-const RRF_K: f64 = 60.0;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -43,6 +46,10 @@ pub struct Args {
     /// Skip sentence-transformers (no Python needed).
     #[arg(long)]
     no_peer: bool,
+    /// Keep the corpus vectors in FILE: read them from it when it holds this model's vectors of
+    /// this corpus (then the encoding speed is not measured), write them to it otherwise.
+    #[arg(long, value_name = "FILE")]
+    vectors: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -113,30 +120,21 @@ impl Dataset {
     }
 }
 
-/// Reciprocal-rank fusion of rankings: each document scores the sum of 1 / (k + rank).
-fn fuse<'a>(rankings: &[&[&'a str]]) -> Vec<&'a str> {
-    let mut scores: HashMap<&str, f64> = HashMap::new();
-    for ranking in rankings {
-        for (rank, id) in ranking.iter().enumerate() {
-            *scores.entry(id).or_default() += 1.0 / (RRF_K + rank as f64 + 1.0);
-        }
-    }
-    let mut fused: Vec<(&str, f64)> = scores.into_iter().collect();
-    // Ties broken by id, so that runs repeat exactly.
-    fused.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
-    fused.into_iter().take(DEPTH).map(|(id, _)| id).collect()
-}
-
 struct Quality {
     ndcg10: f64,
     recall100: f64,
     mrr10: f64,
 }
 
-fn quality(rankings: &[Vec<&str>], queries: &[(Query, Judgements)]) -> Quality {
+fn quality(rankings: &[Vec<String>], queries: &[(Query, Judgements)]) -> Quality {
     let n = queries.len().max(1) as f64;
     let mean = |metric: &dyn Fn(&[&str], &Judgements) -> f64| {
-        rankings.iter().zip(queries).map(|(r, (_, j))| metric(r, j)).sum::<f64>() / n
+        rankings
+            .iter()
+            .zip(queries)
+            .map(|(r, (_, j))| metric(&r.iter().map(String::as_str).collect::<Vec<_>>(), j))
+            .sum::<f64>()
+            / n
     };
     Quality {
         ndcg10: mean(&|r, j| metrics::ndcg(r, j, 10)),
@@ -157,7 +155,6 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let embedder = Embedder::load(&model_dir, &args.model, options)?;
     let max_len = embedder.max_seq_length();
     let documents: Vec<&str> = data.documents.iter().map(String::as_str).collect();
-    let python = if args.no_peer { None } else { Some(peer::python()?) };
     eprintln!(
         "{}: {} documents, {} judged queries; {} (max {max_len} tokens), {} threads, batches of {}",
         data.name,
@@ -168,72 +165,133 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         args.batch_size
     );
 
-    // Alternate the two sides so that both see the same machine load.
-    let (mut ours, mut theirs, mut versions, mut vectors) = (Vec::new(), Vec::new(), None, Vec::new());
-    embedder.embed_batch(&documents[..args.batch_size.min(documents.len())])?; // warm-up
-    for round in 1..=args.rounds.max(1) {
-        let start = Instant::now();
-        vectors = embedder.embed_batch(&documents)?;
-        ours.push(documents.len() as f64 / start.elapsed().as_secs_f64());
-        eprintln!("round {round}: temper {:.1} docs/s", ours[round - 1]);
-        if let Some(python) = &python {
-            let run = peer::encode(python, &model_dir, &documents, args.threads, max_len, args.batch_size)?;
-            theirs.push(documents.len() as f64 / run.seconds);
-            eprintln!("round {round}: sentence-transformers {:.1} docs/s", theirs[round - 1]);
-            versions = Some((run.torch, run.sentence_transformers));
+    let cached = match &args.vectors {
+        Some(path) => cache::read(path, &args.model, documents.len())?,
+        None => None,
+    };
+    let speed = match cached {
+        Some(_) => None,
+        None => Some(encoding_speed(args, &embedder, &model_dir, &documents)?),
+    };
+    let vectors = match cached {
+        Some(vectors) => vectors,
+        None => {
+            let (vectors, _) = speed.as_ref().expect("measured when not cached");
+            if let Some(path) = &args.vectors {
+                cache::write(path, &args.model, vectors)?;
+            }
+            vectors.clone()
         }
-    }
+    };
 
-    let query_texts: Vec<&str> = data.queries.iter().map(|(q, _)| q.text.as_str()).collect();
-    let query_vectors = embedder.embed_batch(&query_texts)?;
-    let dense: Vec<Vec<&str>> = query_vectors
+    let store_dir = tempfile::tempdir().context("creating a scratch directory for the store")?;
+    let store = store_corpus(store_dir.path(), &data, &embedder, &vectors)?;
+    let retriever = Retriever { store: &store, embedder: &embedder, collection: COLLECTION, reranker: None };
+    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    let search = |mode: Mode| -> anyhow::Result<Vec<Vec<String>>> {
+        let options = SearchOptions { k: DEPTH, mode, candidates: DEPTH, ..Default::default() };
+        data.queries
+            .iter()
+            .map(|(q, _)| {
+                let hits = runtime.block_on(retriever.search(&q.text, &options))?;
+                Ok(hits.into_iter().map(|h| h.chunk.path).collect())
+            })
+            .collect()
+    };
+    let reference_index = Bm25::new(&documents);
+    let reference: Vec<Vec<String>> = data
+        .queries
         .iter()
-        .map(|q| {
-            // Unit vectors: the dot product is the cosine.
-            let scores: Vec<f64> =
-                vectors.iter().map(|d| f64::from(d.iter().zip(q).map(|(a, b)| a * b).sum::<f32>())).collect();
-            data.ranking(&scores)
-        })
+        .map(|(q, _)| data.ranking(&reference_index.scores(&q.text)).into_iter().map(str::to_owned).collect())
         .collect();
-    let index = Bm25::new(&documents);
-    let lexical: Vec<Vec<&str>> = query_texts.iter().map(|q| data.ranking(&index.scores(q))).collect();
-    let hybrid: Vec<Vec<&str>> = dense.iter().zip(&lexical).map(|(d, l)| fuse(&[d, l])).collect();
 
     println!("retrieval on {} ({} queries, {} documents)\n", data.name, data.queries.len(), documents.len());
-    println!("{:<40} {:>8} {:>11} {:>8}", "mode", "nDCG@10", "recall@100", "MRR@10");
+    println!("{:<48} {:>8} {:>11} {:>8}", "mode", "nDCG@10", "recall@100", "MRR@10");
     let modes = [
-        (format!("dense ({}, exact cosine)", args.model), &dense),
-        ("bm25 (in-bench Okapi)".to_owned(), &lexical),
-        (format!("hybrid (RRF, k={RRF_K})"), &hybrid),
+        (format!("dense ({}, exact cosine)", args.model), search(Mode::Dense)?),
+        ("bm25 (SQLite FTS5, porter)".to_owned(), search(Mode::Bm25)?),
+        (format!("hybrid (RRF, k={RRF_K})"), search(Mode::Hybrid)?),
+        ("reference: bm25 as rank_bm25 scores it".to_owned(), reference),
     ];
-    for (mode, rankings) in modes {
+    for (mode, rankings) in &modes {
         let q = quality(rankings, &data.queries);
-        println!("{mode:<40} {:>8.4} {:>11.4} {:>8.4}", q.ndcg10, q.recall100, q.mrr10);
+        println!("{mode:<48} {:>8.4} {:>11.4} {:>8.4}", q.ndcg10, q.recall100, q.mrr10);
     }
-    println!(
-        "\ncorpus encoding, median of {} round(s), max {max_len} tokens, {} threads",
-        ours.len(),
-        args.threads
-    );
-    let ours = median(&mut ours);
-    println!("{:<50} {:>8.1} docs/s", "temper-embed (candle)", ours);
-    if let Some((torch, st)) = versions {
-        let theirs = median(&mut theirs);
-        println!("{:<50} {:>8.1} docs/s", format!("sentence-transformers {st} (torch {torch})"), theirs);
-        println!("{:<50} {:>8.2}x", "ratio", ours / theirs);
+    if let Some((_, speed)) = speed {
+        speed.print(max_len, args.threads);
     }
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The collection the bench stores the corpus in.
+const COLLECTION: &str = "corpus";
 
-    #[test]
-    fn fusion_rewards_documents_ranked_well_by_both() {
-        let dense = ["a", "b", "c"];
-        let lexical = ["c", "d", "b"];
-        // b: 1/62 + 1/63, c: 1/63 + 1/61, a: 1/61, d: 1/62.
-        assert_eq!(fuse(&[&dense, &lexical]), ["c", "b", "a", "d"]);
+/// The corpus in a fresh temper-rag store, a chunk per document, with its vectors.
+fn store_corpus(
+    dir: &Path,
+    data: &Dataset,
+    embedder: &Embedder,
+    vectors: &[Vec<f32>],
+) -> anyhow::Result<SqliteStore> {
+    let mut store = SqliteStore::open(&dir.join("bench.db"))?;
+    store.ensure_collection(COLLECTION, embedder.name(), embedder.dimensions())?;
+    let metadata = serde_json::json!({});
+    for ((id, text), vector) in data.ids.iter().zip(&data.documents).zip(vectors) {
+        let chunk = Chunk { text: text.clone(), position: Position::Record(1), heading: Vec::new() };
+        let document = NewDocument { path: id, hash: id, metadata: &metadata };
+        store.put_document(COLLECTION, &document, &[(chunk, vector.clone())])?;
+    }
+    Ok(store)
+}
+
+/// Docs/s of Temper and (unless `--no-peer`) sentence-transformers encoding the corpus.
+struct Speed {
+    ours: Vec<f64>,
+    theirs: Vec<f64>,
+    /// torch and sentence-transformers versions.
+    versions: Option<(String, String)>,
+}
+
+/// Encodes the corpus `--rounds` times, alternating with sentence-transformers so that both
+/// see the same machine load; returns the vectors and the speeds.
+fn encoding_speed(
+    args: &Args,
+    embedder: &Embedder,
+    model_dir: &Path,
+    documents: &[&str],
+) -> anyhow::Result<(Vec<Vec<f32>>, Speed)> {
+    let python = if args.no_peer { None } else { Some(peer::python()?) };
+    let mut speed = Speed { ours: Vec::new(), theirs: Vec::new(), versions: None };
+    let mut vectors = Vec::new();
+    embedder.embed_batch(&documents[..args.batch_size.min(documents.len())])?; // warm-up
+    for round in 1..=args.rounds.max(1) {
+        let start = Instant::now();
+        vectors = embedder.embed_batch(documents)?;
+        speed.ours.push(documents.len() as f64 / start.elapsed().as_secs_f64());
+        eprintln!("round {round}: temper {:.1} docs/s", speed.ours[round - 1]);
+        if let Some(python) = &python {
+            let max_len = embedder.max_seq_length();
+            let run = peer::encode(python, model_dir, documents, args.threads, max_len, args.batch_size)?;
+            speed.theirs.push(documents.len() as f64 / run.seconds);
+            eprintln!("round {round}: sentence-transformers {:.1} docs/s", speed.theirs[round - 1]);
+            speed.versions = Some((run.torch, run.sentence_transformers));
+        }
+    }
+    Ok((vectors, speed))
+}
+
+impl Speed {
+    fn print(mut self, max_len: usize, threads: usize) {
+        println!(
+            "\ncorpus encoding, median of {} round(s), max {max_len} tokens, {threads} threads",
+            self.ours.len()
+        );
+        let ours = median(&mut self.ours);
+        println!("{:<50} {:>8.1} docs/s", "temper-embed", ours);
+        if let Some((torch, st)) = self.versions {
+            let theirs = median(&mut self.theirs);
+            println!("{:<50} {:>8.1} docs/s", format!("sentence-transformers {st} (torch {torch})"), theirs);
+            println!("{:<50} {:>8.2}x", "ratio", ours / theirs);
+        }
     }
 }

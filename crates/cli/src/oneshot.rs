@@ -7,8 +7,11 @@ use temper_core::{ChatModel, ChatRequest, CompletionRequest, EventStream, Genera
 use temper_engine::LoadOptions;
 use temper_models::{ModelStore, DEFAULT_CHAT_MODEL};
 
-use crate::options::{load_model, AnswerShapeArgs, ConversationArgs, GenArgs};
+use temper_rag::{IngestOptions, SearchOptions, SqliteStore};
+
+use crate::options::{load_model, AnswerShapeArgs, ConversationArgs, GenArgs, Loaded};
 use crate::output::{self, block_on};
+use crate::rag;
 
 const QUICKSTART_SYSTEM: &str = "You are a helpful assistant. Answer briefly and plainly.";
 const QUICKSTART_QUESTION: &str = "In two sentences, what is a language model?";
@@ -28,14 +31,52 @@ pub fn quickstart() -> anyhow::Result<()> {
         &mut out,
     ))?;
     writeln!(out, "\n{}\n", output::usage_line(&response))?;
+    rag_tour(&loaded, &mut out)?;
     writeln!(
         out,
-        "Next:\n  \
+        "\nNext:\n  \
          temper chat                  talk with the model; /help inside lists the commands\n  \
          temper ask \"a question\"      answer once; --json prints a machine-readable answer\n  \
+         temper rag ingest DIR        put your own documents in the store, then temper rag ask\n  \
          temper models list           the models Temper can run, and which are installed"
     )?;
     Ok(())
+}
+
+/// A small bundled corpus about made-up places, so that the answer can only come from it.
+const QUICKSTART_CORPUS: &[(&str, &str)] = &[
+    ("skarvholmen-lighthouse.md", include_str!("../quickstart/skarvholmen-lighthouse.md")),
+    ("nordvik-ferry.md", include_str!("../quickstart/nordvik-ferry.md")),
+    ("hestoy-cheese.md", include_str!("../quickstart/hestoy-cheese.md")),
+];
+const QUICKSTART_RAG_QUESTION: &str = "When was Skarvholmen lighthouse first lit?";
+
+/// Ingests the bundled corpus into `$TEMPER_HOME/quickstart/rag.db` (again: only what changed)
+/// and answers a question about it, with citations.
+fn rag_tour(loaded: &Loaded, out: &mut impl Write) -> anyhow::Result<()> {
+    let dir = ModelStore::from_env()?.root().join("quickstart");
+    let corpus = dir.join("corpus");
+    std::fs::create_dir_all(&corpus).with_context(|| format!("cannot create {}", corpus.display()))?;
+    for (name, text) in QUICKSTART_CORPUS {
+        let path = corpus.join(name);
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    writeln!(out, "Answering from documents: {} files in {}", QUICKSTART_CORPUS.len(), corpus.display())?;
+    let mut store = SqliteStore::open(&dir.join("rag.db"))?;
+    let options = IngestOptions { collection: "quickstart".into(), ..Default::default() };
+    rag::ingest(&mut store, &[corpus], &options)?;
+    write!(out, "\nuser: {QUICKSTART_RAG_QUESTION}\nassistant: ")?;
+    out.flush()?;
+    let search = SearchOptions { k: 4, ..Default::default() };
+    let question = rag::Question {
+        collection: &options.collection,
+        text: QUICKSTART_RAG_QUESTION,
+        options: &search,
+        reranker: None,
+        min_similarity: temper_rag::MIN_SIMILARITY,
+    };
+    let params = GenerationParams { temperature: Some(0.0), max_tokens: Some(80), ..Default::default() };
+    rag::answer(&store, &question, params, loaded, out)
 }
 
 pub fn ask(

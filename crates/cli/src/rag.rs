@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use temper_core::ChatModel;
+use temper_core::{ChatModel, GenerationParams};
 use temper_embed::Embedder;
 use temper_models::{ModelStore, DEFAULT_EMBEDDING_MODEL};
 use temper_rag::answer::source_label;
@@ -18,7 +18,7 @@ use temper_rag::{
 };
 
 use crate::embed::load_embedder;
-use crate::options::GenArgs;
+use crate::options::{GenArgs, Loaded};
 use crate::output::{self, block_on, notice};
 
 /// The embedder every `rag` command uses, the default one pulled on first use; the one place
@@ -207,7 +207,8 @@ impl IngestProgress for Bar {
     }
 }
 
-fn ingest(store: &mut SqliteStore, paths: &[PathBuf], options: &IngestOptions) -> anyhow::Result<()> {
+/// Ingests `paths` with a progress bar, then prints what changed and what was skipped.
+pub fn ingest(store: &mut SqliteStore, paths: &[PathBuf], options: &IngestOptions) -> anyhow::Result<()> {
     let embedder = embedder()?;
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} files · {msg} · {prefix}")
@@ -237,17 +238,12 @@ fn retrieve(
     store: &SqliteStore,
     collection: &str,
     query: &str,
-    args: &RetrievalArgs,
+    options: &SearchOptions,
+    reranker: Option<&dyn Reranker>,
 ) -> anyhow::Result<Vec<temper_rag::Hit>> {
-    let (options, mmr) = args.options()?;
     let embedder = embedder()?;
-    let retriever = Retriever {
-        store,
-        embedder: &embedder,
-        collection,
-        reranker: mmr.as_ref().map(|m| m as &dyn Reranker),
-    };
-    Ok(block_on(retriever.search(query, &options))?)
+    let retriever = Retriever { store, embedder: &embedder, collection, reranker };
+    Ok(block_on(retriever.search(query, options))?)
 }
 
 fn search(
@@ -257,7 +253,8 @@ fn search(
     args: &RetrievalArgs,
     json: bool,
 ) -> anyhow::Result<()> {
-    let hits = retrieve(store, collection, query, args)?;
+    let (options, mmr) = args.options()?;
+    let hits = retrieve(store, collection, query, &options, mmr.as_ref().map(|m| m as &dyn Reranker))?;
     if json {
         return output::print_json(&hits);
     }
@@ -281,29 +278,52 @@ fn ask(
     min_similarity: f32,
     gen: &GenArgs,
 ) -> anyhow::Result<()> {
+    let (options, mmr) = args.options()?;
     let params = gen.params()?;
-    let hits = retrieve(store, collection, question, args)?;
     let loaded = gen.model.load()?;
+    let reranker = mmr.as_ref().map(|m| m as &dyn Reranker);
+    let question = Question { collection, text: question, options: &options, reranker, min_similarity };
+    answer(store, &question, params, &loaded, &mut io::stdout())
+}
+
+/// A question to answer from a collection, and how to retrieve for it.
+pub struct Question<'a> {
+    pub collection: &'a str,
+    pub text: &'a str,
+    pub options: &'a SearchOptions,
+    pub reranker: Option<&'a dyn Reranker>,
+    /// Chunks less similar than this (cosine) to the question are not used.
+    pub min_similarity: f32,
+}
+
+/// Retrieves for `question`, streams the model's grounded answer with its `[n]` citations to
+/// `out`, then lists the sources; or says the documents do not hold the answer.
+pub fn answer(
+    store: &SqliteStore,
+    question: &Question,
+    params: GenerationParams,
+    loaded: &Loaded,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let hits = retrieve(store, question.collection, question.text, question.options, question.reranker)?;
     // Fitting the context needs the model's own tokenizer and window, which only a local model has.
     let local = loaded.local.as_ref().context(
         "`temper rag ask` fits the documents with the model's own tokenizer, so it needs a local model \
          (a catalog name or a GGUF path), not a remote profile",
     )?;
     let options = temper_rag::AskOptions {
-        min_similarity,
+        min_similarity: question.min_similarity,
         context_window: local.summary().context_window,
         params,
         ..Default::default()
     };
     let count = |text: &str| local.tokenize(text, false).map_or(text.len(), |ids| ids.len());
-    let mut out = io::stdout();
-    let Some(grounded) = temper_rag::prepare(question, hits, &options, &count)? else {
+    let Some(grounded) = temper_rag::prepare(question.text, hits, &options, &count)? else {
         writeln!(out, "{}", temper_rag::NOT_IN_DOCUMENTS)?;
         return Ok(());
     };
-    let stream =
-        temper_rag::grounded_stream(loaded.model.chat_stream(grounded.request), grounded.sources.len());
-    block_on(output::stream_answer(stream, &mut out))?;
+    let stream = temper_rag::grounded_stream(loaded.model.chat_stream(grounded.request), &grounded.sources);
+    block_on(output::stream_answer(stream, out))?;
     writeln!(out, "\nSources:")?;
     for (n, hit) in grounded.sources.iter().enumerate() {
         writeln!(out, "[{}] {}", n + 1, source_label(hit))?;

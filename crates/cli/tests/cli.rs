@@ -306,3 +306,32 @@ fn embed_needs_a_text_and_names_what_is_wrong_with_the_model() {
     let err = failure(&run(home.path(), &["embed", "--model", dir, "hi"], b""));
     assert!(err.contains(&format!("{dir}/config.json")), "{err}");
 }
+
+#[test]
+fn quickstart_answers_from_its_bundled_documents_with_citations() {
+    let (Some(home), Some(_)) = (real_home(), home_with("all-minilm-l6-v2", "model.safetensors")) else {
+        return;
+    };
+    // A store of its own (quickstart writes its corpus and index there), sharing the models.
+    let scratch = empty_home();
+    std::fs::create_dir_all(scratch.path().join("models")).unwrap();
+    for name in ["smollm2-135m-instruct", "all-minilm-l6-v2"] {
+        std::os::unix::fs::symlink(home.join("models").join(name), scratch.path().join("models").join(name))
+            .unwrap();
+    }
+    let out = success(&run(scratch.path(), &["quickstart"], b""));
+    assert!(out.contains("quickstart: 3 added"), "{out}");
+    let tour =
+        out.split("user: When was Skarvholmen lighthouse first lit?").nth(1).expect("the RAG question");
+    let (answer, sources) = tour.split_once("Sources:").expect("a list of sources");
+    let sources: Vec<&str> =
+        sources.lines().take_while(|l| !l.starts_with("Next:")).filter(|l| l.starts_with('[')).collect();
+    assert!(answer.contains("1897"), "the answer is not the documents' one: {answer}");
+    let cited = temper_rag::answer::citations(answer);
+    assert!(!cited.is_empty(), "no citation: {answer}");
+    assert!(cited.iter().all(|n| (1..=sources.len()).contains(n)), "{cited:?} vs {sources:?}");
+    assert!(sources[cited[0] - 1].contains("skarvholmen-lighthouse.md"), "{sources:?}");
+
+    let again = success(&run(scratch.path(), &["quickstart"], b""));
+    assert!(again.contains("quickstart: 0 added, 0 updated, 3 unchanged"), "{again}");
+}

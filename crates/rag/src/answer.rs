@@ -2,6 +2,8 @@
 //! window with room left for the answer, and an answer whose `[n]` citations can only name
 //! those chunks.
 
+use std::collections::HashSet;
+
 use futures::StreamExt;
 use temper_core::{ChatRequest, EventStream, GenerationParams, Message, StreamEvent};
 
@@ -64,6 +66,31 @@ pub fn source_label(hit: &Hit) -> String {
     format!("{}, {}{heading}", hit.chunk.path, hit.chunk.position)
 }
 
+/// A source as the prompt names it: its heading path, or its file's name. Paths and line
+/// numbers are noise to a small model, which tends to copy them into the answer.
+fn prompt_label(hit: &Hit) -> String {
+    if hit.chunk.heading.is_empty() {
+        let path = std::path::Path::new(&hit.chunk.path);
+        path.file_name().map_or_else(|| hit.chunk.path.clone(), |n| n.to_string_lossy().into_owned())
+    } else {
+        hit.chunk.heading.join(" > ")
+    }
+}
+
+/// A source's text as the prompt holds it: without Markdown heading lines (the label has the
+/// headings) and with hard-wrapped lines joined, paragraphs kept apart. Small models answer
+/// from plain paragraphs; given Markdown, they imitate it.
+fn prompt_text(hit: &Hit) -> String {
+    let paragraphs: Vec<String> = hit
+        .chunk
+        .text
+        .split("\n\n")
+        .map(|p| p.lines().map(str::trim).filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join(" "))
+        .filter(|p| !p.trim().is_empty())
+        .collect();
+    paragraphs.join("\n\n")
+}
+
 /// Builds the request from the relevant hits, best first, as many as fit; `None` when none is
 /// relevant (the caller answers [`NOT_IN_DOCUMENTS`]). `count` counts the chat model's tokens.
 pub fn prepare(
@@ -92,7 +119,7 @@ pub fn prepare(
     let mut sources = Vec::new();
     let mut context = String::new();
     for hit in relevant {
-        let block = format!("[{}] {}\n{}\n\n", sources.len() + 1, source_label(&hit), hit.chunk.text);
+        let block = format!("[{}] {}\n{}\n\n", sources.len() + 1, prompt_label(&hit), prompt_text(&hit));
         let tokens = count.count(&block);
         if tokens > budget {
             break;
@@ -200,25 +227,104 @@ impl CitationFilter {
     }
 }
 
-/// The model's answer stream with every citation checked against `sources` sources; the final
-/// response's text is the text that was streamed.
-pub fn grounded_stream(stream: EventStream, sources: usize) -> EventStream {
-    let mut filter = CitationFilter::new(sources);
+/// Adds a citation after each sentence the model left without one, naming the source that
+/// supports it: small models often leave citations out. A source supports a sentence when it
+/// holds at least half of the sentence's content words, and two or more of them; a sentence no
+/// source supports gets no citation, which is itself a sign that it was not drawn from them.
+#[derive(Debug)]
+pub struct Attribution {
+    sources: Vec<HashSet<String>>,
+    sentence: String,
+}
+
+impl Attribution {
+    pub fn new(sources: &[Hit]) -> Self {
+        Attribution {
+            sources: sources.iter().map(|h| content_words(&h.chunk.text)).collect(),
+            sentence: String::new(),
+        }
+    }
+
+    /// `text` (already past the [`CitationFilter`]) with citations added where sentences end.
+    pub fn push(&mut self, text: &str) -> String {
+        let mut out = String::new();
+        for c in text.chars() {
+            let ends = self.sentence.trim_end().ends_with(['.', '!', '?']) || c == '\n';
+            if c.is_whitespace() && ends && !self.sentence.trim().is_empty() {
+                out.push_str(&self.close());
+            }
+            out.push(c);
+            self.sentence.push(c);
+        }
+        out
+    }
+
+    /// The citation of the last sentence, when the text ends.
+    pub fn finish(&mut self) -> String {
+        self.close()
+    }
+
+    fn close(&mut self) -> String {
+        let sentence = std::mem::take(&mut self.sentence);
+        if !citations(&sentence).is_empty() {
+            return String::new();
+        }
+        let words = content_words(&sentence);
+        let support = |source: &HashSet<String>| words.intersection(source).count();
+        let best = (0..self.sources.len()).max_by_key(|&i| (support(&self.sources[i]), std::cmp::Reverse(i)));
+        match best {
+            Some(i) if support(&self.sources[i]) >= 2 && 2 * support(&self.sources[i]) >= words.len() => {
+                format!(" [{}]", i + 1)
+            }
+            _ => String::new(),
+        }
+    }
+}
+
+/// Lowercase words that carry meaning: three letters or more and not a function word, or
+/// numbers of two digits or more (years, amounts).
+fn content_words(text: &str) -> HashSet<String> {
+    const FUNCTION_WORDS: &[&str] = &[
+        "the", "and", "was", "were", "for", "with", "that", "this", "from", "are", "has", "have", "had",
+        "its", "their", "which", "not", "but", "can", "all", "also", "into", "than", "then", "there",
+        "these", "those", "been", "they", "you", "your", "our", "his", "her", "she", "him", "who", "what",
+        "when", "where", "why", "how", "does", "did", "will", "would", "should", "could", "about", "after",
+        "before", "over", "under", "only", "each", "any", "some", "such", "more", "most", "other", "may",
+        "answer", "source", "sources",
+    ];
+    text.split(|c: char| !c.is_alphanumeric())
+        .map(str::to_lowercase)
+        .filter(|w| {
+            let number = w.chars().all(|c| c.is_ascii_digit());
+            (number && w.len() >= 2)
+                || (!number && w.chars().count() >= 3 && !FUNCTION_WORDS.contains(&w.as_str()))
+        })
+        .collect()
+}
+
+/// The model's answer stream with every citation checked against `sources` and sentences the
+/// model left uncited attributed to the source that supports them; the final response's text
+/// is the text that was streamed.
+pub fn grounded_stream(stream: EventStream, sources: &[Hit]) -> EventStream {
+    let count = sources.len();
+    let (mut filter, mut attribution) = (CitationFilter::new(count), Attribution::new(sources));
     let mut shown = String::new();
     Box::pin(stream.flat_map(move |event| {
         let events = match event {
             Ok(StreamEvent::Delta(text)) => {
-                let text = filter.push(&text);
+                let text = attribution.push(&filter.push(&text));
                 shown.push_str(&text);
                 vec![Ok(StreamEvent::Delta(text))]
             }
             Ok(StreamEvent::Restart { reason }) => {
-                filter = CitationFilter::new(sources);
+                filter = CitationFilter::new(count);
+                attribution.sentence.clear();
                 shown.clear();
                 vec![Ok(StreamEvent::Restart { reason })]
             }
             Ok(StreamEvent::Done(mut response)) => {
-                let rest = filter.finish();
+                let mut rest = attribution.push(&filter.finish());
+                rest.push_str(&attribution.finish());
                 shown.push_str(&rest);
                 response.text = std::mem::take(&mut shown);
                 vec![Ok(StreamEvent::Delta(rest)), Ok(StreamEvent::Done(response))]
@@ -253,5 +359,47 @@ mod tests {
         assert_eq!(filtered(3, &["a [b] c", " [[1]", " [0]"]), "a [b] c [[1] ");
         assert_eq!(filtered(1, &["tail ["]), "tail [");
         assert_eq!(filtered(1, &["é [1] ü"]), "é [1] ü");
+    }
+
+    fn hit(text: &str) -> Hit {
+        Hit {
+            chunk: crate::store::StoredChunk {
+                id: 0,
+                path: "a.md".into(),
+                text: text.into(),
+                position: crate::Position::Line(1),
+                heading: Vec::new(),
+                metadata: serde_json::Value::Null,
+            },
+            score: 0.0,
+            similarity: 0.0,
+            vector: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn uncited_sentences_are_attributed_to_the_source_that_supports_them() {
+        let sources = [
+            hit("The ferry leaves every hour in summer and every two hours in winter."),
+            hit("Skarvholmen lighthouse was first lit on 14 October 1897. It was automated in 1987."),
+        ];
+        let attributed = |deltas: &[&str]| {
+            let mut a = Attribution::new(&sources);
+            let mut out: String = deltas.iter().map(|d| a.push(d)).collect();
+            out.push_str(&a.finish());
+            out
+        };
+        assert_eq!(
+            attributed(&[
+                "The lighthouse was first lit in Oct",
+                "ober 1897. The ferry leaves every",
+                " hour."
+            ]),
+            "The lighthouse was first lit in October 1897. [2] The ferry leaves every hour. [1]"
+        );
+        assert_eq!(attributed(&["It was lit in 1897 [2]. "]), "It was lit in 1897 [2]. ", "cited already");
+        // One shared word of three is not support: no citation rather than a wrong one.
+        assert_eq!(attributed(&["The bridge was built in 1987."]), "The bridge was built in 1987.");
+        assert_eq!(attributed(&["Summer ferry:\n- every hour\n"]), "Summer ferry: [1]\n- every hour [1]\n");
     }
 }

@@ -93,7 +93,7 @@ fn every_citation_of_the_default_model_names_a_retrieved_chunk() {
             temper_rag::prepare(question, hits, &options, &count).unwrap().expect("the docs cover this");
         let sources = grounded.sources.len();
         assert!(sources >= 1);
-        let mut stream = temper_rag::grounded_stream(model.chat_stream(grounded.request), sources);
+        let mut stream = temper_rag::grounded_stream(model.chat_stream(grounded.request), &grounded.sources);
         let text = rt.block_on(async {
             let mut streamed = String::new();
             while let Some(event) = stream.next().await {

@@ -1,4 +1,4 @@
-//! sentence-transformers on PyTorch, run in the virtualenv that `scripts/setup-python.sh` makes.
+//! sentence-transformers on PyTorch, in the bench's virtualenv.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -6,8 +6,6 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
-
-const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 
 /// One timed encoding by the peer.
 #[derive(Deserialize)]
@@ -17,22 +15,10 @@ pub struct PeerRun {
     pub sentence_transformers: String,
 }
 
-/// The venv's Python, after creating the venv on first use.
+/// The venv's Python with torch (first, so that sentence-transformers finds it) and
+/// sentence-transformers.
 pub fn python() -> anyhow::Result<PathBuf> {
-    let venv = match std::env::var_os("BENCH_VENV") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(MANIFEST_DIR).join("../../target/bench-venv"),
-    };
-    let python = venv.join("bin/python");
-    if !python.is_file() {
-        eprintln!("creating {} with sentence-transformers and torch (first run only)…", venv.display());
-        let script = Path::new(MANIFEST_DIR).join("scripts/setup-python.sh");
-        let status = Command::new("bash").arg(&script).env("BENCH_VENV", &venv).status()?;
-        if !status.success() {
-            bail!("{} failed ({status})", script.display());
-        }
-    }
-    Ok(python)
+    crate::python::venv(&["torch", "sentence-transformers"])
 }
 
 /// Encodes `texts` with sentence-transformers and returns how long `encode` took.
@@ -44,7 +30,7 @@ pub fn encode(
     max_seq_length: usize,
     batch_size: usize,
 ) -> anyhow::Result<PeerRun> {
-    let script = Path::new(MANIFEST_DIR).join("scripts/st_encode.py");
+    let script = crate::python::script("st_encode.py");
     let mut child = Command::new(python)
         .arg(&script)
         .arg(model_dir)
