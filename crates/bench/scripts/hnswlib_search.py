@@ -4,6 +4,7 @@ and times single-threaded top-k queries at each ef, printing one JSON object.
 usage: hnswlib_search.py VECTORS QUERIES DIM M EF_CONSTRUCTION K EF[,EF…]
 VECTORS and QUERIES hold little-endian float32 rows of DIM values, unit length.
 """
+import importlib.metadata
 import json
 import sys
 import time
@@ -33,4 +34,4 @@ for ef in efs:
         labels, _ = index.knn_query(q, k=k)
         found.append(labels[0].tolist())
     runs.append({"ef": ef, "seconds": time.perf_counter() - start, "ids": found})
-print(json.dumps({"hnswlib": getattr(hnswlib, "__version__", "?"), "build_seconds": build_seconds, "runs": runs}))
+print(json.dumps({"hnswlib": importlib.metadata.version("hnswlib"), "build_seconds": build_seconds, "runs": runs}))

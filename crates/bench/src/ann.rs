@@ -26,6 +26,11 @@ pub struct Args {
     /// Clusters the vectors gather around, as embeddings of related texts do.
     #[arg(long, default_value_t = 1_000)]
     clusters: usize,
+    /// Norm of each vector's noise against its unit-length centre: the larger, the more the
+    /// clusters overlap and the harder the search (2 puts a vector's cosine to its centre near
+    /// 0.45, and its nearest neighbours often in other clusters).
+    #[arg(long, default_value_t = 2.0)]
+    spread: f32,
     #[arg(long, default_value_t = 10)]
     k: usize,
     #[arg(long, default_value_t = 16)]
@@ -54,14 +59,19 @@ struct Peer {
     runs: Vec<PeerRun>,
 }
 
-/// Unit vectors around `clusters` random centres: each is its centre plus Gaussian noise of
-/// the same norm, so a vector's cosine to its centre is about 0.7.
-fn synthetic(count: usize, dimensions: usize, centres: &[Vec<f32>], state: &mut u64) -> Vec<f32> {
+/// Unit vectors around random centres: each is its centre plus Gaussian noise of norm `spread`.
+fn synthetic(
+    count: usize,
+    dimensions: usize,
+    centres: &[Vec<f32>],
+    spread: f32,
+    state: &mut u64,
+) -> Vec<f32> {
     let mut out = Vec::with_capacity(count * dimensions);
+    let scale = spread / (dimensions as f32).sqrt();
     for _ in 0..count {
         let centre = &centres[(next(state) % centres.len() as u64) as usize];
-        let mut v: Vec<f32> =
-            centre.iter().map(|c| c + gaussian(state) / (dimensions as f32).sqrt()).collect();
+        let mut v: Vec<f32> = centre.iter().map(|c| c + gaussian(state) * scale).collect();
         normalize(&mut v);
         out.extend(v);
     }
@@ -98,6 +108,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if args.count == 0 || dim == 0 || args.queries == 0 || args.k == 0 || args.clusters == 0 {
         bail!("--count, --dimensions, --queries, --clusters and --k must be at least 1");
     }
+    if !(args.spread.is_finite() && args.spread >= 0.0) {
+        bail!("--spread must be 0 or more");
+    }
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let centres: Vec<Vec<f32>> = (0..args.clusters)
         .map(|_| {
@@ -106,8 +119,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             c
         })
         .collect();
-    let vectors = synthetic(args.count, dim, &centres, &mut state);
-    let queries = synthetic(args.queries, dim, &centres, &mut state);
+    let vectors = synthetic(args.count, dim, &centres, args.spread, &mut state);
+    let queries = synthetic(args.queries, dim, &centres, args.spread, &mut state);
     eprintln!(
         "{} vectors of {dim} dimensions around {} centres, {} queries",
         args.count, args.clusters, args.queries
@@ -156,8 +169,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     };
 
     println!(
-        "nearest neighbours: {} vectors × {dim}, {} queries, top {}, M={}, ef_construction={}, 1 thread\n",
-        args.count, args.queries, args.k, args.m, args.ef_construction
+        "nearest neighbours: {} vectors × {dim} ({} clusters, spread {}), {} queries, top {}, M={}, ef_construction={}, 1 thread\n",
+        args.count, args.clusters, args.spread, args.queries, args.k, args.m, args.ef_construction
     );
     println!("{:<28} {:>6} {:>12} {:>12} {:>14}", "search", "ef", "QPS", "recall@k", "QPS / hnswlib");
     println!("{:<28} {:>6} {:>12.0} {:>12.4} {:>14}", "temper exact (SIMD scan)", "-", exact_qps, 1.0, "");
