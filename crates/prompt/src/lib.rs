@@ -1,0 +1,20 @@
+#![doc = include_str!("../README.md")]
+
+pub mod budget;
+pub mod cot;
+mod error;
+mod file;
+pub mod json;
+pub mod render;
+pub mod run;
+pub mod schema;
+#[cfg(test)]
+mod scripted;
+mod template;
+
+pub use budget::{Budget, Cut, PromptCounter};
+pub use error::{PromptError, Result};
+pub use file::{parse_vars, Example, PromptFile, TestCase};
+pub use render::{CotMode, Document, Layout, Prompt};
+pub use run::{run, Answer, DocStrategy, RunOptions, RunReport};
+pub use template::Template;
