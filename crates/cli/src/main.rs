@@ -8,6 +8,7 @@ mod models;
 mod oneshot;
 mod options;
 mod output;
+mod prompt;
 mod rag;
 mod repl;
 
@@ -90,6 +91,11 @@ enum Command {
     },
     /// Ingest documents, search them, and answer questions from them with citations.
     Rag(rag::RagArgs),
+    /// Render and run prompt files (docs/prompting.md).
+    Prompt {
+        #[command(subcommand)]
+        command: prompt::PromptCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -202,5 +208,6 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Logits { model, top, prompt } => inspect::logits(&model, top, &prompt),
         Command::Rag(args) => rag::run(args),
         Command::Embed(args) => embed::run(&args),
+        Command::Prompt { command } => prompt::run(command),
     }
 }

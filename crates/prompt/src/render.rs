@@ -120,8 +120,7 @@ impl Prompt {
         let mut rules: Vec<String> = self.system.iter().cloned().collect();
         if let Some(schema) = &self.output_schema {
             rules.push(format!(
-                "Reply with only a JSON value that follows this JSON schema, and nothing else:\n{}",
-                serde_json::to_string_pretty(schema).unwrap_or_default()
+                "Reply with only a JSON value that follows this JSON schema, and nothing else:\n{schema}"
             ));
         }
         if !documents.is_empty() {
@@ -217,7 +216,7 @@ mod tests {
         let messages = p.messages(&[], &Layout::default()).unwrap();
         assert_eq!(
             messages[0].content,
-            "Reply with only a JSON value that follows this JSON schema, and nothing else:\n{\n  \"type\": \"object\"\n}"
+            "Reply with only a JSON value that follows this JSON schema, and nothing else:\n{\"type\":\"object\"}"
         );
     }
 

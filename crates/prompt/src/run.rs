@@ -223,22 +223,36 @@ pub async fn answer_with_schema(
     let mut usage = Usage::default();
     let mut reason = String::new();
     for attempt in 1..=SCHEMA_ATTEMPTS {
-        let response = generate(model, messages.clone(), params).await?;
+        let response = generate(model, messages.clone(), &retry_params(params, attempt)).await?;
         add_usage(&mut usage, &response.usage);
-        match extract_json(&response.text).and_then(|json| validate(&json, schema).map(|()| json)) {
+        let why = match extract_json(&response.text).and_then(|json| validate(&json, schema).map(|()| json)) {
             Ok(json) => {
                 let mut answer = Answer::from_response(response);
                 (answer.json, answer.requests, answer.usage) = (Some(json), attempt, usage);
                 return Ok(answer);
             }
-            Err(why) => reason = why,
-        }
+            Err(why) => why,
+        };
+        reason = format!("{why} (the reply: {})", excerpt(&response.text));
         messages.push(Message::assistant(response.text));
         messages.push(Message::user(format!(
-            "That reply cannot be used: {reason}. Reply again with only the JSON value that follows the schema."
+            "That reply cannot be used: {why}. Reply again with only the JSON value that follows the schema."
         )));
     }
     Err(PromptError::Unusable { what: "structured output".into(), attempts: SCHEMA_ATTEMPTS, reason })
+}
+
+/// The parameters of attempt `attempt` (from 1): the caller's first, then sampled with a
+/// fresh seed, since a greedy retry of a small model tends to repeat its mistake.
+pub fn retry_params(params: &GenerationParams, attempt: usize) -> GenerationParams {
+    if attempt == 1 {
+        return params.clone();
+    }
+    GenerationParams {
+        temperature: Some(params.temperature.unwrap_or(0.0).max(SAMPLING_TEMPERATURE)),
+        seed: Some(params.seed.unwrap_or(0).wrapping_add(attempt as u64)),
+        ..params.clone()
+    }
 }
 
 /// Samples the paths together (the local engine batches them) and takes the majority answer.
@@ -291,6 +305,15 @@ impl Answer {
     }
 }
 
+/// The start of a reply, on one line, for an error message.
+fn excerpt(text: &str) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(160) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line,
+    }
+}
+
 pub(crate) fn add_usage(total: &mut Usage, more: &Usage) {
     total.prompt_tokens += more.prompt_tokens;
     total.completion_tokens += more.completion_tokens;
@@ -338,7 +361,7 @@ mod tests {
         let err = block_on(run(&model, None, &prompt, &[], &RunOptions::default())).unwrap_err().to_string();
         assert_eq!(
             err,
-            "structured output: no usable reply after 3 attempts; the last one: $.name: expected string, found a number"
+            "structured output: no usable reply after 3 attempts; the last one: $.name: expected string, found a number (the reply: {\"name\": 3})"
         );
     }
 
