@@ -1,13 +1,16 @@
 #![doc = include_str!("../README.md")]
 
 pub mod budget;
+pub mod cod;
 pub mod cot;
 mod error;
 mod file;
 pub mod json;
 pub mod render;
+pub mod retry;
 pub mod run;
 pub mod schema;
+pub mod sot;
 #[cfg(test)]
 mod scripted;
 mod template;

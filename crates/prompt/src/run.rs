@@ -10,15 +10,10 @@ use temper_core::{ChatModel, ChatRequest, ChatResponse, GenerationParams, Messag
 use crate::budget::{Budget, Cut, Fitting, PromptCounter, DEFAULT_ANSWER_TOKENS};
 use crate::cot::{Reasoned, Vote};
 use crate::json::extract_json;
+use crate::retry::{add_usage, ask_until, ATTEMPTS, SAMPLING_TEMPERATURE};
 use crate::render::{Document, Layout, Prompt};
 use crate::schema::validate;
 use crate::{PromptError, Result};
-
-/// Attempts at a reply that follows the output schema.
-pub const SCHEMA_ATTEMPTS: usize = 3;
-
-/// Temperature of self-consistency's paths when the caller sets none: diverse, still sensible.
-pub const SAMPLING_TEMPERATURE: f32 = 0.7;
 
 /// Rounds of map-reduce before giving up on partial answers that still do not fit.
 const MAX_REDUCE_ROUNDS: usize = 3;
@@ -216,43 +211,15 @@ async fn answer(
 /// Asks until a reply holds JSON that follows `schema`, telling the model what was wrong.
 pub async fn answer_with_schema(
     model: &dyn ChatModel,
-    mut messages: Vec<Message>,
+    messages: Vec<Message>,
     schema: &Value,
     params: &GenerationParams,
 ) -> Result<Answer> {
-    let mut usage = Usage::default();
-    let mut reason = String::new();
-    for attempt in 1..=SCHEMA_ATTEMPTS {
-        let response = generate(model, messages.clone(), &retry_params(params, attempt)).await?;
-        add_usage(&mut usage, &response.usage);
-        let why = match extract_json(&response.text).and_then(|json| validate(&json, schema).map(|()| json)) {
-            Ok(json) => {
-                let mut answer = Answer::from_response(response);
-                (answer.json, answer.requests, answer.usage) = (Some(json), attempt, usage);
-                return Ok(answer);
-            }
-            Err(why) => why,
-        };
-        reason = format!("{why} (the reply: {})", excerpt(&response.text));
-        messages.push(Message::assistant(response.text));
-        messages.push(Message::user(format!(
-            "That reply cannot be used: {why}. Reply again with only the JSON value that follows the schema."
-        )));
-    }
-    Err(PromptError::Unusable { what: "structured output".into(), attempts: SCHEMA_ATTEMPTS, reason })
-}
-
-/// The parameters of attempt `attempt` (from 1): the caller's first, then sampled with a
-/// fresh seed, since a greedy retry of a small model tends to repeat its mistake.
-pub fn retry_params(params: &GenerationParams, attempt: usize) -> GenerationParams {
-    if attempt == 1 {
-        return params.clone();
-    }
-    GenerationParams {
-        temperature: Some(params.temperature.unwrap_or(0.0).max(SAMPLING_TEMPERATURE)),
-        seed: Some(params.seed.unwrap_or(0).wrapping_add(attempt as u64)),
-        ..params.clone()
-    }
+    let check = |text: &str| extract_json(text).and_then(|json| validate(&json, schema).map(|()| json));
+    let checked = ask_until(model, messages, params, ATTEMPTS, "structured output", check).await?;
+    let mut answer = Answer::from_response(checked.response);
+    (answer.json, answer.requests, answer.usage) = (Some(checked.value), checked.requests, checked.usage);
+    Ok(answer)
 }
 
 /// Samples the paths together (the local engine batches them) and takes the majority answer.
@@ -303,20 +270,6 @@ impl Answer {
             usage: response.usage,
         }
     }
-}
-
-/// The start of a reply, on one line, for an error message.
-fn excerpt(text: &str) -> String {
-    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match line.char_indices().nth(160) {
-        Some((cut, _)) => format!("{}…", &line[..cut]),
-        None => line,
-    }
-}
-
-pub(crate) fn add_usage(total: &mut Usage, more: &Usage) {
-    total.prompt_tokens += more.prompt_tokens;
-    total.completion_tokens += more.completion_tokens;
 }
 
 #[cfg(test)]
