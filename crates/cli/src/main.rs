@@ -11,6 +11,7 @@ mod output;
 mod prompt;
 mod rag;
 mod repl;
+mod techniques;
 
 use std::process::ExitCode;
 
@@ -91,6 +92,10 @@ enum Command {
     },
     /// Ingest documents, search them, and answer questions from them with citations.
     Rag(rag::RagArgs),
+    /// Summarize a text file by chain of density (docs/prompting.md).
+    Summarize(techniques::SummarizeArgs),
+    /// Answer a question by skeleton of thought, timed next to a normal answer (docs/prompting.md).
+    Answer(techniques::AnswerArgs),
     /// Render and run prompt files (docs/prompting.md).
     Prompt {
         #[command(subcommand)]
@@ -209,5 +214,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Rag(args) => rag::run(args),
         Command::Embed(args) => embed::run(&args),
         Command::Prompt { command } => prompt::run(command),
+        Command::Summarize(args) => techniques::summarize(&args),
+        Command::Answer(args) => techniques::answer(&args),
     }
 }

@@ -82,6 +82,12 @@ pub struct SotTimings {
 const SKELETON_SYSTEM: &str = "You plan answers. Give only the skeleton of the answer: a numbered list \
 of short points, each of three to five words. Do not explain the points.";
 
+const EXAMPLE_QUESTION: &str = "How do I make a good cup of tea?";
+const EXAMPLE_SKELETON: &str = "1. Boil fresh water\n2. Warm the pot\n3. Add the tea\n4. Steep three minutes\n5. Pour and serve";
+
+const EXAMPLE_EXPANSION: &str =
+    "Pour a little hot water into the pot and swirl it, so that the tea brews at an even heat.";
+
 const EXPAND_SYSTEM: &str = "You write one point of an answer whose skeleton is given. Write only that \
 point, in one or two sentences.";
 
@@ -125,7 +131,7 @@ pub async fn answer(model: &dyn ChatModel, question: &str, options: &SotOptions)
         timings.speedup_vs_normal = Some(normal_ms / timings.sot_ms);
         normal_answer = Some(normal.text);
     }
-    let expansions: Vec<String> = responses.into_iter().map(|r| r.text.trim().to_owned()).collect();
+    let expansions: Vec<String> = responses.iter().map(|r| first_paragraph(&r.text)).collect();
     let answer = assemble(&points, &expansions);
     Ok(SotAnswer { points, expansions, answer, normal_answer, timings })
 }
@@ -133,9 +139,13 @@ pub async fn answer(model: &dyn ChatModel, question: &str, options: &SotOptions)
 /// Asks for the skeleton until it has at least `min_points` points; keeps at most `max_points`.
 pub async fn skeleton(model: &dyn ChatModel, question: &str, options: &SotOptions) -> Result<Vec<String>> {
     let (min, max) = (options.min_points, options.max_points);
+    let ask = |q: &str| Message::user(format!("Question: {q}\nGive {min} to {max} numbered points."));
+    // One worked exchange: small models copy a shown format far better than a described one.
     let messages = vec![
         Message::system(SKELETON_SYSTEM),
-        Message::user(format!("Question: {question}\nGive {min} to {max} numbered points.")),
+        ask(EXAMPLE_QUESTION),
+        Message::assistant(EXAMPLE_SKELETON),
+        ask(question),
     ];
     let params = GenerationParams { max_tokens: Some(16 * max as u32), ..options.params.clone() };
     let check = |text: &str| {
@@ -167,14 +177,29 @@ async fn expand(
     index: usize,
     options: &SotOptions,
 ) -> Result<ChatResponse> {
+    let params = GenerationParams { max_tokens: Some(options.point_tokens), ..options.params.clone() };
+    let example: Vec<String> = EXAMPLE_SKELETON.lines().map(|l| l[3..].to_owned()).collect();
+    let messages = vec![
+        Message::system(EXPAND_SYSTEM),
+        Message::user(expand_request(EXAMPLE_QUESTION, &example, 1)),
+        Message::assistant(EXAMPLE_EXPANSION),
+        Message::user(expand_request(question, points, index)),
+    ];
+    generate(model, messages, &params).await
+}
+
+fn expand_request(question: &str, points: &[String], index: usize) -> String {
     let skeleton: String = (1..).zip(points).map(|(i, p)| format!("{i}. {p}\n")).collect();
-    let user = format!(
+    format!(
         "Question: {question}\nSkeleton:\n{skeleton}\nWrite point {}, \"{}\", in one or two sentences.",
         index + 1,
         points[index]
-    );
-    let params = GenerationParams { max_tokens: Some(options.point_tokens), ..options.params.clone() };
-    generate(model, vec![Message::system(EXPAND_SYSTEM), Message::user(user)], &params).await
+    )
+}
+
+/// The first paragraph of an expansion: small models sometimes go on to repeat the skeleton.
+fn first_paragraph(text: &str) -> String {
+    text.trim().split("\n\n").next().unwrap_or_default().trim().to_owned()
 }
 
 /// The points of a numbered or bulleted list, without numbers, markup or repeats.
@@ -232,7 +257,7 @@ mod tests {
         Scripted::new(|r| {
             let user = &r.messages.last().unwrap().content;
             match user.split_once("Write point ") {
-                Some((_, rest)) => format!("Detail of {}", rest.split('"').nth(1).unwrap()),
+                Some((_, rest)) => format!("Detail of {}\n\n1. Heat again", rest.split('"').nth(1).unwrap()),
                 None => "1. Heat\n2. Steep\n3. Pour\n4. Drink".into(),
             }
         })
@@ -266,7 +291,7 @@ mod tests {
     #[test]
     fn a_skeleton_too_short_is_asked_again() {
         let model = Scripted::new(|r| {
-            if r.messages.len() > 2 { "1. One\n2. Two\n3. Three".into() } else { "Just one thing.".into() }
+            if r.messages.len() > 4 { "1. One\n2. Two\n3. Three".into() } else { "Just one thing.".into() }
         });
         let points = block_on(skeleton(&model, "Q?", &SotOptions::default())).unwrap();
         assert_eq!(points.len(), 3);
