@@ -1,18 +1,19 @@
 //! Chain of density: a sparse summary of a fixed length, then rounds that each name 1–3
 //! informative entities the summary misses and rewrite it at the same length to hold them too.
 //!
-//! Each round is one JSON reply, parsed robustly and checked: the summary's length within ±20%
-//! of the target, and at least one named entity new and present in it. A reply that fails is
-//! retried with the reason; a round that never passes is reported and the last good summary
-//! kept. Entity density is the entities named so far that the summary contains, per word.
+//! A round is two small requests, because a small model manages each alone far better than
+//! both in one reply: the missing entities as a JSON array (parsed robustly, and kept only if
+//! they are in the article and new), then the rewritten summary (kept only if its length is
+//! within ±20% of the target and it holds at least one of them). A reply that fails is retried
+//! with the reason; a round that never passes is reported and the last good summary kept.
+//! Entity density is the entities added so far that the summary holds, per word.
 
 use serde::Serialize;
-use serde_json::{json, Value};
-use temper_core::{GenerationParams, Message};
+use serde_json::Value;
+use temper_core::{ChatModel, GenerationParams, Message};
 
 use crate::json::extract_json;
 use crate::retry::{ask_until, ATTEMPTS};
-use crate::schema::validate;
 use crate::{PromptError, Result};
 
 /// How a chain of density runs.
@@ -53,17 +54,10 @@ pub struct CodReport {
     pub rounds: Vec<CodRound>,
 }
 
-const SYSTEM: &str = "You write summaries of articles. You reply with one JSON object with two fields: \
-\"missing_entities\", a list of 1 to 3 short entities (names, places, numbers, things), and \"summary\".";
-
-/// A round's reply, checked.
-struct Draft {
-    entities: Vec<String>,
-    summary: String,
-}
+const SYSTEM: &str = "You help write dense summaries of articles.";
 
 /// Runs the chain of density over `article`.
-pub async fn summarize(model: &dyn temper_core::ChatModel, article: &str, options: &CodOptions) -> Result<CodReport> {
+pub async fn summarize(model: &dyn ChatModel, article: &str, options: &CodOptions) -> Result<CodReport> {
     if options.rounds == 0 || options.words < 10 {
         return Err(PromptError::invalid("chain of density", "needs at least 1 round and 10 words"));
     }
@@ -71,27 +65,15 @@ pub async fn summarize(model: &dyn temper_core::ChatModel, article: &str, option
     let mut known: Vec<String> = Vec::new();
     let mut last_good: Option<String> = None;
     for _ in 0..options.rounds {
-        let request = round_prompt(article, last_good.as_deref(), options.words);
-        let messages = vec![Message::system(SYSTEM), Message::user(request)];
-        let params = GenerationParams {
-            max_tokens: Some(options.params.max_tokens.unwrap_or(options.words as u32 * 3)),
-            ..options.params.clone()
-        };
-        let check = |text: &str| check_round(text, &known, options.words);
-        let round = match ask_until(model, messages, &params, ATTEMPTS, "chain of density round", check).await {
-            Ok(checked) => {
-                let Draft { entities, summary } = checked.value;
-                for entity in &entities {
-                    if !known.iter().any(|k| k.eq_ignore_ascii_case(entity)) {
-                        known.push(entity.clone());
-                    }
-                }
+        let round = match round(model, article, last_good.as_deref(), &known, options).await {
+            Ok((entities, summary, requests)) => {
+                known.extend(entities.iter().cloned());
                 last_good = Some(summary.clone());
-                measured(entities, summary, &known, checked.requests, None)
+                measured(entities, summary, &known, requests, None)
             }
-            Err(PromptError::Unusable { attempts, reason, .. }) => {
+            Err(PromptError::Unusable { what, attempts, reason }) => {
                 let summary = last_good.clone().unwrap_or_default();
-                measured(Vec::new(), summary, &known, attempts, Some(reason))
+                measured(Vec::new(), summary, &known, attempts, Some(format!("{what}: {reason}")))
             }
             Err(other) => return Err(other),
         };
@@ -100,56 +82,127 @@ pub async fn summarize(model: &dyn temper_core::ChatModel, article: &str, option
     Ok(report)
 }
 
-fn round_prompt(article: &str, previous: Option<&str>, words: usize) -> String {
+/// One round: the entities to add, then the summary that holds them. Returns the entities the
+/// summary holds, the summary, and the requests made.
+async fn round(
+    model: &dyn ChatModel,
+    article: &str,
+    previous: Option<&str>,
+    known: &[String],
+    options: &CodOptions,
+) -> Result<(Vec<String>, String, usize)> {
     let article = article.trim();
+    let example_previous = previous.map(|_| EXAMPLE_SUMMARY);
+    // One worked exchange before each request: small models copy a shown format far better
+    // than a described one.
+    let ask = |example: String, reply: &str, request: String| {
+        vec![Message::system(SYSTEM), Message::user(example), Message::assistant(reply), Message::user(request)]
+    };
+    let messages = ask(
+        entities_request(EXAMPLE_ARTICLE, example_previous),
+        if previous.is_none() { EXAMPLE_FIRST_ENTITIES } else { EXAMPLE_MISSING_ENTITIES },
+        entities_request(article, previous),
+    );
+    let params = GenerationParams { max_tokens: Some(48), ..options.params.clone() };
+    let check = |text: &str| check_entities(text, article, previous.unwrap_or(""), known);
+    let entities = ask_until(model, messages, &params, ATTEMPTS, "missing entities", check).await?;
+
+    let words = options.words;
+    let (example_list, example_reply) = match previous {
+        None => ("the Eiffel Tower, Paris", EXAMPLE_SUMMARY),
+        Some(_) => ("Gustave Eiffel, 1889, 330 metres", EXAMPLE_DENSER),
+    };
+    let messages = ask(
+        summary_request(EXAMPLE_ARTICLE, example_previous, EXAMPLE_WORDS, example_list),
+        example_reply,
+        summary_request(article, previous, words, &entities.value.join(", ")),
+    );
+    let params = GenerationParams { max_tokens: Some(words as u32 * 3), ..options.params.clone() };
+    let check = |text: &str| check_summary(text, &entities.value, words);
+    let summary = ask_until(model, messages, &params, ATTEMPTS, "summary", check).await?;
+    let (held, text) = summary.value;
+    Ok((held, text, entities.requests + summary.requests))
+}
+
+fn entities_request(article: &str, previous: Option<&str>) -> String {
     match previous {
         None => format!(
-            "Article:\n{article}\n\nWrite a first summary of this article in about {words} words. Keep it general: \
-             name only 1 to 3 entities, and list them in \"missing_entities\".\n\
-             Reply with JSON: {{\"missing_entities\": [...], \"summary\": \"...\"}}"
+            "Article:\n{article}\n\nList 1 to 3 key names, places or numbers from the article as a JSON array."
         ),
         Some(summary) => format!(
-            "Article:\n{article}\n\nSummary:\n{summary}\n\nName 1 to 3 informative entities from the article that the summary \
-             misses. Then rewrite the summary in about {words} words: keep everything it says, add the missing entities, \
-             and make room by fusing and shortening phrases.\n\
-             Reply with JSON: {{\"missing_entities\": [...], \"summary\": \"...\"}}"
+            "Article:\n{article}\n\nSummary:\n{summary}\n\nList 1 to 3 names, places or numbers from the article that \
+             the summary does not mention, as a JSON array."
         ),
     }
 }
 
-/// Accepts a reply whose summary is within ±20% of `words` and holds at least one entity it
-/// names that is not in `known`; keeps only the named entities the summary holds.
-fn check_round(text: &str, known: &[String], words: usize) -> std::result::Result<Draft, String> {
-    let schema = json!({
-        "type": "object",
-        "properties": {
-            "missing_entities": {"type": "array", "items": {"type": "string"}},
-            "summary": {"type": "string", "minLength": 1}
-        },
-        "required": ["missing_entities", "summary"]
-    });
+fn summary_request(article: &str, previous: Option<&str>, words: usize, entities: &str) -> String {
+    let sentences = (words / 16).max(1);
+    match previous {
+        None => format!(
+            "Article:\n{article}\n\nWrite a general summary of the article in about {words} words ({sentences} sentences). \
+             Mention {entities}, but few other specifics. Reply with the summary only."
+        ),
+        Some(summary) => format!(
+            "Article:\n{article}\n\nSummary:\n{summary}\n\nRewrite the summary in about {words} words ({sentences} sentences): \
+             keep everything it says and add {entities}. Make room by fusing and shortening phrases. Reply with the summary only."
+        ),
+    }
+}
+
+const EXAMPLE_WORDS: usize = 32;
+const EXAMPLE_ARTICLE: &str = "The Eiffel Tower was built by Gustave Eiffel's company for the 1889 World's Fair in \
+Paris. It is 330 metres tall and was the tallest structure in the world until 1930. Many artists first called it ugly, \
+but it became the symbol of France and now has about six million visitors a year.";
+const EXAMPLE_FIRST_ENTITIES: &str = "[\"Eiffel Tower\", \"Paris\"]";
+const EXAMPLE_SUMMARY: &str = "This article is about the Eiffel Tower, a famous building in Paris. It tells how the tower \
+was built, how tall it is, what people first thought of it, and how many people come to visit it.";
+const EXAMPLE_MISSING_ENTITIES: &str = "[\"Gustave Eiffel\", \"1889\", \"330 metres\"]";
+const EXAMPLE_DENSER: &str = "The Eiffel Tower in Paris, built by Gustave Eiffel's company for the 1889 World's Fair, \
+is 330 metres tall. First called ugly by artists, it became the symbol of France and draws many visitors each year.";
+
+/// Accepts a JSON array (or an object holding one) of entities that are in the article, neither
+/// in the summary so far nor in `known`; keeps at most 3.
+fn check_entities(
+    text: &str,
+    article: &str,
+    summary: &str,
+    known: &[String],
+) -> std::result::Result<Vec<String>, String> {
     let value = extract_json(text)?;
-    validate(&value, &schema)?;
-    let summary = value["summary"].as_str().unwrap_or_default().trim().to_owned();
+    let list = match &value {
+        Value::Array(items) => items.clone(),
+        Value::Object(fields) => fields.values().find_map(|v| v.as_array().cloned()).unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let mut entities: Vec<String> = Vec::new();
+    for entity in list.iter().filter_map(Value::as_str).map(str::trim) {
+        let new = !known.iter().chain(&entities).any(|k| k.eq_ignore_ascii_case(entity));
+        let missing = contains(article, entity) && !contains(summary, entity);
+        if !entity.is_empty() && new && missing && entities.len() < 3 {
+            entities.push(entity.to_owned());
+        }
+    }
+    if entities.is_empty() {
+        return Err("none of those is both in the article and missing from the summary".into());
+    }
+    Ok(entities)
+}
+
+/// Accepts a summary within ±20% of `words` that holds at least one of `entities`; returns the
+/// entities it holds and the summary.
+fn check_summary(text: &str, entities: &[String], words: usize) -> std::result::Result<(Vec<String>, String), String> {
+    let summary = text.trim().trim_matches('"').trim().to_owned();
     let count = word_count(&summary);
     let (low, high) = (words * 4 / 5, words * 6 / 5);
     if !(low..=high).contains(&count) {
         return Err(format!("the summary has {count} words; it must have {low} to {high}"));
     }
-    let entities: Vec<String> = value["missing_entities"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(|e| e.trim().to_owned())
-        .filter(|e| !e.is_empty() && contains(&summary, e))
-        .filter(|e| !known.iter().any(|k| k.eq_ignore_ascii_case(e)))
-        .take(3)
-        .collect();
-    if entities.is_empty() {
-        return Err("no entity in missing_entities is both new and in the summary".into());
+    let held: Vec<String> = entities.iter().filter(|e| contains(&summary, e)).cloned().collect();
+    if held.is_empty() {
+        return Err(format!("the summary must mention {}", entities.join(", ")));
     }
-    Ok(Draft { entities, summary })
+    Ok((held, summary))
 }
 
 fn measured(
@@ -182,52 +235,74 @@ mod tests {
         tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(future)
     }
 
-    /// A reply naming `missing`, whose summary of `words` words holds `kept` and `missing`.
-    fn reply(missing: &[&str], kept: &[&str], words: usize) -> String {
-        let mut summary: Vec<&str> = kept.iter().chain(missing).copied().collect();
-        summary.resize(words.max(summary.len()), "filler");
-        json!({"missing_entities": missing, "summary": summary.join(" ")}).to_string()
-    }
-
+    const ARTICLE: &str = "Apollo 11 landed on the Moon in 1969 with Armstrong and Aldrin.";
     const ENTITIES: [&str; 4] = ["Apollo", "Moon", "1969", "Armstrong"];
+
+    /// Names the first entity the summary it is given misses; writes a summary of 20 words with
+    /// the entities of the summary it is given and of its instruction (the last paragraph).
+    fn model() -> Scripted {
+        Scripted::new(|r| {
+            let user = &r.messages[3].content;
+            let summary = user.split("Summary:\n").nth(1).unwrap_or("");
+            if user.contains("JSON array") {
+                let held = ENTITIES.iter().filter(|e| summary.contains(*e)).count();
+                return format!("[\"{}\"]", ENTITIES[held]);
+            }
+            let instruction = user.rsplit("\n\n").next().unwrap();
+            let mut words: Vec<&str> =
+                ENTITIES.into_iter().filter(|e| summary.contains(e) || instruction.contains(e)).collect();
+            words.resize(20, "filler");
+            words.join(" ")
+        })
+    }
 
     #[test]
     fn rounds_keep_their_length_add_entities_and_densify() {
-        // Each round keeps the entities of the summary it is given and adds the next one.
-        let model = Scripted::new(|r| {
-            let summary = r.messages[1].content.split("Summary:\n").nth(1).unwrap_or("");
-            let kept: Vec<&str> = ENTITIES.into_iter().filter(|e| summary.contains(e)).collect();
-            reply(&[ENTITIES[kept.len()]], &kept, 20)
-        });
         let options = CodOptions { rounds: 4, words: 20, ..CodOptions::default() };
-        let report = block_on(summarize(&model, "An article.", &options)).unwrap();
+        let report = block_on(summarize(&model(), ARTICLE, &options)).unwrap();
         let densities: Vec<f64> = report.rounds.iter().map(|r| r.entity_density).collect();
-        assert_eq!(densities, vec![1.0 / 20.0, 2.0 / 20.0, 3.0 / 20.0, 4.0 / 20.0]);
+        assert_eq!(densities, vec![1.0 / 20.0, 2.0 / 20.0, 3.0 / 20.0, 4.0 / 20.0], "{report:?}");
         assert_eq!(report.rounds[1].missing_entities, vec!["Moon"]);
-        assert!(report.rounds.iter().all(|r| r.words == 20 && r.error.is_none()));
+        assert!(report.rounds.iter().all(|r| r.words == 20 && r.error.is_none() && r.attempts == 2));
     }
 
     #[test]
-    fn a_round_that_never_parses_is_reported_and_the_last_good_summary_kept() {
-        // The first round is good; every later reply is cut-off prose.
+    fn a_round_that_never_passes_is_reported_and_the_last_good_summary_kept() {
+        // Good first round; later, entity lists in prose that cannot be parsed.
         let model = Scripted::new(|r| {
-            if r.messages[1].content.contains("Summary:\n") { "Sure, here is {\"summary\": ".into() } else { reply(&["Rome"], &[], 12) }
+            let user = &r.messages[3].content;
+            match (user.contains("Summary:"), user.contains("JSON array")) {
+                (false, true) => "[\"Rome\"]".into(),
+                (false, false) => format!("Rome {}", "word ".repeat(11)),
+                (true, _) => "The entities are Rome and Italy.".into(),
+            }
         });
         let options = CodOptions { rounds: 2, words: 12, ..CodOptions::default() };
-        let report = block_on(summarize(&model, "An article.", &options)).unwrap();
+        let report = block_on(summarize(&model, "Rome is in Italy.", &options)).unwrap();
         let failed = &report.rounds[1];
         assert_eq!(failed.summary, report.rounds[0].summary);
         assert_eq!(failed.attempts, ATTEMPTS);
-        assert!(failed.error.as_deref().unwrap().starts_with("the reply's JSON is invalid"), "{failed:?}");
-        assert_eq!(model.prompts().len(), 1 + ATTEMPTS);
+        let error = failed.error.as_deref().unwrap();
+        assert!(error.starts_with("missing entities: the reply holds no JSON object"), "{error}");
+        assert_eq!(model.prompts().len(), 2 + ATTEMPTS);
     }
 
     #[test]
-    fn replies_off_length_or_without_new_entities_are_refused() {
+    fn entities_must_be_new_and_in_the_article() {
         let known = vec!["Rome".to_owned()];
-        assert_eq!(check_round(&reply(&["Paris"], &[], 30), &known, 20).err().unwrap(), "the summary has 30 words; it must have 16 to 24");
-        assert!(check_round(&reply(&["rome"], &[], 20), &known, 20).err().unwrap().starts_with("no entity"));
-        let ok = check_round(&reply(&["Paris", "Rome"], &[], 20), &known, 20).unwrap();
-        assert_eq!(ok.entities, vec!["Paris"]);
+        let article = "Rome and Paris and Oslo";
+        let check = |reply: &str| check_entities(reply, article, "About Oslo.", &known);
+        assert_eq!(check("[\"Paris\", \"rome\", \"Mars\", \"paris\", \"oslo\"]").unwrap(), vec!["Paris"]);
+        assert_eq!(check_entities("{\"missing_entities\": [\"Oslo\"]}", article, "", &known).unwrap(), vec!["Oslo"]);
+        assert!(check("[\"Rome\", \"Oslo\"]").unwrap_err().starts_with("none of those"));
+    }
+
+    #[test]
+    fn summaries_off_length_or_without_the_entities_are_refused() {
+        let entities = vec!["Paris".to_owned(), "Oslo".to_owned()];
+        let text = |n: usize, lead: &str| format!("{lead} {}", "w ".repeat(n - 1));
+        assert_eq!(check_summary(&text(30, "Paris"), &entities, 20).unwrap_err(), "the summary has 30 words; it must have 16 to 24");
+        assert_eq!(check_summary(&text(20, "Rome"), &entities, 20).unwrap_err(), "the summary must mention Paris, Oslo");
+        assert_eq!(check_summary(&text(20, "Oslo"), &entities, 20).unwrap().0, vec!["Oslo"]);
     }
 }
