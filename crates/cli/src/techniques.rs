@@ -83,10 +83,17 @@ fn show_rounds(report: &CodReport) -> String {
             "Round {i}: {} words, entity density {:.3}, added: {}\n",
             round.words,
             round.entity_density,
-            if round.missing_entities.is_empty() { "-".to_owned() } else { round.missing_entities.join(", ") }
+            if round.missing_entities.is_empty() {
+                "-".to_owned()
+            } else {
+                round.missing_entities.join(", ")
+            }
         ));
         if let Some(error) = &round.error {
-            text.push_str(&format!("(failed after {} attempts, the last good summary is kept: {error})\n", round.attempts));
+            text.push_str(&format!(
+                "(failed after {} attempts, the last good summary is kept: {error})\n",
+                round.attempts
+            ));
         }
         text.push_str(&format!("{}\n\n", round.summary));
     }

@@ -329,7 +329,10 @@ fn prompt_render_prints_the_exact_messages_in_order() {
     let last = messages.as_array().unwrap().last().unwrap()["content"].as_str().unwrap().to_owned();
     assert!(last.starts_with("<document index=\"1\" source=\""), "{last}");
     assert!(last.ends_with("\">\nThe launch is on Friday.\n</document>\n\nReview: Works exactly as described and arrived early. Love it!"), "{last}");
-    assert!(messages[0]["content"].as_str().unwrap().contains("Answer only from the documents."), "{messages}");
+    assert!(
+        messages[0]["content"].as_str().unwrap().contains("Answer only from the documents."),
+        "{messages}"
+    );
 }
 
 #[test]

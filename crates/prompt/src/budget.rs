@@ -125,7 +125,8 @@ impl Fitting<'_> {
             while too_many - fitting > 1 {
                 let mid = (fitting + too_many) / 2;
                 let end = if mid == words.len() { document.text.len() } else { words[mid - 1] };
-                let trial = Document { source: document.source.clone(), text: document.text[..end].to_owned() };
+                let trial =
+                    Document { source: document.source.clone(), text: document.text[..end].to_owned() };
                 let mut with = kept.clone();
                 with.push(trial);
                 if self.budget(&with)?.fits() {
@@ -165,10 +166,12 @@ impl Fitting<'_> {
         }
         let count = |text: &str| self.counter.count_text(text).unwrap_or(text.len());
         let options = ChunkOptions { max_tokens: room, overlap: room / 10 };
-        let chunker = Chunker::new(options, &count).map_err(|e| PromptError::invalid("parts", e.to_string()))?;
+        let chunker =
+            Chunker::new(options, &count).map_err(|e| PromptError::invalid("parts", e.to_string()))?;
         let mut parts = Vec::new();
         for document in documents {
-            let section = Section { text: document.text.clone(), position: Position::Line(1), heading: Vec::new() };
+            let section =
+                Section { text: document.text.clone(), position: Position::Line(1), heading: Vec::new() };
             let chunks = chunker.chunk(&section);
             let total = chunks.len();
             parts.extend(chunks.into_iter().enumerate().map(|(i, chunk)| Document {
@@ -205,7 +208,10 @@ pub(crate) mod tests {
     }
 
     fn doc(source: &str, words: usize) -> Document {
-        Document { source: source.into(), text: (0..words).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ") }
+        Document {
+            source: source.into(),
+            text: (0..words).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" "),
+        }
     }
 
     #[test]
@@ -213,7 +219,8 @@ pub(crate) mod tests {
         let prompt = Prompt::task("Summarize.");
         let layout = Layout::default();
         // System rule (4 + 26 words) + user (4 + 1 task word + 6 tags/labels per document).
-        let fitting = Fitting { prompt: &prompt, layout: &layout, answer_tokens: 10, counter: &WordCounter(100) };
+        let fitting =
+            Fitting { prompt: &prompt, layout: &layout, answer_tokens: 10, counter: &WordCounter(100) };
         let docs = [doc("a", 20), doc("b", 40), doc("c", 5)];
         let full = fitting.budget(&docs).unwrap();
         assert!(!full.fits());
@@ -226,14 +233,22 @@ pub(crate) mod tests {
         assert_eq!(kept[0], docs[0]);
         assert_eq!(cuts[0].source, "b");
         assert_eq!(cuts[1], Cut { source: "c".into(), kept_words: 0, total_words: 5 });
-        assert_eq!(cuts[0].to_string(), format!("kept the first {} of 40 words of b, dropped the last {}", cuts[0].kept_words, 40 - cuts[0].kept_words));
+        assert_eq!(
+            cuts[0].to_string(),
+            format!(
+                "kept the first {} of 40 words of b, dropped the last {}",
+                cuts[0].kept_words,
+                40 - cuts[0].kept_words
+            )
+        );
     }
 
     #[test]
     fn parts_each_fit_alone() {
         let prompt = Prompt::task("Summarize.");
         let layout = Layout::default();
-        let fitting = Fitting { prompt: &prompt, layout: &layout, answer_tokens: 10, counter: &WordCounter(120) };
+        let fitting =
+            Fitting { prompt: &prompt, layout: &layout, answer_tokens: 10, counter: &WordCounter(120) };
         let docs = [doc("long.txt", 300)];
         let parts = fitting.parts(&docs).unwrap();
         assert!(parts.len() >= 4, "{}", parts.len());
@@ -248,7 +263,8 @@ pub(crate) mod tests {
     fn a_prompt_too_long_without_documents_is_an_overflow() {
         let prompt = Prompt::task("many words ".repeat(50));
         let layout = Layout::default();
-        let fitting = Fitting { prompt: &prompt, layout: &layout, answer_tokens: 10, counter: &WordCounter(60) };
+        let fitting =
+            Fitting { prompt: &prompt, layout: &layout, answer_tokens: 10, counter: &WordCounter(60) };
         let err = fitting.truncate(&[doc("a", 3)]).unwrap_err().to_string();
         assert!(err.contains("the context window is 60 tokens: 54 tokens too many"), "{err}");
     }

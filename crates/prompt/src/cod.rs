@@ -96,7 +96,12 @@ async fn round(
     // One worked exchange before each request: small models copy a shown format far better
     // than a described one.
     let ask = |example: String, reply: &str, request: String| {
-        vec![Message::system(SYSTEM), Message::user(example), Message::assistant(reply), Message::user(request)]
+        vec![
+            Message::system(SYSTEM),
+            Message::user(example),
+            Message::assistant(reply),
+            Message::user(request),
+        ]
     };
     let messages = ask(
         entities_request(EXAMPLE_ARTICLE, example_previous),
@@ -155,7 +160,8 @@ const EXAMPLE_ARTICLE: &str = "The Eiffel Tower was built by Gustave Eiffel's co
 Paris. It is 330 metres tall and was the tallest structure in the world until 1930. Many artists first called it ugly, \
 but it became the symbol of France and now has about six million visitors a year.";
 const EXAMPLE_FIRST_ENTITIES: &str = "[\"Eiffel Tower\", \"Paris\"]";
-const EXAMPLE_SUMMARY: &str = "This article is about the Eiffel Tower, a famous building in Paris. It tells how the tower \
+const EXAMPLE_SUMMARY: &str =
+    "This article is about the Eiffel Tower, a famous building in Paris. It tells how the tower \
 was built, how tall it is, what people first thought of it, and how many people come to visit it.";
 const EXAMPLE_MISSING_ENTITIES: &str = "[\"Gustave Eiffel\", \"1889\", \"330 metres\"]";
 const EXAMPLE_DENSER: &str = "The Eiffel Tower in Paris, built by Gustave Eiffel's company for the 1889 World's Fair, \
@@ -191,7 +197,11 @@ fn check_entities(
 
 /// Accepts a summary within ±20% of `words` that holds at least one of `entities`; returns the
 /// entities it holds and the summary.
-fn check_summary(text: &str, entities: &[String], words: usize) -> std::result::Result<(Vec<String>, String), String> {
+fn check_summary(
+    text: &str,
+    entities: &[String],
+    words: usize,
+) -> std::result::Result<(Vec<String>, String), String> {
     let summary = text.trim().trim_matches('"').trim().to_owned();
     let count = word_count(&summary);
     let (low, high) = (words * 4 / 5, words * 6 / 5);
@@ -293,7 +303,10 @@ mod tests {
         let article = "Rome and Paris and Oslo";
         let check = |reply: &str| check_entities(reply, article, "About Oslo.", &known);
         assert_eq!(check("[\"Paris\", \"rome\", \"Mars\", \"paris\", \"oslo\"]").unwrap(), vec!["Paris"]);
-        assert_eq!(check_entities("{\"missing_entities\": [\"Oslo\"]}", article, "", &known).unwrap(), vec!["Oslo"]);
+        assert_eq!(
+            check_entities("{\"missing_entities\": [\"Oslo\"]}", article, "", &known).unwrap(),
+            vec!["Oslo"]
+        );
         assert!(check("[\"Rome\", \"Oslo\"]").unwrap_err().starts_with("none of those"));
     }
 
@@ -301,8 +314,14 @@ mod tests {
     fn summaries_off_length_or_without_the_entities_are_refused() {
         let entities = vec!["Paris".to_owned(), "Oslo".to_owned()];
         let text = |n: usize, lead: &str| format!("{lead} {}", "w ".repeat(n - 1));
-        assert_eq!(check_summary(&text(30, "Paris"), &entities, 20).unwrap_err(), "the summary has 30 words; it must have 16 to 24");
-        assert_eq!(check_summary(&text(20, "Rome"), &entities, 20).unwrap_err(), "the summary must mention Paris, Oslo");
+        assert_eq!(
+            check_summary(&text(30, "Paris"), &entities, 20).unwrap_err(),
+            "the summary has 30 words; it must have 16 to 24"
+        );
+        assert_eq!(
+            check_summary(&text(20, "Rome"), &entities, 20).unwrap_err(),
+            "the summary must mention Paris, Oslo"
+        );
         assert_eq!(check_summary(&text(20, "Oslo"), &entities, 20).unwrap().0, vec!["Oslo"]);
     }
 }

@@ -78,7 +78,14 @@ mod tests {
     #[test]
     fn splits_at_the_last_answer_marker() {
         let r = Reasoned::parse("3 apples plus 2.\nSo 5 in all.\nAnswer: 5 apples");
-        assert_eq!(r, Reasoned { reasoning: "3 apples plus 2.\nSo 5 in all.".into(), answer: "5 apples".into(), marked: true });
+        assert_eq!(
+            r,
+            Reasoned {
+                reasoning: "3 apples plus 2.\nSo 5 in all.".into(),
+                answer: "5 apples".into(),
+                marked: true
+            }
+        );
         let r = Reasoned::parse("Step. **Answer:** 7");
         assert_eq!((r.reasoning.as_str(), r.answer.as_str(), r.marked), ("Step.", "7", true));
         assert_eq!(Reasoned::parse("answer: yes").answer, "yes");
@@ -93,7 +100,8 @@ mod tests {
 
     #[test]
     fn the_majority_wins_ignoring_case_and_final_punctuation() {
-        let paths = ["a\nAnswer: Paris.", "b\nAnswer: Lyon", "c\nAnswer: paris", "d"].map(Reasoned::parse).to_vec();
+        let paths =
+            ["a\nAnswer: Paris.", "b\nAnswer: Lyon", "c\nAnswer: paris", "d"].map(Reasoned::parse).to_vec();
         let vote = Vote::majority(paths).unwrap();
         assert_eq!((vote.answer.as_str(), vote.votes, vote.paths.len()), ("Paris.", 2, 4));
         let tie = Vote::majority(["Answer: x", "Answer: y"].map(Reasoned::parse).to_vec()).unwrap();

@@ -217,7 +217,8 @@ expected = "Hi Bob"
         assert!(err.starts_with("p.toml:2:1: ") && err.contains("templte"), "{err}");
         let err = parse("template = \"x\"\n[params]\ntop_p = 3.0\n").unwrap_err().to_string();
         assert!(err.starts_with("p.toml:2:1: ") && err.contains("top_p"), "{err}");
-        let err = parse("template = \"x\"\n[output]\nschema = '{\"type\": \"thing\"}'\n").unwrap_err().to_string();
+        let err =
+            parse("template = \"x\"\n[output]\nschema = '{\"type\": \"thing\"}'\n").unwrap_err().to_string();
         assert!(err.starts_with("p.toml:3:10: ") && err.contains("thing"), "{err}");
     }
 

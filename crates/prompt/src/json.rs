@@ -10,7 +10,8 @@ pub fn extract_json(reply: &str) -> Result<Value, String> {
     let mut last_error = "the reply holds no JSON object".to_owned();
     for (start, _) in reply.match_indices(['{', '[']) {
         let candidate = balanced(&reply[start..]);
-        match serde_json::from_str(&candidate).or_else(|_| serde_json::from_str(&drop_trailing_commas(&candidate)))
+        match serde_json::from_str(&candidate)
+            .or_else(|_| serde_json::from_str(&drop_trailing_commas(&candidate)))
         {
             Ok(value) => return Ok(value),
             Err(e) => last_error = format!("the reply's JSON is invalid: {e}"),

@@ -10,9 +10,9 @@ pub mod render;
 pub mod retry;
 pub mod run;
 pub mod schema;
-pub mod sot;
 #[cfg(test)]
 mod scripted;
+pub mod sot;
 mod template;
 
 pub use budget::{Budget, Cut, PromptCounter};

@@ -55,7 +55,10 @@ impl Document {
     /// cannot end the document early.
     fn delimited(&self, index: usize) -> String {
         let text = self.text.trim().replace("</document>", "&lt;/document&gt;");
-        format!("<document index=\"{index}\" source=\"{}\">\n{text}\n</document>", self.source.replace('"', "'"))
+        format!(
+            "<document index=\"{index}\" source=\"{}\">\n{text}\n</document>",
+            self.source.replace('"', "'")
+        )
     }
 }
 

@@ -10,8 +10,8 @@ use temper_core::{ChatModel, ChatRequest, ChatResponse, GenerationParams, Messag
 use crate::budget::{Budget, Cut, Fitting, PromptCounter, DEFAULT_ANSWER_TOKENS};
 use crate::cot::{Reasoned, Vote};
 use crate::json::extract_json;
-use crate::retry::{add_usage, ask_until, ATTEMPTS, SAMPLING_TEMPERATURE};
 use crate::render::{Document, Layout, Prompt};
+use crate::retry::{add_usage, ask_until, ATTEMPTS, SAMPLING_TEMPERATURE};
 use crate::schema::validate;
 use crate::{PromptError, Result};
 
@@ -91,7 +91,11 @@ pub fn request(messages: Vec<Message>, params: &GenerationParams) -> ChatRequest
 }
 
 /// Sends one request.
-pub async fn generate(model: &dyn ChatModel, messages: Vec<Message>, params: &GenerationParams) -> Result<ChatResponse> {
+pub async fn generate(
+    model: &dyn ChatModel,
+    messages: Vec<Message>,
+    params: &GenerationParams,
+) -> Result<ChatResponse> {
     Ok(model.chat(request(messages, params)).await?)
 }
 
@@ -109,11 +113,21 @@ pub async fn run(
         if options.strategy != DocStrategy::Error && !documents.is_empty() {
             return Err(PromptError::invalid(
                 "document strategy",
-                format!("cannot count the tokens of {}: the {:?} strategy needs a local model", model.name(), options.strategy),
+                format!(
+                    "cannot count the tokens of {}: the {:?} strategy needs a local model",
+                    model.name(),
+                    options.strategy
+                ),
             ));
         }
         let answer = answer(model, messages.clone(), prompt.output_schema.as_ref(), options).await?;
-        return Ok(RunReport { messages, budget: None, cuts: Vec::new(), partial_answers: Vec::new(), answer });
+        return Ok(RunReport {
+            messages,
+            budget: None,
+            cuts: Vec::new(),
+            partial_answers: Vec::new(),
+            answer,
+        });
     };
     let answer_tokens = options.params.max_tokens.map_or(DEFAULT_ANSWER_TOKENS, |m| m as usize);
     let fitting = Fitting { prompt, layout: &options.layout, answer_tokens, counter };
@@ -169,7 +183,10 @@ async fn map_reduce(
         let partials: Vec<Document> = parts
             .iter()
             .zip(answers)
-            .map(|(part, answer)| Document { source: format!("answer from {}", part.source), text: answer.text })
+            .map(|(part, answer)| Document {
+                source: format!("answer from {}", part.source),
+                text: answer.text,
+            })
             .collect();
         let messages = reduce.messages(&partials, &options.layout)?;
         if Budget::of(&messages, fitting.answer_tokens, fitting.counter)?.fits() {
@@ -223,13 +240,20 @@ pub async fn answer_with_schema(
 }
 
 /// Samples the paths together (the local engine batches them) and takes the majority answer.
-async fn self_consistency(model: &dyn ChatModel, messages: Vec<Message>, options: &RunOptions) -> Result<Answer> {
+async fn self_consistency(
+    model: &dyn ChatModel,
+    messages: Vec<Message>,
+    options: &RunOptions,
+) -> Result<Answer> {
     let base = GenerationParams {
         temperature: Some(options.params.temperature.unwrap_or(SAMPLING_TEMPERATURE)),
         ..options.params.clone()
     };
     if base.temperature == Some(0.0) {
-        return Err(PromptError::invalid("self-consistency", "needs sampling; a temperature of 0 gives one path"));
+        return Err(PromptError::invalid(
+            "self-consistency",
+            "needs sampling; a temperature of 0 gives one path",
+        ));
     }
     let responses = try_join_all((0..options.self_consistency as u64).map(|i| {
         // Distinct seeds: repeatable when the caller gave one, different paths either way.
@@ -296,7 +320,11 @@ mod tests {
         // Answers in prose first, and with JSON once told why the reply was refused.
         let model = Scripted::new(|r| {
             let last = &r.messages.last().unwrap().content;
-            if last.contains("cannot be used") { "Here: {\"name\": \"Ann\",}".into() } else { "Her name is Ann.".into() }
+            if last.contains("cannot be used") {
+                "Here: {\"name\": \"Ann\",}".into()
+            } else {
+                "Her name is Ann.".into()
+            }
         });
         let mut prompt = Prompt::task("Who?");
         prompt.output_schema = Some(schema());
@@ -323,11 +351,18 @@ mod tests {
     }
 
     fn words_doc(words: usize) -> Document {
-        Document { source: "long.txt".into(), text: (0..words).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" ") }
+        Document {
+            source: "long.txt".into(),
+            text: (0..words).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" "),
+        }
     }
 
     fn options(strategy: DocStrategy) -> RunOptions {
-        RunOptions { strategy, params: GenerationParams { max_tokens: Some(10), ..Default::default() }, ..Default::default() }
+        RunOptions {
+            strategy,
+            params: GenerationParams { max_tokens: Some(10), ..Default::default() },
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -342,15 +377,17 @@ mod tests {
         assert!(model.prompts().is_empty(), "nothing is sent when the budget is exceeded");
 
         let report =
-            block_on(run(&model, Some(&counter), &prompt, &[long_doc()], &options(DocStrategy::Truncate))).unwrap();
+            block_on(run(&model, Some(&counter), &prompt, &[long_doc()], &options(DocStrategy::Truncate)))
+                .unwrap();
         let budget = report.budget.unwrap();
         assert!(budget.fits() && budget.prompt_tokens + 10 > 115, "{budget:?}");
         assert_eq!(report.cuts[0].total_words, 200);
         assert!(report.messages.last().unwrap().content.contains("w0 w1 "));
 
-        let err = block_on(run(&model, Some(&counter), &prompt, &[long_doc()], &options(DocStrategy::Retrieval)))
-            .unwrap_err()
-            .to_string();
+        let err =
+            block_on(run(&model, Some(&counter), &prompt, &[long_doc()], &options(DocStrategy::Retrieval)))
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("`temper rag ask`"), "{err}");
     }
 
@@ -359,14 +396,24 @@ mod tests {
         // Each map reply names the first word of its part; the combining reply lists the sources.
         let model = Scripted::new(|r| {
             let user = &r.messages.last().unwrap().content;
-            let first_word = user.split("\">\n").nth(1).and_then(|t| t.split_whitespace().next()).unwrap_or("");
-            if user.contains("answer from") { format!("combined {}", user.matches("<document ").count()) } else { format!("saw {first_word}") }
+            let first_word =
+                user.split("\">\n").nth(1).and_then(|t| t.split_whitespace().next()).unwrap_or("");
+            if user.contains("answer from") {
+                format!("combined {}", user.matches("<document ").count())
+            } else {
+                format!("saw {first_word}")
+            }
         })
         .with_delay(Duration::from_millis(20));
         let prompt = Prompt::task("Summarize.");
-        let report =
-            block_on(run(&model, Some(&WordCounter(200)), &prompt, &[words_doc(400)], &options(DocStrategy::MapReduce)))
-                .unwrap();
+        let report = block_on(run(
+            &model,
+            Some(&WordCounter(200)),
+            &prompt,
+            &[words_doc(400)],
+            &options(DocStrategy::MapReduce),
+        ))
+        .unwrap();
         let parts = report.partial_answers.len();
         assert!(parts >= 3, "{parts}");
         assert_eq!(report.partial_answers[0].text, "saw w0");

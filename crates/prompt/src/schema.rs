@@ -96,7 +96,11 @@ fn validate_at(value: &Value, schema: &Value, path: &str) -> Result<(), String> 
     }
 }
 
-fn validate_object(fields: &Map<String, Value>, schema: &Map<String, Value>, path: &str) -> Result<(), String> {
+fn validate_object(
+    fields: &Map<String, Value>,
+    schema: &Map<String, Value>,
+    path: &str,
+) -> Result<(), String> {
     let properties = schema.get("properties").and_then(Value::as_object);
     if let Some(Value::Array(required)) = schema.get("required") {
         for name in required.iter().filter_map(Value::as_str) {
@@ -183,7 +187,10 @@ mod tests {
         assert_eq!(err(json!({"name": "A", "age": 1.5})), "$.age: expected integer, found a number");
         assert!(err(json!({"name": "A", "tags": ["c"]})).starts_with("$.tags[0]: \"c\" is not one of"));
         assert_eq!(err(json!({"name": "A", "x": 1})), "$: the field `x` is not allowed");
-        assert_eq!(err(json!({"name": "A", "tags": ["a", "a", "b"]})), "$.tags: 3 items, outside the allowed range");
+        assert_eq!(
+            err(json!({"name": "A", "tags": ["a", "a", "b"]})),
+            "$.tags: 3 items, outside the allowed range"
+        );
         assert_eq!(err(json!([])), "$: expected object, found an array");
     }
 

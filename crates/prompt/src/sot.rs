@@ -83,7 +83,8 @@ const SKELETON_SYSTEM: &str = "You plan answers. Give only the skeleton of the a
 of short points, each of three to five words. Do not explain the points.";
 
 const EXAMPLE_QUESTION: &str = "How do I make a good cup of tea?";
-const EXAMPLE_SKELETON: &str = "1. Boil fresh water\n2. Warm the pot\n3. Add the tea\n4. Steep three minutes\n5. Pour and serve";
+const EXAMPLE_SKELETON: &str =
+    "1. Boil fresh water\n2. Warm the pot\n3. Add the tea\n4. Steep three minutes\n5. Pour and serve";
 
 const EXAMPLE_EXPANSION: &str =
     "Pour a little hot water into the pot and swirl it, so that the tea brews at an even heat.";
@@ -151,7 +152,10 @@ pub async fn skeleton(model: &dyn ChatModel, question: &str, options: &SotOption
     let check = |text: &str| {
         let mut points = parse_points(text);
         if points.len() < min {
-            return Err(format!("it has {} points; give {min} to {max} numbered points, one per line", points.len()));
+            return Err(format!(
+                "it has {} points; give {min} to {max} numbered points, one per line",
+                points.len()
+            ));
         }
         points.truncate(max);
         Ok(points)
@@ -225,7 +229,8 @@ pub fn parse_points(text: &str) -> Vec<String> {
 
 /// The answer: each point with its expansion, in the skeleton's order.
 pub fn assemble(points: &[String], expansions: &[String]) -> String {
-    let lines: Vec<String> = (1..).zip(points.iter().zip(expansions)).map(|(i, (p, e))| format!("{i}. {p}: {e}")).collect();
+    let lines: Vec<String> =
+        (1..).zip(points.iter().zip(expansions)).map(|(i, (p, e))| format!("{i}. {p}: {e}")).collect();
     lines.join("\n")
 }
 
@@ -285,13 +290,21 @@ mod tests {
         assert_eq!(t.sequential_tokens, Some(t.expand_tokens));
         assert!(t.normal_ms.is_some() && sot.normal_answer.is_some());
         let requests = model.requests.lock().unwrap();
-        assert_eq!(requests.last().unwrap().params.max_tokens, Some(4 * 64), "the normal answer gets the same budget");
+        assert_eq!(
+            requests.last().unwrap().params.max_tokens,
+            Some(4 * 64),
+            "the normal answer gets the same budget"
+        );
     }
 
     #[test]
     fn a_skeleton_too_short_is_asked_again() {
         let model = Scripted::new(|r| {
-            if r.messages.len() > 4 { "1. One\n2. Two\n3. Three".into() } else { "Just one thing.".into() }
+            if r.messages.len() > 4 {
+                "1. One\n2. Two\n3. Three".into()
+            } else {
+                "Just one thing.".into()
+            }
         });
         let points = block_on(skeleton(&model, "Q?", &SotOptions::default())).unwrap();
         assert_eq!(points.len(), 3);

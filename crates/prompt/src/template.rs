@@ -34,8 +34,13 @@ impl Template {
         span: Range<usize>,
     ) -> Result<Template> {
         let (line, column) = line_column(text, content_start(text, span));
-        let template =
-            Template { field: field.to_owned(), source: source.to_owned(), path: path.to_owned(), line, column };
+        let template = Template {
+            field: field.to_owned(),
+            source: source.to_owned(),
+            path: path.to_owned(),
+            line,
+            column,
+        };
         template.environment().template_from_str(source).map_err(|e| template.error(&e))?;
         Ok(template)
     }
@@ -99,7 +104,8 @@ mod tests {
 
     fn render(text: &str, vars: &[(&str, &str)]) -> crate::Result<String> {
         let file = PromptFile::parse(Path::new("p.toml"), text)?;
-        let vars = vars.iter().map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string()))).collect();
+        let vars =
+            vars.iter().map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string()))).collect();
         file.template.render(&file.variables(&vars))
     }
 

@@ -16,12 +16,18 @@ use temper_prompt::{run, DocStrategy, Document, Layout, Prompt, PromptCounter, P
 
 fn load(context_window: usize, sequences: usize) -> Option<LocalModel> {
     let path = common::smollm2()?;
-    let options = LoadOptions { threads: Some(2), context_window: Some(context_window), sequences: Some(sequences) };
+    let options =
+        LoadOptions { threads: Some(2), context_window: Some(context_window), sequences: Some(sequences) };
     Some(LocalModel::load(&path, "smollm2-135m-instruct", options).expect("the default model loads"))
 }
 
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap().block_on(future)
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
 }
 
 fn repo(relative: &str) -> PathBuf {
@@ -84,7 +90,8 @@ fn documents_over_the_window_are_refused_or_truncated_to_the_last_word_that_fits
     let expected = format!("the prompt is {full} tokens and 32 more are kept for the answer, but the context window is 512 tokens: {} tokens too many", full + 32 - 512);
     assert!(err.to_string().starts_with(&expected), "{err}");
 
-    let report = block_on(run(&model, Some(counter), &prompt, &docs, &options(DocStrategy::Truncate))).unwrap();
+    let report =
+        block_on(run(&model, Some(counter), &prompt, &docs, &options(DocStrategy::Truncate))).unwrap();
     let budget = report.budget.unwrap();
     assert!(budget.fits() && budget.prompt_tokens + 32 > 512 - 8, "{budget:?}");
     assert_eq!(report.cuts.len(), 2, "{:?}", report.cuts);
@@ -95,9 +102,16 @@ fn documents_over_the_window_are_refused_or_truncated_to_the_last_word_that_fits
 /// Six points expanded by the local engine together and one after another, greedy, after a
 /// warm-up that allocates every sequence's cache. Returns (together ms, one after another ms).
 fn expansion_times(model: &LocalModel, rounds: usize) -> Vec<(f64, f64)> {
-    let points: Vec<String> = ["Keep a regular schedule", "Avoid late caffeine", "Dim the lights", "Keep the room cool", "Put screens away", "Exercise by day"]
-        .map(String::from)
-        .to_vec();
+    let points: Vec<String> = [
+        "Keep a regular schedule",
+        "Avoid late caffeine",
+        "Dim the lights",
+        "Keep the room cool",
+        "Put screens away",
+        "Exercise by day",
+    ]
+    .map(String::from)
+    .to_vec();
     let options = SotOptions {
         point_tokens: 48,
         params: GenerationParams { temperature: Some(0.0), ..Default::default() },
@@ -130,10 +144,16 @@ fn skeleton_of_thought_expands_points_together_on_the_local_engine() {
     let times = expansion_times(&model, 1);
     eprintln!("6 points, together vs one after another (ms): {times:?}");
     let question = "How can I sleep better?";
-    let options = SotOptions { params: GenerationParams { temperature: Some(0.0), ..Default::default() }, ..SotOptions::default() };
+    let options = SotOptions {
+        params: GenerationParams { temperature: Some(0.0), ..Default::default() },
+        ..SotOptions::default()
+    };
     let answer = block_on(sot::answer(&model, question, &options)).unwrap();
     assert!((3..=10).contains(&answer.points.len()), "{:?}", answer.points);
-    assert_eq!(answer.answer.lines().filter(|l| l.starts_with(|c: char| c.is_ascii_digit())).count(), answer.points.len());
+    assert_eq!(
+        answer.answer.lines().filter(|l| l.starts_with(|c: char| c.is_ascii_digit())).count(),
+        answer.points.len()
+    );
     assert!(answer.timings.normal_ms.is_some());
 }
 
@@ -152,7 +172,11 @@ fn batched_expansion_is_at_least_one_and_a_half_times_faster() {
 #[test]
 fn chain_of_density_rounds_keep_their_length_or_say_why_not() {
     let Some(model) = load(2048, 1) else { return };
-    let options = CodOptions { rounds: 2, words: 80, params: GenerationParams { temperature: Some(0.0), ..Default::default() } };
+    let options = CodOptions {
+        rounds: 2,
+        words: 80,
+        params: GenerationParams { temperature: Some(0.0), ..Default::default() },
+    };
     let report = block_on(cod::summarize(&model, &article("channel-tunnel"), &options)).unwrap();
     assert_eq!(report.rounds.len(), 2);
     let mut last_good: Option<&str> = None;

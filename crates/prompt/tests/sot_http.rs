@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use temper_providers::{HttpModel, ProviderConfig, Vendor};
 use temper_prompt::sot::{self, SotOptions};
+use temper_providers::{HttpModel, ProviderConfig, Vendor};
 use temper_testserver::{sse, Reply, Server};
 
 const ROLE: &str = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#;
@@ -14,7 +14,9 @@ const FINISH: &str = r#"{"id":"c","object":"chat.completion.chunk","created":1,"
 
 fn delta(text: &str) -> String {
     let content = serde_json::to_string(text).unwrap();
-    format!(r#"{{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{{"index":0,"delta":{{"content":{content}}},"finish_reason":null}}]}}"#)
+    format!(
+        r#"{{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{{"index":0,"delta":{{"content":{content}}},"finish_reason":null}}]}}"#
+    )
 }
 
 /// A streamed answer of `texts`, one SSE event each.
@@ -40,7 +42,11 @@ async fn points_are_expanded_with_concurrent_requests() {
     let sot = sot::answer(&model, "How do I host a dinner?", &options).await.unwrap();
 
     assert_eq!(sot.points, vec!["Plan", "Shop", "Cook", "Serve", "Clean"]);
-    assert!(sot.answer.starts_with("1. Plan: word word") && sot.answer.contains("\n5. Clean: word"), "{}", sot.answer);
+    assert!(
+        sot.answer.starts_with("1. Plan: word word") && sot.answer.contains("\n5. Clean: word"),
+        "{}",
+        sot.answer
+    );
     let t = &sot.timings;
     eprintln!("loopback HTTP: {t:?}");
     let one = Duration::from_millis(40 * 5).as_secs_f64() * 1e3;
