@@ -113,15 +113,17 @@ async fn round(
     let entities = ask_until(model, messages, &params, ATTEMPTS, "missing entities", check).await?;
 
     let words = options.words;
-    let (example_list, example_reply) = match previous {
-        None => ("the Eiffel Tower, Paris", EXAMPLE_SUMMARY),
-        Some(_) => ("Gustave Eiffel, 1889, 330 metres", EXAMPLE_DENSER),
+    let request = summary_request(article, previous, words, &entities.value.join(", "));
+    // The first summary follows a worked example; a rewrite does not, because the model copies
+    // the example's length rather than the one asked for.
+    let messages = match previous {
+        None => ask(
+            summary_request(EXAMPLE_ARTICLE, None, EXAMPLE_WORDS, "the Eiffel Tower, Paris"),
+            EXAMPLE_SUMMARY,
+            request,
+        ),
+        Some(_) => vec![Message::system(SYSTEM), Message::user(request)],
     };
-    let messages = ask(
-        summary_request(EXAMPLE_ARTICLE, example_previous, EXAMPLE_WORDS, example_list),
-        example_reply,
-        summary_request(article, previous, words, &entities.value.join(", ")),
-    );
     let params = GenerationParams { max_tokens: Some(words as u32 * 3), ..options.params.clone() };
     let check = |text: &str| check_summary(text, &entities.value, words);
     let summary = ask_until(model, messages, &params, ATTEMPTS, "summary", check).await?;
@@ -149,8 +151,9 @@ fn summary_request(article: &str, previous: Option<&str>, words: usize, entities
              Mention {entities}, but few other specifics. Reply with the summary only."
         ),
         Some(summary) => format!(
-            "Article:\n{article}\n\nSummary:\n{summary}\n\nRewrite the summary in about {words} words ({sentences} sentences): \
-             keep everything it says and add {entities}. Make room by fusing and shortening phrases. Reply with the summary only."
+            "Article:\n{article}\n\nSummary:\n{summary}\n\nRewrite the summary and add {entities}. Keep everything it says, \
+             and keep it as long as it is: about {words} words ({sentences} sentences). Make room by fusing and shortening \
+             phrases, not by dropping facts. Reply with the summary only."
         ),
     }
 }
@@ -164,9 +167,6 @@ const EXAMPLE_SUMMARY: &str =
     "This article is about the Eiffel Tower, a famous building in Paris. It tells how the tower \
 was built, how tall it is, what people first thought of it, and how many people come to visit it.";
 const EXAMPLE_MISSING_ENTITIES: &str = "[\"Gustave Eiffel\", \"1889\", \"330 metres\"]";
-const EXAMPLE_DENSER: &str = "The Eiffel Tower in Paris, built by Gustave Eiffel's company for the 1889 World's Fair, \
-is 330 metres tall. First called ugly by artists, it became the symbol of France and draws many visitors each year.";
-
 /// Accepts a JSON array (or an object holding one) of entities that are in the article, neither
 /// in the summary so far nor in `known`; keeps at most 3.
 fn check_entities(
@@ -245,6 +245,13 @@ mod tests {
         tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(future)
     }
 
+    /// The round's request in a conversation: its last message about an article (retries
+    /// append the model's reply and the reason after it).
+    fn request_of(r: &temper_core::ChatRequest) -> &str {
+        let requests = r.messages.iter().filter(|m| m.content.starts_with("Article:"));
+        requests.last().map(|m| m.content.as_str()).unwrap_or("")
+    }
+
     const ARTICLE: &str = "Apollo 11 landed on the Moon in 1969 with Armstrong and Aldrin.";
     const ENTITIES: [&str; 4] = ["Apollo", "Moon", "1969", "Armstrong"];
 
@@ -252,7 +259,7 @@ mod tests {
     /// the entities of the summary it is given and of its instruction (the last paragraph).
     fn model() -> Scripted {
         Scripted::new(|r| {
-            let user = &r.messages[3].content;
+            let user = request_of(r);
             let summary = user.split("Summary:\n").nth(1).unwrap_or("");
             if user.contains("JSON array") {
                 let held = ENTITIES.iter().filter(|e| summary.contains(*e)).count();
@@ -280,7 +287,7 @@ mod tests {
     fn a_round_that_never_passes_is_reported_and_the_last_good_summary_kept() {
         // Good first round; later, entity lists in prose that cannot be parsed.
         let model = Scripted::new(|r| {
-            let user = &r.messages[3].content;
+            let user = request_of(r);
             match (user.contains("Summary:"), user.contains("JSON array")) {
                 (false, true) => "[\"Rome\"]".into(),
                 (false, false) => format!("Rome {}", "word ".repeat(11)),
