@@ -122,11 +122,16 @@ pub fn run(command: PromptCommand) -> anyhow::Result<()> {
             let loaded = prompt.load(self_consistency.is_some())?;
             let mut gen = gen;
             gen.model = model_for(&gen.model, &loaded.file);
+            let mut params = loaded.file.params.overlay(&gen.params()?);
+            if self_consistency.is_some() && gen.temperature.is_none() {
+                // The file's temperature is for one answer; paths need sampling (the library's default).
+                params.temperature = None;
+            }
             let options = RunOptions {
                 layout: loaded.layout.clone(),
                 strategy: doc_strategy.into(),
                 self_consistency: self_consistency.unwrap_or(0),
-                params: loaded.file.params.overlay(&gen.params()?),
+                params,
             };
             let model = gen.model.load()?;
             let counter = model.local.as_deref().map(|local| local as &dyn PromptCounter);

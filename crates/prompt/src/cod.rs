@@ -239,11 +239,7 @@ fn contains(summary: &str, entity: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scripted::Scripted;
-
-    fn block_on<F: std::future::Future>(future: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(future)
-    }
+    use crate::scripted::{block_on, Scripted};
 
     /// The round's request in a conversation: its last message about an article (retries
     /// append the model's reply and the reason after it).

@@ -305,11 +305,7 @@ mod tests {
 
     use super::*;
     use crate::budget::tests::WordCounter;
-    use crate::scripted::Scripted;
-
-    fn block_on<F: std::future::Future>(future: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(future)
-    }
+    use crate::scripted::{block_on, Scripted};
 
     fn schema() -> Value {
         json!({"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]})

@@ -41,6 +41,11 @@ impl Scripted {
     }
 }
 
+/// Runs a future on a runtime with timers, as the scripted delays need.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(future)
+}
+
 /// A response read from JSON, so that fields added to `ChatResponse` later keep their defaults.
 pub fn response(text: &str, prompt_words: usize) -> ChatResponse {
     serde_json::from_value(serde_json::json!({

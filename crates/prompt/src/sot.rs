@@ -248,7 +248,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::scripted::Scripted;
+    use crate::scripted::{block_on, Scripted};
 
     #[test]
     fn points_come_from_numbered_or_bulleted_lines() {
@@ -267,10 +267,6 @@ mod tests {
             }
         })
         .with_delay(Duration::from_millis(50))
-    }
-
-    fn block_on<F: std::future::Future>(future: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(future)
     }
 
     #[test]
