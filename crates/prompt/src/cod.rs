@@ -244,8 +244,8 @@ mod tests {
     /// The round's request in a conversation: its last message about an article (retries
     /// append the model's reply and the reason after it).
     fn request_of(r: &temper_core::ChatRequest) -> &str {
-        let requests = r.messages.iter().filter(|m| m.content.starts_with("Article:"));
-        requests.last().map(|m| m.content.as_str()).unwrap_or("")
+        let mut requests = r.messages.iter().filter(|m| m.content.starts_with("Article:"));
+        requests.next_back().map(|m| m.content.as_str()).unwrap_or("")
     }
 
     const ARTICLE: &str = "Apollo 11 landed on the Moon in 1969 with Armstrong and Aldrin.";
