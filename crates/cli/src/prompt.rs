@@ -191,7 +191,7 @@ fn print_report(report: &RunReport, answer_only: bool) -> anyhow::Result<()> {
         notice(&format!("truncated: {cut}"));
     }
     if !report.partial_answers.is_empty() {
-        notice(&format!("map-reduce: {} parts answered, then combined", report.partial_answers.len()));
+        notice(&format!("map-reduce: the answer combines {} partial answers", report.partial_answers.len()));
     }
     let answer = &report.answer;
     if answer.requests > 1 && answer.json.is_some() {

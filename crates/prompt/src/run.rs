@@ -192,7 +192,9 @@ async fn map_reduce(
         if Budget::of(&messages, fitting.answer_tokens, fitting.counter)?.fits() {
             return Ok((messages, partials));
         }
-        current = partials;
+        // Pack the partial answers together, so that the next round's parts each hold several.
+        let text = partials.iter().map(|p| p.text.trim()).collect::<Vec<_>>().join("\n\n");
+        current = vec![Document { source: "partial answers".into(), text }];
     }
     Err(PromptError::invalid(
         "document strategy",
