@@ -8,8 +8,10 @@ mod models;
 mod oneshot;
 mod options;
 mod output;
+mod prompt;
 mod rag;
 mod repl;
+mod techniques;
 
 use std::process::ExitCode;
 
@@ -93,6 +95,15 @@ enum Command {
     },
     /// Ingest documents, search them, and answer questions from them with citations.
     Rag(rag::RagArgs),
+    /// Summarize a text file by chain of density (docs/prompting.md).
+    Summarize(techniques::SummarizeArgs),
+    /// Answer a question by skeleton of thought, timed next to a normal answer (docs/prompting.md).
+    Answer(techniques::AnswerArgs),
+    /// Render and run prompt files (docs/prompting.md).
+    Prompt {
+        #[command(subcommand)]
+        command: prompt::PromptCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -207,5 +218,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Logits { model, top, prompt } => inspect::logits(&model, top, &prompt),
         Command::Rag(args) => rag::run(args),
         Command::Embed(args) => embed::run(&args),
+        Command::Prompt { command } => prompt::run(command),
+        Command::Summarize(args) => techniques::summarize(&args),
+        Command::Answer(args) => techniques::answer(&args),
     }
 }

@@ -19,9 +19,10 @@ use crate::output::notice;
 /// Which model to load and how.
 #[derive(Args, Clone, Debug)]
 pub struct ModelArgs {
-    /// A profile of temper.toml, a catalog name (pulled on first use) or a path to a GGUF file.
-    #[arg(long, default_value = DEFAULT_CHAT_MODEL)]
-    pub model: String,
+    /// A profile of temper.toml, a catalog name (pulled on first use) or a path to a GGUF file
+    /// [default: smollm2-135m-instruct, or a prompt file's model].
+    #[arg(long)]
+    pub model: Option<String>,
     /// Context window in tokens (default: the model's trained context, at most 4096).
     #[arg(long, value_name = "TOKENS")]
     pub ctx: Option<usize>,
@@ -31,13 +32,18 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
+    /// The model to load: `--model`, else the default chat model.
+    pub fn name(&self) -> &str {
+        self.model.as_deref().unwrap_or(DEFAULT_CHAT_MODEL)
+    }
+
     pub fn load_options(&self) -> LoadOptions {
         LoadOptions { threads: self.threads, context_window: self.ctx, sequences: None }
     }
 
     /// Resolves `--model` (pulling a catalog model on first use) and loads it.
     pub fn load(&self) -> anyhow::Result<Loaded> {
-        load_model(&ModelStore::from_env()?, &self.model, self.load_options())
+        load_model(&ModelStore::from_env()?, self.name(), self.load_options())
     }
 
     /// Loads `--model`, which must run on the local engine (for `tokenize` and `logits`).
@@ -45,7 +51,7 @@ impl ModelArgs {
         self.load()?.local.with_context(|| {
             format!(
                 "`{command}` looks inside the local engine, and `{}` is a remote profile; pass a local model",
-                self.model
+                self.name()
             )
         })
     }

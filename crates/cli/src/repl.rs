@@ -40,7 +40,7 @@ pub fn run(args: &ConversationArgs) -> anyhow::Result<()> {
     let params = args.gen.params()?;
     let store = ModelStore::from_env()?;
     let model_args = args.gen.model.clone();
-    let model = load_model(&store, &model_args.model, model_args.load_options())?;
+    let model = load_model(&store, model_args.name(), model_args.load_options())?;
     let interactive = io::stdin().is_terminal();
     if interactive {
         notice(&describe(&model));

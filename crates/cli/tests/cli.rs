@@ -335,3 +335,69 @@ fn quickstart_answers_from_its_bundled_documents_with_citations() {
     let again = success(&run(scratch.path(), &["quickstart"], b""));
     assert!(again.contains("quickstart: 0 added, 0 updated, 3 unchanged"), "{again}");
 }
+
+// ---- prompt files, documents and techniques ----
+
+fn example(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name).display().to_string()
+}
+
+#[test]
+fn prompt_render_prints_the_exact_messages_in_order() {
+    let home = empty_home();
+    let file = example("prompts/classify-sentiment.toml");
+    let out = success(&run(home.path(), &["prompt", "render", &file, "--var", "review=Too loud."], b""));
+    assert!(out.starts_with("[system]\nYou label product reviews."), "{out}");
+    assert!(out.contains("[user]\nReview: Terrible quality, it broke the first time I used it.\n\n[assistant]\nnegative\n\n"), "{out}");
+    assert!(out.ends_with("[user]\nReview: Too loud.\n\n"), "{out}");
+
+    let doc = home.path().join("notes.txt");
+    std::fs::write(&doc, "The launch is on Friday.").unwrap();
+    let args = ["prompt", "render", &file, "--json", "--only-docs", "--doc", doc.to_str().unwrap()];
+    let messages: Value = serde_json::from_str(&success(&run(home.path(), &args, b""))).unwrap();
+    let last = messages.as_array().unwrap().last().unwrap()["content"].as_str().unwrap().to_owned();
+    assert!(last.starts_with("<document index=\"1\" source=\""), "{last}");
+    assert!(last.ends_with("\">\nThe launch is on Friday.\n</document>\n\nReview: Works exactly as described and arrived early. Love it!"), "{last}");
+    assert!(
+        messages[0]["content"].as_str().unwrap().contains("Answer only from the documents."),
+        "{messages}"
+    );
+}
+
+#[test]
+fn bad_prompt_files_are_refused_with_their_line_and_column() {
+    let home = empty_home();
+    let file = home.path().join("bad.toml");
+    let render = |text: &str| {
+        std::fs::write(&file, text).unwrap();
+        failure(&run(home.path(), &["prompt", "render", file.to_str().unwrap()], b""))
+    };
+    let err = render("template = \"Hi\"\n[[examples]]\nprompt = \"a\"\n");
+    assert!(err.contains("bad.toml:2:1: missing field `response`"), "{err}");
+    let err = render("system = \"s\"\ntemplate = '''\nDear {{ name }},\n'''\n");
+    assert!(err.contains("bad.toml:3:9: template: `name` is undefined"), "{err}");
+    let err = render("template = \"Hi\"\nmodel = [\n");
+    assert!(err.contains("bad.toml:3:1: invalid array"), "{err}");
+}
+
+#[test]
+fn prompt_run_answers_from_a_prompt_file_with_the_real_model() {
+    let Some(home) = real_home() else { return };
+    let file = example("prompts/classify-sentiment.toml");
+    let out = success(&run(&home, &["prompt", "run", &file], b""));
+    assert!(["positive", "negative", "neutral"].contains(&out.trim()), "{out}");
+}
+
+#[test]
+fn documents_that_do_not_fit_are_refused_with_the_overflow() {
+    let Some(home) = real_home() else { return };
+    let file = example("prompts/classify-sentiment.toml");
+    let doc = example("articles/rosetta.txt");
+    let args = ["prompt", "run", &file, "--ctx", "256", "--doc", &doc];
+    let err = failure(&run(&home, &args, b""));
+    assert!(err.contains("tokens too many"), "{err}");
+    let out = run(&home, &[&args[..], &["--doc-strategy", "truncate", "--json"]].concat(), b"");
+    let report: Value = serde_json::from_str(&success(&out)).unwrap();
+    assert_eq!(report["cuts"][0]["total_words"], 295, "{report}");
+    assert!(report["budget"]["prompt_tokens"].as_u64().unwrap() + 4 <= 256, "{report}");
+}

@@ -1,0 +1,232 @@
+//! Prompt files: a TOML document holding a system message, few-shot examples, a user template
+//! with variables, a default model and parameters, an optional JSON-schema output format and
+//! test cases. Every error points at its line and column in the file.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+use temper_core::GenerationParams;
+use toml::Spanned;
+
+use crate::template::Template;
+use crate::{PromptError, Result};
+
+/// A parsed prompt file.
+#[derive(Clone, Debug)]
+pub struct PromptFile {
+    pub path: PathBuf,
+    pub description: Option<String>,
+    /// The model to run when the caller names none: a profile, catalog name or GGUF path.
+    pub model: Option<String>,
+    pub params: GenerationParams,
+    pub system: Option<Template>,
+    pub template: Template,
+    /// Default values of the template's variables; the caller's values override them.
+    pub vars: BTreeMap<String, Value>,
+    pub examples: Vec<Example>,
+    /// The JSON schema replies must follow.
+    pub output_schema: Option<Value>,
+    pub tests: Vec<TestCase>,
+}
+
+/// A few-shot example: a prompt and the response the model should learn from it.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Example {
+    pub prompt: String,
+    pub response: String,
+    /// Worked steps that lead to the response, shown when chain of thought is on.
+    pub reasoning: Option<String>,
+}
+
+/// A test case `temper eval` runs: variables in, the output expected.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestCase {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub vars: BTreeMap<String, Value>,
+    pub expected: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    description: Option<String>,
+    model: Option<String>,
+    #[serde(default)]
+    params: GenerationParams,
+    system: Option<Spanned<String>>,
+    template: Spanned<String>,
+    #[serde(default)]
+    vars: BTreeMap<String, Value>,
+    #[serde(default)]
+    examples: Vec<Example>,
+    output: Option<RawOutput>,
+    #[serde(default)]
+    tests: Vec<TestCase>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutput {
+    /// A TOML table, or a string holding the schema as JSON.
+    schema: Spanned<Value>,
+}
+
+impl PromptFile {
+    pub fn load(path: &Path) -> Result<PromptFile> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| PromptError::Read { path: path.to_owned(), source })?;
+        PromptFile::parse(path, &text)
+    }
+
+    /// Parses `text`, the contents of the file at `path` (named in errors).
+    pub fn parse(path: &Path, text: &str) -> Result<PromptFile> {
+        let at = |span: Range<usize>, message: String| {
+            let (line, column) = line_column(text, span.start);
+            PromptError::File { path: path.to_owned(), line, column, message }
+        };
+        let raw: RawFile =
+            toml::from_str(text).map_err(|e| at(e.span().unwrap_or(0..0), e.message().to_owned()))?;
+        raw.params.validate().map_err(|e| at(find_table(text, "params"), e.to_string()))?;
+        let template_at = |field: &str, source: &Spanned<String>| {
+            Template::new(field, source.get_ref(), path, text, source.span())
+        };
+        let system = raw.system.as_ref().map(|s| template_at("system", s)).transpose()?;
+        let template = template_at("template", &raw.template)?;
+        let output_schema = raw
+            .output
+            .map(|output| {
+                let span = output.schema.span();
+                let schema = match output.schema.into_inner() {
+                    Value::String(json) => serde_json::from_str(&json)
+                        .map_err(|e| at(span.clone(), format!("output.schema is not valid JSON: {e}")))?,
+                    schema => schema,
+                };
+                crate::schema::check_schema(&schema).map_err(|e| at(span, format!("output.schema: {e}")))?;
+                Ok::<_, PromptError>(schema)
+            })
+            .transpose()?;
+        Ok(PromptFile {
+            path: path.to_owned(),
+            description: raw.description,
+            model: raw.model,
+            params: raw.params,
+            system,
+            template,
+            vars: raw.vars,
+            examples: raw.examples,
+            output_schema,
+            tests: raw.tests,
+        })
+    }
+
+    /// The file's default variables overridden by `overrides`.
+    pub fn variables(&self, overrides: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
+        let mut vars = self.vars.clone();
+        vars.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
+        vars
+    }
+}
+
+/// Parses `--var name=value` arguments into variables (values are strings).
+pub fn parse_vars(args: &[String]) -> Result<BTreeMap<String, Value>> {
+    args.iter()
+        .map(|arg| match arg.split_once('=') {
+            Some((name, value)) if !name.trim().is_empty() => {
+                Ok((name.trim().to_owned(), Value::String(value.to_owned())))
+            }
+            _ => Err(PromptError::invalid("variable", format!("`{arg}` is not NAME=VALUE"))),
+        })
+        .collect()
+}
+
+/// The 1-based line and column (in characters) of a byte offset.
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Where the `[name]` table starts, for errors about a table as a whole.
+fn find_table(text: &str, name: &str) -> Range<usize> {
+    let header = format!("[{name}]");
+    let start = text.find(&header).unwrap_or(0);
+    start..start + header.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<PromptFile> {
+        PromptFile::parse(Path::new("p.toml"), text)
+    }
+
+    #[test]
+    fn reads_every_part() {
+        let file = parse(
+            r#"
+model = "m"
+system = "Be brief."
+template = "Hi {{ name }}"
+[params]
+temperature = 0.2
+[vars]
+name = "Ann"
+[[examples]]
+prompt = "a"
+response = "b"
+[output]
+schema = '{"type": "object"}'
+[[tests]]
+vars = { name = "Bob" }
+expected = "Hi Bob"
+"#,
+        )
+        .unwrap();
+        assert_eq!(file.model.as_deref(), Some("m"));
+        assert_eq!(file.params.temperature, Some(0.2));
+        assert_eq!(file.examples[0].response, "b");
+        assert_eq!(file.output_schema, Some(serde_json::json!({"type": "object"})));
+        assert_eq!(file.tests[0].expected, Value::String("Hi Bob".into()));
+        assert_eq!(file.vars["name"], Value::String("Ann".into()));
+    }
+
+    #[test]
+    fn a_syntax_error_names_its_line_and_column() {
+        let err = parse("template = \"x\"\nsystem = \n").unwrap_err().to_string();
+        assert!(err.starts_with("p.toml:2:10: "), "{err}");
+    }
+
+    #[test]
+    fn an_example_without_a_response_names_its_line() {
+        let err = parse("template = \"x\"\n\n[[examples]]\nprompt = \"a\"\n").unwrap_err().to_string();
+        assert!(err.starts_with("p.toml:3:1: "), "{err}");
+        assert!(err.contains("missing field `response`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_params_are_refused_where_they_are() {
+        let err = parse("template = \"x\"\ntemplte = 1\n").unwrap_err().to_string();
+        assert!(err.starts_with("p.toml:2:1: ") && err.contains("templte"), "{err}");
+        let err = parse("template = \"x\"\n[params]\ntop_p = 3.0\n").unwrap_err().to_string();
+        assert!(err.starts_with("p.toml:2:1: ") && err.contains("top_p"), "{err}");
+        let err =
+            parse("template = \"x\"\n[output]\nschema = '{\"type\": \"thing\"}'\n").unwrap_err().to_string();
+        assert!(err.starts_with("p.toml:3:10: ") && err.contains("thing"), "{err}");
+    }
+
+    #[test]
+    fn vars_are_name_equals_value() {
+        let vars = parse_vars(&["a=1".into(), "b=x=y".into()]).unwrap();
+        assert_eq!(vars["b"], Value::String("x=y".into()));
+        let err = parse_vars(&["novalue".into()]).unwrap_err().to_string();
+        assert!(err.contains("`novalue` is not NAME=VALUE"), "{err}");
+    }
+}

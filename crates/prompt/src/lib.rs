@@ -1,0 +1,23 @@
+#![doc = include_str!("../README.md")]
+
+pub mod budget;
+pub mod cod;
+pub mod cot;
+mod error;
+mod file;
+pub mod json;
+pub mod render;
+pub mod retry;
+pub mod run;
+pub mod schema;
+#[cfg(test)]
+mod scripted;
+pub mod sot;
+mod template;
+
+pub use budget::{Budget, Cut, PromptCounter};
+pub use error::{PromptError, Result};
+pub use file::{parse_vars, Example, PromptFile, TestCase};
+pub use render::{CotMode, Document, Layout, Prompt};
+pub use run::{run, Answer, DocStrategy, RunOptions, RunReport};
+pub use template::Template;

@@ -1,0 +1,80 @@
+//! Asking until a reply passes a check: small models often miss a format on the first try, so
+//! each failed reply goes back to the model with the reason, and later attempts sample.
+
+use temper_core::{ChatModel, ChatResponse, GenerationParams, Message, Usage};
+
+use crate::run::generate;
+use crate::{PromptError, Result};
+
+/// Attempts at a usable reply, first included.
+pub const ATTEMPTS: usize = 3;
+
+/// Temperature of attempts after the first, and of self-consistency's paths, when the caller
+/// sets none: diverse, still sensible.
+pub const SAMPLING_TEMPERATURE: f32 = 0.7;
+
+/// A reply that passed the check, and what it took to get it.
+pub struct Checked<T> {
+    pub value: T,
+    pub response: ChatResponse,
+    /// Requests made, the good one included.
+    pub requests: usize,
+    /// Tokens of every request together.
+    pub usage: Usage,
+}
+
+/// Asks up to `attempts` times until `check` accepts the reply's text; after a refused reply
+/// the model sees it and the reason. `what` names the reply in the error.
+pub async fn ask_until<T>(
+    model: &dyn ChatModel,
+    mut messages: Vec<Message>,
+    params: &GenerationParams,
+    attempts: usize,
+    what: &str,
+    check: impl Fn(&str) -> std::result::Result<T, String>,
+) -> Result<Checked<T>> {
+    let mut usage = Usage::default();
+    let mut reason = String::from("no attempt was made");
+    for attempt in 1..=attempts {
+        let response = generate(model, messages.clone(), &retry_params(params, attempt)).await?;
+        add_usage(&mut usage, &response.usage);
+        match check(&response.text) {
+            Ok(value) => return Ok(Checked { value, response, requests: attempt, usage }),
+            Err(why) => {
+                reason = format!("{why} (the reply: {})", excerpt(&response.text));
+                messages.push(Message::assistant(response.text));
+                messages.push(Message::user(format!(
+                    "That reply cannot be used: {why}. Reply again, in the format asked for."
+                )));
+            }
+        }
+    }
+    Err(PromptError::Unusable { what: what.to_owned(), attempts, reason })
+}
+
+/// The parameters of attempt `attempt` (from 1): the caller's first, then sampled with a
+/// fresh seed, since a greedy retry of a small model tends to repeat its mistake.
+pub fn retry_params(params: &GenerationParams, attempt: usize) -> GenerationParams {
+    if attempt == 1 {
+        return params.clone();
+    }
+    GenerationParams {
+        temperature: Some(params.temperature.unwrap_or(0.0).max(SAMPLING_TEMPERATURE)),
+        seed: Some(params.seed.unwrap_or(0).wrapping_add(attempt as u64)),
+        ..params.clone()
+    }
+}
+
+/// The start of a reply, on one line, for an error message.
+fn excerpt(text: &str) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(160) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line,
+    }
+}
+
+pub(crate) fn add_usage(total: &mut Usage, more: &Usage) {
+    total.prompt_tokens += more.prompt_tokens;
+    total.completion_tokens += more.completion_tokens;
+}
