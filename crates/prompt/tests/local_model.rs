@@ -157,20 +157,6 @@ fn skeleton_of_thought_expands_points_together_on_the_local_engine() {
     assert!(answer.timings.normal_ms.is_some());
 }
 
-/// The target: with 5 or more points, decoding them as one batch is at least 1.5×
-/// faster than one after another. The engine on main does not reach it yet (see
-/// docs/prompting.md); run with `--ignored` once batched decoding scales.
-#[test]
-#[ignore = "needs the engine's batched decode to scale (see docs/prompting.md)"]
-fn batched_expansion_is_at_least_one_and_a_half_times_faster() {
-    let Some(model) = load(1024, 8) else { return };
-    let times = expansion_times(&model, 3);
-    eprintln!("6 points, together vs one after another (ms): {times:?}");
-    let mut ratios: Vec<f64> = times.iter().map(|(t, s)| s / t).collect();
-    ratios.sort_by(f64::total_cmp);
-    assert!(ratios[1] >= 1.5, "median speedup {:.2} ({ratios:?})", ratios[1]);
-}
-
 #[test]
 fn chain_of_density_rounds_keep_their_length_or_say_why_not() {
     let Some(model) = load(2048, 1) else { return };
