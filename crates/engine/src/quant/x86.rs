@@ -10,10 +10,10 @@
 use std::arch::x86_64::*;
 
 use super::formats::*;
-use super::{DotFn, TOKEN_TILE};
+use super::{each_row, DotFn, ROW_TILE, TOKEN_TILE};
 use crate::dtype::GgmlType;
 
-const _: () = assert!(TOKEN_TILE == 4, "the tile dispatch below instantiates kernels for 1..=4 tokens");
+const _: () = assert!(TOKEN_TILE == 8, "the tile dispatch below instantiates kernels for 1..=8 tokens");
 
 /// The kernels of one level: `$features` is what the level's CPUs have, `$dpbusd` adds the
 /// products of unsigned bytes with signed bytes, summed in fours, to i32 lanes.
@@ -37,14 +37,18 @@ macro_rules! level_kernels {
                             1 => $kernel::<$f, 1>($w, $acts, $out),
                             2 => $kernel::<$f, 2>($w, $acts, $out),
                             3 => $kernel::<$f, 3>($w, $acts, $out),
-                            _ => $kernel::<$f, 4>($w, $acts, $out),
+                            4 => $kernel::<$f, 4>($w, $acts, $out),
+                            5 => $kernel::<$f, 5>($w, $acts, $out),
+                            6 => $kernel::<$f, 6>($w, $acts, $out),
+                            7 => $kernel::<$f, 7>($w, $acts, $out),
+                            _ => $kernel::<$f, 8>($w, $acts, $out),
                         }
                     }
                 };
             }
 
             fn dot_float<F: AvxFloat>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
-                per_tile!(dot_float_n::<F>(w, acts, out))
+                each_row(w, acts, out, |w, acts, out| per_tile!(dot_float_n::<F>(w, acts, out)));
             }
 
             fn dot_32<F: Avx32>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
@@ -52,7 +56,7 @@ macro_rules! level_kernels {
             }
 
             fn dot_k<F: AvxK>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
-                per_tile!(dot_k_n::<F>(w, acts, out))
+                each_row(w, acts, out, |w, acts, out| per_tile!(dot_k_n::<F>(w, acts, out)));
             }
 
             #[target_feature(enable = $features)]
@@ -72,29 +76,45 @@ macro_rules! level_kernels {
                 }
             }
 
+            /// The [`ROW_TILE`] rows at once, a row per 32-bit lane: each 4-byte group of a
+            /// token's block is broadcast against that group of every row, so a block's sums
+            /// land in their rows' lanes and its scales apply to all the rows in one multiply.
             #[target_feature(enable = $features)]
             unsafe fn dot_32_n<F: Avx32, const N: usize>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
+                let bb = F::TY.block_bytes();
+                let row = w.len() / ROW_TILE;
                 let mut acc = [_mm256_setzero_ps(); N];
-                let mut mins = [0f32; N];
-                for (i, wb) in w.chunks_exact(F::TY.block_bytes()).enumerate() {
-                    prefetch_ahead(wb);
-                    let (q, d, m) = F::load(wb);
+                for i in 0..row / bb {
+                    let (q, d, m) = F::load_rows(w, row, i * bb);
                     // The unsigned operand must be the weights: move signed quants' signs onto x.
-                    let q_abs = if F::SIGNED { _mm256_sign_epi8(q, q) } else { q };
+                    let mut q_abs = q;
+                    if F::SIGNED {
+                        for q in &mut q_abs {
+                            *q = _mm256_sign_epi8(*q, *q);
+                        }
+                    }
                     for j in 0..N {
                         let (dx, s, qx) = q8_parts(&acts[j][i * Q8_BYTES..(i + 1) * Q8_BYTES]);
-                        let y = load256(qx);
-                        let y = if F::SIGNED { _mm256_sign_epi8(y, q) } else { y };
-                        let sum = $dpbusd(_mm256_setzero_si256(), q_abs, y);
-                        acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * dx), _mm256_cvtepi32_ps(sum), acc[j]);
+                        let mut sum = _mm256_setzero_si256();
+                        for k in 0..ROW_TILE {
+                            let y = _mm256_set1_epi32(i32::from_le_bytes(bytes(qx, 4 * k)));
+                            let y = if F::SIGNED { _mm256_sign_epi8(y, q[k]) } else { y };
+                            sum = $dpbusd(sum, q_abs[k], y);
+                        }
+                        let scale = _mm256_mul_ps(d, _mm256_set1_ps(dx));
+                        acc[j] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(sum), acc[j]);
                         // Only the unsigned formats have a min.
                         if !F::SIGNED {
-                            mins[j] += m * s;
+                            acc[j] = _mm256_fmadd_ps(m, _mm256_set1_ps(s), acc[j]);
                         }
                     }
                 }
                 for j in 0..N {
-                    out[j] = hsum(acc[j]) + mins[j];
+                    let mut lanes = [0f32; ROW_TILE];
+                    _mm256_storeu_ps(lanes.as_mut_ptr(), acc[j]);
+                    for (r, lane) in lanes.into_iter().enumerate() {
+                        out[r * N + j] = lane;
+                    }
                 }
             }
 
@@ -263,6 +283,49 @@ trait Avx32: Format32 {
     const SIGNED: bool;
     /// The 32 quants in value order, and the block's scale and min.
     unsafe fn load(b: &[u8]) -> (__m256i, f32, f32);
+
+    /// The block at byte `at` of each of the [`ROW_TILE`] rows of `w` (`row` bytes each), a row
+    /// per 32-bit lane: vector `k` holds quants `4k..4k + 4` of every row; then the scales and
+    /// the mins.
+    #[inline]
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn load_rows(w: &[u8], row: usize, at: usize) -> ([__m256i; ROW_TILE], __m256, __m256) {
+        let mut q = [_mm256_setzero_si256(); ROW_TILE];
+        let (mut d, mut m) = ([0f32; ROW_TILE], [0f32; ROW_TILE]);
+        for r in 0..ROW_TILE {
+            let b = &w[r * row + at..][..Self::TY.block_bytes()];
+            prefetch_ahead(b);
+            (q[r], d[r], m[r]) = Self::load(b);
+        }
+        (transpose_8x8(q), _mm256_loadu_ps(d.as_ptr()), _mm256_loadu_ps(m.as_ptr()))
+    }
+}
+
+/// The 8×8 matrix of 32-bit values whose rows are `v`, transposed.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn transpose_8x8(v: [__m256i; 8]) -> [__m256i; 8] {
+    // Within each 128-bit half: pairs of rows interleaved by 32 bits, then by 64 bits, gives
+    // columns of four rows; the halves then pair up across the two groups of four rows.
+    let mut t = [_mm256_setzero_si256(); 8];
+    for p in 0..4 {
+        t[2 * p] = _mm256_unpacklo_epi32(v[2 * p], v[2 * p + 1]);
+        t[2 * p + 1] = _mm256_unpackhi_epi32(v[2 * p], v[2 * p + 1]);
+    }
+    let mut u = [_mm256_setzero_si256(); 8];
+    for g in 0..2 {
+        let (a, b) = (4 * g, 4 * g + 2);
+        u[a] = _mm256_unpacklo_epi64(t[a], t[b]);
+        u[a + 1] = _mm256_unpackhi_epi64(t[a], t[b]);
+        u[a + 2] = _mm256_unpacklo_epi64(t[a + 1], t[b + 1]);
+        u[a + 3] = _mm256_unpackhi_epi64(t[a + 1], t[b + 1]);
+    }
+    let mut out = [_mm256_setzero_si256(); 8];
+    for k in 0..4 {
+        out[k] = _mm256_permute2x128_si256::<0x20>(u[k], u[k + 4]);
+        out[k + 4] = _mm256_permute2x128_si256::<0x31>(u[k], u[k + 4]);
+    }
+    out
 }
 
 /// 16 bytes of nibbles as 32 bytes: low nibbles (values 0..16) in the low lane.
