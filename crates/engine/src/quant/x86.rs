@@ -85,7 +85,12 @@ macro_rules! level_kernels {
                 let row = w.len() / ROW_TILE;
                 let mut acc = [_mm256_setzero_ps(); N];
                 for i in 0..row / bb {
-                    let (q, d, m) = F::load_rows(w, row, i * bb);
+                    let at = i * bb;
+                    for r in 0..ROW_TILE {
+                        prefetch_ahead(&w[r * row + at..][..bb]);
+                    }
+                    let q = F::quants_rows(w, row, at);
+                    let (d, m) = scales_rows(w, row, at);
                     // The unsigned operand must be the weights: move signed quants' signs onto x.
                     let mut q_abs = q;
                     if F::SIGNED {
@@ -206,20 +211,6 @@ unsafe fn load_f32x8(b: &[u8]) -> __m256 {
     _mm256_loadu_ps(b.as_ptr().cast())
 }
 
-/// The two f16 at `b[0..4]`, converted.
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn f16_pair(b: &[u8]) -> (f32, f32) {
-    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from_le_bytes(bytes(b, 0))));
-    (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
-}
-
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn f16_one(b: &[u8]) -> f32 {
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(u16::from_le_bytes(bytes(b, 0))))))
-}
-
 /// Asks for the weights `PREFETCH_AHEAD` bytes past `block`. Decode streams every weight from
 /// memory once per token, and the hardware prefetchers alone leave bandwidth unused: measured
 /// on SmolLM2-135M's matmuls on one thread, 17.6 ms per token without this, 10.2 ms with it.
@@ -281,29 +272,47 @@ impl AvxFloat for BF16 {
 trait Avx32: Format32 {
     /// Whether the quants are signed; unsigned ones are in 0..32 and go straight into `maddubs`.
     const SIGNED: bool;
-    /// The 32 quants in value order, and the block's scale and min.
-    unsafe fn load(b: &[u8]) -> (__m256i, f32, f32);
+    /// The 32 quants of block `b` in value order.
+    unsafe fn quants(b: &[u8]) -> __m256i;
 
-    /// The block at byte `at` of each of the [`ROW_TILE`] rows of `w` (`row` bytes each), a row
-    /// per 32-bit lane: vector `k` holds quants `4k..4k + 4` of every row; then the scales and
-    /// the mins.
-    #[inline]
-    #[target_feature(enable = "avx2,f16c")]
-    unsafe fn load_rows(w: &[u8], row: usize, at: usize) -> ([__m256i; ROW_TILE], __m256, __m256) {
+    /// The quants of the block at byte `at` of each of the [`ROW_TILE`] rows of `w` (`row`
+    /// bytes each), a row per 32-bit lane: vector `k` holds quants `4k..4k + 4` of every row.
+    /// (Always inlined, and so without `target_feature`: the kernels' features apply.)
+    #[inline(always)]
+    unsafe fn quants_rows(w: &[u8], row: usize, at: usize) -> [__m256i; ROW_TILE] {
         let mut q = [_mm256_setzero_si256(); ROW_TILE];
-        let (mut d, mut m) = ([0f32; ROW_TILE], [0f32; ROW_TILE]);
-        for r in 0..ROW_TILE {
-            let b = &w[r * row + at..][..Self::TY.block_bytes()];
-            prefetch_ahead(b);
-            (q[r], d[r], m[r]) = Self::load(b);
+        for (r, q) in q.iter_mut().enumerate() {
+            *q = Self::quants(&w[r * row + at..][..Self::TY.block_bytes()]);
         }
-        (transpose_8x8(q), _mm256_loadu_ps(d.as_ptr()), _mm256_loadu_ps(m.as_ptr()))
+        transpose_8x8(q)
     }
 }
 
+/// The f16 scale that starts the block at byte `at` of each of the [`ROW_TILE`] rows of `w`
+/// (`row` bytes each), and the f16 after it (the min, in the formats that have one), a row per
+/// lane.
+#[inline(always)]
+unsafe fn scales_rows(w: &[u8], row: usize, at: usize) -> (__m256, __m256) {
+    let mut pairs = [0i32; ROW_TILE];
+    for (r, pair) in pairs.iter_mut().enumerate() {
+        *pair = i32::from_le_bytes(bytes(w, r * row + at));
+    }
+    let [p0, p1, p2, p3, p4, p5, p6, p7] = pairs;
+    let pairs = _mm256_setr_epi32(p0, p1, p2, p3, p4, p5, p6, p7);
+    // Each half's four scales, then its four mins; then both halves' scales, then the mins.
+    let split = _mm256_shuffle_epi8(
+        pairs,
+        _mm256_setr_epi8(
+            0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10,
+            11, 14, 15,
+        ),
+    );
+    let split = _mm256_permute4x64_epi64::<0b11_01_10_00>(split);
+    (_mm256_cvtph_ps(_mm256_castsi256_si128(split)), _mm256_cvtph_ps(_mm256_extracti128_si256::<1>(split)))
+}
+
 /// The 8×8 matrix of 32-bit values whose rows are `v`, transposed.
-#[inline]
-#[target_feature(enable = "avx2")]
+#[inline(always)]
 unsafe fn transpose_8x8(v: [__m256i; 8]) -> [__m256i; 8] {
     // Within each 128-bit half: pairs of rows interleaved by 32 bits, then by 64 bits, gives
     // columns of four rows; the halves then pair up across the two groups of four rows.
@@ -326,6 +335,33 @@ unsafe fn transpose_8x8(v: [__m256i; 8]) -> [__m256i; 8] {
         out[k + 4] = _mm256_permute2x128_si256::<0x31>(u[k], u[k + 4]);
     }
     out
+}
+
+/// [`Avx32::quants_rows`] of 4-bit blocks whose nibbles start at byte `at`: the raw bytes of
+/// the eight rows are transposed (4 bytes hold values `4k..4k + 4` in their low nibbles and
+/// `16 + 4k..` in their high ones), and only then split into nibbles.
+#[inline(always)]
+unsafe fn nibbles_rows(w: &[u8], row: usize, at: usize) -> [__m256i; ROW_TILE] {
+    // Rows r and r + 4 share a vector, a half each; a 4×4 transpose in each half.
+    let mut v = [_mm256_setzero_si256(); 4];
+    for (r, v) in v.iter_mut().enumerate() {
+        *v = _mm256_set_m128i(load128(&w[(r + 4) * row + at..]), load128(&w[r * row + at..]));
+    }
+    let (t0, t1) = (_mm256_unpacklo_epi32(v[0], v[1]), _mm256_unpackhi_epi32(v[0], v[1]));
+    let (t2, t3) = (_mm256_unpacklo_epi32(v[2], v[3]), _mm256_unpackhi_epi32(v[2], v[3]));
+    let bytes = [
+        _mm256_unpacklo_epi64(t0, t2),
+        _mm256_unpackhi_epi64(t0, t2),
+        _mm256_unpacklo_epi64(t1, t3),
+        _mm256_unpackhi_epi64(t1, t3),
+    ];
+    let low4 = _mm256_set1_epi8(0x0F);
+    let mut q = [_mm256_setzero_si256(); ROW_TILE];
+    for (k, b) in bytes.into_iter().enumerate() {
+        q[k] = _mm256_and_si256(b, low4);
+        q[k + 4] = _mm256_and_si256(_mm256_srli_epi16(b, 4), low4);
+    }
+    q
 }
 
 /// 16 bytes of nibbles as 32 bytes: low nibbles (values 0..16) in the low lane.
@@ -356,48 +392,58 @@ unsafe fn fifth_bits(b: &[u8]) -> __m256i {
 impl Avx32 for Q4_0 {
     const SIGNED: bool = true;
     #[inline]
-    #[target_feature(enable = "avx2,f16c")]
-    unsafe fn load(b: &[u8]) -> (__m256i, f32, f32) {
-        (_mm256_sub_epi8(nibbles(&b[2..]), _mm256_set1_epi8(8)), f16_one(b), 0.0)
+    #[target_feature(enable = "avx2")]
+    unsafe fn quants(b: &[u8]) -> __m256i {
+        _mm256_sub_epi8(nibbles(&b[2..]), _mm256_set1_epi8(8))
+    }
+    #[inline(always)]
+    unsafe fn quants_rows(w: &[u8], row: usize, at: usize) -> [__m256i; ROW_TILE] {
+        let mut q = nibbles_rows(w, row, at + 2);
+        for q in &mut q {
+            *q = _mm256_sub_epi8(*q, _mm256_set1_epi8(8));
+        }
+        q
     }
 }
 
 impl Avx32 for Q4_1 {
     const SIGNED: bool = false;
     #[inline]
-    #[target_feature(enable = "avx2,f16c")]
-    unsafe fn load(b: &[u8]) -> (__m256i, f32, f32) {
-        let (d, m) = f16_pair(b);
-        (nibbles(&b[4..]), d, m)
+    #[target_feature(enable = "avx2")]
+    unsafe fn quants(b: &[u8]) -> __m256i {
+        nibbles(&b[4..])
+    }
+    #[inline(always)]
+    unsafe fn quants_rows(w: &[u8], row: usize, at: usize) -> [__m256i; ROW_TILE] {
+        nibbles_rows(w, row, at + 4)
     }
 }
 
 impl Avx32 for Q5_0 {
     const SIGNED: bool = true;
     #[inline]
-    #[target_feature(enable = "avx2,f16c")]
-    unsafe fn load(b: &[u8]) -> (__m256i, f32, f32) {
+    #[target_feature(enable = "avx2")]
+    unsafe fn quants(b: &[u8]) -> __m256i {
         let q = _mm256_or_si256(nibbles(&b[6..]), fifth_bits(&b[2..]));
-        (_mm256_sub_epi8(q, _mm256_set1_epi8(16)), f16_one(b), 0.0)
+        _mm256_sub_epi8(q, _mm256_set1_epi8(16))
     }
 }
 
 impl Avx32 for Q5_1 {
     const SIGNED: bool = false;
     #[inline]
-    #[target_feature(enable = "avx2,f16c")]
-    unsafe fn load(b: &[u8]) -> (__m256i, f32, f32) {
-        let (d, m) = f16_pair(b);
-        (_mm256_or_si256(nibbles(&b[8..]), fifth_bits(&b[4..])), d, m)
+    #[target_feature(enable = "avx2")]
+    unsafe fn quants(b: &[u8]) -> __m256i {
+        _mm256_or_si256(nibbles(&b[8..]), fifth_bits(&b[4..]))
     }
 }
 
 impl Avx32 for Q8_0 {
     const SIGNED: bool = true;
     #[inline]
-    #[target_feature(enable = "avx2,f16c")]
-    unsafe fn load(b: &[u8]) -> (__m256i, f32, f32) {
-        (load256(&b[2..]), f16_one(b), 0.0)
+    #[target_feature(enable = "avx2")]
+    unsafe fn quants(b: &[u8]) -> __m256i {
+        load256(&b[2..])
     }
 }
 
