@@ -136,6 +136,10 @@ fn matmul_matches_dequantized_reference_and_scalar() {
                 let bounds = bounds(ty, &wf, rows, cols, &x, n);
                 for level in CpuLevel::available() {
                     let fast = run(level, ty, &w, rows, cols, &x, n);
+                    if ActFormat::for_weight(ty) == Some(ActFormat::Q8) {
+                        // The same float operations as the portable kernel, in its order.
+                        assert_eq!(fast, scalar, "{ty} {rows}x{cols} n={n} at {level}");
+                    }
                     for (i, (&(mag, qerr), ((s, f), e))) in
                         bounds.iter().zip(scalar.iter().zip(&fast).zip(&exact)).enumerate()
                     {

@@ -106,12 +106,15 @@ macro_rules! level_kernels {
                             let y = if F::SIGNED { _mm256_sign_epi8(y, q[k]) } else { y };
                             sum = $dpbusd(sum, q_abs[k], y);
                         }
+                        // The portable kernel's operations in its order, unfused: Gemma 3's
+                        // logits move by whole units with the rounding of these sums.
                         let scale = _mm256_mul_ps(d, _mm256_set1_ps(dx));
-                        acc[j] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(sum), acc[j]);
+                        let mut term = _mm256_mul_ps(scale, _mm256_cvtepi32_ps(sum));
                         // Only the unsigned formats have a min.
                         if !F::SIGNED {
-                            acc[j] = _mm256_fmadd_ps(m, _mm256_set1_ps(s), acc[j]);
+                            term = _mm256_add_ps(term, _mm256_mul_ps(m, _mm256_set1_ps(s)));
                         }
+                        acc[j] = _mm256_add_ps(acc[j], term);
                     }
                 }
                 for j in 0..N {
