@@ -60,9 +60,10 @@ struct EngineArgs {
     /// Context size both sides allocate.
     #[arg(long, default_value_t = 2048)]
     ctx: usize,
-    /// Also measure aggregate generation with this many concurrent requests against one.
-    #[arg(long)]
-    concurrent: Option<usize>,
+    /// Also measure aggregate generation with this many concurrent requests against one;
+    /// comma-separated for several counts (`4,8`).
+    #[arg(long, value_delimiter = ',')]
+    concurrent: Vec<usize>,
     /// Also measure time to first token of a request sharing a prompt prefix of this many tokens
     /// with the one before it.
     #[arg(long)]

@@ -81,21 +81,23 @@ impl Section {
             }
         }
         let serving = &self.serving;
-        if serving.concurrent.is_some() || serving.prefix.is_some() {
+        if serving.single.is_some() || serving.prefix.is_some() {
             let _ = writeln!(
                 s,
                 "\nServing through `LocalModel` ({} threads, greedy, medians of 3 rounds):\n",
                 serving.threads
             );
             let _ = writeln!(s, "| measurement | value |\n| --- | --- |");
-            if let Some((n, single, many)) = serving.concurrent {
+            if let Some(single) = serving.single {
                 let _ = writeln!(s, "| 1 request, {} tokens (tok/s) | {single:.1} |", self.tg);
-                let _ = writeln!(
-                    s,
-                    "| {n} concurrent requests, {} tokens each, aggregate (tok/s) | {many:.1} ({:.2}× one) |",
-                    self.tg,
-                    many / single
-                );
+                for &(n, many) in &serving.concurrent {
+                    let _ = writeln!(
+                        s,
+                        "| {n} concurrent requests, {} tokens each, aggregate (tok/s) | {many:.1} ({:.2}× one) |",
+                        self.tg,
+                        many / single
+                    );
+                }
             }
             if let Some((tokens, first, second)) = serving.prefix {
                 let _ = writeln!(s, "| TTFT, {tokens}-token prompt prefix, cold (ms) | {first:.1} |");
@@ -150,7 +152,8 @@ mod tests {
             }],
             serving: Serving {
                 threads: 2,
-                concurrent: Some((4, 100.0, 250.0)),
+                single: Some(100.0),
+                concurrent: vec![(4, 250.0), (8, 300.0)],
                 prefix: Some((400, 1000.0, 50.0)),
             },
             load: "1 1 1".into(),
@@ -163,7 +166,18 @@ mod tests {
         assert!(table.contains("| 2 | pp512 (tok/s) | 300.0 | 600.0 | 0.50× |"), "{table}");
         assert!(table.contains("| 2 | tg128 (tok/s) | 100.0 | 100.0 | 1.00× |"), "{table}");
         assert!(table.contains("| 2 | peak RSS (MiB) | 200 | 200 | 1.00× |"), "{table}");
-        assert!(table.contains("aggregate (tok/s) | 250.0 (2.50× one) |"), "{table}");
+        assert!(
+            table.contains(
+                "| 4 concurrent requests, 128 tokens each, aggregate (tok/s) | 250.0 (2.50× one) |"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "| 8 concurrent requests, 128 tokens each, aggregate (tok/s) | 300.0 (3.00× one) |"
+            ),
+            "{table}"
+        );
         assert!(table.contains("(ms) | 50.0 (5% of cold) |"), "{table}");
     }
 

@@ -16,8 +16,10 @@ const ROUNDS: usize = 3;
 #[derive(Clone, Debug, Default)]
 pub struct Serving {
     pub threads: usize,
-    /// (requests, single-stream tok/s, aggregate tok/s).
-    pub concurrent: Option<(usize, f64, f64)>,
+    /// Single-stream tok/s, when concurrent requests were measured against it.
+    pub single: Option<f64>,
+    /// (requests, aggregate tok/s) for each count of concurrent requests.
+    pub concurrent: Vec<(usize, f64)>,
     /// (prefix tokens, first request's TTFT in ms, second request's TTFT in ms).
     pub prefix: Option<(usize, f64, f64)>,
 }
@@ -34,26 +36,35 @@ pub fn median(values: &mut [f64]) -> f64 {
 pub fn measure(path: &Path, name: &str, args: &EngineArgs) -> Result<Serving> {
     let threads = args.threads.iter().copied().max().unwrap_or(1);
     let mut serving = Serving { threads, ..Serving::default() };
-    if args.concurrent.is_none() && args.prefix.is_none() {
+    if args.concurrent.is_empty() && args.prefix.is_none() {
         return Ok(serving);
     }
-    let sequences = args.concurrent.map(|n| n.max(2));
+    let sequences = args.concurrent.iter().max().map(|&n| n.max(2));
     let options = LoadOptions { threads: Some(threads), context_window: Some(args.ctx), sequences };
     let model = LocalModel::load(path, name, options).with_context(|| format!("loading {name}"))?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    if let Some(n) = args.concurrent {
-        let (mut single, mut many) = (Vec::new(), Vec::new());
+    if !args.concurrent.is_empty() {
+        // Each round measures one request, then every count, side by side.
+        let mut single = Vec::new();
+        let mut many = vec![Vec::new(); args.concurrent.len()];
+        // Every request of the run counts from its own number, so none reuses another's prompt.
+        let mut next_id = 0;
+        let mut ids = |n: usize| {
+            next_id += n;
+            next_id - n..next_id
+        };
         for round in 0..ROUNDS {
-            // Every request of the run counts from its own number, so none reuses another's prompt.
-            let first = round * (n + 1);
-            single.push(runtime.block_on(generate(&model, first..first + 1, args.tg))?);
-            many.push(runtime.block_on(generate(&model, first + 1..first + 1 + n, args.tg))?);
-            eprintln!(
-                "{name} concurrent round {round}: 1 → {:.1} tok/s, {n} → {:.1} tok/s",
-                single[round], many[round]
-            );
+            single.push(runtime.block_on(generate(&model, ids(1), args.tg))?);
+            let mut line = format!("{name} concurrent round {round}: 1 → {:.1} tok/s", single[round]);
+            for (&n, many) in args.concurrent.iter().zip(&mut many) {
+                many.push(runtime.block_on(generate(&model, ids(n), args.tg))?);
+                line += &format!(", {n} → {:.1} tok/s", many[round]);
+            }
+            eprintln!("{line}");
         }
-        serving.concurrent = Some((n, median(&mut single), median(&mut many)));
+        serving.single = Some(median(&mut single));
+        serving.concurrent =
+            args.concurrent.iter().zip(&mut many).map(|(&n, many)| (n, median(many))).collect();
     }
     if let Some(tokens) = args.prefix {
         let (mut first, mut second) = (Vec::new(), Vec::new());

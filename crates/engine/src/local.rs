@@ -3,10 +3,12 @@
 //! work runs on their runtime.
 //!
 //! The scheduler keeps several sequence slots, each with its own KV cache. A request joins the
-//! running batch as soon as it arrives: its prompt is prefilled in a free slot, then every
-//! active sequence advances by one token per forward pass, so the weights are read once per
-//! step for all of them. A new prompt reuses the keys and values of the longest matching
-//! prefix held by any slot (a shared system prompt, few-shot examples).
+//! running batch as soon as it arrives, in a free slot. Each forward pass takes every active
+//! sequence's next tokens: one for a sequence that is generating, a chunk of the prompt for one
+//! that is reading it (prompts that arrive together are read together, beside the others'
+//! decoding), so the weights are read once per pass for all of them. A new prompt reuses the
+//! keys and values of the longest matching prefix held by any slot (a shared system prompt,
+//! few-shot examples).
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -290,18 +292,20 @@ struct Sequence {
     window: usize,
     events: Events,
     received: Instant,
+    /// When the sequence got its slot and started reading its prompt.
+    started: Instant,
     prompt_tokens: usize,
+    /// Prompt tokens run through the model (those after the reused prefix).
     evaluated: usize,
-    prefill_secs: f64,
     sampler: Sampler,
+    /// The prompt and the tokens generated so far. Those past the cache's length are the ones
+    /// the next forward pass feeds: the rest of the prompt, or the token just sampled.
     history: Vec<u32>,
     utf8: Utf8Decoder,
     stops: StopMatcher,
     text: String,
     generated: usize,
     first_token_at: Option<Instant>,
-    /// The sampled token the next forward pass feeds in.
-    next: u32,
 }
 
 /// What a sequence does after sampling.
@@ -382,11 +386,7 @@ impl Worker {
                 let _ = reply.send(result.map(|_| self.logits_row(slot).to_vec()));
             }
             Job::Generate { prompt, params, window, events, received } => {
-                let prefill_start = Instant::now();
-                let evaluated = match self.guarded(slot, |w| w.prefill(slot, &prompt)) {
-                    Ok(evaluated) => evaluated,
-                    Err(error) => return drop(events.send(Err(error))),
-                };
+                let evaluated = prompt.len() - reuse_prefix(&mut self.slots[slot].cache, &prompt);
                 self.slots[slot].seq = Some(Sequence {
                     sampler: Sampler::new(&params),
                     stops: StopMatcher::new(&params.stop),
@@ -394,17 +394,15 @@ impl Worker {
                     window,
                     events,
                     received,
+                    started: Instant::now(),
                     prompt_tokens: prompt.len(),
                     evaluated,
-                    prefill_secs: prefill_start.elapsed().as_secs_f64(),
                     history: prompt,
                     utf8: Utf8Decoder::default(),
                     text: String::new(),
                     generated: 0,
                     first_token_at: None,
-                    next: 0,
                 });
-                self.sample(slot);
             }
         }
     }
@@ -415,38 +413,60 @@ impl Worker {
     }
 
     /// Evaluates the prompt in `slot`, reusing the cached keys and values of a shared prefix,
-    /// and leaves the last position's logits in the slot's row. Returns how many tokens ran.
-    fn prefill(&mut self, slot: usize, prompt: &[u32]) -> Result<usize> {
+    /// and leaves the last position's logits in the slot's row.
+    fn prefill(&mut self, slot: usize, prompt: &[u32]) -> Result<()> {
         let vocab = self.model.config.vocab;
         let cache = &mut self.slots[slot].cache;
-        let shared = cache.tokens().iter().zip(prompt).take_while(|(a, b)| a == b).count();
-        // The last prompt token always runs: its logits are what comes next.
-        let reuse = shared.min(prompt.len() - 1);
-        cache.truncate(reuse);
-        let fresh = &prompt[reuse..];
+        let fresh = &prompt[reuse_prefix(cache, prompt)..];
         let logits = &mut self.logits[slot * vocab..(slot + 1) * vocab];
         self.model
             .forward(cache, fresh, &mut self.scratch, logits)
-            .map_err(|e| Error::Backend(format!("{}: {e}", self.name)))?;
-        Ok(fresh.len())
+            .map_err(|e| Error::Backend(format!("{}: {e}", self.name)))
     }
 
-    /// One forward pass for every active sequence, then a token sampled for each.
+    /// One forward pass for every active sequence, then a token sampled for each that has read
+    /// its whole prompt. Sequences that are generating come first (a token each), then prompts
+    /// in arrival order, as much of them as fits in [`MAX_BATCH`] tokens.
     fn step(&mut self) {
-        let active: Vec<usize> = (0..self.slots.len()).filter(|&i| self.slots[i].seq.is_some()).collect();
+        // (still reading its prompt, admitted at, slot): generating first, then oldest first.
+        let mut active: Vec<(bool, u64, usize)> = (0..self.slots.len())
+            .filter_map(|i| {
+                let slot = &self.slots[i];
+                let seq = slot.seq.as_ref()?;
+                Some((seq.first_token_at.is_none(), slot.last_used, i))
+            })
+            .collect();
         if active.is_empty() {
             return;
         }
-        let tokens: Vec<u32> =
-            active.iter().filter_map(|&i| self.slots[i].seq.as_ref().map(|s| s.next)).collect();
+        active.sort_unstable();
+        // (slot, tokens fed), in slot order so that logits row `r` is the r-th entry.
+        let mut batch = Vec::with_capacity(active.len());
+        let mut budget = MAX_BATCH;
+        for (_, _, i) in active {
+            let slot = &self.slots[i];
+            let unread = slot.seq.as_ref().map_or(0, |seq| seq.history.len() - slot.cache.len());
+            let take = unread.min(budget);
+            if take > 0 {
+                budget -= take;
+                batch.push((i, take));
+            }
+        }
+        batch.sort_unstable();
         let vocab = self.model.config.vocab;
         let (model, scratch) = (&self.model, &mut self.scratch);
-        let logits = &mut self.logits[..active.len() * vocab];
-        let mut caches: Vec<&mut KvCache> =
-            self.slots.iter_mut().filter(|s| s.seq.is_some()).map(|s| &mut s.cache).collect();
-        let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            model.decode_many(&mut caches, &tokens, scratch, logits)
-        }));
+        let logits = &mut self.logits[..batch.len() * vocab];
+        let mut inputs: Vec<(&mut KvCache, &[u32])> = Vec::with_capacity(batch.len());
+        let mut wanted = batch.iter().peekable();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let Some(&(_, take)) = wanted.next_if(|&&(s, _)| s == i) else { continue };
+            if let Slot { cache, seq: Some(seq), .. } = slot {
+                let start = cache.len();
+                inputs.push((cache, &seq.history[start..start + take]));
+            }
+        }
+        let ran =
+            std::panic::catch_unwind(AssertUnwindSafe(|| model.forward_many(&mut inputs, scratch, logits)));
         let error = match ran {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(format!("{}: {e}", self.name)),
@@ -454,7 +474,7 @@ impl Worker {
         };
         if let Some(error) = error {
             // Every sequence of the batch failed with it; their caches may be half written.
-            for &i in &active {
+            for &(i, _) in &batch {
                 self.slots[i].cache.truncate(0);
                 if let Some(seq) = self.slots[i].seq.take() {
                     let _ = seq.events.send(Err(Error::Backend(error.clone())));
@@ -462,14 +482,20 @@ impl Worker {
             }
             return;
         }
-        // Row `r` holds the logits of the r-th active slot; move them to the slot's own row.
-        for (r, &slot) in active.iter().enumerate().rev() {
+        // Row `r` holds the logits of the r-th slot of the batch; move them to the slot's own row.
+        for (r, &(slot, _)) in batch.iter().enumerate().rev() {
             if r != slot {
                 self.logits.copy_within(r * vocab..(r + 1) * vocab, slot * vocab);
             }
         }
-        for slot in active {
-            self.sample(slot);
+        for (slot, _) in batch {
+            let read = self.slots[slot]
+                .seq
+                .as_ref()
+                .is_some_and(|seq| seq.history.len() == self.slots[slot].cache.len());
+            if read {
+                self.sample(slot);
+            }
         }
     }
 
@@ -511,6 +537,15 @@ fn job_prompt(job: &Job) -> &[u32] {
     }
 }
 
+/// Truncates `cache` to the prefix it shares with `prompt`, keeping at least the last prompt
+/// token to run (its logits are what comes next); returns the length kept.
+fn reuse_prefix(cache: &mut KvCache, prompt: &[u32]) -> usize {
+    let shared = cache.tokens().iter().zip(prompt).take_while(|(a, b)| a == b).count();
+    let reuse = shared.min(prompt.len() - 1);
+    cache.truncate(reuse);
+    reuse
+}
+
 /// Mutable access to slot `a` and shared access to slot `b` (`a != b`).
 fn two_slots(slots: &mut [Slot], a: usize, b: usize) -> (&mut Slot, &Slot) {
     if a < b {
@@ -547,7 +582,6 @@ impl Sequence {
         if self.generated >= max_tokens || cache_len >= self.window {
             return self.finish(FinishReason::Length, false, name);
         }
-        self.next = token;
         Step::Continue
     }
 
@@ -584,7 +618,10 @@ impl Sequence {
             },
             timings: Timings {
                 ttft_ms: first.duration_since(self.received).as_secs_f64() * 1000.0,
-                prefill_tokens_per_second: per_second(self.evaluated, self.prefill_secs),
+                prefill_tokens_per_second: per_second(
+                    self.evaluated,
+                    first.duration_since(self.started).as_secs_f64(),
+                ),
                 decode_tokens_per_second: per_second(self.generated.saturating_sub(1), decode_secs),
             },
             ..Default::default()

@@ -61,7 +61,7 @@ pub enum ForwardError {
     TokenOutOfRange { id: u32, vocab: usize },
     #[error("the context is full: {needed} positions needed, {capacity} available")]
     ContextFull { needed: usize, capacity: usize },
-    #[error("a batch of {sequences} sequences (at most {MAX_BATCH}) needs as many tokens ({tokens} given) and logits rows ({logits} values given)")]
+    #[error("a batch of {sequences} sequences needs a token or more for each, at most {MAX_BATCH} in all ({tokens} given), and a logits row for each ({logits} values given)")]
     BatchShape { sequences: usize, tokens: usize, logits: usize },
     #[error(transparent)]
     Kernel(#[from] quant::QuantError),
@@ -138,31 +138,27 @@ impl Model {
         Ok(())
     }
 
-    /// One decode step for several sequences in one pass: `steps[i]` appends token
-    /// `steps[i].1` to cache `steps[i].0`, and `logits[i * vocab..]` gets its logits. The
-    /// weights are read once for all of them, which is what makes batching pay.
-    pub fn decode_many(
+    /// Several sequences' new tokens in one pass: `seqs[i].1` (a decode step's one token or a
+    /// chunk of a prompt) is appended to cache `seqs[i].0`, and `logits[i * vocab..]` gets the
+    /// logits of its last token. The weights are read once for all of them, which is what makes
+    /// batching pay.
+    pub fn forward_many(
         &self,
-        caches: &mut [&mut KvCache],
-        tokens: &[u32],
+        seqs: &mut [(&mut KvCache, &[u32])],
         scratch: &mut Scratch,
         logits: &mut [f32],
     ) -> Result<(), ForwardError> {
-        let vocab = self.config.vocab;
-        let n = caches.len();
-        if n > MAX_BATCH || tokens.len() != n || logits.len() != n * vocab {
-            return Err(ForwardError::BatchShape {
-                sequences: n,
-                tokens: tokens.len(),
-                logits: logits.len(),
-            });
+        let tokens: usize = seqs.iter().map(|(_, t)| t.len()).sum();
+        if tokens > MAX_BATCH
+            || logits.len() != seqs.len() * self.config.vocab
+            || seqs.iter().any(|(_, t)| t.is_empty())
+        {
+            return Err(ForwardError::BatchShape { sequences: seqs.len(), tokens, logits: logits.len() });
         }
-        let mut batch = Vec::with_capacity(n);
-        for (cache, token) in caches.iter_mut().zip(tokens.chunks(1)) {
-            self.check(cache, token)?;
-            batch.push((&mut **cache, token));
+        for (cache, tokens) in seqs.iter() {
+            self.check(cache, tokens)?;
         }
-        self.forward_batch(&mut batch, scratch, Some(logits))
+        self.forward_batch(seqs, scratch, Some(logits))
     }
 
     fn check(&self, cache: &KvCache, tokens: &[u32]) -> Result<(), ForwardError> {

@@ -132,7 +132,8 @@ fn a_reused_prefix_gives_the_same_logits() {
     assert_close(&logits, &last_logits(&model, &tokens, tokens.len()));
 }
 
-/// Three sequences at different lengths stepped together give each the logits it gets alone.
+/// Three sequences at different lengths stepped together, one of them still reading its
+/// prompt, give each the logits it gets alone.
 #[test]
 fn decoding_several_sequences_at_once_equals_one_at_a_time() {
     for shape in [LLAMA, GEMMA] {
@@ -142,24 +143,26 @@ fn decoding_several_sequences_at_once_equals_one_at_a_time() {
         let mut scratch = Scratch::new(&model.config, 64);
         let mut caches: Vec<KvCache> = prompts.iter().map(|_| KvCache::new(layers, kvd, 64)).collect();
         let mut logits = vec![0.0; vocab];
-        for (cache, p) in caches.iter_mut().zip(&prompts) {
+        for (cache, p) in caches.iter_mut().zip(&prompts[..2]) {
             model.forward(cache, p, &mut scratch, &mut logits).unwrap();
         }
-        let next = [5, 17, 42];
+        // The first two decode a token each; the third runs its whole prompt in the same pass.
+        let steps: [&[u32]; 3] = [&[5], &[17], &prompts[2]];
         let mut batched = vec![0.0; 3 * vocab];
-        let mut refs: Vec<&mut KvCache> = caches.iter_mut().collect();
-        model.decode_many(&mut refs, &next, &mut scratch, &mut batched).unwrap();
-        for (i, (p, &t)) in prompts.iter().zip(&next).enumerate() {
-            let alone = last_logits(&model, &[&p[..], &[t]].concat(), 1);
+        let mut seqs: Vec<(&mut KvCache, &[u32])> = caches.iter_mut().zip(steps).collect();
+        model.forward_many(&mut seqs, &mut scratch, &mut batched).unwrap();
+        for (i, (p, step)) in prompts.iter().zip(steps).enumerate() {
+            let tokens = if i < 2 { [&p[..], step].concat() } else { p.clone() };
+            let alone = last_logits(&model, &tokens, 1);
             assert_eq!(batched[i * vocab..(i + 1) * vocab], alone[..], "{} sequence {i}", shape.arch);
-            assert_eq!(caches[i].tokens(), [&p[..], &[t]].concat());
+            assert_eq!(caches[i].tokens(), tokens);
         }
-        let err = model.decode_many(
-            &mut caches.iter_mut().collect::<Vec<_>>(),
-            &next[..2],
-            &mut scratch,
-            &mut batched,
-        );
+        let mut seqs: Vec<(&mut KvCache, &[u32])> = caches.iter_mut().zip(steps).collect();
+        let err = model.forward_many(&mut seqs[..2], &mut scratch, &mut batched);
+        assert!(matches!(err, Err(ForwardError::BatchShape { sequences: 2, tokens: 2, .. })));
+        let mut seqs: Vec<(&mut KvCache, &[u32])> =
+            caches.iter_mut().zip([&[5][..], &[][..], &[6][..]]).collect();
+        let err = model.forward_many(&mut seqs, &mut scratch, &mut batched);
         assert!(matches!(err, Err(ForwardError::BatchShape { sequences: 3, tokens: 2, .. })));
     }
 }

@@ -134,12 +134,18 @@ pub fn cpu_level() -> CpuLevel {
     })
 }
 
-/// Dot products of one weight row with the activation rows of up to [`TOKEN_TILE`] tokens:
-/// `out[j] = dot(w, acts[j])`, with `acts.len() == out.len()`.
+/// Dot products of [`ROW_TILE`] consecutive weight rows (`w`, whole rows) with the activation
+/// rows of up to [`TOKEN_TILE`] tokens: `out[r * acts.len() + j] = dot(W[r], acts[j])`.
 type DotFn = fn(w: &[u8], acts: &[&[u8]], out: &mut [f32]);
 
-/// Tokens per kernel call: each weight block is decoded once for this many tokens.
-const TOKEN_TILE: usize = 4;
+/// Weight rows per kernel call: the x86 kernels of the 32-value formats keep a row per 32-bit
+/// lane, so that the sums of a block need no horizontal adds and its scales apply to all the
+/// rows in one multiply.
+const ROW_TILE: usize = 8;
+
+/// Tokens per kernel call: each weight block is decoded once for this many tokens, so a decode
+/// step of up to this many sequences decodes the weights once.
+const TOKEN_TILE: usize = 8;
 
 /// Tokens per pass over the weights in prefill; bounds the transposition buffer.
 const TOKEN_GROUP: usize = 64;
@@ -344,20 +350,44 @@ fn multiply(
     ROW_MAJOR.set(tmp);
 }
 
-/// `dst[r * acts.len() + t] = dot(W[r], acts[t])`, parallel over chunks of rows. Within a row
-/// the tokens are taken [`TOKEN_TILE`] at a time while the row stays in L1.
+/// `dst[r * acts.len() + t] = dot(W[r], acts[t])`, parallel over chunks of rows. Each tile of
+/// [`ROW_TILE`] rows takes the tokens [`TOKEN_TILE`] at a time while the rows stay in L1.
 fn rows_times_tokens(dot: DotFn, weight: &[u8], w_row: usize, acts: &[&[u8]], dst: &mut [f32]) {
     let g = acts.len();
     let rows = dst.len() / g;
     // Several chunks per thread so that rayon can balance uneven progress.
-    let chunk = rows.div_ceil(8 * rayon::current_num_threads()).max(4);
+    let chunk = rows.div_ceil(8 * rayon::current_num_threads()).next_multiple_of(ROW_TILE);
     dst.par_chunks_mut(chunk * g).zip(weight.par_chunks(chunk * w_row)).for_each(|(dst, w)| {
-        for (dst, w) in dst.chunks_exact_mut(g).zip(w.chunks_exact(w_row)) {
-            for (dst, acts) in dst.chunks_mut(TOKEN_TILE).zip(acts.chunks(TOKEN_TILE)) {
-                dot(w, acts, dst);
+        let mut tile = [0f32; ROW_TILE * TOKEN_TILE];
+        let mut padded = Vec::new();
+        for (dst, w) in dst.chunks_mut(ROW_TILE * g).zip(w.chunks(ROW_TILE * w_row)) {
+            // A last tile of fewer rows runs on a copy padded with zero rows (zero products).
+            let w = if w.len() == ROW_TILE * w_row {
+                w
+            } else {
+                padded.clear();
+                padded.extend_from_slice(w);
+                padded.resize(ROW_TILE * w_row, 0);
+                &padded
+            };
+            for (first, acts) in (0..g).step_by(TOKEN_TILE).zip(acts.chunks(TOKEN_TILE)) {
+                let n = acts.len();
+                let tile = &mut tile[..ROW_TILE * n];
+                dot(w, acts, tile);
+                for (dst, products) in dst.chunks_mut(g).zip(tile.chunks(n)) {
+                    dst[first..first + n].copy_from_slice(products);
+                }
             }
         }
     });
+}
+
+/// A [`DotFn`] from a kernel of one row (`out[j] = dot(w, acts[j])`), for the formats whose
+/// kernels take the rows one by one.
+fn each_row(w: &[u8], acts: &[&[u8]], out: &mut [f32], dot: impl Fn(&[u8], &[&[u8]], &mut [f32])) {
+    for (w, out) in w.chunks_exact(w.len() / ROW_TILE).zip(out.chunks_exact_mut(acts.len())) {
+        dot(w, acts, out);
+    }
 }
 
 /// Whether [`matmul`] takes weights of type `ty`.

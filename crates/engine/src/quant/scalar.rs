@@ -1,7 +1,7 @@
 //! Portable dot-product kernels, the reference the SIMD kernels are tested against.
 
 use super::formats::*;
-use super::{DotFn, TOKEN_TILE};
+use super::{each_row, DotFn, TOKEN_TILE};
 use crate::dtype::{GgmlType, QK_K};
 
 pub(super) fn kernel(ty: GgmlType) -> Option<DotFn> {
@@ -9,17 +9,23 @@ pub(super) fn kernel(ty: GgmlType) -> Option<DotFn> {
 }
 
 fn dot_float<F: FloatFormat>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
-    for (o, a) in out.iter_mut().zip(acts) {
-        *o = float_dot::<F>(w, a);
-    }
+    each_row(w, acts, out, |w, acts, out| {
+        for (o, a) in out.iter_mut().zip(acts) {
+            *o = float_dot::<F>(w, a);
+        }
+    });
 }
 
 fn idot(q: &[i8], y: &[u8]) -> i32 {
     q.iter().zip(y).map(|(&q, &y)| i32::from(q) * i32::from(y as i8)).sum()
 }
 
-/// Each weight block is decoded once and used for every token of the tile.
 fn dot_32<F: Format32>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
+    each_row(w, acts, out, row_32::<F>);
+}
+
+/// Each weight block is decoded once and used for every token of the tile.
+fn row_32<F: Format32>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
     let mut acc = [0f32; TOKEN_TILE];
     for (i, wb) in w.chunks_exact(F::TY.block_bytes()).enumerate() {
         let b = F::unpack(wb);
@@ -32,6 +38,10 @@ fn dot_32<F: Format32>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
 }
 
 fn dot_k<F: FormatK>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
+    each_row(w, acts, out, row_k::<F>);
+}
+
+fn row_k<F: FormatK>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
     let mut acc = [0f32; TOKEN_TILE];
     for (i, wb) in w.chunks_exact(F::TY.block_bytes()).enumerate() {
         let s = F::scales(wb);

@@ -115,32 +115,41 @@ fn reference(wf: &[f32], cols: usize, x: &[f32]) -> Vec<f32> {
 fn shapes(ty: GgmlType) -> Vec<(usize, usize)> {
     match ty.block_len() {
         1 => vec![(1, 8), (7, 37), (33, 64)],
-        len => vec![(1, len), (7, 3 * len), (33, 2 * len)],
+        // 18 blocks: two whole groups of activation scales and a partial one.
+        len => vec![(1, len), (7, 3 * len), (33, 2 * len), (5, 18 * len)],
     }
 }
 
+/// Every level against the scalar kernels and an exact product, with token counts that fill a
+/// tile of the multi-token kernels, leave part of one, and spill into a second.
 #[test]
 fn matmul_matches_dequantized_reference_and_scalar() {
     let mut rng = StdRng::seed_from_u64(7);
-    let simd = CpuLevel::detected();
     for ty in ALL {
         for (rows, cols) in shapes(ty) {
             let w = random_weights(&mut rng, ty, rows, cols);
             let wf = dequantize(ty, &w, rows, cols);
-            for n in [1, 3, 6, 7] {
+            for n in [1, 3, 6, TOKEN_TILE, TOKEN_TILE + 3] {
                 let x = random_x(&mut rng, n * cols);
                 let scalar = run(CpuLevel::Scalar, ty, &w, rows, cols, &x, n);
-                let fast = run(simd, ty, &w, rows, cols, &x, n);
                 let exact = reference(&wf, cols, &x);
                 let bounds = bounds(ty, &wf, rows, cols, &x, n);
-                for (i, (&(mag, qerr), ((s, f), e))) in
-                    bounds.iter().zip(scalar.iter().zip(&fast).zip(&exact)).enumerate()
-                {
-                    let at = format!("{ty} {rows}x{cols} n={n} out[{i}]: scalar {s} {simd} {f} exact {e}");
-                    // Same integer sums; only f32 summation order differs.
-                    assert!((s - f).abs() <= 1e-5 * mag + 1e-6, "{at}");
-                    // f16-rounded activation scales add a relative 2^-11 on top of rounding x.
-                    assert!((s - e).abs() <= 1.05 * qerr + 1e-3 * mag + 1e-5, "{at} (bound {qerr})");
+                for level in CpuLevel::available() {
+                    let fast = run(level, ty, &w, rows, cols, &x, n);
+                    if ActFormat::for_weight(ty) == Some(ActFormat::Q8) {
+                        // The same float operations as the portable kernel, in its order.
+                        assert_eq!(fast, scalar, "{ty} {rows}x{cols} n={n} at {level}");
+                    }
+                    for (i, (&(mag, qerr), ((s, f), e))) in
+                        bounds.iter().zip(scalar.iter().zip(&fast).zip(&exact)).enumerate()
+                    {
+                        let at =
+                            format!("{ty} {rows}x{cols} n={n} out[{i}]: scalar {s} {level} {f} exact {e}");
+                        // Same integer sums; only f32 summation order differs.
+                        assert!((s - f).abs() <= 1e-5 * mag + 1e-6, "{at}");
+                        // f16-rounded activation scales add a relative 2^-11 on top of rounding x.
+                        assert!((s - e).abs() <= 1.05 * qerr + 1e-3 * mag + 1e-5, "{at} (bound {qerr})");
+                    }
                 }
             }
         }

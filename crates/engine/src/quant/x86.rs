@@ -10,10 +10,10 @@
 use std::arch::x86_64::*;
 
 use super::formats::*;
-use super::{DotFn, TOKEN_TILE};
+use super::{each_row, DotFn, ROW_TILE, TOKEN_TILE};
 use crate::dtype::GgmlType;
 
-const _: () = assert!(TOKEN_TILE == 4, "the tile dispatch below instantiates kernels for 1..=4 tokens");
+const _: () = assert!(TOKEN_TILE == 8, "the tile dispatch below instantiates kernels for 1..=8 tokens");
 
 /// The kernels of one level: `$features` is what the level's CPUs have, `$dpbusd` adds the
 /// products of unsigned bytes with signed bytes, summed in fours, to i32 lanes.
@@ -37,14 +37,18 @@ macro_rules! level_kernels {
                             1 => $kernel::<$f, 1>($w, $acts, $out),
                             2 => $kernel::<$f, 2>($w, $acts, $out),
                             3 => $kernel::<$f, 3>($w, $acts, $out),
-                            _ => $kernel::<$f, 4>($w, $acts, $out),
+                            4 => $kernel::<$f, 4>($w, $acts, $out),
+                            5 => $kernel::<$f, 5>($w, $acts, $out),
+                            6 => $kernel::<$f, 6>($w, $acts, $out),
+                            7 => $kernel::<$f, 7>($w, $acts, $out),
+                            _ => $kernel::<$f, 8>($w, $acts, $out),
                         }
                     }
                 };
             }
 
             fn dot_float<F: AvxFloat>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
-                per_tile!(dot_float_n::<F>(w, acts, out))
+                each_row(w, acts, out, |w, acts, out| per_tile!(dot_float_n::<F>(w, acts, out)));
             }
 
             fn dot_32<F: Avx32>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
@@ -52,7 +56,7 @@ macro_rules! level_kernels {
             }
 
             fn dot_k<F: AvxK>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
-                per_tile!(dot_k_n::<F>(w, acts, out))
+                each_row(w, acts, out, |w, acts, out| per_tile!(dot_k_n::<F>(w, acts, out)));
             }
 
             #[target_feature(enable = $features)]
@@ -72,29 +76,53 @@ macro_rules! level_kernels {
                 }
             }
 
+            /// The [`ROW_TILE`] rows at once, a row per 32-bit lane: each 4-byte group of a
+            /// token's block is broadcast against that group of every row, so a block's sums
+            /// land in their rows' lanes and its scales apply to all the rows in one multiply.
             #[target_feature(enable = $features)]
             unsafe fn dot_32_n<F: Avx32, const N: usize>(w: &[u8], acts: &[&[u8]], out: &mut [f32]) {
+                let bb = F::TY.block_bytes();
+                let row = w.len() / ROW_TILE;
                 let mut acc = [_mm256_setzero_ps(); N];
-                let mut mins = [0f32; N];
-                for (i, wb) in w.chunks_exact(F::TY.block_bytes()).enumerate() {
-                    prefetch_ahead(wb);
-                    let (q, d, m) = F::load(wb);
+                for i in 0..row / bb {
+                    let at = i * bb;
+                    for r in 0..ROW_TILE {
+                        prefetch_ahead(&w[r * row + at..][..bb]);
+                    }
+                    let q = F::quants_rows(w, row, at);
+                    let (d, m) = scales_rows(w, row, at);
                     // The unsigned operand must be the weights: move signed quants' signs onto x.
-                    let q_abs = if F::SIGNED { _mm256_sign_epi8(q, q) } else { q };
+                    let mut q_abs = q;
+                    if F::SIGNED {
+                        for q in &mut q_abs {
+                            *q = _mm256_sign_epi8(*q, *q);
+                        }
+                    }
                     for j in 0..N {
                         let (dx, s, qx) = q8_parts(&acts[j][i * Q8_BYTES..(i + 1) * Q8_BYTES]);
-                        let y = load256(qx);
-                        let y = if F::SIGNED { _mm256_sign_epi8(y, q) } else { y };
-                        let sum = $dpbusd(_mm256_setzero_si256(), q_abs, y);
-                        acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * dx), _mm256_cvtepi32_ps(sum), acc[j]);
+                        let mut sum = _mm256_setzero_si256();
+                        for k in 0..ROW_TILE {
+                            let y = _mm256_set1_epi32(i32::from_le_bytes(bytes(qx, 4 * k)));
+                            let y = if F::SIGNED { _mm256_sign_epi8(y, q[k]) } else { y };
+                            sum = $dpbusd(sum, q_abs[k], y);
+                        }
+                        // The portable kernel's operations in its order, unfused: Gemma 3's
+                        // logits move by whole units with the rounding of these sums.
+                        let scale = _mm256_mul_ps(d, _mm256_set1_ps(dx));
+                        let mut term = _mm256_mul_ps(scale, _mm256_cvtepi32_ps(sum));
                         // Only the unsigned formats have a min.
                         if !F::SIGNED {
-                            mins[j] += m * s;
+                            term = _mm256_add_ps(term, _mm256_mul_ps(m, _mm256_set1_ps(s)));
                         }
+                        acc[j] = _mm256_add_ps(acc[j], term);
                     }
                 }
                 for j in 0..N {
-                    out[j] = hsum(acc[j]) + mins[j];
+                    let mut lanes = [0f32; ROW_TILE];
+                    _mm256_storeu_ps(lanes.as_mut_ptr(), acc[j]);
+                    for (r, lane) in lanes.into_iter().enumerate() {
+                        out[r * N + j] = lane;
+                    }
                 }
             }
 
@@ -186,20 +214,6 @@ unsafe fn load_f32x8(b: &[u8]) -> __m256 {
     _mm256_loadu_ps(b.as_ptr().cast())
 }
 
-/// The two f16 at `b[0..4]`, converted.
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn f16_pair(b: &[u8]) -> (f32, f32) {
-    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from_le_bytes(bytes(b, 0))));
-    (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
-}
-
-#[inline]
-#[target_feature(enable = "avx2,f16c")]
-unsafe fn f16_one(b: &[u8]) -> f32 {
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(u16::from_le_bytes(bytes(b, 0))))))
-}
-
 /// Asks for the weights `PREFETCH_AHEAD` bytes past `block`. Decode streams every weight from
 /// memory once per token, and the hardware prefetchers alone leave bandwidth unused: measured
 /// on SmolLM2-135M's matmuls on one thread, 17.6 ms per token without this, 10.2 ms with it.
@@ -261,8 +275,96 @@ impl AvxFloat for BF16 {
 trait Avx32: Format32 {
     /// Whether the quants are signed; unsigned ones are in 0..32 and go straight into `maddubs`.
     const SIGNED: bool;
-    /// The 32 quants in value order, and the block's scale and min.
-    unsafe fn load(b: &[u8]) -> (__m256i, f32, f32);
+    /// The 32 quants of block `b` in value order.
+    unsafe fn quants(b: &[u8]) -> __m256i;
+
+    /// The quants of the block at byte `at` of each of the [`ROW_TILE`] rows of `w` (`row`
+    /// bytes each), a row per 32-bit lane: vector `k` holds quants `4k..4k + 4` of every row.
+    /// (Always inlined, and so without `target_feature`: the kernels' features apply.)
+    #[inline(always)]
+    unsafe fn quants_rows(w: &[u8], row: usize, at: usize) -> [__m256i; ROW_TILE] {
+        let mut q = [_mm256_setzero_si256(); ROW_TILE];
+        for (r, q) in q.iter_mut().enumerate() {
+            *q = Self::quants(&w[r * row + at..][..Self::TY.block_bytes()]);
+        }
+        transpose_8x8(q)
+    }
+}
+
+/// The f16 scale that starts the block at byte `at` of each of the [`ROW_TILE`] rows of `w`
+/// (`row` bytes each), and the f16 after it (the min, in the formats that have one), a row per
+/// lane.
+#[inline(always)]
+unsafe fn scales_rows(w: &[u8], row: usize, at: usize) -> (__m256, __m256) {
+    let mut pairs = [0i32; ROW_TILE];
+    for (r, pair) in pairs.iter_mut().enumerate() {
+        *pair = i32::from_le_bytes(bytes(w, r * row + at));
+    }
+    let [p0, p1, p2, p3, p4, p5, p6, p7] = pairs;
+    let pairs = _mm256_setr_epi32(p0, p1, p2, p3, p4, p5, p6, p7);
+    // Each half's four scales, then its four mins; then both halves' scales, then the mins.
+    let split = _mm256_shuffle_epi8(
+        pairs,
+        _mm256_setr_epi8(
+            0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10,
+            11, 14, 15,
+        ),
+    );
+    let split = _mm256_permute4x64_epi64::<0b11_01_10_00>(split);
+    (_mm256_cvtph_ps(_mm256_castsi256_si128(split)), _mm256_cvtph_ps(_mm256_extracti128_si256::<1>(split)))
+}
+
+/// The 8×8 matrix of 32-bit values whose rows are `v`, transposed.
+#[inline(always)]
+unsafe fn transpose_8x8(v: [__m256i; 8]) -> [__m256i; 8] {
+    // Within each 128-bit half: pairs of rows interleaved by 32 bits, then by 64 bits, gives
+    // columns of four rows; the halves then pair up across the two groups of four rows.
+    let mut t = [_mm256_setzero_si256(); 8];
+    for p in 0..4 {
+        t[2 * p] = _mm256_unpacklo_epi32(v[2 * p], v[2 * p + 1]);
+        t[2 * p + 1] = _mm256_unpackhi_epi32(v[2 * p], v[2 * p + 1]);
+    }
+    let mut u = [_mm256_setzero_si256(); 8];
+    for g in 0..2 {
+        let (a, b) = (4 * g, 4 * g + 2);
+        u[a] = _mm256_unpacklo_epi64(t[a], t[b]);
+        u[a + 1] = _mm256_unpackhi_epi64(t[a], t[b]);
+        u[a + 2] = _mm256_unpacklo_epi64(t[a + 1], t[b + 1]);
+        u[a + 3] = _mm256_unpackhi_epi64(t[a + 1], t[b + 1]);
+    }
+    let mut out = [_mm256_setzero_si256(); 8];
+    for k in 0..4 {
+        out[k] = _mm256_permute2x128_si256::<0x20>(u[k], u[k + 4]);
+        out[k + 4] = _mm256_permute2x128_si256::<0x31>(u[k], u[k + 4]);
+    }
+    out
+}
+
+/// [`Avx32::quants_rows`] of 4-bit blocks whose nibbles start at byte `at`: the raw bytes of
+/// the eight rows are transposed (4 bytes hold values `4k..4k + 4` in their low nibbles and
+/// `16 + 4k..` in their high ones), and only then split into nibbles.
+#[inline(always)]
+unsafe fn nibbles_rows(w: &[u8], row: usize, at: usize) -> [__m256i; ROW_TILE] {
+    // Rows r and r + 4 share a vector, a half each; a 4×4 transpose in each half.
+    let mut v = [_mm256_setzero_si256(); 4];
+    for (r, v) in v.iter_mut().enumerate() {
+        *v = _mm256_set_m128i(load128(&w[(r + 4) * row + at..]), load128(&w[r * row + at..]));
+    }
+    let (t0, t1) = (_mm256_unpacklo_epi32(v[0], v[1]), _mm256_unpackhi_epi32(v[0], v[1]));
+    let (t2, t3) = (_mm256_unpacklo_epi32(v[2], v[3]), _mm256_unpackhi_epi32(v[2], v[3]));
+    let bytes = [
+        _mm256_unpacklo_epi64(t0, t2),
+        _mm256_unpackhi_epi64(t0, t2),
+        _mm256_unpacklo_epi64(t1, t3),
+        _mm256_unpackhi_epi64(t1, t3),
+    ];
+    let low4 = _mm256_set1_epi8(0x0F);
+    let mut q = [_mm256_setzero_si256(); ROW_TILE];
+    for (k, b) in bytes.into_iter().enumerate() {
+        q[k] = _mm256_and_si256(b, low4);
+        q[k + 4] = _mm256_and_si256(_mm256_srli_epi16(b, 4), low4);
+    }
+    q
 }
 
 /// 16 bytes of nibbles as 32 bytes: low nibbles (values 0..16) in the low lane.
@@ -293,48 +395,58 @@ unsafe fn fifth_bits(b: &[u8]) -> __m256i {
 impl Avx32 for Q4_0 {
     const SIGNED: bool = true;
     #[inline]
-    #[target_feature(enable = "avx2,f16c")]
-    unsafe fn load(b: &[u8]) -> (__m256i, f32, f32) {
-        (_mm256_sub_epi8(nibbles(&b[2..]), _mm256_set1_epi8(8)), f16_one(b), 0.0)
+    #[target_feature(enable = "avx2")]
+    unsafe fn quants(b: &[u8]) -> __m256i {
+        _mm256_sub_epi8(nibbles(&b[2..]), _mm256_set1_epi8(8))
+    }
+    #[inline(always)]
+    unsafe fn quants_rows(w: &[u8], row: usize, at: usize) -> [__m256i; ROW_TILE] {
+        let mut q = nibbles_rows(w, row, at + 2);
+        for q in &mut q {
+            *q = _mm256_sub_epi8(*q, _mm256_set1_epi8(8));
+        }
+        q
     }
 }
 
 impl Avx32 for Q4_1 {
     const SIGNED: bool = false;
     #[inline]
-    #[target_feature(enable = "avx2,f16c")]
-    unsafe fn load(b: &[u8]) -> (__m256i, f32, f32) {
-        let (d, m) = f16_pair(b);
-        (nibbles(&b[4..]), d, m)
+    #[target_feature(enable = "avx2")]
+    unsafe fn quants(b: &[u8]) -> __m256i {
+        nibbles(&b[4..])
+    }
+    #[inline(always)]
+    unsafe fn quants_rows(w: &[u8], row: usize, at: usize) -> [__m256i; ROW_TILE] {
+        nibbles_rows(w, row, at + 4)
     }
 }
 
 impl Avx32 for Q5_0 {
     const SIGNED: bool = true;
     #[inline]
-    #[target_feature(enable = "avx2,f16c")]
-    unsafe fn load(b: &[u8]) -> (__m256i, f32, f32) {
+    #[target_feature(enable = "avx2")]
+    unsafe fn quants(b: &[u8]) -> __m256i {
         let q = _mm256_or_si256(nibbles(&b[6..]), fifth_bits(&b[2..]));
-        (_mm256_sub_epi8(q, _mm256_set1_epi8(16)), f16_one(b), 0.0)
+        _mm256_sub_epi8(q, _mm256_set1_epi8(16))
     }
 }
 
 impl Avx32 for Q5_1 {
     const SIGNED: bool = false;
     #[inline]
-    #[target_feature(enable = "avx2,f16c")]
-    unsafe fn load(b: &[u8]) -> (__m256i, f32, f32) {
-        let (d, m) = f16_pair(b);
-        (_mm256_or_si256(nibbles(&b[8..]), fifth_bits(&b[4..])), d, m)
+    #[target_feature(enable = "avx2")]
+    unsafe fn quants(b: &[u8]) -> __m256i {
+        _mm256_or_si256(nibbles(&b[8..]), fifth_bits(&b[4..]))
     }
 }
 
 impl Avx32 for Q8_0 {
     const SIGNED: bool = true;
     #[inline]
-    #[target_feature(enable = "avx2,f16c")]
-    unsafe fn load(b: &[u8]) -> (__m256i, f32, f32) {
-        (load256(&b[2..]), f16_one(b), 0.0)
+    #[target_feature(enable = "avx2")]
+    unsafe fn quants(b: &[u8]) -> __m256i {
+        load256(&b[2..])
     }
 }
 
