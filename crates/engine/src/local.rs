@@ -261,6 +261,10 @@ impl ChatModel for LocalModel {
     }
 }
 
+/// Shared prompt tokens worth waiting for another sequence to read: below this, reading them
+/// again costs less than the wait.
+const MIN_SHARED_PREFIX: usize = 32;
+
 /// The scheduler thread's state: the model, the sequence slots and the buffers they share.
 struct Worker {
     model: Model,
@@ -339,15 +343,41 @@ impl Worker {
         !self.waiting.is_empty() || self.slots.iter().any(|s| s.seq.is_some())
     }
 
-    /// Starts waiting requests while there are free slots.
+    /// Starts waiting requests while there are free slots. A request whose prompt opens like
+    /// one still being read waits for that reading, then copies the shared prefix instead of
+    /// reading it again: requests that arrive together with one preamble (skeleton-of-thought
+    /// expansions, few-shot prompts) read it once.
     fn admit(&mut self) {
+        let mut deferred = VecDeque::new();
         while let Some(job) = self.waiting.pop_front() {
+            if self.reading_shares_prefix(job_prompt(&job)) {
+                deferred.push_back(job);
+                continue;
+            }
             let Some(slot) = self.free_slot(job_prompt(&job)) else {
                 self.waiting.push_front(job);
-                return;
+                break;
             };
             self.start(slot, job);
         }
+        while let Some(job) = deferred.pop_back() {
+            self.waiting.push_front(job);
+        }
+    }
+
+    /// Whether a sequence still reading its prompt will cache at least `MIN_SHARED_PREFIX`
+    /// tokens of `prompt` that no slot holds yet.
+    fn reading_shares_prefix(&self, prompt: &[u32]) -> bool {
+        let cached =
+            |i: usize| self.slots[i].cache.tokens().iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        let best_cached = (0..self.slots.len()).map(cached).max().unwrap_or(0);
+        self.slots.iter().any(|slot| match &slot.seq {
+            Some(seq) if seq.first_token_at.is_none() => {
+                let shared = seq.history.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+                shared >= MIN_SHARED_PREFIX && shared > best_cached
+            }
+            _ => false,
+        })
     }
 
     /// The free slot to run `prompt` in: the one sharing the longest prefix with it, else the
