@@ -153,7 +153,8 @@ fn median(values: &mut [f64]) -> f64 {
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let data = Dataset::read(&args.beir)?;
     let model_dir = ModelStore::from_env()?.resolve(&args.model, &ConsoleProgress::default())?;
-    let options = EmbedOptions { threads: Some(args.threads), batch_size: args.batch_size };
+    let options =
+        EmbedOptions { threads: Some(args.threads), batch_size: args.batch_size, ..Default::default() };
     let embedder = Embedder::load(&model_dir, &args.model, options)?;
     let max_len = embedder.max_seq_length();
     let documents: Vec<&str> = data.documents.iter().map(String::as_str).collect();

@@ -71,7 +71,7 @@ fn matches_sentence_transformers_one_by_one_and_in_padded_batches() {
         assert_matches(std::slice::from_ref(reference), &embedder.embed_batch(&[&reference.text]).unwrap());
     }
     // All at once: sorted by length, batches of 4 texts of different lengths, padded.
-    let options = EmbedOptions { threads: Some(1), batch_size: 4 };
+    let options = EmbedOptions { threads: Some(1), batch_size: 4, ..Default::default() };
     let batched = Embedder::load(&dir, MODEL, options).unwrap();
     let texts: Vec<&str> = references.iter().map(|r| r.text.as_str()).collect();
     assert_matches(&references, &batched.embed_batch(&texts).unwrap());
