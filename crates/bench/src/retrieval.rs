@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use serde::Deserialize;
-use temper_embed::{EmbedOptions, Embedder};
+use temper_embed::{EmbedOptions, Embedder, Precision};
 use temper_models::{ConsoleProgress, ModelStore, DEFAULT_EMBEDDING_MODEL};
 
 use self::bm25::Bm25;
@@ -43,6 +43,17 @@ pub struct Args {
     /// Skip sentence-transformers (no Python needed).
     #[arg(long)]
     no_peer: bool,
+    /// Also measure the int8 encoder (quality and speed), next to the f32 one.
+    #[arg(long)]
+    int8: bool,
+}
+
+/// One of Temper's encoders under test, with its timings and corpus vectors.
+struct Side {
+    precision: &'static str,
+    embedder: Embedder,
+    speeds: Vec<f64>,
+    vectors: Vec<Vec<f32>>,
 }
 
 #[derive(Deserialize)]
@@ -153,10 +164,17 @@ fn median(values: &mut [f64]) -> f64 {
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let data = Dataset::read(&args.beir)?;
     let model_dir = ModelStore::from_env()?.resolve(&args.model, &ConsoleProgress::default())?;
-    let options =
-        EmbedOptions { threads: Some(args.threads), batch_size: args.batch_size, ..Default::default() };
-    let embedder = Embedder::load(&model_dir, &args.model, options)?;
-    let max_len = embedder.max_seq_length();
+    let mut precisions = vec![("f32", Precision::F32)];
+    if args.int8 {
+        precisions.push(("int8", Precision::Int8));
+    }
+    let mut sides = Vec::new();
+    for (name, precision) in precisions {
+        let options = EmbedOptions { threads: Some(args.threads), batch_size: args.batch_size, precision };
+        let embedder = Embedder::load(&model_dir, &args.model, options)?;
+        sides.push(Side { precision: name, embedder, speeds: Vec::new(), vectors: Vec::new() });
+    }
+    let max_len = sides[0].embedder.max_seq_length();
     let documents: Vec<&str> = data.documents.iter().map(String::as_str).collect();
     let python = if args.no_peer { None } else { Some(peer::python()?) };
     eprintln!(
@@ -169,14 +187,19 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         args.batch_size
     );
 
-    // Alternate the two sides so that both see the same machine load.
-    let (mut ours, mut theirs, mut versions, mut vectors) = (Vec::new(), Vec::new(), None, Vec::new());
-    embedder.embed_batch(&documents[..args.batch_size.min(documents.len())])?; // warm-up
+    // Alternate the sides so that all see the same machine load.
+    let (mut theirs, mut versions) = (Vec::new(), None);
+    for side in &sides {
+        side.embedder.embed_batch(&documents[..args.batch_size.min(documents.len())])?;
+        // warm-up
+    }
     for round in 1..=args.rounds.max(1) {
-        let start = Instant::now();
-        vectors = embedder.embed_batch(&documents)?;
-        ours.push(documents.len() as f64 / start.elapsed().as_secs_f64());
-        eprintln!("round {round}: temper {:.1} docs/s", ours[round - 1]);
+        for side in &mut sides {
+            let start = Instant::now();
+            side.vectors = side.embedder.embed_batch(&documents)?;
+            side.speeds.push(documents.len() as f64 / start.elapsed().as_secs_f64());
+            eprintln!("round {round}: temper {} {:.1} docs/s", side.precision, side.speeds[round - 1]);
+        }
         if let Some(python) = &python {
             let run = peer::encode(python, &model_dir, &documents, args.threads, max_len, args.batch_size)?;
             theirs.push(documents.len() as f64 / run.seconds);
@@ -186,42 +209,54 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
 
     let query_texts: Vec<&str> = data.queries.iter().map(|(q, _)| q.text.as_str()).collect();
-    let query_vectors = embedder.embed_batch(&query_texts)?;
-    let dense: Vec<Vec<&str>> = query_vectors
-        .iter()
-        .map(|q| {
-            // Unit vectors: the dot product is the cosine.
-            let scores: Vec<f64> =
-                vectors.iter().map(|d| f64::from(d.iter().zip(q).map(|(a, b)| a * b).sum::<f32>())).collect();
-            data.ranking(&scores)
-        })
-        .collect();
     let index = Bm25::new(&documents);
     let lexical: Vec<Vec<&str>> = query_texts.iter().map(|q| data.ranking(&index.scores(q))).collect();
-    let hybrid: Vec<Vec<&str>> = dense.iter().zip(&lexical).map(|(d, l)| fuse(&[d, l])).collect();
+    let mut modes = Vec::new();
+    for side in &sides {
+        let query_vectors = side.embedder.embed_batch(&query_texts)?;
+        let dense: Vec<Vec<&str>> = query_vectors
+            .iter()
+            .map(|q| {
+                // Unit vectors: the dot product is the cosine.
+                let scores: Vec<f64> = side
+                    .vectors
+                    .iter()
+                    .map(|d| f64::from(d.iter().zip(q).map(|(a, b)| a * b).sum::<f32>()))
+                    .collect();
+                data.ranking(&scores)
+            })
+            .collect();
+        let hybrid = dense.iter().zip(&lexical).map(|(d, l)| fuse(&[d, l])).collect();
+        modes.push((format!("dense {} ({}, exact cosine)", side.precision, args.model), dense));
+        modes.push((format!("hybrid {} (RRF, k={RRF_K})", side.precision), hybrid));
+    }
+    modes.insert(1, ("bm25 (in-bench Okapi)".to_owned(), lexical));
 
     println!("retrieval on {} ({} queries, {} documents)\n", data.name, data.queries.len(), documents.len());
-    println!("{:<40} {:>8} {:>11} {:>8}", "mode", "nDCG@10", "recall@100", "MRR@10");
-    let modes = [
-        (format!("dense ({}, exact cosine)", args.model), &dense),
-        ("bm25 (in-bench Okapi)".to_owned(), &lexical),
-        (format!("hybrid (RRF, k={RRF_K})"), &hybrid),
-    ];
-    for (mode, rankings) in modes {
+    println!("{:<46} {:>8} {:>11} {:>8}", "mode", "nDCG@10", "recall@100", "MRR@10");
+    for (mode, rankings) in &modes {
         let q = quality(rankings, &data.queries);
-        println!("{mode:<40} {:>8.4} {:>11.4} {:>8.4}", q.ndcg10, q.recall100, q.mrr10);
+        println!("{mode:<46} {:>8.4} {:>11.4} {:>8.4}", q.ndcg10, q.recall100, q.mrr10);
     }
     println!(
         "\ncorpus encoding, median of {} round(s), max {max_len} tokens, {} threads",
-        ours.len(),
+        args.rounds.max(1),
         args.threads
     );
-    let ours = median(&mut ours);
-    println!("{:<50} {:>8.1} docs/s", "temper-embed (candle)", ours);
-    if let Some((torch, st)) = versions {
-        let theirs = median(&mut theirs);
+    let theirs = versions.map(|(torch, st)| (median(&mut theirs), torch, st));
+    for side in &mut sides {
+        let ours = median(&mut side.speeds);
+        println!("{:<50} {:>8.1} docs/s", format!("temper-embed {}", side.precision), ours);
+        if let Some((theirs, ..)) = &theirs {
+            println!(
+                "{:<50} {:>8.2}x",
+                format!("ratio {} / sentence-transformers", side.precision),
+                ours / theirs
+            );
+        }
+    }
+    if let Some((theirs, torch, st)) = theirs {
         println!("{:<50} {:>8.1} docs/s", format!("sentence-transformers {st} (torch {torch})"), theirs);
-        println!("{:<50} {:>8.2}x", "ratio", ours / theirs);
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Args;
-use temper_embed::{EmbedOptions, Embedder};
+use temper_embed::{EmbedOptions, Embedder, Precision};
 use temper_models::{ConsoleProgress, ModelStore, DEFAULT_EMBEDDING_MODEL};
 
 use crate::output::print_json;
@@ -15,21 +15,26 @@ pub struct EmbedArgs {
     /// Threads for the encoder (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Quantize the encoder's linear layers to int8: several times faster, vectors close to
+    /// (not equal to) the f32 ones.
+    #[arg(long)]
+    pub int8: bool,
     /// The texts to embed.
     #[arg(required = true)]
     pub texts: Vec<String>,
 }
 
 /// Resolves an embedding model through the store (pulling it on first use) and loads it.
-pub fn load_embedder(name: &str, threads: Option<usize>) -> anyhow::Result<Embedder> {
+pub fn load_embedder(name: &str, threads: Option<usize>, precision: Precision) -> anyhow::Result<Embedder> {
     let dir = ModelStore::from_env()?.resolve(name, &ConsoleProgress::default())?;
-    let options = EmbedOptions { threads, ..Default::default() };
+    let options = EmbedOptions { threads, precision, ..Default::default() };
     Embedder::load(&dir, name, options).with_context(|| format!("cannot load embedding model `{name}`"))
 }
 
 /// Prints one JSON array of arrays: a vector per text, in order.
 pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
-    let embedder = load_embedder(&args.model, args.threads)?;
+    let precision = if args.int8 { Precision::Int8 } else { Precision::F32 };
+    let embedder = load_embedder(&args.model, args.threads, precision)?;
     let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
     print_json(&embedder.embed_batch(&texts)?)
 }

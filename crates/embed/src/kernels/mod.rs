@@ -2,11 +2,11 @@
 //! with per-row scales), and the element-wise functions around them (GELU, softmax).
 //!
 //! A product is cut into tiles of [`MR`] rows × [`NR`] columns whose sums stay in registers over
-//! the whole depth. `B` (the weights, or keys and values in attention) is packed into column
-//! panels, depth-major; `A` is packed per block of rows into row-interleaved tiles, so that the
-//! inner loop reads both operands sequentially. Kernels are portable ([`scalar`], the reference)
-//! or AVX-512 ([`avx512`]), chosen by `temper_engine::quant::cpu_level` (`TEMPER_CPU` forces a
-//! level).
+//! a slice of the depth sized so that the tile's operands stay in L1. `B` (the weights, or keys
+//! and values in attention) is packed into column panels, depth-major. `A` is read in place for
+//! f32; for int8 it is quantized per row and packed into row-interleaved tiles. Kernels are
+//! portable (`scalar`, the reference) or AVX-512 (`x86`), chosen by
+//! `temper_engine::quant::cpu_level` (`TEMPER_CPU` forces a level).
 
 mod scalar;
 #[cfg(test)]
@@ -25,10 +25,14 @@ pub const MR: usize = 12;
 pub const NR: usize = 32;
 /// Depth of one int8 dot-product step: four byte products summed per i32 lane.
 pub const KG: usize = 4;
-/// Rows per parallel task: one packed block of `A`, reused across all panels of `B`.
+/// Rows per parallel task: one block of `A`, reused across all panels of `B`.
 const BLOCK_ROWS: usize = 8 * MR;
+/// Depth per f32 tile pass: 24 KiB of a `B` panel and 9 KiB of `A` stay in L1.
+const DEPTH_F32: usize = 192;
+/// Depth per int8 tile pass, in groups of [`KG`]: 16 KiB of a `B` panel, 6 KiB of `A`.
+const GROUPS_I8: usize = 128;
 
-/// What a tile does with its sums before storing them.
+/// What a product does with its sums before storing them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Epilogue {
     /// `c = a·b + bias`
@@ -39,6 +43,32 @@ pub enum Epilogue {
     Gelu,
     /// `c = gelu_tanh(a·b + bias)`, the tanh approximation.
     GeluTanh,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    None,
+    Gelu,
+    GeluTanh,
+}
+
+/// What one pass over a slice of the depth does: `v = sums + bias` (bias on the first pass
+/// only), `v += c` when accumulating, then the activation (on the last pass only).
+#[derive(Clone, Copy, Debug)]
+pub struct Finish {
+    pub accumulate: bool,
+    pub activation: Activation,
+}
+
+impl Epilogue {
+    fn pass(self, first: bool, last: bool) -> Finish {
+        let activation = match (last, self) {
+            (true, Epilogue::Gelu) => Activation::Gelu,
+            (true, Epilogue::GeluTanh) => Activation::GeluTanh,
+            _ => Activation::None,
+        };
+        Finish { accumulate: !first || self == Epilogue::Add, activation }
+    }
 }
 
 /// `n` columns of depth `k` (column `j` is row `j` of a row-major weight matrix), packed in
@@ -82,28 +112,28 @@ pub struct PackedI8 {
     n: usize,
     k: usize,
     data: Vec<i8>,
-    /// Per column (padded to whole panels): the scale, and 128 × the sum of the quants, which
-    /// the kernels subtract because activations are stored as unsigned `q + 128`.
+    /// Per column, padded to whole panels.
     scales: Vec<f32>,
+    /// Per depth slice of [`GROUPS_I8`] groups, then per column: 128 × the sum of the quants,
+    /// which the kernels subtract because activations are stored as unsigned `q + 128`.
     offsets: Vec<i32>,
 }
 
 impl PackedI8 {
     pub fn weights(w: &[f32], n: usize, k: usize) -> Self {
-        let (panels, kp) = (n.div_ceil(NR), k.div_ceil(KG) * KG);
-        let mut data = vec![0i8; panels * NR * kp];
-        let (mut scales, mut offsets) = (vec![0f32; panels * NR], vec![0i32; panels * NR]);
+        let (width, kp) = (n.div_ceil(NR) * NR, k.div_ceil(KG) * KG);
+        let mut data = vec![0i8; width * kp];
+        let mut scales = vec![0f32; width];
+        let mut offsets = vec![0i32; kp.div_ceil(KG * GROUPS_I8).max(1) * width];
         for (j, row) in w.chunks_exact(k).take(n).enumerate() {
             let (scale, inverse) = scale_for(row);
             scales[j] = scale;
             let base = (j / NR) * NR * kp + (j % NR) * KG;
-            let mut sum = 0i32;
             for (l, &v) in row.iter().enumerate() {
                 let q = quantize(v, inverse);
-                sum += i32::from(q);
+                offsets[l / (KG * GROUPS_I8) * width + j] += 128 * i32::from(q);
                 data[base + (l / KG) * NR * KG + l % KG] = q;
             }
-            offsets[j] = 128 * sum;
         }
         PackedI8 { n, k, data, scales, offsets }
     }
@@ -111,15 +141,23 @@ impl PackedI8 {
 
 /// The symmetric int8 scale of `values` and its inverse (0 for an all-zero row).
 fn scale_for(values: &[f32]) -> (f32, f32) {
-    let max = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let mut lanes = [0f32; 16];
+    for chunk in values.chunks(16) {
+        lanes.iter_mut().zip(chunk).for_each(|(m, v)| *m = m.max(v.abs()));
+    }
+    let max = lanes.iter().fold(0f32, |m, &v| m.max(v));
     match max > 0.0 {
         true => (max / 127.0, 127.0 / max),
         false => (0.0, 0.0),
     }
 }
 
+/// `v · inverse` rounded to the nearest integer in [-127, 127], by adding 1.5 × 2²³ so that the
+/// float's low mantissa bits hold it: unlike `round`, this vectorizes.
 fn quantize(v: f32, inverse: f32) -> i8 {
-    (v * inverse).round().clamp(-127.0, 127.0) as i8
+    const MAGIC: f32 = 12_582_912.0;
+    let y = (v * inverse).clamp(-127.0, 127.0) + MAGIC;
+    (y.to_bits() as i32 - MAGIC.to_bits() as i32) as i8
 }
 
 /// A linear layer's weights in the form the kernels multiply.
@@ -158,14 +196,11 @@ pub fn linear(level: CpuLevel, a: Rows, w: &Weights, bias: &[f32], c: OutRows, e
     let n = w.out_features();
     assert!(bias.len() >= n && a.data.len() >= span(a.m, a.k, a.stride));
     assert!(c.data.len() >= span(a.m, n, c.stride));
-    if a.m == 0 {
-        return;
-    }
     let (a_chunk, c_chunk) = (BLOCK_ROWS * a.stride, BLOCK_ROWS * c.stride);
     let stride = c.stride;
     c.data.par_chunks_mut(c_chunk).zip(a.data.par_chunks(a_chunk)).enumerate().for_each(
         |(i, (c, a_data))| {
-            let m = (a.m - i * BLOCK_ROWS).min(BLOCK_ROWS);
+            let m = a.m.saturating_sub(i * BLOCK_ROWS).min(BLOCK_ROWS);
             let a = Rows { data: a_data, m, ..a };
             let c = OutRows { data: c, stride };
             match w {
@@ -178,18 +213,9 @@ pub fn linear(level: CpuLevel, a: Rows, w: &Weights, bias: &[f32], c: OutRows, e
 
 /// `c = a · bᵀ` on the calling thread only (for products inside a parallel task), no bias.
 pub fn matmul(level: CpuLevel, a: Rows, b: &PackedF32, c: OutRows, epilogue: Epilogue) {
-    assert!(a.k == b.k && a.data.len() >= span(a.m, a.k, a.stride));
+    assert!(a.data.len() >= span(a.m, a.k, a.stride));
     assert!(c.data.len() >= span(a.m, b.n, c.stride));
-    let mut rest = (a, c);
-    while rest.0.m > 0 {
-        let (a, c) = rest;
-        let m = a.m.min(BLOCK_ROWS);
-        let (c_now, c_later) = c.data.split_at_mut((m * c.stride).min(c.data.len()));
-        let a_now = Rows { m, ..a };
-        block_f32(level, a_now, b, &[], OutRows { data: c_now, stride: c.stride }, epilogue);
-        let a_later = Rows { data: &a.data[(m * a.stride).min(a.data.len())..], m: a.m - m, ..a };
-        rest = (a_later, OutRows { data: c_later, stride: c.stride });
-    }
+    block_f32(level, a, b, &[], c, epilogue);
 }
 
 /// Elements spanned by `m` rows of `n` values `stride` apart.
@@ -198,15 +224,6 @@ fn span(m: usize, n: usize, stride: usize) -> usize {
         0 => 0,
         _ => (m - 1) * stride + n,
     }
-}
-
-/// One tile's operands and destination, as the kernels take them. The kernels read [`MR`] rows of
-/// packed `a` and [`NR`] columns of packed `b` for `depth` steps, and write `rows × cols` of `c`.
-pub struct Tile<'a, A, B> {
-    pub a: &'a [A],
-    pub b: &'a [B],
-    pub depth: usize,
-    pub out: Dest<'a>,
 }
 
 /// Where a tile's results go: `rows × cols` values of `c`, rows `stride` apart.
@@ -229,92 +246,88 @@ impl Dest<'_> {
 }
 
 thread_local! {
-    static PACKED_F32: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
     static PACKED_U8: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
-/// At most [`BLOCK_ROWS`] rows of `a` times every panel of `b`.
+/// Every row of `a` times every panel of `b`, a slice of the depth at a time, so that a panel's
+/// slice stays in L1 for all the row tiles.
 fn block_f32(level: CpuLevel, a: Rows, b: &PackedF32, bias: &[f32], c: OutRows, epilogue: Epilogue) {
-    assert_eq!(a.k, b.k);
-    let k = a.k;
-    let tiles = a.m.div_ceil(MR);
-    // Taken, not borrowed, so that a nested call on the same thread just gets its own buffer.
-    let mut packed = PACKED_F32.take();
-    packed.clear();
-    packed.resize(tiles * MR * k, 0.0);
-    for (t, tile) in packed.chunks_exact_mut(MR * k).enumerate() {
-        for r in 0..(a.m - t * MR).min(MR) {
-            let row = &a.data[(t * MR + r) * a.stride..][..k];
-            for (l, &v) in row.iter().enumerate() {
-                tile[l * MR + r] = v;
+    assert!(a.k == b.k && b.k > 0);
+    let kernel = kernel_f32(level);
+    for k0 in (0..a.k).step_by(DEPTH_F32) {
+        let depth = (a.k - k0).min(DEPTH_F32);
+        let finish = epilogue.pass(k0 == 0, k0 + depth == a.k);
+        for (p, panel) in b.data.chunks_exact(NR * b.k).enumerate() {
+            let (j0, cols) = (p * NR, (b.n - p * NR).min(NR));
+            let bias = if bias.is_empty() || k0 > 0 { &[] } else { &bias[j0..j0 + cols] };
+            for i0 in (0..a.m).step_by(MR) {
+                let rows = (a.m - i0).min(MR);
+                let start = i0 * c.stride + j0;
+                let out = Dest { c: &mut c.data[start..], stride: c.stride, rows, cols, bias };
+                let rows_of_a = &a.data[i0 * a.stride + k0..];
+                kernel(rows_of_a, a.stride, &panel[k0 * NR..(k0 + depth) * NR], depth, out, finish);
             }
         }
     }
-    let kernel = kernel_f32(level);
-    for (p, panel) in b.data.chunks_exact(NR * k).enumerate() {
-        let (j0, cols) = (p * NR, (b.n - p * NR).min(NR));
-        let bias = if bias.is_empty() { bias } else { &bias[j0..j0 + cols] };
-        for (t, a_tile) in packed.chunks_exact(MR * k).enumerate() {
-            let rows = (a.m - t * MR).min(MR);
-            let start = t * MR * c.stride + j0;
-            let end = start + span(rows, cols, c.stride);
-            let out = Dest { c: &mut c.data[start..end], stride: c.stride, rows, cols, bias };
-            kernel(Tile { a: a_tile, b: panel, depth: k, out }, epilogue);
-        }
-    }
-    PACKED_F32.set(packed);
 }
 
-/// [`block_f32`] for int8 weights: each row of `a` is quantized with its own scale while packed.
+/// [`block_f32`] for int8 weights: each row of `a` is first quantized with its own scale and
+/// packed, [`KG`] depths of each row of a tile in turn.
 fn block_i8(level: CpuLevel, a: Rows, b: &PackedI8, bias: &[f32], c: OutRows, epilogue: Epilogue) {
-    assert_eq!(a.k, b.k);
+    assert!(a.k == b.k && b.k > 0 && a.m <= BLOCK_ROWS);
     let (k, kp) = (a.k, a.k.div_ceil(KG) * KG);
+    let groups = kp / KG;
     let tiles = a.m.div_ceil(MR);
     let mut packed = PACKED_U8.take();
     packed.clear();
     // 128 is a zero: padding rows and depths contribute nothing.
-    packed.resize(tiles * MR * kp, 128);
+    packed.resize(tiles * MR * kp + kp, 128);
+    let (packed_tiles, row) = packed.split_at_mut(tiles * MR * kp);
     let mut row_scales = [0f32; BLOCK_ROWS];
-    for (t, tile) in packed.chunks_exact_mut(MR * kp).enumerate() {
-        for r in 0..(a.m - t * MR).min(MR) {
-            let row = &a.data[(t * MR + r) * a.stride..][..k];
-            let (scale, inverse) = scale_for(row);
-            row_scales[t * MR + r] = scale;
-            for (l, &v) in row.iter().enumerate() {
-                tile[(l / KG) * MR * KG + r * KG + l % KG] = (i16::from(quantize(v, inverse)) + 128) as u8;
-            }
+    for (i, (a_row, scale)) in a.data.chunks(a.stride).take(a.m).zip(&mut row_scales).enumerate() {
+        let (s, inverse) = scale_for(&a_row[..k]);
+        *scale = s;
+        row.iter_mut().zip(&a_row[..k]).for_each(|(q, &v)| *q = quantize(v, inverse) as u8 ^ 0x80);
+        let tile = &mut packed_tiles[(i / MR) * MR * kp..][..MR * kp];
+        for (g, quad) in row.chunks_exact(KG).enumerate() {
+            tile[(g * MR + i % MR) * KG..][..KG].copy_from_slice(quad);
         }
     }
     let kernel = kernel_i8(level);
-    for (p, panel) in b.data.chunks_exact(NR * kp).enumerate() {
-        let (j0, cols) = (p * NR, (b.n - p * NR).min(NR));
-        for (t, a_tile) in packed.chunks_exact(MR * kp).enumerate() {
-            let rows = (a.m - t * MR).min(MR);
-            let start = t * MR * c.stride + j0;
-            let end = start + span(rows, cols, c.stride);
-            let out =
-                Dest { c: &mut c.data[start..end], stride: c.stride, rows, cols, bias: &bias[j0..j0 + cols] };
-            let tile = Tile { a: a_tile, b: panel, depth: kp / KG, out };
-            let scales = Scales {
-                rows: &row_scales[t * MR..(t + 1) * MR],
-                cols: &b.scales[j0..j0 + NR],
-                offsets: &b.offsets[j0..j0 + NR],
-            };
-            kernel(tile, &scales, epilogue);
+    let width = b.scales.len();
+    for (slice, g0) in (0..groups).step_by(GROUPS_I8).enumerate() {
+        let depth = (groups - g0).min(GROUPS_I8);
+        let finish = epilogue.pass(g0 == 0, g0 + depth == groups);
+        for (p, panel) in b.data.chunks_exact(NR * kp).enumerate() {
+            let (j0, cols) = (p * NR, (b.n - p * NR).min(NR));
+            let bias = if g0 > 0 { &[] } else { &bias[j0..j0 + cols] };
+            let b_slice = &panel[g0 * NR * KG..(g0 + depth) * NR * KG];
+            for (t, a_tile) in packed_tiles.chunks_exact(MR * kp).enumerate() {
+                let rows = (a.m - t * MR).min(MR);
+                let out =
+                    Dest { c: &mut c.data[t * MR * c.stride + j0..], stride: c.stride, rows, cols, bias };
+                let scales = Scales {
+                    rows: &row_scales[t * MR..(t + 1) * MR],
+                    cols: &b.scales[j0..j0 + NR],
+                    offsets: &b.offsets[slice * width + j0..][..NR],
+                };
+                kernel(&a_tile[g0 * MR * KG..(g0 + depth) * MR * KG], b_slice, depth, &scales, out, finish);
+            }
         }
     }
     PACKED_U8.set(packed);
 }
 
-/// The scales of an int8 tile: [`MR`] rows of `a`, [`NR`] columns of `b` with their offsets.
+/// The scales of an int8 tile: [`MR`] rows of `a`, [`NR`] columns of `b` with the offsets of
+/// the depth slice.
 pub struct Scales<'a> {
     pub rows: &'a [f32],
     pub cols: &'a [f32],
     pub offsets: &'a [i32],
 }
 
-type KernelF32 = fn(Tile<f32, f32>, Epilogue);
-type KernelI8 = fn(Tile<u8, i8>, &Scales, Epilogue);
+type KernelF32 = fn(&[f32], usize, &[f32], usize, Dest, Finish);
+type KernelI8 = fn(&[u8], &[i8], usize, &Scales, Dest, Finish);
 
 fn kernel_f32(level: CpuLevel) -> KernelF32 {
     #[cfg(target_arch = "x86_64")]

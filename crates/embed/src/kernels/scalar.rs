@@ -1,22 +1,22 @@
 //! Portable kernels: the reference the SIMD ones are tested against, and the fallback.
 
-use super::{Dest, Epilogue, Scales, Tile, KG, MR, NR};
+use super::{Activation, Dest, Finish, Scales, KG, MR, NR};
 
-pub(super) fn tile_f32(t: Tile<f32, f32>, epilogue: Epilogue) {
+pub(super) fn tile_f32(a: &[f32], lda: usize, b: &[f32], depth: usize, out: Dest, finish: Finish) {
     let mut acc = [[0f32; NR]; MR];
-    for (a, b) in t.a.chunks_exact(MR).zip(t.b.chunks_exact(NR)).take(t.depth) {
-        for (acc, &a) in acc.iter_mut().zip(a) {
+    for (r, acc) in acc.iter_mut().enumerate().take(out.rows) {
+        for (&a, b) in a[r * lda..][..depth].iter().zip(b.chunks_exact(NR)) {
             for (acc, &b) in acc.iter_mut().zip(b) {
                 *acc += a * b;
             }
         }
     }
-    store(&acc, t.out, epilogue);
+    store(&acc, out, finish);
 }
 
-pub(super) fn tile_i8(t: Tile<u8, i8>, scales: &Scales, epilogue: Epilogue) {
+pub(super) fn tile_i8(a: &[u8], b: &[i8], depth: usize, scales: &Scales, out: Dest, finish: Finish) {
     let mut acc = [[0i32; NR]; MR];
-    for (a, b) in t.a.chunks_exact(MR * KG).zip(t.b.chunks_exact(NR * KG)).take(t.depth) {
+    for (a, b) in a.chunks_exact(MR * KG).zip(b.chunks_exact(NR * KG)).take(depth) {
         for (acc, a) in acc.iter_mut().zip(a.chunks_exact(KG)) {
             for (acc, b) in acc.iter_mut().zip(b.chunks_exact(KG)) {
                 *acc += a.iter().zip(b).map(|(&a, &b)| i32::from(a) * i32::from(b)).sum::<i32>();
@@ -29,20 +29,22 @@ pub(super) fn tile_i8(t: Tile<u8, i8>, scales: &Scales, epilogue: Epilogue) {
             *v = (acc - scales.offsets[j]) as f32 * (row_scale * scales.cols[j]);
         }
     }
-    store(&values, t.out, epilogue);
+    store(&values, out, finish);
 }
 
-fn store(acc: &[[f32; NR]; MR], out: Dest, epilogue: Epilogue) {
+fn store(acc: &[[f32; NR]; MR], out: Dest, finish: Finish) {
     out.check();
     for (r, acc) in acc.iter().enumerate().take(out.rows) {
         for (j, &v) in acc.iter().enumerate().take(out.cols) {
-            let v = v + out.bias.get(j).copied().unwrap_or(0.0);
             let c = &mut out.c[r * out.stride + j];
-            *c = match epilogue {
-                Epilogue::Store => v,
-                Epilogue::Add => *c + v,
-                Epilogue::Gelu => gelu(v),
-                Epilogue::GeluTanh => gelu_tanh(v),
+            let mut v = v + out.bias.get(j).copied().unwrap_or(0.0);
+            if finish.accumulate {
+                v += *c;
+            }
+            *c = match finish.activation {
+                Activation::None => v,
+                Activation::Gelu => gelu(v),
+                Activation::GeluTanh => gelu_tanh(v),
             };
         }
     }

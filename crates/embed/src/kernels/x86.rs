@@ -8,21 +8,21 @@
 use std::arch::x86_64::*;
 
 use super::scalar::{ERF_A, ERF_P, TANH_C};
-use super::{Dest, Epilogue, Scales, Tile, KG, MR, NR};
+use super::{Activation, Dest, Finish, Scales, KG, MR, NR};
 
-pub(super) fn tile_f32(t: Tile<f32, f32>, epilogue: Epilogue) {
-    t.out.check();
-    assert!(t.a.len() >= t.depth * MR && t.b.len() >= t.depth * NR);
+pub(super) fn tile_f32(a: &[f32], lda: usize, b: &[f32], depth: usize, out: Dest, finish: Finish) {
+    out.check();
+    assert!(a.len() >= (out.rows - 1) * lda + depth && b.len() >= depth * NR);
     // SAFETY: lengths checked above; the dispatcher checked the CPU features.
-    unsafe { tile_f32_avx512(t.a, t.b, t.depth, t.out, epilogue) }
+    unsafe { tile_f32_avx512(a, lda, b, depth, out, finish) }
 }
 
-pub(super) fn tile_i8(t: Tile<u8, i8>, scales: &Scales, epilogue: Epilogue) {
-    t.out.check();
-    assert!(t.a.len() >= t.depth * MR * KG && t.b.len() >= t.depth * NR * KG);
+pub(super) fn tile_i8(a: &[u8], b: &[i8], depth: usize, scales: &Scales, out: Dest, finish: Finish) {
+    out.check();
+    assert!(a.len() >= depth * MR * KG && b.len() >= depth * NR * KG);
     assert!(scales.rows.len() >= MR && scales.cols.len() >= NR && scales.offsets.len() >= NR);
     // SAFETY: as in `tile_f32`.
-    unsafe { tile_i8_avx512(t.a, t.b, t.depth, scales, t.out, epilogue) }
+    unsafe { tile_i8_avx512(a, b, depth, scales, out, finish) }
 }
 
 pub(super) fn softmax(row: &mut [f32]) {
@@ -31,23 +31,25 @@ pub(super) fn softmax(row: &mut [f32]) {
 }
 
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_f32_avx512(a: &[f32], b: &[f32], depth: usize, out: Dest, epilogue: Epilogue) {
-    let (a, b) = (a.as_ptr(), b.as_ptr());
+unsafe fn tile_f32_avx512(a: &[f32], lda: usize, b: &[f32], depth: usize, out: Dest, finish: Finish) {
+    // Rows past the tile's end repeat its last row: computed, never stored.
+    let rows: [*const f32; MR] = std::array::from_fn(|r| a.as_ptr().add(r.min(out.rows - 1) * lda));
+    let b = b.as_ptr();
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     for l in 0..depth {
         let b0 = _mm512_loadu_ps(b.add(l * NR));
         let b1 = _mm512_loadu_ps(b.add(l * NR + 16));
-        for (r, acc) in acc.iter_mut().enumerate() {
-            let x = _mm512_set1_ps(*a.add(l * MR + r));
+        for (row, acc) in rows.iter().zip(acc.iter_mut()) {
+            let x = _mm512_set1_ps(*row.add(l));
             acc[0] = _mm512_fmadd_ps(x, b0, acc[0]);
             acc[1] = _mm512_fmadd_ps(x, b1, acc[1]);
         }
     }
-    store(&acc, out, epilogue);
+    store(acc, out, finish);
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn tile_i8_avx512(a: &[u8], b: &[i8], depth: usize, scales: &Scales, out: Dest, epilogue: Epilogue) {
+unsafe fn tile_i8_avx512(a: &[u8], b: &[i8], depth: usize, scales: &Scales, out: Dest, finish: Finish) {
     let (a, b) = (a.as_ptr(), b.as_ptr());
     let mut acc = [[_mm512_setzero_si512(); 2]; MR];
     for g in 0..depth {
@@ -72,7 +74,7 @@ unsafe fn tile_i8_avx512(a: &[u8], b: &[i8], depth: usize, scales: &Scales, out:
             values[r][h] = _mm512_mul_ps(sums, _mm512_mul_ps(row, cols[h]));
         }
     }
-    store(&values, out, epilogue);
+    store(values, out, finish);
 }
 
 /// The lanes of the first `n` of 16 values.
@@ -84,7 +86,7 @@ fn mask(n: usize) -> __mmask16 {
 }
 
 #[target_feature(enable = "avx512f")]
-unsafe fn store(acc: &[[__m512; 2]; MR], out: Dest, epilogue: Epilogue) {
+unsafe fn store(acc: [[__m512; 2]; MR], out: Dest, finish: Finish) {
     let masks = [mask(out.cols), mask(out.cols.saturating_sub(16))];
     let bias = match out.bias.is_empty() {
         true => [_mm512_setzero_ps(); 2],
@@ -99,11 +101,14 @@ unsafe fn store(acc: &[[__m512; 2]; MR], out: Dest, epilogue: Epilogue) {
             // Masked lanes are never touched, so the pointer may run past the slice.
             let p = c.wrapping_add(r * out.stride + 16 * h);
             let v = _mm512_add_ps(acc[h], bias[h]);
-            let v = match epilogue {
-                Epilogue::Store => v,
-                Epilogue::Add => _mm512_add_ps(v, _mm512_maskz_loadu_ps(masks[h], p)),
-                Epilogue::Gelu => gelu(v),
-                Epilogue::GeluTanh => gelu_tanh(v),
+            let v = match finish.accumulate {
+                true => _mm512_add_ps(v, _mm512_maskz_loadu_ps(masks[h], p)),
+                false => v,
+            };
+            let v = match finish.activation {
+                Activation::None => v,
+                Activation::Gelu => gelu(v),
+                Activation::GeluTanh => gelu_tanh(v),
             };
             _mm512_mask_storeu_ps(p, masks[h], v);
         }
