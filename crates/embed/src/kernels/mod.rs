@@ -89,9 +89,17 @@ impl PackedF32 {
         self.data.clear();
         self.data.resize(n.div_ceil(NR) * NR * k, 0.0);
         for (p, panel) in self.data.chunks_exact_mut(NR * k).enumerate() {
-            for (l, lane) in panel.chunks_exact_mut(NR).enumerate() {
-                for (j, v) in lane.iter_mut().enumerate().take(n.saturating_sub(p * NR)) {
-                    *v = src[(p * NR + j) * col_stride + l * depth_stride];
+            let cols = (n - p * NR).min(NR);
+            let src = &src[p * NR * col_stride..];
+            if col_stride == 1 {
+                // Attention's values: a panel's depth step is a run of the source row.
+                for (l, lane) in panel.chunks_exact_mut(NR).enumerate() {
+                    lane[..cols].copy_from_slice(&src[l * depth_stride..][..cols]);
+                }
+            } else {
+                for j in 0..cols {
+                    let column = src[j * col_stride..].iter().step_by(depth_stride);
+                    panel.iter_mut().skip(j).step_by(NR).zip(column).for_each(|(v, &x)| *v = x);
                 }
             }
         }
@@ -249,16 +257,16 @@ thread_local! {
     static PACKED_U8: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
-/// Every row of `a` times every panel of `b`, a slice of the depth at a time, so that a panel's
-/// slice stays in L1 for all the row tiles.
+/// Every row of `a` times every panel of `b`, a slice of the depth at a time: a panel's slice
+/// stays in L1 for all the row tiles, and their partial sums in L1 or L2 for the next slice.
 fn block_f32(level: CpuLevel, a: Rows, b: &PackedF32, bias: &[f32], c: OutRows, epilogue: Epilogue) {
     assert!(a.k == b.k && b.k > 0);
     let kernel = kernel_f32(level);
-    for k0 in (0..a.k).step_by(DEPTH_F32) {
-        let depth = (a.k - k0).min(DEPTH_F32);
-        let finish = epilogue.pass(k0 == 0, k0 + depth == a.k);
-        for (p, panel) in b.data.chunks_exact(NR * b.k).enumerate() {
-            let (j0, cols) = (p * NR, (b.n - p * NR).min(NR));
+    for (p, panel) in b.data.chunks_exact(NR * b.k).enumerate() {
+        let (j0, cols) = (p * NR, (b.n - p * NR).min(NR));
+        for k0 in (0..a.k).step_by(DEPTH_F32) {
+            let depth = (a.k - k0).min(DEPTH_F32);
+            let finish = epilogue.pass(k0 == 0, k0 + depth == a.k);
             let bias = if bias.is_empty() || k0 > 0 { &[] } else { &bias[j0..j0 + cols] };
             for i0 in (0..a.m).step_by(MR) {
                 let rows = (a.m - i0).min(MR);
@@ -295,11 +303,11 @@ fn block_i8(level: CpuLevel, a: Rows, b: &PackedI8, bias: &[f32], c: OutRows, ep
     }
     let kernel = kernel_i8(level);
     let width = b.scales.len();
-    for (slice, g0) in (0..groups).step_by(GROUPS_I8).enumerate() {
-        let depth = (groups - g0).min(GROUPS_I8);
-        let finish = epilogue.pass(g0 == 0, g0 + depth == groups);
-        for (p, panel) in b.data.chunks_exact(NR * kp).enumerate() {
-            let (j0, cols) = (p * NR, (b.n - p * NR).min(NR));
+    for (p, panel) in b.data.chunks_exact(NR * kp).enumerate() {
+        let (j0, cols) = (p * NR, (b.n - p * NR).min(NR));
+        for (slice, g0) in (0..groups).step_by(GROUPS_I8).enumerate() {
+            let depth = (groups - g0).min(GROUPS_I8);
+            let finish = epilogue.pass(g0 == 0, g0 + depth == groups);
             let bias = if g0 > 0 { &[] } else { &bias[j0..j0 + cols] };
             let b_slice = &panel[g0 * NR * KG..(g0 + depth) * NR * KG];
             for (t, a_tile) in packed_tiles.chunks_exact(MR * kp).enumerate() {
@@ -360,19 +368,22 @@ pub fn softmax(level: CpuLevel, row: &mut [f32]) {
 /// `row = (row - mean) / sqrt(var + eps) * gamma + beta`.
 pub fn layer_norm(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let n = row.len() as f32;
-    let mean = lanes_sum(row.iter().copied()) / n;
-    let var = lanes_sum(row.iter().map(|v| (v - mean) * (v - mean))) / n;
+    let mean = lanes_sum(row, |v| v) / n;
+    let var = lanes_sum(row, |v| (v - mean) * (v - mean)) / n;
     let inv = 1.0 / (var + eps).sqrt();
     for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
         *v = (*v - mean) * inv * g + b;
     }
 }
 
-/// A sum in eight interleaved lanes: vectorizable, and more accurate than one running sum.
-fn lanes_sum(values: impl Iterator<Item = f32>) -> f32 {
-    let mut lanes = [0f32; 8];
-    for (i, v) in values.enumerate() {
-        lanes[i % 8] += v;
+/// The sum of `f` over `values` in 16 interleaved lanes: vectorizable, and more accurate than
+/// one running sum.
+fn lanes_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut lanes = [0f32; 16];
+    let mut chunks = values.chunks_exact(16);
+    for chunk in &mut chunks {
+        lanes.iter_mut().zip(chunk).for_each(|(s, &v)| *s += f(v));
     }
+    lanes.iter_mut().zip(chunks.remainder()).for_each(|(s, &v)| *s += f(v));
     lanes.iter().sum()
 }

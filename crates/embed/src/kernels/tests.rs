@@ -7,9 +7,17 @@ fn random(rng: &mut StdRng, len: usize) -> Vec<f32> {
     (0..len).map(|_| rng.gen_range(-1f32..1.0)).collect()
 }
 
-/// Sizes around the tile and block edges, including a single row, column and depth.
-const SHAPES: [(usize, usize, usize); 7] =
-    [(1, 1, 1), (1, 33, 7), (13, 31, 64), (12, 32, 5), (100, 70, 37), (97, 64, 384), (5, 1, 130)];
+/// Sizes around the tile, block and depth-slice edges, including a single row, column and depth.
+const SHAPES: [(usize, usize, usize); 8] = [
+    (1, 1, 1),
+    (1, 33, 7),
+    (13, 31, 64),
+    (12, 32, 5),
+    (100, 70, 37),
+    (97, 64, 384),
+    (5, 1, 130),
+    (3, 40, 1101),
+];
 
 const EPILOGUES: [Epilogue; 4] = [Epilogue::Store, Epilogue::Add, Epilogue::Gelu, Epilogue::GeluTanh];
 
