@@ -226,22 +226,22 @@ impl Bert {
             let word = &self.word_embeddings[id as usize * h..][..h];
             let position = &self.position_embeddings[p * h..][..h];
             row.iter_mut().zip(word.iter().zip(position)).for_each(|(x, (w, p))| *x = w + p);
-            self.norm(&self.embedding_norm, row);
+            self.norm(level, &self.embedding_norm, row);
         });
         for layer in &self.layers {
             layer.qkv.forward(level, &buf.x, h, &mut buf.qkv, Epilogue::Store);
             self.attention(level, batch, &buf.qkv, &mut buf.context);
             layer.attention_out.forward(level, &buf.context, h, &mut buf.x, Epilogue::Add);
-            buf.x.par_chunks_mut(h).for_each(|row| self.norm(&layer.attention_norm, row));
+            buf.x.par_chunks_mut(h).for_each(|row| self.norm(level, &layer.attention_norm, row));
             layer.intermediate.forward(level, &buf.x, h, &mut buf.inner, self.activation);
             layer.output.forward(level, &buf.inner, inter, &mut buf.x, Epilogue::Add);
-            buf.x.par_chunks_mut(h).for_each(|row| self.norm(&layer.output_norm, row));
+            buf.x.par_chunks_mut(h).for_each(|row| self.norm(level, &layer.output_norm, row));
         }
         &buf.x
     }
 
-    fn norm(&self, norm: &Norm, row: &mut [f32]) {
-        kernels::layer_norm(row, &norm.gamma, &norm.beta, self.eps);
+    fn norm(&self, level: CpuLevel, norm: &Norm, row: &mut [f32]) {
+        kernels::layer_norm(level, row, &norm.gamma, &norm.beta, self.eps);
     }
 
     /// `context = softmax(q kᵀ) v` per sequence and head (q is pre-scaled), in parallel over

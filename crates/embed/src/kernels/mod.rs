@@ -147,7 +147,26 @@ impl PackedI8 {
     }
 }
 
+/// Quantizes `values` into `out` as unsigned `q + 128` and returns the scale: compiled once
+/// per level, so that the loops vectorize at the level's width.
+fn quantize_row(level: CpuLevel, values: &[f32], out: &mut [u8]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if level == CpuLevel::Avx512 && level.is_available() {
+        return x86::quantize_row(values, out);
+    }
+    let _ = level;
+    quantize_row_inline(values, out)
+}
+
+#[inline(always)]
+fn quantize_row_inline(values: &[f32], out: &mut [u8]) -> f32 {
+    let (scale, inverse) = scale_for(values);
+    out.iter_mut().zip(values).for_each(|(q, &v)| *q = quantize(v, inverse) as u8 ^ 0x80);
+    scale
+}
+
 /// The symmetric int8 scale of `values` and its inverse (0 for an all-zero row).
+#[inline(always)]
 fn scale_for(values: &[f32]) -> (f32, f32) {
     let mut lanes = [0f32; 16];
     for chunk in values.chunks(16) {
@@ -162,6 +181,7 @@ fn scale_for(values: &[f32]) -> (f32, f32) {
 
 /// `v · inverse` rounded to the nearest integer in [-127, 127], by adding 1.5 × 2²³ so that the
 /// float's low mantissa bits hold it: unlike `round`, this vectorizes.
+#[inline(always)]
 fn quantize(v: f32, inverse: f32) -> i8 {
     const MAGIC: f32 = 12_582_912.0;
     let y = (v * inverse).clamp(-127.0, 127.0) + MAGIC;
@@ -293,9 +313,7 @@ fn block_i8(level: CpuLevel, a: Rows, b: &PackedI8, bias: &[f32], c: OutRows, ep
     let (packed_tiles, row) = packed.split_at_mut(tiles * MR * kp);
     let mut row_scales = [0f32; BLOCK_ROWS];
     for (i, (a_row, scale)) in a.data.chunks(a.stride).take(a.m).zip(&mut row_scales).enumerate() {
-        let (s, inverse) = scale_for(&a_row[..k]);
-        *scale = s;
-        row.iter_mut().zip(&a_row[..k]).for_each(|(q, &v)| *q = quantize(v, inverse) as u8 ^ 0x80);
+        *scale = quantize_row(level, &a_row[..k], row);
         let tile = &mut packed_tiles[(i / MR) * MR * kp..][..MR * kp];
         for (g, quad) in row.chunks_exact(KG).enumerate() {
             tile[(g * MR + i % MR) * KG..][..KG].copy_from_slice(quad);
@@ -366,7 +384,17 @@ pub fn softmax(level: CpuLevel, row: &mut [f32]) {
 }
 
 /// `row = (row - mean) / sqrt(var + eps) * gamma + beta`.
-pub fn layer_norm(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+pub fn layer_norm(level: CpuLevel, row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if level == CpuLevel::Avx512 && level.is_available() {
+        return x86::layer_norm(row, gamma, beta, eps);
+    }
+    let _ = level;
+    layer_norm_inline(row, gamma, beta, eps)
+}
+
+#[inline(always)]
+fn layer_norm_inline(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let n = row.len() as f32;
     let mean = lanes_sum(row, |v| v) / n;
     let var = lanes_sum(row, |v| (v - mean) * (v - mean)) / n;
@@ -378,6 +406,7 @@ pub fn layer_norm(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
 
 /// The sum of `f` over `values` in 16 interleaved lanes: vectorizable, and more accurate than
 /// one running sum.
+#[inline(always)]
 fn lanes_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut lanes = [0f32; 16];
     let mut chunks = values.chunks_exact(16);

@@ -30,6 +30,26 @@ pub(super) fn softmax(row: &mut [f32]) {
     unsafe { softmax_avx512(row) }
 }
 
+/// The portable row quantizer, compiled to vectorize 16 wide.
+pub(super) fn quantize_row(values: &[f32], out: &mut [u8]) -> f32 {
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn wide(values: &[f32], out: &mut [u8]) -> f32 {
+        super::quantize_row_inline(values, out)
+    }
+    // SAFETY: the dispatcher checked the CPU features.
+    unsafe { wide(values, out) }
+}
+
+/// The portable layer norm, compiled to vectorize 16 wide.
+pub(super) fn layer_norm(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    #[target_feature(enable = "avx512f")]
+    fn wide(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+        super::layer_norm_inline(row, gamma, beta, eps)
+    }
+    // SAFETY: the dispatcher checked the CPU features.
+    unsafe { wide(row, gamma, beta, eps) }
+}
+
 #[target_feature(enable = "avx512f")]
 unsafe fn tile_f32_avx512(a: &[f32], lda: usize, b: &[f32], depth: usize, out: Dest, finish: Finish) {
     // Rows past the tile's end repeat its last row: computed, never stored.
