@@ -8,6 +8,18 @@
 //! portable (`scalar`, the reference) or AVX-512 (`x86`), chosen by
 //! `temper_engine::quant::cpu_level` (`TEMPER_CPU` forces a level).
 
+/// `$avx512` when `$level` is AVX-512 and the CPU has it, else `$portable`.
+macro_rules! by_level {
+    ($level:expr, $avx512:expr, $portable:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        if $level == CpuLevel::Avx512 && $level.is_available() {
+            return $avx512;
+        }
+        let _ = $level;
+        $portable
+    }};
+}
+
 mod scalar;
 #[cfg(test)]
 mod tests;
@@ -150,12 +162,7 @@ impl PackedI8 {
 /// Quantizes `values` into `out` as unsigned `q + 128` and returns the scale: compiled once
 /// per level, so that the loops vectorize at the level's width.
 fn quantize_row(level: CpuLevel, values: &[f32], out: &mut [u8]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if level == CpuLevel::Avx512 && level.is_available() {
-        return x86::quantize_row(values, out);
-    }
-    let _ = level;
-    quantize_row_inline(values, out)
+    by_level!(level, x86::quantize_row(values, out), quantize_row_inline(values, out))
 }
 
 #[inline(always)]
@@ -356,41 +363,21 @@ type KernelF32 = fn(&[f32], usize, &[f32], usize, Dest, Finish);
 type KernelI8 = fn(&[u8], &[i8], usize, &Scales, Dest, Finish);
 
 fn kernel_f32(level: CpuLevel) -> KernelF32 {
-    #[cfg(target_arch = "x86_64")]
-    if level == CpuLevel::Avx512 && level.is_available() {
-        return x86::tile_f32;
-    }
-    let _ = level;
-    scalar::tile_f32
+    by_level!(level, x86::tile_f32, scalar::tile_f32)
 }
 
 fn kernel_i8(level: CpuLevel) -> KernelI8 {
-    #[cfg(target_arch = "x86_64")]
-    if level == CpuLevel::Avx512 && level.is_available() {
-        return x86::tile_i8;
-    }
-    let _ = level;
-    scalar::tile_i8
+    by_level!(level, x86::tile_i8, scalar::tile_i8)
 }
 
 /// `row = softmax(row)`.
 pub fn softmax(level: CpuLevel, row: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if level == CpuLevel::Avx512 && level.is_available() {
-        return x86::softmax(row);
-    }
-    let _ = level;
-    scalar::softmax(row)
+    by_level!(level, x86::softmax(row), scalar::softmax(row))
 }
 
 /// `row = (row - mean) / sqrt(var + eps) * gamma + beta`.
 pub fn layer_norm(level: CpuLevel, row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
-    #[cfg(target_arch = "x86_64")]
-    if level == CpuLevel::Avx512 && level.is_available() {
-        return x86::layer_norm(row, gamma, beta, eps);
-    }
-    let _ = level;
-    layer_norm_inline(row, gamma, beta, eps)
+    by_level!(level, x86::layer_norm(row, gamma, beta, eps), layer_norm_inline(row, gamma, beta, eps))
 }
 
 #[inline(always)]

@@ -69,8 +69,7 @@ fn worst(a: &[f32], b: &[f32]) -> f32 {
 fn f32_products_match_the_reference_at_every_level() {
     let mut rng = StdRng::seed_from_u64(1);
     for shape @ (m, n, k) in SHAPES {
-        let (a, w, bias, c) =
-            (random(&mut rng, m * k), random(&mut rng, n * k), random(&mut rng, n), random(&mut rng, m * n));
+        let [a, w, bias, c] = [m * k, n * k, n, m * n].map(|len| random(&mut rng, len));
         let packed = Weights::F32(PackedF32::weights(&w, n, k));
         for e in EPILOGUES {
             let expected = reference(&a, &w, &bias, &c, shape, e);
@@ -87,8 +86,7 @@ fn f32_products_match_the_reference_at_every_level() {
 fn int8_products_agree_across_levels_and_approximate_f32() {
     let mut rng = StdRng::seed_from_u64(2);
     for shape @ (m, n, k) in SHAPES {
-        let (a, w, bias, c) =
-            (random(&mut rng, m * k), random(&mut rng, n * k), random(&mut rng, n), random(&mut rng, m * n));
+        let [a, w, bias, c] = [m * k, n * k, n, m * n].map(|len| random(&mut rng, len));
         let packed = Weights::Int8(PackedI8::weights(&w, n, k));
         for e in EPILOGUES {
             let portable = run(CpuLevel::Scalar, &a, &packed, &bias, &c, shape, e);
