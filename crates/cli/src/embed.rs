@@ -15,7 +15,7 @@ pub struct EmbedArgs {
     /// Threads for the encoder (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Quantize the encoder's linear layers to int8: several times faster, vectors close to
+    /// Quantize the encoder's linear layers to int8: about twice as fast, vectors close to
     /// (not equal to) the f32 ones.
     #[arg(long)]
     pub int8: bool,

@@ -18,7 +18,7 @@ pub enum Precision {
     #[default]
     F32,
     /// Weights quantized to int8 per output row at load, activations per token at each layer,
-    /// integer dot products: several times faster on CPUs with VNNI, vectors close to the f32
+    /// integer dot products: about twice as fast on CPUs with VNNI, vectors close to the f32
     /// ones but not equal (attention stays f32).
     Int8,
 }
