@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::Context;
 use serde::Deserialize;
 use temper_core::EmbeddingModel;
-use temper_embed::{EmbedOptions, Embedder};
+use temper_embed::{EmbedOptions, Embedder, Precision};
 use temper_models::{ConsoleProgress, ModelStore, DEFAULT_EMBEDDING_MODEL};
 use temper_rag::retrieve::RRF_K;
 use temper_rag::store::NewDocument;
@@ -50,6 +50,17 @@ pub struct Args {
     /// this corpus (then the encoding speed is not measured), write them to it otherwise.
     #[arg(long, value_name = "FILE")]
     vectors: Option<PathBuf>,
+    /// Also measure the int8 encoder (quality and speed), next to the f32 one.
+    #[arg(long)]
+    int8: bool,
+}
+
+/// One of Temper's encoders under test, with its timings and corpus vectors.
+struct Side {
+    precision: &'static str,
+    embedder: Embedder,
+    speeds: Vec<f64>,
+    vectors: Vec<Vec<f32>>,
 }
 
 #[derive(Deserialize)]
@@ -151,9 +162,18 @@ fn median(values: &mut [f64]) -> f64 {
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let data = Dataset::read(&args.beir)?;
     let model_dir = ModelStore::from_env()?.resolve(&args.model, &ConsoleProgress::default())?;
-    let options = EmbedOptions { threads: Some(args.threads), batch_size: args.batch_size };
-    let embedder = Embedder::load(&model_dir, &args.model, options)?;
-    let max_len = embedder.max_seq_length();
+    let mut precisions = vec![("f32", Precision::F32)];
+    if args.int8 {
+        precisions.push(("int8", Precision::Int8));
+    }
+    let mut sides = Vec::new();
+    for (precision, kind) in precisions {
+        let options =
+            EmbedOptions { threads: Some(args.threads), batch_size: args.batch_size, precision: kind };
+        let embedder = Embedder::load(&model_dir, &args.model, options)?;
+        sides.push(Side { precision, embedder, speeds: Vec::new(), vectors: Vec::new() });
+    }
+    let max_len = sides[0].embedder.max_seq_length();
     let documents: Vec<&str> = data.documents.iter().map(String::as_str).collect();
     eprintln!(
         "{}: {} documents, {} judged queries; {} (max {max_len} tokens), {} threads, batches of {}",
@@ -165,66 +185,72 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         args.batch_size
     );
 
+    // The f32 vectors may come from the cache; the int8 ones are always encoded (and timed).
     let cached = match &args.vectors {
-        Some(path) => cache::read(path, &args.model, documents.len())?,
-        None => None,
+        Some(path) if !args.int8 => cache::read(path, &args.model, documents.len())?,
+        _ => None,
     };
-    let speed = match cached {
-        Some(_) => None,
-        None => Some(encoding_speed(args, &embedder, &model_dir, &documents)?),
-    };
-    let vectors = match cached {
-        Some(vectors) => vectors,
+    let peer = match cached {
+        Some(vectors) => {
+            sides[0].vectors = vectors;
+            None
+        }
         None => {
-            let (vectors, _) = speed.as_ref().expect("measured when not cached");
+            let peer = encoding_speed(args, &mut sides, &model_dir, &documents)?;
             if let Some(path) = &args.vectors {
-                cache::write(path, &args.model, vectors)?;
+                cache::write(path, &args.model, &sides[0].vectors)?;
             }
-            vectors.clone()
+            Some(peer)
         }
     };
 
-    let store_dir = tempfile::tempdir().context("creating a scratch directory for the store")?;
-    let store = store_corpus(store_dir.path(), &data, &embedder, &vectors)?;
-    let retriever = Retriever { store: &store, embedder: &embedder, collection: COLLECTION, reranker: None };
-    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
-    let search = |mode: Mode, k: usize, candidates: usize| -> anyhow::Result<Vec<Vec<String>>> {
-        let options = SearchOptions { k, mode, candidates, ..Default::default() };
-        data.queries
-            .iter()
-            .map(|(q, _)| {
-                let hits = runtime.block_on(retriever.search(&q.text, &options))?;
-                Ok(hits.into_iter().map(|h| h.chunk.path).collect())
-            })
-            .collect()
-    };
     // What the CLI asks for by default: fewer candidates per list, so the fusion differs.
     let defaults = SearchOptions::default();
+    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    let store_dir = tempfile::tempdir().context("creating a scratch directory for the stores")?;
+    let mut modes = Vec::new();
+    for side in &sides {
+        let db = store_dir.path().join(format!("{}.db", side.precision));
+        let store = store_corpus(&db, &data, &side.embedder, &side.vectors)?;
+        let retriever =
+            Retriever { store: &store, embedder: &side.embedder, collection: COLLECTION, reranker: None };
+        let search = |mode: Mode, k: usize, candidates: usize| -> anyhow::Result<Vec<Vec<String>>> {
+            let options = SearchOptions { k, mode, candidates, ..Default::default() };
+            data.queries
+                .iter()
+                .map(|(q, _)| {
+                    let hits = runtime.block_on(retriever.search(&q.text, &options))?;
+                    Ok(hits.into_iter().map(|h| h.chunk.path).collect())
+                })
+                .collect()
+        };
+        let p = side.precision;
+        modes.push((format!("dense {p} ({}, exact cosine)", args.model), search(Mode::Dense, DEPTH, DEPTH)?));
+        if p == "f32" {
+            modes.push(("bm25 (SQLite FTS5, porter)".to_owned(), search(Mode::Bm25, DEPTH, DEPTH)?));
+        }
+        modes.push((format!("hybrid {p} (RRF, k={RRF_K})"), search(Mode::Hybrid, DEPTH, DEPTH)?));
+        modes.push((
+            format!("hybrid {p} as `rag search` runs it ({} hits)", defaults.k),
+            search(Mode::Hybrid, defaults.k, defaults.candidates)?,
+        ));
+    }
     let reference_index = Bm25::new(&documents);
     let reference: Vec<Vec<String>> = data
         .queries
         .iter()
         .map(|(q, _)| data.ranking(&reference_index.scores(&q.text)).into_iter().map(str::to_owned).collect())
         .collect();
+    modes.push(("reference: bm25 as rank_bm25 scores it".to_owned(), reference));
 
     println!("retrieval on {} ({} queries, {} documents)\n", data.name, data.queries.len(), documents.len());
     println!("{:<48} {:>8} {:>11} {:>8}", "mode", "nDCG@10", "recall@100", "MRR@10");
-    let modes = [
-        (format!("dense ({}, exact cosine)", args.model), search(Mode::Dense, DEPTH, DEPTH)?),
-        ("bm25 (SQLite FTS5, porter)".to_owned(), search(Mode::Bm25, DEPTH, DEPTH)?),
-        (format!("hybrid (RRF, k={RRF_K})"), search(Mode::Hybrid, DEPTH, DEPTH)?),
-        (
-            format!("hybrid as `rag search` runs it ({} hits)", defaults.k),
-            search(Mode::Hybrid, defaults.k, defaults.candidates)?,
-        ),
-        ("reference: bm25 as rank_bm25 scores it".to_owned(), reference),
-    ];
     for (mode, rankings) in &modes {
         let q = quality(rankings, &data.queries);
         println!("{mode:<48} {:>8.4} {:>11.4} {:>8.4}", q.ndcg10, q.recall100, q.mrr10);
     }
-    if let Some((_, speed)) = speed {
-        speed.print(max_len, args.threads);
+    if let Some(peer) = peer {
+        print_speeds(&mut sides, peer, max_len, args);
     }
     Ok(())
 }
@@ -250,54 +276,64 @@ fn store_corpus(
     Ok(store)
 }
 
-/// Docs/s of Temper and (unless `--no-peer`) sentence-transformers encoding the corpus.
-struct Speed {
-    ours: Vec<f64>,
-    theirs: Vec<f64>,
-    /// torch and sentence-transformers versions.
+/// sentence-transformers' docs/s per round and its versions (torch, sentence-transformers);
+/// empty with `--no-peer`.
+struct Peer {
+    speeds: Vec<f64>,
     versions: Option<(String, String)>,
 }
 
-/// Encodes the corpus `--rounds` times, alternating with sentence-transformers so that both
-/// see the same machine load; returns the vectors and the speeds.
+/// Encodes the corpus `--rounds` times with every side, alternating with sentence-transformers
+/// so that all see the same machine load; keeps each side's vectors and speeds.
 fn encoding_speed(
     args: &Args,
-    embedder: &Embedder,
+    sides: &mut [Side],
     model_dir: &Path,
     documents: &[&str],
-) -> anyhow::Result<(Vec<Vec<f32>>, Speed)> {
+) -> anyhow::Result<Peer> {
     let python = if args.no_peer { None } else { Some(peer::python()?) };
-    let mut speed = Speed { ours: Vec::new(), theirs: Vec::new(), versions: None };
-    let mut vectors = Vec::new();
-    embedder.embed_batch(&documents[..args.batch_size.min(documents.len())])?; // warm-up
+    let mut peer = Peer { speeds: Vec::new(), versions: None };
+    for side in sides.iter() {
+        side.embedder.embed_batch(&documents[..args.batch_size.min(documents.len())])?;
+        // warm-up
+    }
+    let max_len = sides[0].embedder.max_seq_length();
     for round in 1..=args.rounds.max(1) {
-        let start = Instant::now();
-        vectors = embedder.embed_batch(documents)?;
-        speed.ours.push(documents.len() as f64 / start.elapsed().as_secs_f64());
-        eprintln!("round {round}: temper {:.1} docs/s", speed.ours[round - 1]);
+        for side in sides.iter_mut() {
+            let start = Instant::now();
+            side.vectors = side.embedder.embed_batch(documents)?;
+            side.speeds.push(documents.len() as f64 / start.elapsed().as_secs_f64());
+            eprintln!("round {round}: temper {} {:.1} docs/s", side.precision, side.speeds[round - 1]);
+        }
         if let Some(python) = &python {
-            let max_len = embedder.max_seq_length();
             let run = peer::encode(python, model_dir, documents, args.threads, max_len, args.batch_size)?;
-            speed.theirs.push(documents.len() as f64 / run.seconds);
-            eprintln!("round {round}: sentence-transformers {:.1} docs/s", speed.theirs[round - 1]);
-            speed.versions = Some((run.torch, run.sentence_transformers));
+            peer.speeds.push(documents.len() as f64 / run.seconds);
+            eprintln!("round {round}: sentence-transformers {:.1} docs/s", peer.speeds[round - 1]);
+            peer.versions = Some((run.torch, run.sentence_transformers));
         }
     }
-    Ok((vectors, speed))
+    Ok(peer)
 }
 
-impl Speed {
-    fn print(mut self, max_len: usize, threads: usize) {
-        println!(
-            "\ncorpus encoding, median of {} round(s), max {max_len} tokens, {threads} threads",
-            self.ours.len()
-        );
-        let ours = median(&mut self.ours);
-        println!("{:<50} {:>8.1} docs/s", "temper-embed", ours);
-        if let Some((torch, st)) = self.versions {
-            let theirs = median(&mut self.theirs);
-            println!("{:<50} {:>8.1} docs/s", format!("sentence-transformers {st} (torch {torch})"), theirs);
-            println!("{:<50} {:>8.2}x", "ratio", ours / theirs);
+fn print_speeds(sides: &mut [Side], mut peer: Peer, max_len: usize, args: &Args) {
+    println!(
+        "\ncorpus encoding, median of {} round(s), max {max_len} tokens, {} threads",
+        args.rounds.max(1),
+        args.threads
+    );
+    let theirs = peer.versions.map(|(torch, st)| (median(&mut peer.speeds), torch, st));
+    for side in sides.iter_mut() {
+        let ours = median(&mut side.speeds);
+        println!("{:<50} {:>8.1} docs/s", format!("temper-embed {}", side.precision), ours);
+        if let Some((theirs, ..)) = &theirs {
+            println!(
+                "{:<50} {:>8.2}x",
+                format!("ratio {} / sentence-transformers", side.precision),
+                ours / theirs
+            );
         }
+    }
+    if let Some((theirs, torch, st)) = theirs {
+        println!("{:<50} {:>8.1} docs/s", format!("sentence-transformers {st} (torch {torch})"), theirs);
     }
 }

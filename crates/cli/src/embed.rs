@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Args;
 use temper_core::EmbeddingModel;
-use temper_embed::{EmbedOptions, Embedder};
+use temper_embed::{EmbedOptions, Embedder, Precision};
 use temper_models::{ConsoleProgress, ModelStore, DEFAULT_EMBEDDING_MODEL};
 use temper_providers::HttpEmbedder;
 
@@ -19,20 +19,25 @@ pub struct EmbedArgs {
     /// Threads for the encoder (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Quantize the encoder's linear layers to int8: about twice as fast, vectors close to
+    /// (not equal to) the f32 ones.
+    #[arg(long)]
+    pub int8: bool,
     /// The texts to embed.
     #[arg(required = true)]
     pub texts: Vec<String>,
 }
 
 /// Resolves an embedding model through the store (pulling it on first use) and loads it.
-pub fn load_embedder(name: &str, threads: Option<usize>) -> anyhow::Result<Embedder> {
+pub fn load_embedder(name: &str, threads: Option<usize>, precision: Precision) -> anyhow::Result<Embedder> {
     let dir = ModelStore::from_env()?.resolve(name, &ConsoleProgress::default())?;
-    let options = EmbedOptions { threads, ..Default::default() };
+    let options = EmbedOptions { threads, precision, ..Default::default() };
     Embedder::load(&dir, name, options).with_context(|| format!("cannot load embedding model `{name}`"))
 }
 
 /// Prints one JSON array of arrays: a vector per text, in order.
 pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
+    let precision = if args.int8 { Precision::Int8 } else { Precision::F32 };
     let store = ModelStore::from_env()?;
     let profiles = profiles(&store)?;
     let profile = profiles.get(&args.model);
@@ -50,7 +55,7 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
         None => {
             let name = profile.map_or(args.model.as_str(), |p| p.model.as_str());
             let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
-            load_embedder(name, args.threads)?.embed_batch(&texts)?
+            load_embedder(name, args.threads, precision)?.embed_batch(&texts)?
         }
     };
     print_json(&vectors)

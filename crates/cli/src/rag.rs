@@ -9,7 +9,7 @@ use std::time::Instant;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use temper_core::{ChatModel, GenerationParams};
-use temper_embed::Embedder;
+use temper_embed::{Embedder, Precision};
 use temper_models::{ModelStore, DEFAULT_EMBEDDING_MODEL};
 use temper_rag::answer::source_label;
 use temper_rag::{
@@ -24,7 +24,7 @@ use crate::output::{self, block_on, notice};
 /// The embedder every `rag` command uses, the default one pulled on first use; the one place
 /// that chooses it.
 fn embedder() -> anyhow::Result<Embedder> {
-    load_embedder(DEFAULT_EMBEDDING_MODEL, None)
+    load_embedder(DEFAULT_EMBEDDING_MODEL, None, Precision::F32)
 }
 
 #[derive(Args)]

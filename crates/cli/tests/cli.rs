@@ -291,6 +291,13 @@ fn embed_prints_one_unit_vector_per_text() {
     }
     // The two sentences about a cat on a mat are closer to each other than to Paris.
     assert!(dot(&vectors[0], &vectors[1]) > dot(&vectors[0], &vectors[2]) + 0.2, "{out}");
+
+    // The int8 encoder gives nearly the same vectors.
+    let out = success(&run(&home, &["embed", "--int8", texts[0], texts[1], texts[2]], b""));
+    let quantized: Vec<Vec<f32>> = serde_json::from_str(&out).unwrap();
+    for (q, v) in quantized.iter().zip(&vectors) {
+        assert!(dot(q, v) > 0.99, "{out}");
+    }
 }
 
 #[test]

@@ -1,102 +1,156 @@
-//! A BERT encoder on candle tensors: embeddings, then post-norm transformer layers.
+//! A BERT encoder: embeddings, then post-norm transformer layers, over buffers kept between
+//! batches. The sequences of a batch are laid end to end without padding: the linear layers see
+//! one matrix of all their tokens, attention runs per sequence on its own length.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{LayerNorm, Linear, Module};
+use rayon::prelude::*;
+use safetensors::{Dtype, SafeTensors};
 
 use crate::config::BertConfig;
 use crate::error::{EmbedError, Result};
-use crate::gelu::GeluErf;
+use crate::kernels::{self, CpuLevel, Epilogue, OutRows, PackedF32, PackedI8, Rows, Weights};
 
-/// The tensors of a safetensors file, looked up by name with the file named in every error.
-struct Weights {
+/// The tensors of a safetensors file as f32, looked up by name with the file named in every error.
+struct Tensors {
     path: PathBuf,
-    tensors: HashMap<String, Tensor>,
+    tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
     /// `bert.` when the file was saved from a task model (`BertForMaskedLM` …).
     prefix: &'static str,
 }
 
-impl Weights {
+impl Tensors {
     fn read(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|source| EmbedError::Read { path: path.into(), source })?;
-        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
-            .map_err(|e| EmbedError::invalid(path, format!("not a valid safetensors file: {e}")))?;
+        let invalid = |reason: String| EmbedError::invalid(path, reason);
+        let file = SafeTensors::deserialize(&bytes)
+            .map_err(|e| invalid(format!("not a valid safetensors file: {e}")))?;
+        let mut tensors = HashMap::new();
+        for (name, view) in file.tensors() {
+            let data = view.data();
+            let values: Vec<f32> = match view.dtype() {
+                Dtype::F32 => {
+                    data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+                }
+                Dtype::F16 => {
+                    data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
+                }
+                Dtype::BF16 => {
+                    data.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
+                }
+                // Integer tensors (`position_ids` buffers) are not weights.
+                _ => continue,
+            };
+            tensors.insert(name, (view.shape().to_vec(), values));
+        }
         let prefix = match tensors.contains_key("bert.embeddings.word_embeddings.weight") {
             true => "bert.",
             false => "",
         };
-        Ok(Weights { path: path.into(), tensors, prefix })
+        Ok(Tensors { path: path.into(), tensors, prefix })
     }
 
-    fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+    fn get(&self, name: &str, shape: &[usize]) -> Result<&[f32]> {
         let full = format!("{}{name}", self.prefix);
-        let tensor = self
+        let (dims, values) = self
             .tensors
             .get(&full)
             .ok_or_else(|| EmbedError::invalid(&self.path, format!("tensor `{full}` is missing")))?;
-        if tensor.dims() != shape {
-            let reason = format!("tensor `{full}` has shape {:?}, expected {shape:?}", tensor.dims());
+        if dims != shape {
+            let reason = format!("tensor `{full}` has shape {dims:?}, expected {shape:?}");
             return Err(EmbedError::invalid(&self.path, reason));
         }
-        Ok(tensor.to_dtype(DType::F32)?)
+        Ok(values)
     }
 
-    fn linear(&self, name: &str, out: usize, inp: usize) -> Result<Linear> {
-        Ok(Linear::new(
-            self.get(&format!("{name}.weight"), &[out, inp])?,
-            Some(self.get(&format!("{name}.bias"), &[out])?),
-        ))
-    }
-
-    fn layer_norm(&self, name: &str, size: usize, eps: f64) -> Result<LayerNorm> {
-        Ok(LayerNorm::new(
-            self.get(&format!("{name}.weight"), &[size])?,
-            self.get(&format!("{name}.bias"), &[size])?,
-            eps,
-        ))
+    fn norm(&self, name: &str, size: usize) -> Result<Norm> {
+        let gamma = self.get(&format!("{name}.weight"), &[size])?.to_vec();
+        Ok(Norm { gamma, beta: self.get(&format!("{name}.bias"), &[size])?.to_vec() })
     }
 }
 
-#[derive(Clone, Copy)]
-enum Activation {
-    /// The exact, erf-based GELU (`gelu` in transformers).
-    Gelu,
-    /// The tanh approximation (`gelu_new`, `gelu_pytorch_tanh`).
-    GeluTanh,
+/// A linear layer `y = W x + b`.
+struct Dense {
+    weights: Weights,
+    bias: Vec<f32>,
+}
+
+impl Dense {
+    fn new(weight: &[f32], bias: Vec<f32>, inputs: usize, int8: bool) -> Self {
+        let outputs = bias.len();
+        let weights = match int8 {
+            true => Weights::Int8(PackedI8::weights(weight, outputs, inputs)),
+            false => Weights::F32(PackedF32::weights(weight, outputs, inputs)),
+        };
+        Dense { weights, bias }
+    }
+
+    /// `out = x Wᵀ + b` then the epilogue, for rows of `inputs` values.
+    fn forward(&self, level: CpuLevel, x: &[f32], inputs: usize, out: &mut [f32], epilogue: Epilogue) {
+        let rows = Rows { data: x, m: x.len() / inputs, k: inputs, stride: inputs };
+        let stride = self.bias.len();
+        kernels::linear(level, rows, &self.weights, &self.bias, OutRows { data: out, stride }, epilogue);
+    }
+}
+
+struct Norm {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
 }
 
 struct Layer {
-    /// Query, key and value in one matrix (one matmul instead of three); the query rows are
+    /// Query, key and value in one matrix (one product instead of three); the query rows are
     /// pre-scaled by 1/sqrt(head size).
-    qkv: Linear,
-    attention_out: Linear,
-    attention_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
-    output_norm: LayerNorm,
+    qkv: Dense,
+    attention_out: Dense,
+    attention_norm: Norm,
+    intermediate: Dense,
+    output: Dense,
+    output_norm: Norm,
 }
 
 /// A BERT encoder with absolute position embeddings.
 pub struct Bert {
-    word_embeddings: Tensor,
+    word_embeddings: Vec<f32>,
     /// Position embeddings plus the token-type-0 embedding: single sentences only use type 0.
-    position_embeddings: Tensor,
-    embedding_norm: LayerNorm,
+    position_embeddings: Vec<f32>,
+    embedding_norm: Norm,
     layers: Vec<Layer>,
     heads: usize,
-    activation: Activation,
+    intermediate: usize,
+    /// The activation, applied as the intermediate product's epilogue.
+    activation: Epilogue,
+    eps: f32,
+    pub vocab: usize,
     pub hidden: usize,
     pub max_positions: usize,
 }
 
+/// The activations of one forward pass, kept from batch to batch.
+#[derive(Default)]
+pub struct Buffers {
+    x: Vec<f32>,
+    qkv: Vec<f32>,
+    context: Vec<f32>,
+    inner: Vec<f32>,
+}
+
+/// One attention task's packed keys and values and its scores.
+#[derive(Default)]
+struct AttentionScratch {
+    keys: PackedF32,
+    values: PackedF32,
+    scores: Vec<f32>,
+}
+
 impl Bert {
-    pub fn load(config_path: &Path, config: &BertConfig, weights_path: &Path) -> Result<Self> {
+    /// Loads the encoder; `int8` quantizes the linear layers' weights (per output row).
+    pub fn load(config_path: &Path, config: &BertConfig, weights_path: &Path, int8: bool) -> Result<Self> {
         let bad = |reason: String| EmbedError::invalid(config_path, reason);
         let activation = match config.hidden_act.as_str() {
-            "gelu" => Activation::Gelu,
-            "gelu_new" | "gelu_pytorch_tanh" => Activation::GeluTanh,
+            "gelu" => Epilogue::Gelu,
+            "gelu_new" | "gelu_pytorch_tanh" => Epilogue::GeluTanh,
             other => return Err(bad(format!("unsupported hidden_act `{other}`"))),
         };
         if config.position_embedding_type != "absolute" {
@@ -105,100 +159,117 @@ impl Bert {
                 config.position_embedding_type
             )));
         }
-        let (h, heads) = (config.hidden_size, config.num_attention_heads);
+        let (h, heads, inter) = (config.hidden_size, config.num_attention_heads, config.intermediate_size);
         if heads == 0 || h % heads != 0 {
             return Err(bad(format!("hidden_size {h} is not a multiple of num_attention_heads {heads}")));
         }
-        let w = Weights::read(weights_path)?;
+        let w = Tensors::read(weights_path)?;
         let positions =
             w.get("embeddings.position_embeddings.weight", &[config.max_position_embeddings, h])?;
         let types = w.get("embeddings.token_type_embeddings.weight", &[config.type_vocab_size, h])?;
-        let eps = config.layer_norm_eps;
-        let scale = 1.0 / ((h / heads) as f64).sqrt();
+        let type0 = types.get(..h).ok_or_else(|| bad("type_vocab_size is 0".into()))?;
+        let position_embeddings =
+            positions.chunks_exact(h).flat_map(|row| row.iter().zip(type0).map(|(p, t)| p + t)).collect();
+        let scale = 1.0 / ((h / heads) as f32).sqrt();
         let layers = (0..config.num_hidden_layers)
             .map(|i| {
                 let p = format!("encoder.layer.{i}");
                 let part = |name: &str, shape: &[usize]| w.get(&format!("{p}.attention.self.{name}"), shape);
-                let weight = Tensor::cat(
-                    &[
-                        (part("query.weight", &[h, h])? * scale)?,
-                        part("key.weight", &[h, h])?,
-                        part("value.weight", &[h, h])?,
-                    ],
-                    0,
-                )?;
-                let bias = Tensor::cat(
-                    &[
-                        (part("query.bias", &[h])? * scale)?,
-                        part("key.bias", &[h])?,
-                        part("value.bias", &[h])?,
-                    ],
-                    0,
-                )?;
+                let dense = |name: &str, outputs: usize, inputs: usize| -> Result<Dense> {
+                    let weight = w.get(&format!("{p}.{name}.weight"), &[outputs, inputs])?;
+                    let bias = w.get(&format!("{p}.{name}.bias"), &[outputs])?.to_vec();
+                    Ok(Dense::new(weight, bias, inputs, int8))
+                };
+                let mut weight: Vec<f32> = part("query.weight", &[h, h])?.iter().map(|v| v * scale).collect();
+                weight.extend_from_slice(part("key.weight", &[h, h])?);
+                weight.extend_from_slice(part("value.weight", &[h, h])?);
+                let mut bias: Vec<f32> = part("query.bias", &[h])?.iter().map(|v| v * scale).collect();
+                bias.extend_from_slice(part("key.bias", &[h])?);
+                bias.extend_from_slice(part("value.bias", &[h])?);
                 Ok(Layer {
-                    qkv: Linear::new(weight, Some(bias)),
-                    attention_out: w.linear(&format!("{p}.attention.output.dense"), h, h)?,
-                    attention_norm: w.layer_norm(&format!("{p}.attention.output.LayerNorm"), h, eps)?,
-                    intermediate: w.linear(
-                        &format!("{p}.intermediate.dense"),
-                        config.intermediate_size,
-                        h,
-                    )?,
-                    output: w.linear(&format!("{p}.output.dense"), h, config.intermediate_size)?,
-                    output_norm: w.layer_norm(&format!("{p}.output.LayerNorm"), h, eps)?,
+                    qkv: Dense::new(&weight, bias, h, int8),
+                    attention_out: dense("attention.output.dense", h, h)?,
+                    attention_norm: w.norm(&format!("{p}.attention.output.LayerNorm"), h)?,
+                    intermediate: dense("intermediate.dense", inter, h)?,
+                    output: dense("output.dense", h, inter)?,
+                    output_norm: w.norm(&format!("{p}.output.LayerNorm"), h)?,
                 })
             })
             .collect::<Result<_>>()?;
         Ok(Bert {
-            word_embeddings: w.get("embeddings.word_embeddings.weight", &[config.vocab_size, h])?,
-            position_embeddings: positions.broadcast_add(&types.narrow(0, 0, 1)?)?,
-            embedding_norm: w.layer_norm("embeddings.LayerNorm", h, eps)?,
+            word_embeddings: w.get("embeddings.word_embeddings.weight", &[config.vocab_size, h])?.to_vec(),
+            position_embeddings,
+            embedding_norm: w.norm("embeddings.LayerNorm", h)?,
             layers,
             heads,
+            intermediate: inter,
             activation,
+            eps: config.layer_norm_eps as f32,
+            vocab: config.vocab_size,
             hidden: h,
             max_positions: config.max_position_embeddings,
         })
     }
 
-    /// Token vectors `[batch, len, hidden]` for `ids` `[batch, len]` (u32), where `mask`
-    /// `[batch, len]` (f32) is 1 on real tokens and 0 on padding.
-    pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        let (batch, len) = ids.dims2()?;
-        let h = self.hidden;
-        let words = self.word_embeddings.index_select(&ids.flatten_all()?, 0)?.reshape((batch, len, h))?;
-        let x = words.broadcast_add(&self.position_embeddings.narrow(0, 0, len)?)?;
-        // Rows are tokens from here on: every linear layer is one matrix product over the batch.
-        let mut x = self.embedding_norm.forward(&x.reshape((batch * len, h))?)?;
-        // Padding keys get a large negative score, so softmax gives them zero weight.
-        let key_bias = ((mask - 1.0)? * 1e9)?.reshape((batch, 1, 1, len))?;
+    /// Token vectors for `batch`, the sequences laid end to end (`hidden` values per token).
+    /// Ids must be below `vocab` and sequences at most `max_positions` long.
+    pub fn forward<'b>(&self, level: CpuLevel, batch: &[&[u32]], buf: &'b mut Buffers) -> &'b [f32] {
+        let (h, inter) = (self.hidden, self.intermediate);
+        let tokens: usize = batch.iter().map(|ids| ids.len()).sum();
+        buf.x.resize(tokens * h, 0.0);
+        buf.qkv.resize(tokens * 3 * h, 0.0);
+        buf.context.resize(tokens * h, 0.0);
+        buf.inner.resize(tokens * inter, 0.0);
+        let positions: Vec<(u32, usize)> =
+            batch.iter().flat_map(|ids| ids.iter().enumerate().map(|(p, &id)| (id, p))).collect();
+        buf.x.par_chunks_mut(h).zip(&positions).for_each(|(row, &(id, p))| {
+            let word = &self.word_embeddings[id as usize * h..][..h];
+            let position = &self.position_embeddings[p * h..][..h];
+            row.iter_mut().zip(word.iter().zip(position)).for_each(|(x, (w, p))| *x = w + p);
+            self.norm(level, &self.embedding_norm, row);
+        });
         for layer in &self.layers {
-            x = self.layer(layer, &x, &key_bias, batch, len)?;
+            layer.qkv.forward(level, &buf.x, h, &mut buf.qkv, Epilogue::Store);
+            self.attention(level, batch, &buf.qkv, &mut buf.context);
+            layer.attention_out.forward(level, &buf.context, h, &mut buf.x, Epilogue::Add);
+            buf.x.par_chunks_mut(h).for_each(|row| self.norm(level, &layer.attention_norm, row));
+            layer.intermediate.forward(level, &buf.x, h, &mut buf.inner, self.activation);
+            layer.output.forward(level, &buf.inner, inter, &mut buf.x, Epilogue::Add);
+            buf.x.par_chunks_mut(h).for_each(|row| self.norm(level, &layer.output_norm, row));
         }
-        Ok(x.reshape((batch, len, h))?)
+        &buf.x
     }
 
-    fn layer(
-        &self,
-        layer: &Layer,
-        x: &Tensor,
-        key_bias: &Tensor,
-        batch: usize,
-        len: usize,
-    ) -> Result<Tensor> {
-        let (h, heads) = (self.hidden, self.heads);
-        let qkv = layer.qkv.forward(x)?.reshape((batch, len, 3, heads, h / heads))?;
-        let qkv = qkv.permute((2, 0, 3, 1, 4))?.contiguous()?;
-        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-        let scores = q.matmul(&k.t()?)?.broadcast_add(key_bias)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((batch * len, h))?;
-        let x = layer.attention_norm.forward(&(layer.attention_out.forward(&context)? + x)?)?;
-        let inner = layer.intermediate.forward(&x)?;
-        let inner = match self.activation {
-            Activation::Gelu => inner.apply_op1_no_bwd(&GeluErf)?,
-            Activation::GeluTanh => inner.gelu()?,
-        };
-        Ok(layer.output_norm.forward(&(layer.output.forward(&inner)? + x)?)?)
+    fn norm(&self, level: CpuLevel, norm: &Norm, row: &mut [f32]) {
+        kernels::layer_norm(level, row, &norm.gamma, &norm.beta, self.eps);
+    }
+
+    /// `context = softmax(q kᵀ) v` per sequence and head (q is pre-scaled), in parallel over
+    /// sequences.
+    fn attention(&self, level: CpuLevel, batch: &[&[u32]], qkv: &[f32], context: &mut [f32]) {
+        let (h, d) = (self.hidden, self.hidden / self.heads);
+        let mut tasks = Vec::with_capacity(batch.len());
+        let (mut rest, mut start) = (context, 0);
+        for ids in batch {
+            let (now, later) = rest.split_at_mut(ids.len() * h);
+            tasks.push((start, ids.len(), now));
+            (rest, start) = (later, start + ids.len());
+        }
+        tasks.into_par_iter().for_each_init(AttentionScratch::default, |s, (start, len, context)| {
+            let seq = &qkv[start * 3 * h..][..len * 3 * h];
+            s.scores.resize(len * len, 0.0);
+            for head in 0..self.heads {
+                let (q, k, v) = (head * d, h + head * d, 2 * h + head * d);
+                s.keys.pack(len, d, &seq[k..], 3 * h, 1);
+                s.values.pack(d, len, &seq[v..], 1, 3 * h);
+                let queries = Rows { data: &seq[q..], m: len, k: d, stride: 3 * h };
+                let scores = OutRows { data: &mut s.scores, stride: len };
+                kernels::matmul(level, queries, &s.keys, scores, Epilogue::Store);
+                s.scores.chunks_exact_mut(len).for_each(|row| kernels::softmax(level, row));
+                let probs = Rows { data: &s.scores, m: len, k: len, stride: len };
+                let out = OutRows { data: &mut context[head * d..], stride: h };
+                kernels::matmul(level, probs, &s.values, out, Epilogue::Store);
+            }
+        });
     }
 }

@@ -23,8 +23,6 @@ pub struct BertConfig {
     pub max_position_embeddings: usize,
     #[serde(default = "default_type_vocab")]
     pub type_vocab_size: usize,
-    #[serde(default)]
-    pub pad_token_id: u32,
     #[serde(default = "default_position_type")]
     pub position_embedding_type: String,
 }

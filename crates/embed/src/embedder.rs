@@ -4,25 +4,38 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use candle_core::{Device, Tensor, D};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
-use crate::bert::Bert;
+use crate::bert::{Bert, Buffers};
 use crate::config::{read_json, BertConfig, Pipeline, Pooling};
 use crate::error::{EmbedError, Result};
+use crate::kernels::{cpu_level, CpuLevel};
+
+/// The arithmetic of the encoder's linear layers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// f32 throughout: the vectors match sentence-transformers'.
+    #[default]
+    F32,
+    /// Weights quantized to int8 per output row at load, activations per token at each layer,
+    /// integer dot products: about twice as fast on CPUs with VNNI, vectors close to the f32
+    /// ones but not equal (attention stays f32).
+    Int8,
+}
 
 /// How to run an embedder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EmbedOptions {
     /// Worker threads (default: all cores).
     pub threads: Option<usize>,
-    /// Texts per forward pass; texts are sorted by length first, so a batch pads little.
+    /// Texts per forward pass; texts are sorted by length first.
     pub batch_size: usize,
+    pub precision: Precision,
 }
 
 impl Default for EmbedOptions {
     fn default() -> Self {
-        EmbedOptions { threads: None, batch_size: 32 }
+        EmbedOptions { threads: None, batch_size: 32, precision: Precision::F32 }
     }
 }
 
@@ -31,8 +44,8 @@ struct Inner {
     tokenizer: Tokenizer,
     model: Bert,
     pipeline: Pipeline,
-    pad_id: u32,
     batch_size: usize,
+    level: CpuLevel,
     pool: rayon::ThreadPool,
 }
 
@@ -50,9 +63,16 @@ impl Embedder {
         let config_path = dir.join("config.json");
         let config: BertConfig = read_json(&config_path)?;
         let pipeline = Pipeline::read(dir)?;
-        let model = Bert::load(&config_path, &config, &dir.join("model.safetensors"))?;
+        let int8 = options.precision == Precision::Int8;
+        let model = Bert::load(&config_path, &config, &dir.join("model.safetensors"), int8)?;
         let max_len = pipeline.max_seq_length.unwrap_or(model.max_positions).min(model.max_positions);
-        let tokenizer = load_tokenizer(&dir.join("tokenizer.json"), max_len)?;
+        let tokenizer_path = dir.join("tokenizer.json");
+        let tokenizer = load_tokenizer(&tokenizer_path, max_len)?;
+        let vocab = tokenizer.get_vocab_size(true);
+        if vocab > model.vocab {
+            let reason = format!("{vocab} tokens, more than config.json's vocab_size {}", model.vocab);
+            return Err(EmbedError::invalid(tokenizer_path, reason));
+        }
         let threads =
             options.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let pool = rayon::ThreadPoolBuilder::new()
@@ -65,8 +85,8 @@ impl Embedder {
             tokenizer,
             model,
             pipeline,
-            pad_id: config.pad_token_id,
             batch_size: options.batch_size.max(1),
+            level: cpu_level(),
             pool,
         };
         Ok(Embedder { inner: Arc::new(inner) })
@@ -131,54 +151,55 @@ impl Inner {
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let ids: Vec<Vec<u32>> =
             texts.iter().enumerate().map(|(i, t)| self.encode(i, t)).collect::<Result<_>>()?;
-        // Longest first, so every batch holds texts of similar length and pads little.
+        // Longest first, so that each batch's attention tasks are of similar size.
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
         let mut vectors = vec![Vec::new(); ids.len()];
+        let mut buffers = Buffers::default();
         for chunk in order.chunks(self.batch_size) {
             let batch: Vec<&[u32]> = chunk.iter().map(|&i| ids[i].as_slice()).collect();
-            for (&i, vector) in chunk.iter().zip(self.embed_ids(&batch)?) {
-                vectors[i] = vector;
+            let tokens = self.model.forward(self.level, &batch, &mut buffers);
+            let mut start = 0;
+            for (&i, ids) in chunk.iter().zip(&batch) {
+                let rows = &tokens[start * self.model.hidden..(start + ids.len()) * self.model.hidden];
+                vectors[i] = self.sentence_vector(rows);
+                start += ids.len();
             }
         }
         Ok(vectors)
     }
 
-    /// Vectors for one batch of token id sequences, padded to the longest.
-    fn embed_ids(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
-        let len = batch.iter().map(|ids| ids.len()).max().unwrap_or(0);
-        let mut flat = Vec::with_capacity(batch.len() * len);
-        let mut mask = Vec::with_capacity(batch.len() * len);
-        for ids in batch {
-            flat.extend_from_slice(ids);
-            flat.resize(flat.len() + len - ids.len(), self.pad_id);
-            mask.extend((0..len).map(|j| if j < ids.len() { 1f32 } else { 0.0 }));
-        }
-        let ids = Tensor::from_vec(flat, (batch.len(), len), &Device::Cpu)?;
-        let mask = Tensor::from_vec(mask, (batch.len(), len), &Device::Cpu)?;
-        let tokens = self.model.forward(&ids, &mask)?;
-        let mut pooled = pool(&tokens, &mask, self.pipeline.pooling)?;
+    /// One text's vector from its token vectors, pooled and normalised as the pipeline says.
+    fn sentence_vector(&self, tokens: &[f32]) -> Vec<f32> {
+        let mut vector = pool(tokens, self.model.hidden, self.pipeline.pooling);
         if self.pipeline.normalize {
             // As torch's F.normalize: divide by the norm, floored at 1e-12.
-            let norm = pooled.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(1e-12)?;
-            pooled = pooled.broadcast_div(&norm)?;
+            let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            vector.iter_mut().for_each(|v| *v /= norm);
         }
-        Ok(pooled.to_vec2()?)
+        vector
     }
 }
 
-/// Sentence vectors `[batch, hidden]` from token vectors `[batch, len, hidden]`, counting only the
-/// tokens where `mask` `[batch, len]` is 1.
-pub(crate) fn pool(tokens: &Tensor, mask: &Tensor, pooling: Pooling) -> candle_core::Result<Tensor> {
-    let mask3 = mask.unsqueeze(D::Minus1)?;
+/// A sentence vector from one text's token vectors (`hidden` values per token, no padding).
+fn pool(tokens: &[f32], hidden: usize, pooling: Pooling) -> Vec<f32> {
+    let mut rows = tokens.chunks_exact(hidden);
+    let sum = |rows: std::slice::ChunksExact<f32>| {
+        rows.fold(vec![0f32; hidden], |mut acc, row| {
+            acc.iter_mut().zip(row).for_each(|(a, v)| *a += v);
+            acc
+        })
+    };
     // sentence-transformers floors the token count at 1e-9.
-    let count = || mask.sum_keepdim(1)?.maximum(1e-9);
+    let count = ((tokens.len() / hidden) as f32).max(1e-9);
     match pooling {
-        Pooling::Cls => tokens.narrow(1, 0, 1)?.squeeze(1),
-        Pooling::Mean => tokens.broadcast_mul(&mask3)?.sum(1)?.broadcast_div(&count()?),
-        Pooling::MeanSqrtLen => tokens.broadcast_mul(&mask3)?.sum(1)?.broadcast_div(&count()?.sqrt()?),
-        // Padding is pushed far below any real value before taking the maximum.
-        Pooling::Max => tokens.broadcast_add(&((mask3 - 1.0)? * 1e9)?)?.max(1),
+        Pooling::Cls => rows.next().map_or_else(|| vec![0.0; hidden], <[f32]>::to_vec),
+        Pooling::Mean => sum(rows).into_iter().map(|v| v / count).collect(),
+        Pooling::MeanSqrtLen => sum(rows).into_iter().map(|v| v / count.sqrt()).collect(),
+        Pooling::Max => rows.fold(vec![f32::NEG_INFINITY; hidden], |mut acc, row| {
+            acc.iter_mut().zip(row).for_each(|(a, v)| *a = a.max(*v));
+            acc
+        }),
     }
 }
 
@@ -212,14 +233,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pooling_counts_only_real_tokens() {
-        // Two texts of two token slots, one dimension; the second text's second slot is padding.
-        let tokens = Tensor::new(&[[[1f32], [3.0]], [[-2.0], [100.0]]], &Device::Cpu).unwrap();
-        let mask = Tensor::new(&[[1f32, 1.0], [1.0, 0.0]], &Device::Cpu).unwrap();
-        let pooled = |mode| pool(&tokens, &mask, mode).unwrap().to_vec2::<f32>().unwrap();
-        assert_eq!(pooled(Pooling::Mean), [[2.0], [-2.0]]);
-        assert_eq!(pooled(Pooling::Max), [[3.0], [-2.0]]);
-        assert_eq!(pooled(Pooling::Cls), [[1.0], [-2.0]]);
-        assert_eq!(pooled(Pooling::MeanSqrtLen), [[4.0 / 2f32.sqrt()], [-2.0]]);
+    fn pooling_modes() {
+        // Two tokens of one dimension.
+        let tokens = [1f32, 3.0];
+        assert_eq!(pool(&tokens, 1, Pooling::Mean), [2.0]);
+        assert_eq!(pool(&tokens, 1, Pooling::Max), [3.0]);
+        assert_eq!(pool(&tokens, 1, Pooling::Cls), [1.0]);
+        assert_eq!(pool(&tokens, 1, Pooling::MeanSqrtLen), [4.0 / 2f32.sqrt()]);
     }
 }

@@ -22,10 +22,6 @@ pub enum EmbedError {
     /// The worker threads could not be started.
     #[error("cannot start {threads} embedding threads: {reason}")]
     Threads { threads: usize, reason: String },
-
-    /// A tensor operation of the forward pass failed.
-    #[error("the embedding forward pass failed: {0}")]
-    Tensor(#[from] candle_core::Error),
 }
 
 impl EmbedError {

@@ -4,8 +4,8 @@ mod bert;
 mod config;
 mod embedder;
 mod error;
-mod gelu;
+mod kernels;
 
 pub use config::Pooling;
-pub use embedder::{EmbedOptions, Embedder};
+pub use embedder::{EmbedOptions, Embedder, Precision};
 pub use error::{EmbedError, Result};

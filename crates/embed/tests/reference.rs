@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use temper_core::EmbeddingModel;
-use temper_embed::{EmbedOptions, Embedder};
+use temper_embed::{EmbedOptions, Embedder, Precision};
 
 const MODEL: &str = "all-minilm-l6-v2";
 
@@ -71,10 +71,24 @@ fn matches_sentence_transformers_one_by_one_and_in_padded_batches() {
         assert_matches(std::slice::from_ref(reference), &embedder.embed_batch(&[&reference.text]).unwrap());
     }
     // All at once: sorted by length, batches of 4 texts of different lengths, padded.
-    let options = EmbedOptions { threads: Some(1), batch_size: 4 };
+    let options = EmbedOptions { threads: Some(1), batch_size: 4, ..Default::default() };
     let batched = Embedder::load(&dir, MODEL, options).unwrap();
     let texts: Vec<&str> = references.iter().map(|r| r.text.as_str()).collect();
     assert_matches(&references, &batched.embed_batch(&texts).unwrap());
+}
+
+#[test]
+fn int8_vectors_stay_close_to_the_reference() {
+    let Some(dir) = model_dir() else { return };
+    let references = references();
+    let options = EmbedOptions { precision: Precision::Int8, ..Default::default() };
+    let embedder = Embedder::load(&dir, MODEL, options).unwrap();
+    let texts: Vec<&str> = references.iter().map(|r| r.text.as_str()).collect();
+    for (reference, vector) in references.iter().zip(embedder.embed_batch(&texts).unwrap()) {
+        let similarity = cosine(&reference.embedding, &vector);
+        // Close, not equal: the retrieval bench measures what the difference costs.
+        assert!((0.99..0.9999).contains(&similarity), "cosine {similarity} for {:?}", reference.text);
+    }
 }
 
 #[tokio::test]
