@@ -64,7 +64,8 @@ fn rag_tour(loaded: &Loaded, out: &mut impl Write) -> anyhow::Result<()> {
     writeln!(out, "Answering from documents: {} files in {}", QUICKSTART_CORPUS.len(), corpus.display())?;
     let mut store = SqliteStore::open(&dir.join("rag.db"))?;
     let options = IngestOptions { collection: "quickstart".into(), ..Default::default() };
-    rag::ingest(&mut store, &[corpus], &options)?;
+    let embedder = rag::embedder()?;
+    rag::ingest(&mut store, &embedder, &[corpus], &options)?;
     write!(out, "\nuser: {QUICKSTART_RAG_QUESTION}\nassistant: ")?;
     out.flush()?;
     let search = SearchOptions { k: 4, ..Default::default() };
@@ -76,7 +77,7 @@ fn rag_tour(loaded: &Loaded, out: &mut impl Write) -> anyhow::Result<()> {
         min_similarity: temper_rag::MIN_SIMILARITY,
     };
     let params = GenerationParams { temperature: Some(0.0), max_tokens: Some(80), ..Default::default() };
-    rag::answer(&store, &question, params, loaded, out)
+    rag::answer(&store, &embedder, &question, params, loaded, out)
 }
 
 pub fn ask(

@@ -23,7 +23,7 @@ use crate::output::{self, block_on, notice};
 
 /// The embedder every `rag` command uses, the default one pulled on first use; the one place
 /// that chooses it.
-fn embedder() -> anyhow::Result<Embedder> {
+pub fn embedder() -> anyhow::Result<Embedder> {
     load_embedder(DEFAULT_EMBEDDING_MODEL, None, Precision::F32)
 }
 
@@ -143,7 +143,7 @@ pub fn run(args: RagArgs) -> anyhow::Result<()> {
                 chunk: ChunkOptions { max_tokens: chunk_tokens, overlap },
                 ..Default::default()
             };
-            ingest(&mut store, &paths, &options)
+            ingest(&mut store, &embedder()?, &paths, &options)
         }
         RagCommand::Search { query, retrieval, json } => search(&store, collection, &query, &retrieval, json),
         RagCommand::Ask { question, retrieval, min_similarity, gen } => {
@@ -208,8 +208,12 @@ impl IngestProgress for Bar {
 }
 
 /// Ingests `paths` with a progress bar, then prints what changed and what was skipped.
-pub fn ingest(store: &mut SqliteStore, paths: &[PathBuf], options: &IngestOptions) -> anyhow::Result<()> {
-    let embedder = embedder()?;
+pub fn ingest(
+    store: &mut SqliteStore,
+    embedder: &Embedder,
+    paths: &[PathBuf],
+    options: &IngestOptions,
+) -> anyhow::Result<()> {
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} files · {msg} · {prefix}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -217,7 +221,7 @@ pub fn ingest(store: &mut SqliteStore, paths: &[PathBuf], options: &IngestOption
     let mut progress = Bar { bar, stored: 0, started: Instant::now() };
     // Chunks are sized with the embedder's own tokenizer, so none is cut short when embedded.
     let count = |text: &str| embedder.tokenize(text).map_or(text.len(), |ids| ids.len());
-    let report = block_on(temper_rag::ingest(store, &embedder, &count, paths, options, &mut progress))?;
+    let report = block_on(temper_rag::ingest(store, embedder, &count, paths, options, &mut progress))?;
     progress.bar.finish_and_clear();
     let mut out = io::stdout();
     writeln!(
@@ -236,13 +240,13 @@ pub fn ingest(store: &mut SqliteStore, paths: &[PathBuf], options: &IngestOption
 
 fn retrieve(
     store: &SqliteStore,
+    embedder: &Embedder,
     collection: &str,
     query: &str,
     options: &SearchOptions,
     reranker: Option<&dyn Reranker>,
 ) -> anyhow::Result<Vec<temper_rag::Hit>> {
-    let embedder = embedder()?;
-    let retriever = Retriever { store, embedder: &embedder, collection, reranker };
+    let retriever = Retriever { store, embedder, collection, reranker };
     Ok(block_on(retriever.search(query, options))?)
 }
 
@@ -254,7 +258,8 @@ fn search(
     json: bool,
 ) -> anyhow::Result<()> {
     let (options, mmr) = args.options()?;
-    let hits = retrieve(store, collection, query, &options, mmr.as_ref().map(|m| m as &dyn Reranker))?;
+    let reranker = mmr.as_ref().map(|m| m as &dyn Reranker);
+    let hits = retrieve(store, &embedder()?, collection, query, &options, reranker)?;
     if json {
         return output::print_json(&hits);
     }
@@ -283,7 +288,7 @@ fn ask(
     let loaded = gen.model.load()?;
     let reranker = mmr.as_ref().map(|m| m as &dyn Reranker);
     let question = Question { collection, text: question, options: &options, reranker, min_similarity };
-    answer(store, &question, params, &loaded, &mut io::stdout())
+    answer(store, &embedder()?, &question, params, &loaded, &mut io::stdout())
 }
 
 /// A question to answer from a collection, and how to retrieve for it.
@@ -300,12 +305,14 @@ pub struct Question<'a> {
 /// `out`, then lists the sources; or says the documents do not hold the answer.
 pub fn answer(
     store: &SqliteStore,
+    embedder: &Embedder,
     question: &Question,
     params: GenerationParams,
     loaded: &Loaded,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let hits = retrieve(store, question.collection, question.text, question.options, question.reranker)?;
+    let hits =
+        retrieve(store, embedder, question.collection, question.text, question.options, question.reranker)?;
     // Fitting the context needs the model's own tokenizer and window, which only a local model has.
     let local = loaded.local.as_ref().context(
         "`temper rag ask` fits the documents with the model's own tokenizer, so it needs a local model \

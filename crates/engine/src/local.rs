@@ -368,12 +368,11 @@ impl Worker {
     /// Whether a sequence still reading its prompt will cache at least `MIN_SHARED_PREFIX`
     /// tokens of `prompt` that no slot holds yet.
     fn reading_shares_prefix(&self, prompt: &[u32]) -> bool {
-        let cached =
-            |i: usize| self.slots[i].cache.tokens().iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        let cached = |i: usize| shared_prefix(self.slots[i].cache.tokens(), prompt);
         let best_cached = (0..self.slots.len()).map(cached).max().unwrap_or(0);
         self.slots.iter().any(|slot| match &slot.seq {
             Some(seq) if seq.first_token_at.is_none() => {
-                let shared = seq.history.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+                let shared = shared_prefix(&seq.history, prompt);
                 shared >= MIN_SHARED_PREFIX && shared > best_cached
             }
             _ => false,
@@ -383,7 +382,7 @@ impl Worker {
     /// The free slot to run `prompt` in: the one sharing the longest prefix with it, else the
     /// least recently used. When a busy slot holds a longer prefix, it is copied over.
     fn free_slot(&mut self, prompt: &[u32]) -> Option<usize> {
-        let shared = |cache: &KvCache| cache.tokens().iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        let shared = |cache: &KvCache| shared_prefix(cache.tokens(), prompt);
         let free = (0..self.slots.len()).filter(|&i| self.slots[i].seq.is_none());
         let best_free =
             free.max_by_key(|&i| (shared(&self.slots[i].cache), u64::MAX - self.slots[i].last_used));
@@ -561,6 +560,11 @@ fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
     format!("internal engine error: {}", message.unwrap_or_default())
 }
 
+/// How many tokens `a` and `b` have in common from the start.
+fn shared_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
 fn job_prompt(job: &Job) -> &[u32] {
     match job {
         Job::Generate { prompt, .. } | Job::Logits { prompt, .. } => prompt,
@@ -570,7 +574,7 @@ fn job_prompt(job: &Job) -> &[u32] {
 /// Truncates `cache` to the prefix it shares with `prompt`, keeping at least the last prompt
 /// token to run (its logits are what comes next); returns the length kept.
 fn reuse_prefix(cache: &mut KvCache, prompt: &[u32]) -> usize {
-    let shared = cache.tokens().iter().zip(prompt).take_while(|(a, b)| a == b).count();
+    let shared = shared_prefix(cache.tokens(), prompt);
     let reuse = shared.min(prompt.len() - 1);
     cache.truncate(reuse);
     reuse
