@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rand::Rng;
+use temper_core::EmbeddingModel;
 use temper_rag::{ingest, ChunkOptions, Filter, IngestOptions, IngestReport, SqliteStore, VectorStore};
 
 use common::{HashedWords, Recorded};
@@ -15,10 +16,39 @@ fn options() -> IngestOptions {
 }
 
 fn run(db: &Path, roots: &[PathBuf], options: &IngestOptions) -> IngestReport {
+    run_with(&HashedWords, db, roots, options)
+}
+
+fn run_with(
+    embedder: &dyn EmbeddingModel,
+    db: &Path,
+    roots: &[PathBuf],
+    options: &IngestOptions,
+) -> IngestReport {
     let mut store = SqliteStore::open(db).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let counter = common::words;
-    rt.block_on(ingest(&mut store, &HashedWords, &counter, roots, options, &mut Recorded::default())).unwrap()
+    rt.block_on(ingest(&mut store, embedder, &counter, roots, options, &mut Recorded::default())).unwrap()
+}
+
+/// `HashedWords` at a steady pace per batch: the killed child's ingestion then lasts seconds on
+/// any machine, so a kill at a random moment lands midway however fast the CPU is.
+struct Paced;
+
+#[async_trait::async_trait]
+impl EmbeddingModel for Paced {
+    fn name(&self) -> &str {
+        HashedWords.name()
+    }
+
+    fn dimensions(&self) -> usize {
+        HashedWords.dimensions()
+    }
+
+    async fn embed(&self, texts: &[String]) -> temper_core::Result<Vec<Vec<f32>>> {
+        std::thread::sleep(Duration::from_millis(5));
+        HashedWords.embed(texts).await
+    }
 }
 
 fn texts_of(store: &SqliteStore, path: &Path) -> Vec<String> {
@@ -147,7 +177,7 @@ fn assert_complete_documents(db: &Path, corpus: &Path) -> usize {
 fn ingest_child() {
     let corpus = PathBuf::from(std::env::var("RAG_CORPUS").expect("RAG_CORPUS"));
     let db = PathBuf::from(std::env::var("RAG_DB").expect("RAG_DB"));
-    run(&db, &[corpus], &options());
+    run_with(&Paced, &db, &[corpus], &options());
 }
 
 #[test]
