@@ -320,7 +320,7 @@ fn quantize_q8k(x: &[f32], dst: &mut [u8]) {
     }
     let iscale = -127.0 / max;
     for (q, v) in dst[4..4 + QK_K].iter_mut().zip(x) {
-        *q = ((iscale * v).round_ties_even().min(127.0) as i8) as u8;
+        *q = (round_ties_even(iscale * v).min(127.0) as i8) as u8;
     }
     dst[..4].copy_from_slice(&(1.0 / iscale).to_le_bytes());
     let (qs, bsums) = dst[4..].split_at_mut(QK_K);
@@ -328,6 +328,14 @@ fn quantize_q8k(x: &[f32], dst: &mut [u8]) {
         let sum: i16 = group.iter().map(|&q| i16::from(q as i8)).sum();
         s.copy_from_slice(&sum.to_le_bytes());
     }
+}
+
+/// `v` rounded half to even, for |v| < 2^22: adding 1.5 × 2^23 leaves no fraction bits, so
+/// the FPU's default rounding does it (`f32::round_ties_even` is a libm call on baseline x86-64).
+#[inline(always)]
+fn round_ties_even(v: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (v + MAGIC) - MAGIC
 }
 
 /// A Q8 activation block: (d, s, quants).
@@ -366,6 +374,18 @@ pub(super) fn dequantize_k<F: FormatK>(src: &[u8], dst: &mut [f32]) {
             for (d, &q) in d.iter_mut().zip(q) {
                 *d = scale * f32::from(q) - min;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rounding_is_half_to_even_like_the_standard_library() {
+        let ties = [0.5f32, 1.5, 2.5, -0.5, -1.5, -2.5, 126.5, -126.5, 127.0, -127.0, 0.0, -0.0];
+        let steps = (-127_000..=127_000).map(|i| i as f32 / 1000.0);
+        for v in ties.into_iter().chain(steps) {
+            assert_eq!(super::round_ties_even(v), v.round_ties_even(), "{v}");
         }
     }
 }
