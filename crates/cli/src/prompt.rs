@@ -3,10 +3,13 @@
 
 use std::io::{self, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{Args, Subcommand, ValueEnum};
 use temper_core::Message;
-use temper_prompt::{parse_vars, Document, Layout, Prompt, PromptCounter, PromptFile, RunOptions, RunReport};
+use temper_prompt::{
+    parse_vars, Document, Layout, PassageRanker, Prompt, PromptCounter, PromptFile, RunOptions, RunReport,
+};
 
 use crate::options::{GenArgs, ModelArgs};
 use crate::output::{block_on, notice, print_json};
@@ -74,7 +77,7 @@ pub enum Strategy {
     Truncate,
     /// Answer on each part that fits, then combine the partial answers.
     MapReduce,
-    /// Retrieve the relevant parts (use `temper rag`).
+    /// Keep the passages closest to the task that fit (ranked by the default embedder).
     Retrieval,
 }
 
@@ -132,6 +135,10 @@ pub fn run(command: PromptCommand) -> anyhow::Result<()> {
                 strategy: doc_strategy.into(),
                 self_consistency: self_consistency.unwrap_or(0),
                 params,
+                ranker: match doc_strategy {
+                    Strategy::Retrieval => Some(PassageRanker(Arc::new(crate::rag::embedder()?))),
+                    _ => None,
+                },
             };
             let model = gen.model.load()?;
             let counter = model.local.as_deref().map(|local| local as &dyn PromptCounter);
@@ -189,6 +196,16 @@ fn print_report(report: &RunReport, answer_only: bool) -> anyhow::Result<()> {
     }
     for cut in &report.cuts {
         notice(&format!("truncated: {cut}"));
+    }
+    if let Some(retrieval) = &report.retrieval {
+        let kept: Vec<String> =
+            retrieval.kept.iter().map(|r| format!("{} ({:.2})", r.source, r.score)).collect();
+        notice(&format!(
+            "retrieval: kept {} of {} passages, best first: {}",
+            kept.len(),
+            retrieval.passages,
+            kept.join(", ")
+        ));
     }
     if !report.partial_answers.is_empty() {
         notice(&format!("map-reduce: the answer combines {} partial answers", report.partial_answers.len()));

@@ -408,3 +408,28 @@ fn documents_that_do_not_fit_are_refused_with_the_overflow() {
     assert_eq!(report["cuts"][0]["total_words"], 295, "{report}");
     assert!(report["budget"]["prompt_tokens"].as_u64().unwrap() + 4 <= 256, "{report}");
 }
+
+#[test]
+fn retrieval_fills_the_prompt_with_the_passages_about_the_question() {
+    let Some(home) = real_home() else { return };
+    let articles = ["rosetta", "penicillin", "channel-tunnel"].map(|a| example(&format!("articles/{a}.txt")));
+    let file = example("prompts/ask-documents.toml");
+    let mut args = vec!["prompt", "run", &file, "--ctx", "512", "--doc-strategy", "retrieval", "--json"];
+    for article in &articles {
+        args.extend(["--doc", article]);
+    }
+    args.extend(["--var", "question=Who discovered penicillin, and in which year?"]);
+    let report: Value = serde_json::from_str(&success(&run(&home, &args, b""))).unwrap();
+    let kept = report["retrieval"]["kept"].as_array().unwrap();
+    assert!(
+        !kept.is_empty() && report["retrieval"]["passages"].as_u64().unwrap() > kept.len() as u64,
+        "{report}"
+    );
+    assert!(kept[0]["source"].as_str().unwrap().contains("penicillin.txt (passage "), "{report}");
+    assert!(report["budget"]["prompt_tokens"].as_u64().unwrap() + 64 <= 512, "{report}");
+    let sent = report["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap();
+    assert!(
+        sent.contains("Fleming") && sent.ends_with("Question: Who discovered penicillin, and in which year?"),
+        "{sent}"
+    );
+}

@@ -157,33 +157,38 @@ impl Fitting<'_> {
     /// The documents cut into parts that each fit in the prompt alone, for map-reduce. Each
     /// part is named after its document and numbered.
     pub fn parts(&self, documents: &[Document]) -> Result<Vec<Document>> {
-        let probe = Document { source: "part".into(), text: String::new() };
+        self.split(documents, usize::MAX, "part")
+    }
+
+    /// The documents in pieces of at most `max_tokens` tokens, and never more than fits next
+    /// to the prompt, each named after its document as "SOURCE (LABEL i of n)", in order.
+    pub fn split(&self, documents: &[Document], max_tokens: usize, label: &str) -> Result<Vec<Document>> {
+        let probe = Document { source: label.into(), text: String::new() };
         let fixed = self.budget(std::slice::from_ref(&probe))?;
-        // Room for a part's text, less a margin for its longer source label.
         let room = fixed.context_window.saturating_sub(fixed.prompt_tokens + fixed.answer_tokens + 32);
         if room < 16 {
             return Err(fixed.overflow());
         }
+        let size = room.min(max_tokens);
         let count = |text: &str| self.counter.count_text(text).unwrap_or(text.len());
-        let options = ChunkOptions { max_tokens: room, overlap: room / 10 };
+        let options = ChunkOptions { max_tokens: size, overlap: size / 10 };
         let chunker =
-            Chunker::new(options, &count).map_err(|e| PromptError::invalid("parts", e.to_string()))?;
-        let mut parts = Vec::new();
+            Chunker::new(options, &count).map_err(|e| PromptError::invalid(label, e.to_string()))?;
+        let mut pieces = Vec::new();
         for document in documents {
             let section =
                 Section { text: document.text.clone(), position: Position::Line(1), heading: Vec::new() };
             let chunks = chunker.chunk(&section);
             let total = chunks.len();
-            parts.extend(chunks.into_iter().enumerate().map(|(i, chunk)| Document {
-                source: format!("{} (part {} of {total})", document.source, i + 1),
+            pieces.extend(chunks.into_iter().enumerate().map(|(i, chunk)| Document {
+                source: format!("{} ({label} {} of {total})", document.source, i + 1),
                 text: chunk.text,
             }));
         }
-        Ok(parts)
+        Ok(pieces)
     }
 }
 
-/// Byte offsets where each word of `text` ends.
 fn word_ends(text: &str) -> Vec<usize> {
     text.split_whitespace().map(|w| w.as_ptr() as usize - text.as_ptr() as usize + w.len()).collect()
 }

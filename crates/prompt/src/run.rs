@@ -11,6 +11,7 @@ use crate::budget::{Budget, Cut, Fitting, PromptCounter, DEFAULT_ANSWER_TOKENS};
 use crate::cot::{Reasoned, Vote};
 use crate::json::extract_json;
 use crate::render::{Document, Layout, Prompt};
+use crate::retrieval::{retrieve, PassageRanker, Retrieval};
 use crate::retry::{add_usage, ask_until, ATTEMPTS, SAMPLING_TEMPERATURE};
 use crate::schema::validate;
 use crate::{PromptError, Result};
@@ -32,7 +33,7 @@ pub enum DocStrategy {
     Truncate,
     /// Run the task on parts that fit, then combine the partial answers.
     MapReduce,
-    /// Retrieve the relevant parts (not available here: `temper rag` does it).
+    /// Keep the passages closest to the task that fit, ranked by [`RunOptions::ranker`].
     Retrieval,
 }
 
@@ -44,6 +45,8 @@ pub struct RunOptions {
     /// Reasoning paths to sample and vote over; 0 or 1 is off.
     pub self_consistency: usize,
     pub params: GenerationParams,
+    /// The embedding model of the retrieval strategy.
+    pub ranker: Option<PassageRanker>,
 }
 
 /// Everything a run did, so that a user sees what was sent and what came back.
@@ -59,6 +62,9 @@ pub struct RunReport {
     /// The partial answers of map-reduce, by part.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub partial_answers: Vec<Document>,
+    /// The passages retrieval kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retrieval: Option<Retrieval>,
     pub answer: Answer,
 }
 
@@ -127,21 +133,27 @@ pub async fn run(
             budget: None,
             cuts: Vec::new(),
             partial_answers: Vec::new(),
+            retrieval: None,
             answer,
         });
     };
     let answer_tokens = options.params.max_tokens.map_or(DEFAULT_ANSWER_TOKENS, |m| m as usize);
     let fitting = Fitting { prompt, layout: &options.layout, answer_tokens, counter };
     let mut budget = Budget::of(&messages, answer_tokens, counter)?;
-    let (mut cuts, mut partial_answers) = (Vec::new(), Vec::new());
+    let (mut cuts, mut partial_answers, mut retrieval) = (Vec::new(), Vec::new(), None);
     if !budget.fits() {
         match options.strategy {
             DocStrategy::Error => return Err(budget.overflow()),
             DocStrategy::Retrieval => {
-                return Err(PromptError::invalid(
-                    "document strategy",
-                    "retrieval is not done here: ingest the documents with `temper rag ingest` and ask with `temper rag ask`",
-                ))
+                let ranker = options.ranker.as_ref().ok_or_else(|| {
+                    PromptError::invalid(
+                        "document strategy",
+                        "retrieval needs an embedding model to rank passages",
+                    )
+                })?;
+                let (passages, kept) = retrieve(&fitting, documents, ranker).await?;
+                messages = prompt.messages(&passages, &options.layout)?;
+                retrieval = Some(kept);
             }
             DocStrategy::Truncate => {
                 let (kept, dropped) = fitting.truncate(documents)?;
@@ -157,7 +169,7 @@ pub async fn run(
         budget = Budget::of(&messages, answer_tokens, counter)?;
     }
     let answer = answer(model, messages.clone(), prompt.output_schema.as_ref(), options).await?;
-    Ok(RunReport { messages, budget: Some(budget), cuts, partial_answers, answer })
+    Ok(RunReport { messages, budget: Some(budget), cuts, partial_answers, retrieval, answer })
 }
 
 /// Answers the task on every part at once (a local model batches them), then combines the
@@ -387,7 +399,7 @@ mod tests {
             block_on(run(&model, Some(&counter), &prompt, &[long_doc()], &options(DocStrategy::Retrieval)))
                 .unwrap_err()
                 .to_string();
-        assert!(err.contains("`temper rag ask`"), "{err}");
+        assert!(err.contains("retrieval needs an embedding model"), "{err}");
     }
 
     #[test]
