@@ -97,6 +97,12 @@ pub async fn answer(model: &dyn ChatModel, question: &str, options: &SotOptions)
     let started = Instant::now();
     let points = skeleton(model, question, options).await?;
     let skeleton_ms = ms(started);
+    if options.sequential {
+        // Both expansions below are timed with the same start: the shared preamble already read
+        // and every sequence's cache in place. Otherwise whichever ran first would pay for both.
+        let one_token = SotOptions { point_tokens: 1, ..options.clone() };
+        expand_all(model, question, &points, &one_token).await?;
+    }
     let expand_started = Instant::now();
     let responses = expand_all(model, question, &points, options).await?;
     let expand_ms = ms(expand_started);
