@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use temper_core::GenerationParams;
 use toml::Spanned;
@@ -33,21 +33,23 @@ pub struct PromptFile {
 }
 
 /// A few-shot example: a prompt and the response the model should learn from it.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Example {
     pub prompt: String,
     pub response: String,
     /// Worked steps that lead to the response, shown when chain of thought is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning: Option<String>,
 }
 
 /// A test case `temper eval` runs: variables in, the output expected.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TestCase {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub vars: BTreeMap<String, Value>,
     pub expected: Value,
 }
@@ -68,6 +70,34 @@ struct RawFile {
     output: Option<RawOutput>,
     #[serde(default)]
     tests: Vec<TestCase>,
+}
+
+/// What `to_toml` writes, in the order a person would: plain keys before tables.
+#[derive(Serialize)]
+struct FileOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system: Option<&'a str>,
+    template: &'a str,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    vars: &'a BTreeMap<String, Value>,
+    #[serde(skip_serializing_if = "toml::Table::is_empty")]
+    params: toml::Table,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    examples: &'a [Example],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<OutputOut>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    tests: &'a [TestCase],
+}
+
+#[derive(Serialize)]
+struct OutputOut {
+    /// As a JSON string: a schema may hold `null`, which TOML cannot.
+    schema: String,
 }
 
 #[derive(Deserialize)]
@@ -125,6 +155,24 @@ impl PromptFile {
         })
     }
 
+    /// The file as TOML text that `parse` reads back to the same prompt: what tools that
+    /// rewrite a prompt (a tuned system message, new examples) save.
+    pub fn to_toml(&self) -> Result<String> {
+        let unwritable = |e: toml::ser::Error| PromptError::invalid("prompt file", e.to_string());
+        let file = FileOut {
+            description: self.description.as_deref(),
+            model: self.model.as_deref(),
+            system: self.system.as_ref().map(Template::source),
+            template: self.template.source(),
+            vars: &self.vars,
+            params: shortest_floats(toml::Table::try_from(&self.params).map_err(unwritable)?),
+            examples: &self.examples,
+            output: self.output_schema.as_ref().map(|schema| OutputOut { schema: schema.to_string() }),
+            tests: &self.tests,
+        };
+        toml::to_string_pretty(&file).map_err(unwritable)
+    }
+
     /// The file's default variables overridden by `overrides`.
     pub fn variables(&self, overrides: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
         let mut vars = self.vars.clone();
@@ -151,6 +199,17 @@ pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
+}
+
+/// The parameters are `f32`s: written as `f64`s they would read `0.20000000298023224`; the
+/// shortest decimal of the `f32` reads back to the same value.
+fn shortest_floats(mut params: toml::Table) -> toml::Table {
+    for (_, value) in params.iter_mut() {
+        if let toml::Value::Float(f) = value {
+            *f = (*f as f32).to_string().parse().unwrap_or(*f);
+        }
+    }
+    params
 }
 
 /// Where the `[name]` table starts, for errors about a table as a whole.
@@ -220,6 +279,57 @@ expected = "Hi Bob"
         let err =
             parse("template = \"x\"\n[output]\nschema = '{\"type\": \"thing\"}'\n").unwrap_err().to_string();
         assert!(err.starts_with("p.toml:3:10: ") && err.contains("thing"), "{err}");
+    }
+
+    #[test]
+    fn to_toml_reads_back_to_the_same_prompt() {
+        let original = parse(
+            r#"
+description = "d"
+model = "m"
+system = '''
+Be brief.
+Say "yes" or 'no'; \ is a backslash.'''
+template = "Hi {{ name }}"
+[params]
+temperature = 0.2
+top_p = 0.9
+max_tokens = 8
+stop = ["\n\n", "END"]
+[vars]
+name = "Ann"
+list = [1, 2.5, "x"]
+[[examples]]
+prompt = "a"
+response = "b"
+reasoning = "because"
+[[examples]]
+prompt = "c"
+response = "d"
+[output]
+schema = '{"type": "object", "properties": {"x": {"enum": ["a", null]}}}'
+[[tests]]
+vars = { name = "Bob" }
+expected = { greeting = "Hi Bob" }
+"#,
+        )
+        .unwrap();
+        let text = original.to_toml().unwrap();
+        assert!(text.contains("temperature = 0.2\n"), "floats are written as typed:\n{text}");
+        let back = parse(&text).unwrap();
+        assert_eq!(back.description, original.description);
+        assert_eq!(back.model, original.model);
+        assert_eq!(
+            back.system.as_ref().map(Template::source),
+            original.system.as_ref().map(Template::source)
+        );
+        assert_eq!(back.template.source(), original.template.source());
+        assert_eq!(back.params, original.params);
+        assert_eq!(back.vars, original.vars);
+        assert_eq!(back.examples, original.examples);
+        assert_eq!(back.output_schema, original.output_schema);
+        assert_eq!(back.tests, original.tests);
+        assert_eq!(back.to_toml().unwrap(), text, "writing is stable");
     }
 
     #[test]

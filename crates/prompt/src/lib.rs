@@ -11,8 +11,8 @@ pub mod retrieval;
 pub mod retry;
 pub mod run;
 pub mod schema;
-#[cfg(test)]
-mod scripted;
+#[cfg(any(test, feature = "scripted"))]
+pub mod scripted;
 pub mod sot;
 mod template;
 
