@@ -110,8 +110,9 @@ pub fn answer(args: &AnswerArgs) -> anyhow::Result<()> {
     };
     // One sequence per point, so that a local model expands every point in one batch.
     let load = LoadOptions { sequences: Some(options.max_points), ..args.gen.model.load_options() };
-    let model = load_model(&ModelStore::from_env()?, args.gen.model.name(), load)?.model;
-    let sot = block_on(sot::answer(model.as_ref(), &args.question, &options))?;
+    let loaded = load_model(&ModelStore::from_env()?, args.gen.model.name(), load)?;
+    let options = SotOptions { warm_up: loaded.local.is_some(), ..options };
+    let sot = block_on(sot::answer(loaded.model.as_ref(), &args.question, &options))?;
     if args.json {
         return print_json(&sot);
     }

@@ -24,6 +24,11 @@ pub struct SotOptions {
     pub sequential: bool,
     /// Also answer the question normally, to compare latency.
     pub normal: bool,
+    /// With `sequential`, first read every expansion's prompt once (one token each), so that
+    /// both timings start from the same warm state: for the local engine, the shared preamble
+    /// already read and every sequence's cache in place. Otherwise whichever ran first would
+    /// pay for both. Pointless (and billed) for HTTP backends.
+    pub warm_up: bool,
     pub params: GenerationParams,
 }
 
@@ -35,6 +40,7 @@ impl Default for SotOptions {
             point_tokens: 64,
             sequential: false,
             normal: true,
+            warm_up: false,
             params: GenerationParams::default(),
         }
     }
@@ -97,9 +103,7 @@ pub async fn answer(model: &dyn ChatModel, question: &str, options: &SotOptions)
     let started = Instant::now();
     let points = skeleton(model, question, options).await?;
     let skeleton_ms = ms(started);
-    if options.sequential {
-        // Both expansions below are timed with the same start: the shared preamble already read
-        // and every sequence's cache in place. Otherwise whichever ran first would pay for both.
+    if options.sequential && options.warm_up {
         let one_token = SotOptions { point_tokens: 1, ..options.clone() };
         expand_all(model, question, &points, &one_token).await?;
     }
