@@ -408,3 +408,20 @@ fn documents_that_do_not_fit_are_refused_with_the_overflow() {
     assert_eq!(report["cuts"][0]["total_words"], 295, "{report}");
     assert!(report["budget"]["prompt_tokens"].as_u64().unwrap() + 4 <= 256, "{report}");
 }
+
+#[test]
+fn eval_run_runs_a_prompt_files_own_tests_with_the_real_model() {
+    let Some(home) = real_home() else { return };
+    let file = example("prompts/classify-sentiment.toml");
+    let out = success(&run(&home, &["eval", "run", &file, "--no-cache", "--json"], b""));
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"));
+    let variant = &report["variants"][0];
+    assert_eq!(variant["model"], "smollm2-135m-instruct", "{report}");
+    assert_eq!(variant["calls"], 2, "{report}");
+    let rows = variant["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        assert_eq!(row["assertions"][0]["kind"], "icontains", "{row}");
+        assert!(row["output"].as_str().is_some_and(|o| !o.trim().is_empty()), "{row}");
+    }
+}
