@@ -4,7 +4,9 @@
 mod common;
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use temper_core::{ChatModel, GenerationParams};
@@ -76,6 +78,21 @@ fn rows_are_scored_by_the_weighted_mean_of_their_assertions() {
     assert_eq!(third.messages.last().unwrap().content, "Review: Great but loud");
     assert_eq!(third.messages[0].content, "Label the review.");
     assert_eq!(third.assertions[0].reason, "the output is not `negative`");
+}
+
+#[test]
+fn rows_are_asked_concurrently_within_the_limit() {
+    let model = Scripted::slow(|_| "positive".into(), Duration::from_millis(30));
+    let rows: Vec<Row> =
+        (0..7).map(|i| row(&[("review", &format!("r{i}"))], Some(json!("positive")))).collect();
+    let settings = Settings { assertions: vec![assertion("equals", None, 1.0)], judge: None, concurrency: 3 };
+    let report =
+        block_on(evaluator(model.clone(), settings, None).evaluate(&variant("{{ review }}"), &rows)).unwrap();
+    assert_eq!(model.max_in_flight.load(Ordering::SeqCst), 3);
+    let order: Vec<String> =
+        report.rows.iter().map(|r| r.vars["review"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(order, (0..7).map(|i| format!("r{i}")).collect::<Vec<_>>(), "rows keep their order");
+    assert_eq!(report.rows.iter().map(|r| r.index).collect::<Vec<_>>(), (0..7).collect::<Vec<_>>());
 }
 
 #[test]

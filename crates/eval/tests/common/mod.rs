@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -19,18 +20,46 @@ pub struct Scripted {
     pub calls: AtomicUsize,
     /// USD per answer, as a priced profile would report it.
     pub cost: Option<f64>,
+    /// How long each answer takes, so that tests can see requests overlap.
+    delay: Duration,
+    in_flight: Arc<AtomicUsize>,
+    /// The most requests answered at once so far.
+    pub max_in_flight: Arc<AtomicUsize>,
 }
 
 impl Scripted {
+    fn build(
+        script: impl Fn(&ChatRequest) -> String + Send + Sync + 'static,
+        cost: Option<f64>,
+        delay: Duration,
+    ) -> Arc<Scripted> {
+        Arc::new(Scripted {
+            script: Box::new(script),
+            calls: AtomicUsize::new(0),
+            cost,
+            delay,
+            in_flight: Arc::default(),
+            max_in_flight: Arc::default(),
+        })
+    }
+
     pub fn new(script: impl Fn(&ChatRequest) -> String + Send + Sync + 'static) -> Arc<Scripted> {
-        Arc::new(Scripted { script: Box::new(script), calls: AtomicUsize::new(0), cost: None })
+        Scripted::build(script, None, Duration::ZERO)
     }
 
     pub fn priced(
         script: impl Fn(&ChatRequest) -> String + Send + Sync + 'static,
         cost: f64,
     ) -> Arc<Scripted> {
-        Arc::new(Scripted { script: Box::new(script), calls: AtomicUsize::new(0), cost: Some(cost) })
+        Scripted::build(script, Some(cost), Duration::ZERO)
+    }
+
+    /// Each answer takes `delay`.
+    pub fn slow(
+        script: impl Fn(&ChatRequest) -> String + Send + Sync + 'static,
+        delay: Duration,
+    ) -> Arc<Scripted> {
+        Scripted::build(script, None, delay)
     }
 
     pub fn calls(&self) -> usize {
@@ -57,7 +86,14 @@ impl ChatModel for Scripted {
             cost: self.cost,
             ..Default::default()
         };
-        Box::pin(futures::stream::once(async move { Ok(StreamEvent::Done(response)) }))
+        let (delay, in_flight, max) = (self.delay, self.in_flight.clone(), self.max_in_flight.clone());
+        Box::pin(futures::stream::once(async move {
+            let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            max.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(delay).await;
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            Ok(StreamEvent::Done(response))
+        }))
     }
 }
 
