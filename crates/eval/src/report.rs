@@ -215,7 +215,7 @@ fn score_bars(reports: &[VariantReport]) -> String {
 fn scatter(title: &str, points: &[(f64, f64)]) -> String {
     let max_x = points.iter().map(|p| p.0).fold(0.0, f64::max);
     let max_x = if max_x > 0.0 { max_x } else { 1.0 };
-    let (left, bottom, right, top) = (MARGIN, HEIGHT - MARGIN, WIDTH - 10.0, 24.0);
+    let (left, bottom, right, top) = (MARGIN, HEIGHT - MARGIN, WIDTH - MARGIN, 24.0);
     let mut svg = format!(
         "<figure><svg width=\"{WIDTH}\" height=\"{HEIGHT}\" role=\"img\"><text x=\"0\" y=\"14\">{}</text>\
          <line x1=\"{left}\" y1=\"{bottom}\" x2=\"{right}\" y2=\"{bottom}\" stroke=\"#888\"/>\
