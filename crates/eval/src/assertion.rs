@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use temper_core::{ChatModel, EmbeddingModel};
 use temper_prompt::json::extract_json;
+use temper_prompt::retry::excerpt;
 use temper_prompt::schema::{check_schema, validate};
 
 use crate::judge::{judge, Task};
@@ -523,13 +524,9 @@ fn strip_fence(text: &str) -> &str {
     inner.trim()
 }
 
-/// A text in backquotes, cut short when long, for reasons.
+/// A text on one line in backquotes, cut short when long, for reasons.
 fn quote(text: &str) -> String {
-    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match line.char_indices().nth(80) {
-        Some((cut, _)) => format!("`{}…`", &line[..cut]),
-        None => format!("`{line}`"),
-    }
+    format!("`{}`", excerpt(text))
 }
 
 fn quote_all(texts: &[String]) -> String {

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use temper_prompt::schema::describe;
 
 use crate::{EvalError, Result};
 
@@ -81,7 +82,7 @@ fn jsonl(path: &Path, bytes: &[u8], expected: &str) -> Result<Vec<Row>> {
             let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
             at(format!("malformed JSON at column {}: {message}", e.column()))
         })?;
-        let found = kind(&value);
+        let found = describe(&value);
         let Value::Object(fields) = value else {
             return Err(at(format!("expected a JSON object, found {found}")));
         };
@@ -142,17 +143,6 @@ fn row(mut fields: Map<String, Value>, expected: &str, source: String) -> Result
         }
     };
     Ok(Row { vars: fields.into_iter().collect(), expected, split, source })
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Object(_) => "an object",
-        Value::Array(_) => "an array",
-        Value::String(_) => "a string",
-        Value::Number(_) => "a number",
-        Value::Bool(_) => "a boolean",
-        Value::Null => "null",
-    }
 }
 
 /// Rows divided into the part to learn from and the held-out part to report on.

@@ -22,15 +22,6 @@ pub fn params_label(params: &GenerationParams) -> String {
     set.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>().join(" ")
 }
 
-/// A cost in USD, with digits enough for a fraction of a cent.
-fn usd(cost: f64) -> String {
-    if cost != 0.0 && cost.abs() < 0.01 {
-        format!("${cost:.6}")
-    } else {
-        format!("${cost:.2}")
-    }
-}
-
 /// One line per variant: prompt, model, parameters, score, pass rate, median latency, cost, calls.
 pub fn table(reports: &[VariantReport]) -> String {
     let header = ["prompt", "model", "params", "score", "pass rate", "latency (median)", "cost", "calls"];
@@ -44,7 +35,7 @@ pub fn table(reports: &[VariantReport]) -> String {
                 format!("{:.3}", r.score),
                 format!("{:.1}%", 100.0 * r.pass_rate),
                 format!("{:.0} ms", r.latency_ms),
-                usd(r.cost_usd),
+                format!("${}", format_number(r.cost_usd)),
                 r.calls.to_string(),
             ]
         })
@@ -120,7 +111,7 @@ pub fn html(title: &str, reports: &[VariantReport]) -> String {
             r.score,
             100.0 * r.pass_rate,
             r.latency_ms,
-            escape(&usd(r.cost_usd)),
+            escape(&format!("${}", format_number(r.cost_usd))),
             r.calls
         );
     }
@@ -248,6 +239,7 @@ fn scatter(title: &str, points: &[(f64, f64)]) -> String {
     svg
 }
 
+/// A number with digits enough for a fraction of a cent.
 fn format_number(x: f64) -> String {
     if x != 0.0 && x.abs() < 0.01 {
         format!("{x:.6}")

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use temper_eval::assertion::{Graders, Observation};
 use temper_eval::{Assertion, AssertionOutcome, AssertionSpec};
 
-use common::{block_on, last, row, Letters, Scripted};
+use common::{block_on, calls, last, row, Letters, Scripted};
 
 fn assertion(kind: &str, value: Option<Value>) -> Assertion {
     Assertion::new(AssertionSpec { kind: kind.into(), value, ..Default::default() })
@@ -157,7 +157,7 @@ fn judged_assertions_follow_the_judge_and_survive_bad_verdicts() {
             "```json\n{\"pass\": false, \"score\": 0.2, \"reason\": \"Wrong city.\",}\n```".into()
         }
     });
-    let graders = Graders { embedder: None, judge: Some(judge.as_ref()) };
+    let graders = Graders { embedder: None, judge: Some(&judge) };
     let rubric = assertion("llm-rubric", Some(json!("Names the capital of France.")));
     let outcome = check_with(&rubric, "Paris.", None, graders);
     assert_eq!((outcome.pass, outcome.score, outcome.reason.as_str()), (true, 0.9, "the judge: Correct."));
@@ -183,14 +183,11 @@ fn judged_assertions_follow_the_judge_and_survive_bad_verdicts() {
         assert!(last(r).contains("<context>\nThe sky is green on Mars.\n</context>"), "{}", last(r));
         "{\"pass\": true, \"score\": 1}".into()
     });
-    assert!(
-        check_with(&faithful, "Green.", None, Graders { embedder: None, judge: Some(seen.as_ref()) }).pass
-    );
+    assert!(check_with(&faithful, "Green.", None, Graders { embedder: None, judge: Some(&seen) }).pass);
 
     // A judge that never answers in JSON: asked twice, then the assertion fails with the reason.
     let rambling = Scripted::new(|_| "I think it is rather good.".into());
-    let outcome =
-        check_with(&rubric, "Paris", None, Graders { embedder: None, judge: Some(rambling.as_ref()) });
+    let outcome = check_with(&rubric, "Paris", None, Graders { embedder: None, judge: Some(&rambling) });
     assert!(!outcome.pass && outcome.score == 0.0, "{outcome:?}");
     assert!(
         outcome
@@ -199,10 +196,9 @@ fn judged_assertions_follow_the_judge_and_survive_bad_verdicts() {
         "{}",
         outcome.reason
     );
-    assert_eq!(rambling.calls(), 2);
+    assert_eq!(calls(&rambling), 2);
     let negated = assertion("not-llm-rubric", Some(json!("Rude.")));
-    let outcome =
-        check_with(&negated, "Paris", None, Graders { embedder: None, judge: Some(rambling.as_ref()) });
+    let outcome = check_with(&negated, "Paris", None, Graders { embedder: None, judge: Some(&rambling) });
     assert!(!outcome.pass, "no verdict is a failure, turned around or not");
 }
 

@@ -13,7 +13,7 @@ use temper_core::{ChatModel, GenerationParams};
 use temper_eval::{report, Assertion, AssertionSpec, Cache, Evaluator, Row, Settings, Variant};
 use temper_prompt::PromptFile;
 
-use common::{block_on, last, row, Letters, Scripted};
+use common::{block_on, calls, last, row, Letters, Priced, Scripted};
 
 fn assertion(kind: &str, value: Option<Value>, weight: f64) -> Assertion {
     Assertion::new(AssertionSpec { kind: kind.into(), value, weight: Some(weight), ..Default::default() })
@@ -39,13 +39,18 @@ fn rows() -> Vec<Row> {
 
 /// Says "positive" when the review says "Great".
 fn labeller() -> Arc<Scripted> {
-    Scripted::priced(|r| if last(r).contains("Great") { "positive".into() } else { "negative".into() }, 0.001)
+    Arc::new(Scripted::new(|r| if last(r).contains("Great") { "positive".into() } else { "negative".into() }))
 }
 
-fn evaluator(model: Arc<Scripted>, settings: Settings, cache: Option<Arc<Cache>>) -> Evaluator {
+/// The labeller at $0.001 an answer.
+fn priced(model: &Arc<Scripted>) -> Arc<Priced> {
+    Arc::new(Priced { inner: model.clone(), usd: 0.001 })
+}
+
+fn evaluator(model: Arc<dyn ChatModel>, settings: Settings, cache: Option<Arc<Cache>>) -> Evaluator {
     let resolve = move |name: &str| -> Result<Arc<dyn ChatModel>, String> {
         match name {
-            "scripted" | "judge" => Ok(model.clone() as Arc<dyn ChatModel>),
+            "scripted" | "judge" => Ok(model.clone()),
             other => Err(format!("no model `{other}`")),
         }
     };
@@ -61,10 +66,10 @@ fn rows_are_scored_by_the_weighted_mean_of_their_assertions() {
     let model = labeller();
     let checks = vec![assertion("equals", None, 3.0), assertion("contains", Some(json!("tive")), 1.0)];
     let report = block_on(
-        evaluator(model.clone(), settings(checks), None).evaluate(&variant("Review: {{ review }}"), &rows()),
+        evaluator(priced(&model), settings(checks), None).evaluate(&variant("Review: {{ review }}"), &rows()),
     )
     .unwrap();
-    assert_eq!(model.calls(), 3);
+    assert_eq!(calls(&model), 3);
     assert_eq!(report.calls, 3);
     assert_eq!((report.prompt.as_str(), report.model.as_str()), ("label.toml", "scripted"));
     let scores: Vec<f64> = report.rows.iter().map(|r| r.score).collect();
@@ -82,7 +87,7 @@ fn rows_are_scored_by_the_weighted_mean_of_their_assertions() {
 
 #[test]
 fn rows_are_asked_concurrently_within_the_limit() {
-    let model = Scripted::slow(|_| "positive".into(), Duration::from_millis(30));
+    let model = Arc::new(Scripted::new(|_| "positive".into()).with_delay(Duration::from_millis(30)));
     let rows: Vec<Row> =
         (0..7).map(|i| row(&[("review", &format!("r{i}"))], Some(json!("positive")))).collect();
     let settings = Settings { assertions: vec![assertion("equals", None, 1.0)], judge: None, concurrency: 3 };
@@ -103,15 +108,15 @@ fn a_warm_cache_makes_no_model_calls() {
     let checks = vec![assertion("equals", None, 1.0), assertion("latency", Some(json!(60000)), 1.0)];
     let run = |variant: &Variant| {
         let cache = Arc::new(Cache::open(&path).unwrap());
-        block_on(evaluator(model.clone(), settings(checks.clone()), Some(cache)).evaluate(variant, &rows()))
+        block_on(evaluator(priced(&model), settings(checks.clone()), Some(cache)).evaluate(variant, &rows()))
             .unwrap()
     };
     let base = variant("Review: {{ review }}");
     let cold = run(&base);
-    assert_eq!((cold.calls, model.calls()), (3, 3));
+    assert_eq!((cold.calls, calls(&model)), (3, 3));
     assert!(cold.rows.iter().all(|r| !r.cached));
     let warm = run(&base);
-    assert_eq!((warm.calls, model.calls()), (0, 3), "a warm re-run makes no model call");
+    assert_eq!((warm.calls, calls(&model)), (0, 3), "a warm re-run makes no model call");
     assert!(warm.rows.iter().all(|r| r.cached));
     assert_eq!(warm.score, cold.score);
     let latencies =
@@ -123,7 +128,7 @@ fn a_warm_cache_makes_no_model_calls() {
     let mut reseeded = base.clone();
     reseeded.params.seed = Some(2);
     assert_eq!(run(&reseeded).calls, 3);
-    assert_eq!(model.calls(), 6);
+    assert_eq!(calls(&model), 6);
 }
 
 #[test]
@@ -131,13 +136,13 @@ fn judge_calls_are_cached_and_counted_too() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cache.sqlite");
     // Labels reviews; grades anything that asks for a grade as a pass.
-    let model = Scripted::new(|r| {
+    let model = Arc::new(Scripted::new(|r| {
         if last(r).contains("<output>") {
             "{\"pass\": true, \"score\": 1, \"reason\": \"fine\"}".into()
         } else {
             "positive".into()
         }
-    });
+    }));
     let checks = vec![assertion("llm-rubric", Some(json!("Is a sentiment label.")), 1.0)];
     let settings = Settings { assertions: checks, judge: Some("judge".into()), concurrency: 4 };
     let run = || {
@@ -151,7 +156,7 @@ fn judge_calls_are_cached_and_counted_too() {
     let cold = run();
     assert_eq!((cold.calls, cold.pass_rate), (6, 1.0), "three answers and three verdicts");
     let warm = run();
-    assert_eq!((warm.calls, model.calls()), (0, 6));
+    assert_eq!((warm.calls, calls(&model)), (0, 6));
 }
 
 #[test]
@@ -162,7 +167,7 @@ fn bad_rows_fail_before_any_model_call() {
     let err = block_on(evaluator.evaluate_all(&variants, &rows())).unwrap_err().to_string();
     assert!(err.starts_with("rows.jsonl:1: label.toml:2:"), "{err}");
     assert!(err.contains("`text` is undefined"), "{err}");
-    assert_eq!(model.calls(), 0, "nothing is asked when a row of any variant cannot be rendered");
+    assert_eq!(calls(&model), 0, "nothing is asked when a row of any variant cannot be rendered");
 
     let mut no_expected = rows();
     no_expected[1].expected = None;
@@ -174,7 +179,7 @@ fn bad_rows_fail_before_any_model_call() {
     elsewhere.model = "nowhere".into();
     let err = block_on(evaluator.evaluate(&elsewhere, &rows())).unwrap_err().to_string();
     assert_eq!(err, "model `nowhere`: no model `nowhere`");
-    assert_eq!(model.calls(), 0);
+    assert_eq!(calls(&model), 0);
 }
 
 #[test]
@@ -190,7 +195,7 @@ fn what_cannot_run_is_refused_when_the_evaluator_is_made() {
 
 #[test]
 fn reports_escape_outputs_and_fetch_nothing() {
-    let model = Scripted::new(|_| "<script>alert('x')</script> & \"quoted\"".into());
+    let model = Arc::new(Scripted::new(|_| "<script>alert('x')</script> & \"quoted\"".into()));
     let checks = vec![assertion("equals", None, 1.0)];
     let report =
         block_on(evaluator(model, settings(checks), None).evaluate(&variant("{{ review }}"), &rows()))

@@ -1,70 +1,25 @@
-//! Helpers of temper-eval's tests: a scripted chat model that counts its calls, a small
-//! deterministic embedder, and rows.
+//! Helpers of temper-eval's tests: the prompt crate's scripted chat model (shared by path, as
+//! the engine's test helpers are), a price on its answers, a small deterministic embedder, and
+//! rows.
 #![allow(dead_code)] // each test binary uses a different subset
 
+#[path = "../../../prompt/src/scripted.rs"]
+mod scripted;
+
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use serde_json::Value;
-use temper_core::{ChatModel, ChatRequest, ChatResponse, EmbeddingModel, EventStream, StreamEvent, Usage};
+use temper_core::{ChatModel, ChatRequest, EmbeddingModel, EventStream, StreamEvent};
 use temper_eval::Row;
 
-type Script = dyn Fn(&ChatRequest) -> String + Send + Sync;
+pub use scripted::{block_on, Scripted};
 
-/// Answers each request with what the test's script computes from it; counts the requests.
-pub struct Scripted {
-    script: Box<Script>,
-    pub calls: AtomicUsize,
-    /// USD per answer, as a priced profile would report it.
-    pub cost: Option<f64>,
-    /// How long each answer takes, so that tests can see requests overlap.
-    delay: Duration,
-    in_flight: Arc<AtomicUsize>,
-    /// The most requests answered at once so far.
-    pub max_in_flight: Arc<AtomicUsize>,
-}
-
-impl Scripted {
-    fn build(
-        script: impl Fn(&ChatRequest) -> String + Send + Sync + 'static,
-        cost: Option<f64>,
-        delay: Duration,
-    ) -> Arc<Scripted> {
-        Arc::new(Scripted {
-            script: Box::new(script),
-            calls: AtomicUsize::new(0),
-            cost,
-            delay,
-            in_flight: Arc::default(),
-            max_in_flight: Arc::default(),
-        })
-    }
-
-    pub fn new(script: impl Fn(&ChatRequest) -> String + Send + Sync + 'static) -> Arc<Scripted> {
-        Scripted::build(script, None, Duration::ZERO)
-    }
-
-    pub fn priced(
-        script: impl Fn(&ChatRequest) -> String + Send + Sync + 'static,
-        cost: f64,
-    ) -> Arc<Scripted> {
-        Scripted::build(script, Some(cost), Duration::ZERO)
-    }
-
-    /// Each answer takes `delay`.
-    pub fn slow(
-        script: impl Fn(&ChatRequest) -> String + Send + Sync + 'static,
-        delay: Duration,
-    ) -> Arc<Scripted> {
-        Scripted::build(script, None, delay)
-    }
-
-    pub fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
-    }
+/// The requests a scripted model has answered.
+pub fn calls(model: &Scripted) -> usize {
+    model.requests.lock().unwrap().len()
 }
 
 /// The last message of a request.
@@ -72,27 +27,25 @@ pub fn last(request: &ChatRequest) -> &str {
     request.messages.last().map_or("", |m| m.content.as_str())
 }
 
-impl ChatModel for Scripted {
+/// A scripted model whose every answer costs `usd`, as a priced profile reports it.
+pub struct Priced {
+    pub inner: Arc<Scripted>,
+    pub usd: f64,
+}
+
+impl ChatModel for Priced {
     fn name(&self) -> &str {
-        "scripted"
+        "priced"
     }
 
     fn chat_stream(&self, request: ChatRequest) -> EventStream {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        let response = ChatResponse {
-            model: "scripted".into(),
-            text: (self.script)(&request),
-            usage: Usage { prompt_tokens: 10, completion_tokens: 2 },
-            cost: self.cost,
-            ..Default::default()
-        };
-        let (delay, in_flight, max) = (self.delay, self.in_flight.clone(), self.max_in_flight.clone());
-        Box::pin(futures::stream::once(async move {
-            let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-            max.fetch_max(now, Ordering::SeqCst);
-            tokio::time::sleep(delay).await;
-            in_flight.fetch_sub(1, Ordering::SeqCst);
-            Ok(StreamEvent::Done(response))
+        let usd = self.usd;
+        Box::pin(self.inner.chat_stream(request).map(move |event| match event {
+            Ok(StreamEvent::Done(mut response)) => {
+                response.cost = Some(usd);
+                Ok(StreamEvent::Done(response))
+            }
+            other => other,
         }))
     }
 }
@@ -136,8 +89,4 @@ pub fn row(vars: &[(&str, &str)], expected: Option<Value>) -> Row {
         split: None,
         source: "rows.jsonl:1".into(),
     }
-}
-
-pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(future)
 }
