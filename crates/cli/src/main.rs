@@ -2,6 +2,7 @@
 
 mod cost;
 mod embed;
+mod eval;
 mod init;
 mod inspect;
 mod models;
@@ -103,6 +104,11 @@ enum Command {
     Prompt {
         #[command(subcommand)]
         command: prompt::PromptCommand,
+    },
+    /// Evaluate prompts, models and parameters on a dataset with assertions (docs/evaluation.md).
+    Eval {
+        #[command(subcommand)]
+        command: eval::EvalCommand,
     },
 }
 
@@ -219,6 +225,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Rag(args) => rag::run(args),
         Command::Embed(args) => embed::run(&args),
         Command::Prompt { command } => prompt::run(command),
+        Command::Eval { command } => eval::run(command),
         Command::Summarize(args) => techniques::summarize(&args),
         Command::Answer(args) => techniques::answer(&args),
     }

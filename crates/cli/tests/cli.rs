@@ -432,4 +432,46 @@ fn retrieval_fills_the_prompt_with_the_passages_about_the_question() {
         sent.contains("Fleming") && sent.ends_with("Question: Who discovered penicillin, and in which year?"),
         "{sent}"
     );
+
+fn eval_run_runs_a_prompt_files_own_tests_with_the_real_model() {
+    let Some(home) = real_home() else { return };
+    let file = example("prompts/classify-sentiment.toml");
+    let out = success(&run(&home, &["eval", "run", &file, "--no-cache", "--json"], b""));
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"));
+    let variant = &report["variants"][0];
+    assert_eq!(variant["model"], "smollm2-135m-instruct", "{report}");
+    assert_eq!(variant["calls"], 2, "{report}");
+    let rows = variant["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        assert_eq!(row["assertions"][0]["kind"], "icontains", "{row}");
+        assert!(row["output"].as_str().is_some_and(|o| !o.trim().is_empty()), "{row}");
+    }
+}
+
+#[test]
+fn eval_run_scores_similarity_with_the_real_embedder() {
+    let (Some(home), Some(_)) = (real_home(), home_with("all-minilm-l6-v2", "model.safetensors")) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let rows =
+        "{\"q\": \"What is the capital of France?\", \"expected\": \"The capital of France is Paris.\"}\n";
+    std::fs::write(dir.path().join("rows.jsonl"), rows).unwrap();
+    let spec = "prompts = [{ template = \"{{ q }} Answer in one sentence.\", params = { temperature = 0, max_tokens = 16 } }]\n\
+                [dataset]\npath = \"rows.jsonl\"\n[[assertions]]\ntype = \"similar\"\nthreshold = 0.5\n\
+                [[assertions]]\ntype = \"not-similar\"\nvalue = \"Bananas are rich in potassium.\"\nthreshold = 0.5\n";
+    let spec_path = dir.path().join("spec.toml");
+    std::fs::write(&spec_path, spec).unwrap();
+    let out =
+        success(&run(&home, &["eval", "run", spec_path.to_str().unwrap(), "--no-cache", "--json"], b""));
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"));
+    let row = &report["variants"][0]["rows"][0];
+    let output = row["output"].as_str().unwrap();
+    assert!(output.contains("Paris"), "{row}");
+    // An answer about Paris is near the expected sentence and far from bananas.
+    let near = &row["assertions"][0];
+    assert!(near["pass"] == true && near["score"].as_f64().unwrap() >= 0.5, "{row}");
+    assert!(near["reason"].as_str().unwrap().starts_with("cosine similarity "), "{row}");
+    assert_eq!(row["assertions"][1]["pass"], true, "{row}");
 }

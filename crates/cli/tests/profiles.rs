@@ -260,3 +260,55 @@ fn embed_through_a_profile() {
     assert_eq!(got, vec![vec![1.0, 0.0], vec![0.0, 1.0]]);
     assert_eq!(server.requests()[1].path, "/v1/embeddings");
 }
+
+#[test]
+fn eval_run_scores_a_spec_and_a_warm_rerun_asks_nothing() {
+    let server = Server::start(vec![answer("positive"), answer("positive")]);
+    let dir = project(&remote("gpt", &server, ""));
+    let rows = "{\"review\": \"Love it\", \"label\": \"positive\"}\n{\"review\": \"Broke <fast>\", \"label\": \"negative\"}\n";
+    std::fs::write(dir.path().join("rows.jsonl"), rows).unwrap();
+    let spec = "prompts = [{ name = \"plain\", template = \"Review: {{ review }}\" }]\nmodels = [\"gpt\"]\n\
+                [dataset]\npath = \"rows.jsonl\"\nexpected = \"label\"\n[[assertions]]\ntype = \"equals\"\n";
+    std::fs::write(dir.path().join("spec.toml"), spec).unwrap();
+    let args = ["eval", "run", "spec.toml", "--json", "--concurrency", "1", "--html", "report.html"];
+    let cold: Value = serde_json::from_str(&ok(&temper(dir.path(), &args))).unwrap();
+    let variant = &cold["variants"][0];
+    assert_eq!(
+        (variant["prompt"].as_str(), variant["model"].as_str()),
+        (Some("plain"), Some("gpt")),
+        "{cold}"
+    );
+    assert_eq!((variant["score"].as_f64(), variant["pass_rate"].as_f64()), (Some(0.5), Some(0.5)), "{cold}");
+    assert_eq!(variant["calls"], 2);
+    assert_eq!(variant["rows"][1]["assertions"][0]["reason"], "the output is not `negative`");
+    // 2 × (1000 × 0.15 + 200 × 0.60) / 1e6
+    assert!((variant["cost_usd"].as_f64().unwrap() - 0.000_54).abs() < 1e-12, "{cold}");
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(html.contains("Broke &lt;fast&gt;") && !html.contains("http://"), "{html}");
+    assert_eq!(server.requests().len(), 2);
+
+    let output = temper(dir.path(), &["eval", "run", "spec.toml"]);
+    let table = ok(&output);
+    assert_eq!(server.requests().len(), 2, "a warm re-run makes no model call");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("0 model calls; 2 answers from the cache"));
+    let line = table.lines().nth(1).unwrap_or_else(|| panic!("{table}"));
+    assert!(line.starts_with("plain") && line.contains("0.500") && line.contains("50.0%"), "{table}");
+}
+
+#[test]
+fn eval_run_refuses_a_bad_spec_before_any_call() {
+    let server = Server::start(vec![answer("unused")]);
+    let dir = project(&remote("gpt", &server, ""));
+    std::fs::write(dir.path().join("rows.jsonl"), "{\"review\": \"x\"}\n").unwrap();
+    let spec =
+        "prompts = [{ template = \"{{ review }}\" }]\nmodels = [\"gpt\"]\n[dataset]\npath = \"rows.jsonl\"\n\
+                [[assertions]]\ntype = \"regex\"\nvalue = \"(\"\n";
+    std::fs::write(dir.path().join("spec.toml"), spec).unwrap();
+    let err = failed(&temper(dir.path(), &["eval", "run", "spec.toml"]));
+    assert!(err.contains("spec.toml:5:1: regex: invalid regex"), "{err}");
+    let spec = spec.replace("regex\"\nvalue = \"(\"", "equals\"");
+    std::fs::write(dir.path().join("spec.toml"), spec).unwrap();
+    let err = failed(&temper(dir.path(), &["eval", "run", "spec.toml", "--no-cache"]));
+    assert!(err.contains("rows.jsonl:1: equals compares with the row's expected value"), "{err}");
+    assert!(server.requests().is_empty());
+}

@@ -18,7 +18,7 @@ mod template;
 
 pub use budget::{Budget, Cut, PromptCounter};
 pub use error::{PromptError, Result};
-pub use file::{parse_vars, Example, PromptFile, TestCase};
+pub use file::{line_column, parse_vars, Example, PromptFile, TestCase};
 pub use render::{CotMode, Document, Layout, Prompt};
 pub use retrieval::{PassageRanker, Retrieval, Retrieved};
 pub use run::{run, Answer, DocStrategy, RunOptions, RunReport};

@@ -66,7 +66,7 @@ pub fn retry_params(params: &GenerationParams, attempt: usize) -> GenerationPara
 }
 
 /// The start of a reply, on one line, for an error message.
-fn excerpt(text: &str) -> String {
+pub fn excerpt(text: &str) -> String {
     let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
     match line.char_indices().nth(160) {
         Some((cut, _)) => format!("{}…", &line[..cut]),

@@ -144,7 +144,8 @@ fn has_type(value: &Value, name: &str) -> bool {
     }
 }
 
-fn describe(value: &Value) -> &'static str {
+/// What kind of JSON value `value` is, for errors: `an object`, `a string`, `null`.
+pub fn describe(value: &Value) -> &'static str {
     match value {
         Value::Object(_) => "an object",
         Value::Array(_) => "an array",

@@ -1,0 +1,534 @@
+//! Assertions: checks of one output, each giving a score in [0, 1] and a pass. Everything about
+//! an assertion that can be wrong (its type, value, regex, schema, threshold) is refused when it
+//! is read, before any model call; a `value`'s template is filled in per row.
+
+use std::collections::BTreeMap;
+
+use minijinja::{Environment, UndefinedBehavior};
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use temper_core::{ChatModel, EmbeddingModel};
+use temper_prompt::json::extract_json;
+use temper_prompt::retry::excerpt;
+use temper_prompt::schema::{check_schema, validate};
+
+use crate::judge::{judge, Task};
+use crate::metrics::{cosine, levenshtein_similarity, rouge_l};
+use crate::Row;
+
+/// What an assertion checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Equals,
+    Contains,
+    Icontains,
+    ContainsAny,
+    ContainsAll,
+    Regex,
+    StartsWith,
+    IsJson,
+    Similar,
+    RougeL,
+    Levenshtein,
+    Latency,
+    Cost,
+    LlmRubric,
+    Factuality,
+    Faithfulness,
+}
+
+const KINDS: &[(&str, Kind)] = &[
+    ("equals", Kind::Equals),
+    ("contains", Kind::Contains),
+    ("icontains", Kind::Icontains),
+    ("contains-any", Kind::ContainsAny),
+    ("contains-all", Kind::ContainsAll),
+    ("regex", Kind::Regex),
+    ("starts-with", Kind::StartsWith),
+    ("is-json", Kind::IsJson),
+    ("similar", Kind::Similar),
+    ("rouge-l", Kind::RougeL),
+    ("levenshtein", Kind::Levenshtein),
+    ("latency", Kind::Latency),
+    ("cost", Kind::Cost),
+    ("llm-rubric", Kind::LlmRubric),
+    ("factuality", Kind::Factuality),
+    ("faithfulness", Kind::Faithfulness),
+];
+
+/// The prefix that turns an assertion around: it passes when the check fails.
+pub const NOT: &str = "not-";
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        KINDS.iter().find(|(_, kind)| *kind == self).map_or("?", |(name, _)| name)
+    }
+
+    /// Scored on a scale and passed by a threshold; the other kinds pass or fail outright.
+    pub fn scored(self) -> bool {
+        matches!(
+            self,
+            Kind::Similar
+                | Kind::RougeL
+                | Kind::Levenshtein
+                | Kind::LlmRubric
+                | Kind::Factuality
+                | Kind::Faithfulness
+        )
+    }
+
+    /// The threshold when none is given; a judged kind without one takes the judge's pass.
+    pub fn default_threshold(self) -> Option<f64> {
+        match self {
+            Kind::Similar | Kind::Levenshtein => Some(0.8),
+            Kind::RougeL => Some(0.5),
+            _ => None,
+        }
+    }
+
+    /// Graded by the judge model.
+    pub fn judged(self) -> bool {
+        matches!(self, Kind::LlmRubric | Kind::Factuality | Kind::Faithfulness)
+    }
+
+    /// Without a `value`, compared with the row's expected value.
+    fn compares_with_expected(self) -> bool {
+        matches!(
+            self,
+            Kind::Equals
+                | Kind::Contains
+                | Kind::Icontains
+                | Kind::StartsWith
+                | Kind::Similar
+                | Kind::RougeL
+                | Kind::Levenshtein
+                | Kind::Factuality
+        )
+    }
+}
+
+/// An assertion as written in a spec.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssertionSpec {
+    /// The kind's name, with `not-` in front to turn it around.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub value: Option<Value>,
+    pub weight: Option<f64>,
+    pub threshold: Option<f64>,
+    /// `faithfulness`: the variable that holds the context the output must keep to.
+    pub context: Option<String>,
+}
+
+/// A checked assertion.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(try_from = "AssertionSpec")]
+pub struct Assertion {
+    pub kind: Kind,
+    pub negated: bool,
+    /// What the output is compared with; strings are templates over `expected` and `vars`.
+    pub value: Option<Value>,
+    pub weight: f64,
+    pub threshold: Option<f64>,
+    pub context: Option<String>,
+}
+
+impl TryFrom<AssertionSpec> for Assertion {
+    type Error = String;
+
+    fn try_from(spec: AssertionSpec) -> Result<Assertion, String> {
+        let (negated, name) = match spec.kind.strip_prefix(NOT) {
+            Some(name) => (true, name),
+            None => (false, spec.kind.as_str()),
+        };
+        let kind = KINDS.iter().find(|(n, _)| *n == name).map(|(_, k)| *k).ok_or_else(|| {
+            let names: Vec<&str> = KINDS.iter().map(|(n, _)| *n).collect();
+            format!(
+                "unknown assertion type `{}`; the types are {} (each may take a `{NOT}` prefix)",
+                spec.kind,
+                names.join(", ")
+            )
+        })?;
+        let what = spec.kind.as_str();
+        let weight = spec.weight.unwrap_or(1.0);
+        if !(weight.is_finite() && weight >= 0.0) {
+            return Err(format!("{what}: `weight` must be a number of at least 0, not {weight}"));
+        }
+        if let Some(threshold) = spec.threshold {
+            if !kind.scored() {
+                return Err(format!(
+                    "{what}: `threshold` is for scored assertions (similar, rouge-l, levenshtein, llm-rubric, \
+                     factuality, faithfulness); {} passes or fails outright",
+                    kind.name()
+                ));
+            }
+            if !(0.0..=1.0).contains(&threshold) {
+                return Err(format!("{what}: `threshold` must be between 0 and 1, not {threshold}"));
+            }
+        }
+        match (kind, &spec.context) {
+            (Kind::Faithfulness, None) => {
+                return Err(format!("{what}: needs `context`, the variable that holds the supplied context"))
+            }
+            (Kind::Faithfulness, Some(_)) => {}
+            (_, Some(_)) => return Err(format!("{what}: `context` is only for faithfulness")),
+            _ => {}
+        }
+        let value = check_value(kind, spec.value).map_err(|e| format!("{what}: {e}"))?;
+        Ok(Assertion { kind, negated, value, weight, threshold: spec.threshold, context: spec.context })
+    }
+}
+
+/// Checks `value` has the shape `kind` needs, its templates parse and its regex or schema is
+/// valid; a JSON schema given as a string comes back parsed.
+fn check_value(kind: Kind, value: Option<Value>) -> Result<Option<Value>, String> {
+    let text = |value: &Value| -> Result<(), String> {
+        let text = value.as_str().ok_or_else(|| format!("`value` must be a string, not {value}"))?;
+        check_template(text)
+    };
+    match (kind, &value) {
+        (Kind::Faithfulness, Some(_)) => {
+            Err("takes no `value`: it checks the output against its `context` variable".into())
+        }
+        (Kind::Faithfulness, None) | (Kind::IsJson, None) => Ok(value),
+        (_, None) if kind.compares_with_expected() => Ok(value),
+        (_, None) => Err("needs a `value`".into()),
+        (Kind::Equals, Some(Value::String(s))) => check_template(s).map(|()| value),
+        (Kind::Equals, Some(_)) => Ok(value),
+        (Kind::ContainsAny | Kind::ContainsAll, Some(v)) => {
+            let items = v.as_array().filter(|a| !a.is_empty()).ok_or("`value` must be a list of strings")?;
+            items.iter().try_for_each(text)?;
+            Ok(value)
+        }
+        (Kind::Regex, Some(v)) => {
+            text(v)?;
+            let pattern = v.as_str().unwrap_or_default();
+            if !is_template(pattern) {
+                Regex::new(pattern).map_err(|e| format!("invalid regex: {e}"))?;
+            }
+            Ok(value)
+        }
+        (Kind::IsJson, Some(v)) => {
+            let schema = match v {
+                Value::String(json) => {
+                    serde_json::from_str(json).map_err(|e| format!("the schema is not valid JSON: {e}"))?
+                }
+                schema => schema.clone(),
+            };
+            check_schema(&schema).map_err(|e| format!("invalid schema: {e}"))?;
+            Ok(Some(schema))
+        }
+        (Kind::Latency | Kind::Cost, Some(v)) => match v.as_f64() {
+            Some(limit) if limit >= 0.0 => Ok(value),
+            _ => Err(format!(
+                "`value` must be a number of at least 0 (the most {}), not {v}",
+                if kind == Kind::Latency { "milliseconds" } else { "USD" }
+            )),
+        },
+        (_, Some(v)) => text(v).map(|()| value),
+    }
+}
+
+fn is_template(text: &str) -> bool {
+    text.contains("{{") || text.contains("{%")
+}
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env
+}
+
+fn check_template(text: &str) -> Result<(), String> {
+    environment().template_from_str(text).map(|_| ()).map_err(|e| format!("invalid template in `value`: {e}"))
+}
+
+/// An assertion's value filled in for one row.
+#[derive(Clone, Debug)]
+pub enum Target {
+    Text(String),
+    Texts(Vec<String>),
+    Json(Value),
+    Number(f64),
+    Regex(Regex),
+    Schema(Option<Value>),
+}
+
+/// What a check looks at besides the output.
+pub struct Observation<'a> {
+    pub output: &'a str,
+    /// The user's last message, what the judge sees as the input.
+    pub input: &'a str,
+    pub latency_ms: f64,
+    /// USD; `None` when the model has no prices.
+    pub cost_usd: Option<f64>,
+}
+
+/// The models some checks need.
+#[derive(Clone, Copy, Default)]
+pub struct Graders<'a> {
+    pub embedder: Option<&'a dyn EmbeddingModel>,
+    pub judge: Option<&'a dyn ChatModel>,
+}
+
+/// How one assertion went on one row.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AssertionOutcome {
+    /// The type as written, `not-` included.
+    pub kind: String,
+    pub pass: bool,
+    pub score: f64,
+    pub weight: f64,
+    pub reason: String,
+}
+
+impl Assertion {
+    /// Reads an assertion from its spec (what a spec file's `[[assertions]]` hold).
+    pub fn new(spec: AssertionSpec) -> Result<Assertion, String> {
+        Assertion::try_from(spec)
+    }
+
+    /// The type as written: `not-contains`.
+    pub fn type_name(&self) -> String {
+        format!("{}{}", if self.negated { NOT } else { "" }, self.kind.name())
+    }
+
+    /// The value filled in for `row`: its template rendered with the row's `expected` and
+    /// `vars`, or the row's expected value when there is no `value`.
+    pub fn bind(&self, row: &Row) -> Result<Target, String> {
+        let what = self.type_name();
+        let render = |text: &str| -> Result<String, String> {
+            if !is_template(text) {
+                return Ok(text.to_owned());
+            }
+            let mut context: BTreeMap<&str, Value> = BTreeMap::new();
+            context.insert("vars", Value::Object(row.vars.clone().into_iter().collect()));
+            if let Some(expected) = &row.expected {
+                context.insert("expected", expected.clone());
+            }
+            environment().render_str(text, context).map_err(|e| format!("{what}: `value`: {e}"))
+        };
+        let value = match (&self.value, &row.expected) {
+            (Some(value), _) => value.clone(),
+            (None, Some(expected)) if self.kind.compares_with_expected() => expected.clone(),
+            (None, None) if self.kind.compares_with_expected() => {
+                return Err(format!(
+                    "{what} compares with the row's expected value, and this row has none; \
+                     give the row one or the assertion a `value`"
+                ))
+            }
+            (None, _) => Value::Null,
+        };
+        let as_text = |value: &Value| match value {
+            Value::String(s) => render(s),
+            other => Ok(other.to_string()),
+        };
+        Ok(match self.kind {
+            Kind::Faithfulness => {
+                let name = self.context.as_deref().unwrap_or_default();
+                let context = row.vars.get(name).ok_or_else(|| {
+                    format!("{what}: the row has no variable `{name}` to take the context from")
+                })?;
+                Target::Text(as_text(context)?)
+            }
+            Kind::IsJson => Target::Schema(self.value.clone()),
+            Kind::Latency | Kind::Cost => Target::Number(value.as_f64().unwrap_or_default()),
+            Kind::ContainsAny | Kind::ContainsAll => {
+                Target::Texts(value.as_array().into_iter().flatten().map(as_text).collect::<Result<_, _>>()?)
+            }
+            Kind::Regex => {
+                let pattern = as_text(&value)?;
+                Target::Regex(Regex::new(&pattern).map_err(|e| format!("{what}: invalid regex: {e}"))?)
+            }
+            Kind::Equals if !value.is_string() => Target::Json(value),
+            _ => Target::Text(as_text(&value)?),
+        })
+    }
+
+    /// Checks `observation` against `target` (from [`Assertion::bind`]).
+    pub async fn check(
+        &self,
+        target: &Target,
+        observation: &Observation<'_>,
+        graders: Graders<'_>,
+    ) -> AssertionOutcome {
+        let outcome = |pass: bool, score: f64, reason: String| AssertionOutcome {
+            kind: self.type_name(),
+            pass,
+            score,
+            weight: self.weight,
+            reason,
+        };
+        match self.grade(target, observation, graders).await {
+            Ok((pass, score, reason)) if self.negated => outcome(!pass, 1.0 - score, reason),
+            Ok((pass, score, reason)) => outcome(pass, score, reason),
+            // A check that could not be made fails, turned around or not.
+            Err(reason) => outcome(false, 0.0, reason),
+        }
+    }
+
+    /// Whether the check holds, its score, and a sentence that says what was found.
+    async fn grade(
+        &self,
+        target: &Target,
+        observation: &Observation<'_>,
+        graders: Graders<'_>,
+    ) -> Result<(bool, f64, String), String> {
+        let output = observation.output;
+        type Graded = Result<(bool, f64, String), String>;
+        let binary =
+            |pass: bool, reason: String| -> Graded { Ok((pass, if pass { 1.0 } else { 0.0 }, reason)) };
+        let scored = |score: f64, reason: String| -> Graded {
+            let threshold = self.threshold.or(self.kind.default_threshold()).unwrap_or(0.5);
+            Ok((score >= threshold, score, format!("{reason} (threshold {threshold})")))
+        };
+        match (self.kind, target) {
+            (Kind::Equals, Target::Text(t)) => {
+                let equal = output.trim() == t.trim();
+                binary(equal, format!("the output {} {}", if equal { "is" } else { "is not" }, quote(t)))
+            }
+            (Kind::Equals, Target::Json(expected)) => match output_json(output) {
+                Ok(json) if json == *expected => binary(true, format!("the output's JSON is {expected}")),
+                Ok(json) => binary(false, format!("the output's JSON {json} is not {expected}")),
+                Err(e) => binary(false, format!("the output holds no JSON to compare with {expected}: {e}")),
+            },
+            (Kind::Contains | Kind::Icontains, Target::Text(t)) => {
+                let found = if self.kind == Kind::Icontains {
+                    output.to_lowercase().contains(&t.to_lowercase())
+                } else {
+                    output.contains(t.as_str())
+                };
+                binary(
+                    found,
+                    format!(
+                        "the output {} {}",
+                        if found { "contains" } else { "does not contain" },
+                        quote(t)
+                    ),
+                )
+            }
+            (Kind::ContainsAny, Target::Texts(texts)) => {
+                match texts.iter().find(|t| output.contains(t.as_str())) {
+                    Some(t) => binary(true, format!("the output contains {}", quote(t))),
+                    None => binary(false, format!("the output contains none of {}", quote_all(texts))),
+                }
+            }
+            (Kind::ContainsAll, Target::Texts(texts)) => {
+                let missing: Vec<String> =
+                    texts.iter().filter(|t| !output.contains(t.as_str())).cloned().collect();
+                if missing.is_empty() {
+                    binary(true, format!("the output contains all of {}", quote_all(texts)))
+                } else {
+                    binary(false, format!("the output lacks {}", quote_all(&missing)))
+                }
+            }
+            (Kind::Regex, Target::Regex(re)) => match re.find(output) {
+                Some(m) => binary(true, format!("/{re}/ matches {}", quote(m.as_str()))),
+                None => binary(false, format!("/{re}/ does not match the output")),
+            },
+            (Kind::StartsWith, Target::Text(t)) => {
+                let starts = output.trim_start().starts_with(t.as_str());
+                binary(
+                    starts,
+                    format!(
+                        "the output {} with {}",
+                        if starts { "starts" } else { "does not start" },
+                        quote(t)
+                    ),
+                )
+            }
+            (Kind::IsJson, Target::Schema(schema)) => {
+                let json = match serde_json::from_str::<Value>(strip_fence(output)) {
+                    Ok(json) => json,
+                    Err(e) => return binary(false, format!("the output is not JSON: {e}")),
+                };
+                match schema.as_ref().map(|s| validate(&json, s)) {
+                    Some(Err(e)) => {
+                        binary(false, format!("the output's JSON does not follow the schema: {e}"))
+                    }
+                    Some(Ok(())) => binary(true, "the output is JSON that follows the schema".into()),
+                    None => binary(true, "the output is JSON".into()),
+                }
+            }
+            (Kind::Similar, Target::Text(t)) => {
+                let embedder = graders.embedder.ok_or("`similar` needs an embedder, and none was given")?;
+                let vectors = embedder
+                    .embed(&[output.to_owned(), t.clone()])
+                    .await
+                    .map_err(|e| format!("the embedder failed: {e}"))?;
+                let similarity = match vectors.as_slice() {
+                    [a, b] => cosine(a, b),
+                    _ => return Err(format!("the embedder returned {} vectors for 2 texts", vectors.len())),
+                };
+                scored(
+                    similarity.clamp(0.0, 1.0),
+                    format!("cosine similarity {similarity:.3} to {}", quote(t)),
+                )
+            }
+            (Kind::RougeL, Target::Text(t)) => {
+                let score = rouge_l(output, t);
+                scored(score, format!("ROUGE-L F1 {score:.3} against {}", quote(t)))
+            }
+            (Kind::Levenshtein, Target::Text(t)) => {
+                let score = levenshtein_similarity(output.trim(), t.trim());
+                scored(score, format!("edit similarity {score:.3} to {}", quote(t)))
+            }
+            (Kind::Latency, Target::Number(limit)) => {
+                let took = observation.latency_ms;
+                binary(took <= *limit, format!("took {took:.0} ms (limit {limit} ms)"))
+            }
+            (Kind::Cost, Target::Number(limit)) => match observation.cost_usd {
+                Some(cost) => binary(cost <= *limit, format!("cost ${cost:.6} (limit ${limit})")),
+                None => {
+                    binary(true, format!("no price is known for the model: counted as $0 (limit ${limit})"))
+                }
+            },
+            (Kind::LlmRubric | Kind::Factuality | Kind::Faithfulness, Target::Text(t)) => {
+                let model =
+                    graders.judge.ok_or("judged assertions need a judge model, and none was given")?;
+                let task = match self.kind {
+                    Kind::LlmRubric => Task::Rubric { rubric: t, input: observation.input, output },
+                    Kind::Factuality => Task::Factuality { input: observation.input, reference: t, output },
+                    _ => Task::Faithfulness { context: t, output },
+                };
+                let verdict = judge(model, &task)
+                    .await
+                    .map_err(|e| format!("the judge gave no usable verdict: {e}"))?;
+                let reason = format!(
+                    "the judge: {}",
+                    if verdict.reason.is_empty() { "(no reason)" } else { verdict.reason.as_str() }
+                );
+                match self.threshold {
+                    Some(_) => scored(verdict.score, reason),
+                    None => Ok((verdict.pass, verdict.score, reason)),
+                }
+            }
+            (kind, target) => Err(format!("{} cannot check against {target:?}", kind.name())),
+        }
+    }
+}
+
+/// The output's JSON: the whole output (a code fence allowed), else the first JSON value in it,
+/// repaired as the prompt crate repairs small models' JSON.
+fn output_json(output: &str) -> Result<Value, String> {
+    serde_json::from_str(strip_fence(output)).or_else(|_| extract_json(output))
+}
+
+/// The text inside a Markdown code fence (```json … ```), or the trimmed text.
+fn strip_fence(text: &str) -> &str {
+    let text = text.trim();
+    let Some(inner) = text.strip_prefix("```").and_then(|t| t.strip_suffix("```")) else { return text };
+    let inner = inner.strip_prefix("json").unwrap_or(inner);
+    inner.trim()
+}
+
+/// A text on one line in backquotes, cut short when long, for reasons.
+fn quote(text: &str) -> String {
+    format!("`{}`", excerpt(text))
+}
+
+fn quote_all(texts: &[String]) -> String {
+    texts.iter().map(|t| quote(t)).collect::<Vec<_>>().join(", ")
+}

@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+
+pub mod assertion;
+pub mod cache;
+pub mod dataset;
+mod error;
+pub mod judge;
+pub mod metrics;
+pub mod report;
+mod runner;
+pub mod spec;
+
+pub use assertion::{Assertion, AssertionOutcome, AssertionSpec, Kind};
+pub use cache::{Cache, CACHE_FILE};
+pub use dataset::{Partition, Row, Split};
+pub use error::{EvalError, Result};
+pub use runner::{Evaluator, Resolver, RowReport, Settings, Variant, VariantReport};
+pub use spec::{CacheSetting, RowSelection, Spec};

@@ -1,0 +1,365 @@
+//! Running prompt × model × parameter variants over rows: every row rendered and every
+//! assertion bound before the first model call, then the rows asked concurrently within the
+//! limit (the local engine batches concurrent requests), each call through the cache, each
+//! output checked by every assertion.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures::{stream, StreamExt};
+use serde::Serialize;
+use serde_json::Value;
+use temper_core::{
+    ChatModel, ChatRequest, EmbeddingModel, EventStream, GenerationParams, Message, Role, StreamEvent,
+};
+use temper_prompt::{Layout, PromptFile};
+
+use crate::assertion::{Assertion, AssertionOutcome, Graders, Kind, Observation, Target};
+use crate::cache::{Cache, CachedCall};
+use crate::{EvalError, Result, Row};
+
+/// One prompt on one model with one set of parameters.
+#[derive(Clone, Debug)]
+pub struct Variant {
+    pub prompt: PromptFile,
+    /// A profile, catalog name or GGUF path, resolved by the evaluator's resolver.
+    pub model: String,
+    /// The parameters of every request, as sent.
+    pub params: GenerationParams,
+}
+
+impl Variant {
+    /// The prompt's name in reports: its file's path, or an inline prompt's name.
+    pub fn prompt_name(&self) -> String {
+        self.prompt.path.display().to_string()
+    }
+}
+
+/// What an evaluation checks, and how many rows it asks at once.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub assertions: Vec<Assertion>,
+    /// The model that grades judged assertions (`llm-rubric`, `factuality`, `faithfulness`).
+    pub judge: Option<String>,
+    pub concurrency: usize,
+}
+
+impl Settings {
+    /// Refuses settings that cannot run: no assertions, weights that sum to 0, judged
+    /// assertions without a judge, no concurrency.
+    pub fn check(&self) -> Result<()> {
+        if self.assertions.is_empty() {
+            return Err(EvalError::invalid("assertions", "there are none: give at least one"));
+        }
+        if self.assertions.iter().map(|a| a.weight).sum::<f64>() <= 0.0 {
+            return Err(EvalError::invalid("assertions", "their weights sum to 0"));
+        }
+        if let Some(judged) = self.assertions.iter().find(|a| a.kind.judged()) {
+            if self.judge.is_none() {
+                return Err(EvalError::invalid(
+                    judged.type_name(),
+                    "needs a judge model: set `judge` to a profile, catalog name or GGUF path",
+                ));
+            }
+        }
+        if self.concurrency == 0 {
+            return Err(EvalError::invalid("concurrency", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Whether an assertion compares embeddings (`similar`).
+    pub fn needs_embedder(&self) -> bool {
+        self.assertions.iter().any(|a| a.kind == Kind::Similar)
+    }
+
+    fn needs_judge(&self) -> bool {
+        self.assertions.iter().any(|a| a.kind.judged())
+    }
+}
+
+/// Gives the model of a name: a profile, catalog name or GGUF path, as the CLI resolves them.
+pub type Resolver = dyn Fn(&str) -> std::result::Result<Arc<dyn ChatModel>, String> + Send + Sync;
+
+/// Runs variants over rows.
+pub struct Evaluator {
+    settings: Settings,
+    resolver: Box<Resolver>,
+    /// Models resolved so far, so that each is loaded once.
+    models: Mutex<HashMap<String, Arc<dyn ChatModel>>>,
+    embedder: Option<Arc<dyn EmbeddingModel>>,
+    cache: Option<Arc<Cache>>,
+}
+
+impl Evaluator {
+    /// An evaluator of `settings`, with models from `resolver`, the embedder of `similar`, and
+    /// the cache (`None` calls the models every time). Refuses what cannot run, `similar`
+    /// without an embedder among it.
+    pub fn new(
+        settings: Settings,
+        resolver: impl Fn(&str) -> std::result::Result<Arc<dyn ChatModel>, String> + Send + Sync + 'static,
+        embedder: Option<Arc<dyn EmbeddingModel>>,
+        cache: Option<Arc<Cache>>,
+    ) -> Result<Evaluator> {
+        settings.check()?;
+        if settings.needs_embedder() && embedder.is_none() {
+            return Err(EvalError::invalid("similar", "needs an embedder, and none was given"));
+        }
+        Ok(Evaluator { settings, resolver: Box::new(resolver), models: Mutex::default(), embedder, cache })
+    }
+
+    /// Evaluates one variant over `rows`.
+    pub async fn evaluate(&self, variant: &Variant, rows: &[Row]) -> Result<VariantReport> {
+        let prepared = self.prepare(variant, rows)?;
+        self.run(variant, prepared).await
+    }
+
+    /// Evaluates every variant over `rows`, one variant after another; every row of every
+    /// variant is rendered and checked before the first model call.
+    pub async fn evaluate_all(&self, variants: &[Variant], rows: &[Row]) -> Result<Vec<VariantReport>> {
+        let prepared: Vec<Vec<Prepared>> =
+            variants.iter().map(|variant| self.prepare(variant, rows)).collect::<Result<_>>()?;
+        let mut reports = Vec::with_capacity(variants.len());
+        for (variant, prepared) in variants.iter().zip(prepared) {
+            reports.push(self.run(variant, prepared).await?);
+        }
+        Ok(reports)
+    }
+
+    /// Each row's messages and assertion targets, or the first row that cannot be run.
+    fn prepare(&self, variant: &Variant, rows: &[Row]) -> Result<Vec<Prepared>> {
+        if rows.is_empty() {
+            return Err(EvalError::invalid("rows", "there are no rows to evaluate"));
+        }
+        rows.iter()
+            .enumerate()
+            .map(|(index, row)| {
+                let prompt = variant.prompt.prompt(&row.vars).map_err(|e| row.error(e.to_string()))?;
+                let messages =
+                    prompt.messages(&[], &Layout::default()).map_err(|e| row.error(e.to_string()))?;
+                let targets = self
+                    .settings
+                    .assertions
+                    .iter()
+                    .map(|a| a.bind(row))
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|e| row.error(e))?;
+                Ok(Prepared { index, row: row.clone(), messages, targets })
+            })
+            .collect()
+    }
+
+    async fn run(&self, variant: &Variant, prepared: Vec<Prepared>) -> Result<VariantReport> {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let model = self.caller(&variant.model, &calls)?;
+        let judge = match &self.settings.judge {
+            Some(name) if self.settings.needs_judge() => Some(self.caller(name, &calls)?),
+            _ => None,
+        };
+        let rows: Vec<RowReport> = stream::iter(prepared)
+            .map(|row| self.run_row(row, &model, judge.as_ref(), &variant.params))
+            .buffered(self.settings.concurrency)
+            .collect()
+            .await;
+        Ok(VariantReport::new(variant, rows, calls.load(Ordering::SeqCst)))
+    }
+
+    fn caller(&self, name: &str, calls: &Arc<AtomicUsize>) -> Result<Caller> {
+        let mut models = self.models.lock().unwrap_or_else(|e| e.into_inner());
+        let model = match models.get(name) {
+            Some(model) => model.clone(),
+            None => {
+                let model = (self.resolver)(name)
+                    .map_err(|reason| EvalError::Model { name: name.to_owned(), reason })?;
+                models.insert(name.to_owned(), model.clone());
+                model
+            }
+        };
+        Ok(Caller { model, name: name.to_owned(), cache: self.cache.clone(), calls: calls.clone() })
+    }
+
+    async fn run_row(
+        &self,
+        prepared: Prepared,
+        model: &Caller,
+        judge: Option<&Caller>,
+        params: &GenerationParams,
+    ) -> RowReport {
+        let Prepared { index, row, messages, targets } = prepared;
+        let mut report = RowReport {
+            index,
+            vars: row.vars,
+            expected: row.expected,
+            messages,
+            output: String::new(),
+            score: 0.0,
+            pass: false,
+            assertions: Vec::new(),
+            latency_ms: 0.0,
+            cost_usd: 0.0,
+            cached: false,
+            error: None,
+        };
+        let call = match model.call(temper_prompt::run::request(report.messages.clone(), params)).await {
+            Ok(call) => call,
+            Err(e) => {
+                report.error = Some(e.to_string());
+                return report;
+            }
+        };
+        let input =
+            report.messages.iter().rev().find(|m| m.role == Role::User).map_or("", |m| m.content.as_str());
+        let observation = Observation {
+            output: &call.response.text,
+            input,
+            latency_ms: call.latency_ms,
+            cost_usd: call.response.cost,
+        };
+        let graders =
+            Graders { embedder: self.embedder.as_deref(), judge: judge.map(|j| j as &dyn ChatModel) };
+        for (assertion, target) in self.settings.assertions.iter().zip(&targets) {
+            report.assertions.push(assertion.check(target, &observation, graders).await);
+        }
+        let total: f64 = report.assertions.iter().map(|a| a.weight).sum();
+        report.score = report.assertions.iter().map(|a| a.weight * a.score).sum::<f64>() / total;
+        report.pass = report.assertions.iter().all(|a| a.pass);
+        report.output = call.response.text;
+        report.latency_ms = call.latency_ms;
+        report.cost_usd = call.response.cost.unwrap_or(0.0);
+        report.cached = call.cached;
+        report
+    }
+}
+
+/// A row ready to run.
+struct Prepared {
+    index: usize,
+    row: Row,
+    messages: Vec<Message>,
+    targets: Vec<Target>,
+}
+
+/// A model behind the cache, counting the calls that reached it.
+#[derive(Clone)]
+struct Caller {
+    model: Arc<dyn ChatModel>,
+    name: String,
+    cache: Option<Arc<Cache>>,
+    calls: Arc<AtomicUsize>,
+}
+
+/// An answer and how it was had.
+struct Call {
+    response: temper_core::ChatResponse,
+    latency_ms: f64,
+    cached: bool,
+}
+
+impl Caller {
+    async fn call(&self, request: ChatRequest) -> temper_core::Result<Call> {
+        let cache_error = |e: EvalError| temper_core::Error::Backend(e.to_string());
+        let key = Cache::key(&self.name, &request);
+        if let Some(cache) = &self.cache {
+            if let Some(hit) = cache.get(&key).map_err(cache_error)? {
+                return Ok(Call { response: hit.response, latency_ms: hit.latency_ms, cached: true });
+            }
+        }
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let start = Instant::now();
+        let response = self.model.chat(request).await?;
+        let latency_ms = start.elapsed().as_secs_f64() * 1e3;
+        if let Some(cache) = &self.cache {
+            let entry = CachedCall { response, latency_ms };
+            cache.put(&key, &self.name, &entry).map_err(cache_error)?;
+            return Ok(Call { response: entry.response, latency_ms, cached: false });
+        }
+        Ok(Call { response, latency_ms, cached: false })
+    }
+}
+
+/// The judge asks through the cache too: as a `ChatModel`, for the prompt crate's retries.
+impl ChatModel for Caller {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn chat_stream(&self, request: ChatRequest) -> EventStream {
+        let caller = self.clone();
+        Box::pin(stream::once(async move {
+            caller.call(request).await.map(|call| StreamEvent::Done(call.response))
+        }))
+    }
+}
+
+/// How a variant did.
+#[derive(Clone, Debug, Serialize)]
+pub struct VariantReport {
+    pub prompt: String,
+    pub model: String,
+    pub params: GenerationParams,
+    /// The mean of the rows' scores.
+    pub score: f64,
+    /// The share of rows where every assertion passed.
+    pub pass_rate: f64,
+    /// The median latency of the rows' calls (the original call's, for cached ones).
+    pub latency_ms: f64,
+    /// The total cost of the rows' calls in USD (0 where the model has no prices).
+    pub cost_usd: f64,
+    /// Model calls made, judge calls included; cached answers are not calls.
+    pub calls: usize,
+    pub rows: Vec<RowReport>,
+}
+
+impl VariantReport {
+    fn new(variant: &Variant, rows: Vec<RowReport>, calls: usize) -> VariantReport {
+        let n = rows.len().max(1) as f64;
+        let mut latencies: Vec<f64> =
+            rows.iter().filter(|r| r.error.is_none()).map(|r| r.latency_ms).collect();
+        latencies.sort_by(f64::total_cmp);
+        VariantReport {
+            prompt: variant.prompt_name(),
+            model: variant.model.clone(),
+            params: variant.params.clone(),
+            score: rows.iter().map(|r| r.score).sum::<f64>() / n,
+            pass_rate: rows.iter().filter(|r| r.pass).count() as f64 / n,
+            latency_ms: median(&latencies),
+            cost_usd: rows.iter().map(|r| r.cost_usd).sum(),
+            calls,
+            rows,
+        }
+    }
+}
+
+fn median(sorted: &[f64]) -> f64 {
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// How one row went.
+#[derive(Clone, Debug, Serialize)]
+pub struct RowReport {
+    /// The row's place among the rows evaluated, from 0.
+    pub index: usize,
+    pub vars: BTreeMap<String, Value>,
+    pub expected: Option<Value>,
+    /// The messages sent, exactly.
+    pub messages: Vec<Message>,
+    pub output: String,
+    /// The weighted mean of the assertions' scores.
+    pub score: f64,
+    /// Whether every assertion passed.
+    pub pass: bool,
+    pub assertions: Vec<AssertionOutcome>,
+    pub latency_ms: f64,
+    pub cost_usd: f64,
+    /// Answered from the cache.
+    pub cached: bool,
+    /// Why the model gave no answer (the row then scores 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
