@@ -1,9 +1,10 @@
 //! `temper eval run`: a spec's prompt × model × parameter matrix over its dataset, checked by
 //! its assertions, through temper-eval; a table, JSON, or a self-contained HTML report.
 
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -54,24 +55,7 @@ fn run_spec(args: &RunArgs) -> anyhow::Result<()> {
     }
     let rows = spec.selected_rows()?;
     let variants = spec.variants(DEFAULT_CHAT_MODEL);
-    let store = ModelStore::from_env()?;
-    let cache = match (&spec.cache, args.no_cache) {
-        (_, true) | (CacheSetting::Off, _) => None,
-        (CacheSetting::Default, false) => Some(Cache::open(&store.root().join(CACHE_FILE))?),
-        (CacheSetting::File(path), false) => Some(Cache::open(path)?),
-    };
-    let embedder = if spec.needs_embedder() {
-        Some(Arc::new(crate::rag::embedder()?) as Arc<dyn EmbeddingModel>)
-    } else {
-        None
-    };
-    // A local model decodes as many rows together as are asked at once.
-    let options = LoadOptions { threads: None, context_window: None, sequences: Some(spec.concurrency) };
-    let resolve = move |name: &str| -> Result<Arc<dyn ChatModel>, String> {
-        load_model(&store, name, options.clone()).map(|loaded| loaded.model).map_err(|e| format!("{e:#}"))
-    };
-    let cache_path = cache.as_ref().map(|c| c.path().to_owned());
-    let evaluator = Evaluator::new(spec.settings(), resolve, embedder, cache.map(Arc::new))?;
+    let (evaluator, cache_path) = open_evaluator(&spec, args.no_cache, &Models::for_rows(spec.concurrency)?)?;
     notice(&format!("{} variants × {} rows", variants.len(), rows.len()));
     let reports = block_on(evaluator.evaluate_all(&variants, &rows))?;
     report_errors(&reports);
@@ -97,8 +81,62 @@ fn run_spec(args: &RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Loads each named model once (a profile, catalog name or GGUF path), for the evaluator and
+/// for anyone else who asks for the same name (tuning's proposer).
+#[derive(Clone)]
+pub struct Models {
+    store: ModelStore,
+    options: LoadOptions,
+    loaded: Arc<Mutex<HashMap<String, Arc<dyn ChatModel>>>>,
+}
+
+impl Models {
+    /// Local models loaded to decode `rows` requests together: as many as are asked at once.
+    pub fn for_rows(rows: usize) -> anyhow::Result<Models> {
+        let options = LoadOptions { threads: None, context_window: None, sequences: Some(rows) };
+        Ok(Models { store: ModelStore::from_env()?, options, loaded: Arc::default() })
+    }
+
+    pub fn get(&self, name: &str) -> Result<Arc<dyn ChatModel>, String> {
+        let mut loaded = self.loaded.lock().expect("no panic while loading");
+        if let Some(model) = loaded.get(name) {
+            return Ok(model.clone());
+        }
+        let model = load_model(&self.store, name, self.options.clone()).map_err(|e| format!("{e:#}"))?.model;
+        loaded.insert(name.to_owned(), model.clone());
+        Ok(model)
+    }
+
+    pub fn store(&self) -> &ModelStore {
+        &self.store
+    }
+}
+
+/// The evaluator of `spec`, with its cache (unless `no_cache` or the spec turns it off) and the
+/// embedder when an assertion needs it; and the cache's path.
+pub fn open_evaluator(
+    spec: &Spec,
+    no_cache: bool,
+    models: &Models,
+) -> anyhow::Result<(Evaluator, Option<PathBuf>)> {
+    let cache = match (&spec.cache, no_cache) {
+        (_, true) | (CacheSetting::Off, _) => None,
+        (CacheSetting::Default, false) => Some(Cache::open(&models.store().root().join(CACHE_FILE))?),
+        (CacheSetting::File(path), false) => Some(Cache::open(path)?),
+    };
+    let embedder = if spec.needs_embedder() {
+        Some(Arc::new(crate::rag::embedder()?) as Arc<dyn EmbeddingModel>)
+    } else {
+        None
+    };
+    let cache_path = cache.as_ref().map(|c| c.path().to_owned());
+    let models = models.clone();
+    let resolve = move |name: &str| models.get(name);
+    Ok((Evaluator::new(spec.settings(), resolve, embedder, cache.map(Arc::new))?, cache_path))
+}
+
 /// The rows that got no answer, on stderr: they score 0, and the user should know why.
-fn report_errors(reports: &[VariantReport]) {
+pub fn report_errors(reports: &[VariantReport]) {
     for (i, report) in reports.iter().enumerate() {
         for row in &report.rows {
             if let Some(error) = &row.error {

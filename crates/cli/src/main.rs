@@ -13,6 +13,7 @@ mod prompt;
 mod rag;
 mod repl;
 mod techniques;
+mod tune;
 
 use std::process::ExitCode;
 
@@ -109,6 +110,11 @@ enum Command {
     Eval {
         #[command(subcommand)]
         command: eval::EvalCommand,
+    },
+    /// Tune generation parameters or the prompt against an evaluation spec (docs/evaluation.md).
+    Tune {
+        #[command(subcommand)]
+        command: tune::TuneCommand,
     },
 }
 
@@ -226,6 +232,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Embed(args) => embed::run(&args),
         Command::Prompt { command } => prompt::run(command),
         Command::Eval { command } => eval::run(command),
+        Command::Tune { command } => tune::run(command),
         Command::Summarize(args) => techniques::summarize(&args),
         Command::Answer(args) => techniques::answer(&args),
     }

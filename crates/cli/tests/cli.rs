@@ -432,7 +432,9 @@ fn retrieval_fills_the_prompt_with_the_passages_about_the_question() {
         sent.contains("Fleming") && sent.ends_with("Question: Who discovered penicillin, and in which year?"),
         "{sent}"
     );
+}
 
+#[test]
 fn eval_run_runs_a_prompt_files_own_tests_with_the_real_model() {
     let Some(home) = real_home() else { return };
     let file = example("prompts/classify-sentiment.toml");
@@ -474,4 +476,81 @@ fn eval_run_scores_similarity_with_the_real_embedder() {
     assert!(near["pass"] == true && near["score"].as_f64().unwrap() >= 0.5, "{row}");
     assert!(near["reason"].as_str().unwrap().starts_with("cosine similarity "), "{row}");
     assert_eq!(row["assertions"][1]["pass"], true, "{row}");
+}
+
+// ---- tuning ----
+
+/// A spec in `dir` tuning the sentiment example's baseline prompt on its first 12 reviews
+/// (8 train, 4 held out), with `tune` as its `[tune]` table.
+fn tune_spec(dir: &Path, tune: &str) -> PathBuf {
+    let reviews = std::fs::read_to_string(example("eval/reviews.jsonl")).unwrap();
+    let rows: Vec<String> = reviews
+        .lines()
+        .take(12)
+        .enumerate()
+        .map(|(i, line)| {
+            let mut row: Value = serde_json::from_str(line).unwrap();
+            row["split"] = (if i < 8 { "train" } else { "test" }).into();
+            row.to_string()
+        })
+        .collect();
+    std::fs::write(dir.join("rows.jsonl"), rows.join("\n")).unwrap();
+    let spec = format!(
+        "prompts = [{:?}]\nseed = 42\n[dataset]\npath = \"rows.jsonl\"\nexpected = \"label\"\n\
+         [[assertions]]\ntype = \"icontains\"\n{tune}",
+        example("eval/baseline.toml")
+    );
+    let path = dir.join("spec.toml");
+    std::fs::write(&path, spec).unwrap();
+    path
+}
+
+#[test]
+fn tune_refuses_a_spec_it_cannot_tune_before_loading_a_model() {
+    let home = empty_home();
+    let spec = tune_spec(home.path(), "[tune.space]\ntop_p = [0.5, 1.5]\n");
+    let err = failure(&run(home.path(), &["tune", "params", spec.to_str().unwrap()], b""));
+    assert!(err.contains("tune.space.top_p"), "{err}");
+    let text = std::fs::read_to_string(&spec).unwrap().replace("[tune.space]\ntop_p = [0.5, 1.5]\n", "");
+    std::fs::write(&spec, text.replace("seed = 42", "seed = 42\nmodels = [\"a\", \"b\"]")).unwrap();
+    let err = failure(&run(home.path(), &["tune", "params", spec.to_str().unwrap()], b""));
+    assert!(err.contains("tuning takes one prompt on one model") && err.contains("2 variants"), "{err}");
+}
+
+#[test]
+fn tune_params_keeps_the_defaults_in_the_race_and_reports_the_held_out_rows() {
+    let Some(home) = real_home() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let spec = tune_spec(dir.path(), "[tune.space]\nmax_tokens = [4, 16]\ntemperature = [0.0, 0.7]\n");
+    let out = success(&run(&home, &["tune", "params", spec.to_str().unwrap(), "--no-cache", "--json"], b""));
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"));
+    let trials = report["trials"].as_array().unwrap();
+    let score = |i: &Value| trials[i.as_u64().unwrap() as usize]["score"].as_f64().unwrap();
+    assert_eq!(trials[0]["setting"], 0, "the defaults run first: {report}");
+    assert!(trials.iter().all(|t| t["rows"] == 8), "{report}");
+    assert!(score(&report["best"]) >= score(&report["defaults"]), "{report}");
+    assert_eq!(report["held_out"]["rows"], 4, "{report}");
+    assert!(!report["pareto_latency"].as_array().unwrap().is_empty(), "{report}");
+}
+
+#[test]
+fn tune_prompt_writes_a_prompt_file_that_runs() {
+    let Some(home) = real_home() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let spec = tune_spec(dir.path(), "[tune.prompt]\ndemos = 2\ndemo_sets = 2\nrounds = 1\nproposals = 2\n");
+    let out = dir.path().join("tuned.toml");
+    let args = ["tune", "prompt", spec.to_str().unwrap(), "--out", out.to_str().unwrap(), "--json"];
+    let report: Value = serde_json::from_str(&success(&run(&home, &args, b""))).unwrap();
+    let candidates = report["candidates"].as_array().unwrap();
+    assert_eq!(candidates[0]["origin"]["kind"], "baseline", "{report}");
+    let best = &candidates[report["best"].as_u64().unwrap() as usize];
+    assert!(best["score"].as_f64() >= candidates[0]["score"].as_f64(), "{report}");
+    assert_eq!(report["held_out"]["rows"], 4, "{report}");
+    // The written file is the best candidate, and runs as it is.
+    let rendered =
+        success(&run(&home, &["prompt", "render", out.to_str().unwrap(), "--var", "review=Great."], b""));
+    for demo in best["candidate"]["demos"].as_array().unwrap() {
+        assert!(rendered.contains(demo["response"].as_str().unwrap()), "{rendered}");
+    }
+    assert!(rendered.ends_with("Review: Great.\n\n"), "{rendered}");
 }
