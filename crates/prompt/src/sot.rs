@@ -114,7 +114,7 @@ pub async fn answer(model: &dyn ChatModel, question: &str, options: &SotOptions)
         skeleton_ms,
         expand_ms,
         expand_tokens: completion_tokens(&responses),
-        sot_ms: ms(started),
+        sot_ms: skeleton_ms + expand_ms,
         ..SotTimings::default()
     };
     if options.sequential {
