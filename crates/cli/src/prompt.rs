@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, Subcommand, ValueEnum};
-use temper_core::Message;
+use temper_core::{EmbeddingModel, Message};
 use temper_prompt::{
     parse_vars, Document, Layout, PassageRanker, Prompt, PromptCounter, PromptFile, RunOptions, RunReport,
 };
@@ -136,7 +136,11 @@ pub fn run(command: PromptCommand) -> anyhow::Result<()> {
                 self_consistency: self_consistency.unwrap_or(0),
                 params,
                 ranker: match doc_strategy {
-                    Strategy::Retrieval => Some(PassageRanker(Arc::new(crate::rag::embedder()?))),
+                    Strategy::Retrieval => Some(PassageRanker(Arc::new(|| {
+                        crate::rag::embedder()
+                            .map(|e| Arc::new(e) as Arc<dyn EmbeddingModel>)
+                            .map_err(|e| format!("{e:#}"))
+                    }))),
                     _ => None,
                 },
             };

@@ -15,16 +15,23 @@ use crate::{PromptError, Result};
 /// Tokens per passage: small enough that several fit, large enough to hold a point whole.
 pub const PASSAGE_TOKENS: usize = 160;
 
-/// Passages embedded per request.
-const EMBED_BATCH: usize = 32;
-
-/// The embedding model that ranks passages.
+/// Loads the embedding model that ranks passages, when retrieval first needs it: a prompt
+/// whose documents fit never loads it.
 #[derive(Clone)]
-pub struct PassageRanker(pub Arc<dyn EmbeddingModel>);
+pub struct PassageRanker(
+    pub Arc<dyn Fn() -> std::result::Result<Arc<dyn EmbeddingModel>, String> + Send + Sync>,
+);
+
+impl PassageRanker {
+    /// A ranker over a model already loaded.
+    pub fn of(model: Arc<dyn EmbeddingModel>) -> PassageRanker {
+        PassageRanker(Arc::new(move || Ok(model.clone())))
+    }
+}
 
 impl std::fmt::Debug for PassageRanker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PassageRanker({})", self.0.name())
+        f.write_str("PassageRanker")
     }
 }
 
@@ -50,16 +57,14 @@ pub async fn retrieve(
     ranker: &PassageRanker,
 ) -> Result<(Vec<Document>, Retrieval)> {
     let passages = fitting.split(documents, PASSAGE_TOKENS, "passage")?;
+    let embedder = (ranker.0)().map_err(|e| PromptError::invalid("retrieval", e))?;
     let mut texts = vec![fitting.prompt.task.clone()];
     texts.extend(passages.iter().map(|p| p.text.clone()));
-    let mut vectors = Vec::with_capacity(texts.len());
-    for batch in texts.chunks(EMBED_BATCH) {
-        vectors.extend(ranker.0.embed(batch).await?);
-    }
+    let mut vectors = embedder.embed(&texts).await?;
     if vectors.len() != texts.len() {
         return Err(PromptError::invalid(
             "retrieval",
-            format!("{} returned {} vectors for {} texts", ranker.0.name(), vectors.len(), texts.len()),
+            format!("{} returned {} vectors for {} texts", embedder.name(), vectors.len(), texts.len()),
         ));
     }
     vectors.iter_mut().for_each(|v| {
@@ -69,30 +74,35 @@ pub async fn retrieve(
     let mut ranked: Vec<(usize, f32)> = passage_vectors.iter().map(|v| dot(task, v)).enumerate().collect();
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
 
-    // Best first, while they fit: a passage that does not fit ends the filling, so that a
-    // lower-ranked passage never takes the place of a better one.
-    let mut kept: Vec<usize> = Vec::new();
-    for &(index, _) in &ranked {
-        let mut trial = kept.clone();
-        trial.push(index);
-        trial.sort_unstable();
-        if !fitting.budget(&in_order(&passages, &trial))?.fits() {
-            break;
+    // The best `count` passages, in document order.
+    let best = |count: usize| {
+        let mut indices: Vec<usize> = ranked[..count].iter().map(|&(index, _)| index).collect();
+        indices.sort_unstable();
+        in_order(&passages, &indices)
+    };
+    // The most passages, taken best first, that fit: a passage that does not fit ends the
+    // filling, so that a lower-ranked one never takes the place of a better one. Fitting only
+    // shrinks as passages are added, so the count is found by binary search over exact counts.
+    let (mut fitting_count, mut too_many) = (0, ranked.len() + 1);
+    while too_many - fitting_count > 1 {
+        let mid = (fitting_count + too_many) / 2;
+        let budget = fitting.budget(&best(mid))?;
+        if budget.fits() {
+            fitting_count = mid;
+        } else if mid == 1 {
+            return Err(budget.overflow());
+        } else {
+            too_many = mid;
         }
-        kept = trial;
-    }
-    if kept.is_empty() {
-        return Err(fitting.budget(&in_order(&passages, &[ranked[0].0]))?.overflow());
     }
     let retrieval = Retrieval {
-        kept: ranked
+        kept: ranked[..fitting_count]
             .iter()
-            .filter(|(index, _)| kept.binary_search(index).is_ok())
             .map(|&(index, score)| Retrieved { source: passages[index].source.clone(), score })
             .collect(),
         passages: passages.len(),
     };
-    Ok((in_order(&passages, &kept), retrieval))
+    Ok((best(fitting_count), retrieval))
 }
 
 fn in_order(passages: &[Document], indices: &[usize]) -> Vec<Document> {
@@ -150,7 +160,7 @@ mod tests {
         let layout = Layout::default();
         let fitting =
             Fitting { prompt: &prompt, layout: &layout, answer_tokens: 50, counter: &WordCounter(600) };
-        let ranker = PassageRanker(Arc::new(Words));
+        let ranker = PassageRanker::of(Arc::new(Words));
         let (documents, retrieval) = block_on(retrieve(&fitting, &[long_document()], &ranker)).unwrap();
         assert!(fitting.budget(&documents).unwrap().fits());
         assert!(documents.len() > 1 && retrieval.passages > documents.len(), "{retrieval:?}");
@@ -169,7 +179,7 @@ mod tests {
         let layout = Layout::default();
         let fitting =
             Fitting { prompt: &prompt, layout: &layout, answer_tokens: 50, counter: &WordCounter(60) };
-        let ranker = PassageRanker(Arc::new(Words));
+        let ranker = PassageRanker::of(Arc::new(Words));
         let err = block_on(retrieve(&fitting, &[long_document()], &ranker)).unwrap_err().to_string();
         assert!(err.contains("context window is 60 tokens"), "{err}");
     }
