@@ -68,23 +68,22 @@ impl Metered {
 
     fn meter(&self, stream: EventStream) -> EventStream {
         let (name, prices, log, warn) = (self.name.clone(), self.prices, self.log.clone(), self.warn.clone());
+        let record = move |record: CallRecord| {
+            if let Some(log) = &log {
+                if let Err(err) = log.append(&record) {
+                    warn(err.to_string());
+                }
+            }
+        };
         Box::pin(stream.map(move |event| match event {
             Ok(StreamEvent::Done(mut response)) => {
                 response.model = name.clone();
                 response.cost = prices.map(|p| p.cost(&response.usage));
-                if let Some(log) = &log {
-                    if let Err(err) = log.append(&CallRecord::now(&name, &response.usage, response.cost)) {
-                        warn(err.to_string());
-                    }
-                }
+                record(CallRecord::now(&name, &response.usage, response.cost));
                 Ok(StreamEvent::Done(response))
             }
             Err(err) => {
-                if let Some(log) = &log {
-                    if let Err(log_err) = log.append(&CallRecord::failed(&name, &err.to_string())) {
-                        warn(log_err.to_string());
-                    }
-                }
+                record(CallRecord::failed(&name, &err.to_string()));
                 Err(err)
             }
             other => other,
