@@ -7,7 +7,7 @@ use temper_embed::{EmbedOptions, Embedder, Precision};
 use temper_models::{ConsoleProgress, ModelStore, DEFAULT_EMBEDDING_MODEL};
 use temper_providers::HttpEmbedder;
 
-use crate::options::{profiles, warnings};
+use crate::options::{profiles, target, Target};
 use crate::output::{block_on, print_json};
 
 #[derive(Args, Clone, Debug)]
@@ -29,8 +29,13 @@ pub struct EmbedArgs {
 }
 
 /// Resolves an embedding model through the store (pulling it on first use) and loads it.
-pub fn load_embedder(name: &str, threads: Option<usize>, precision: Precision) -> anyhow::Result<Embedder> {
-    let dir = ModelStore::from_env()?.resolve(name, &ConsoleProgress::default())?;
+pub fn load_embedder(
+    store: &ModelStore,
+    name: &str,
+    threads: Option<usize>,
+    precision: Precision,
+) -> anyhow::Result<Embedder> {
+    let dir = store.resolve(name, &ConsoleProgress::default())?;
     let options = EmbedOptions { threads, precision, ..Default::default() };
     Embedder::load(&dir, name, options).with_context(|| format!("cannot load embedding model `{name}`"))
 }
@@ -40,22 +45,16 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
     let precision = if args.int8 { Precision::Int8 } else { Precision::F32 };
     let store = ModelStore::from_env()?;
     let profiles = profiles(&store)?;
-    let profile = profiles.get(&args.model);
-    let remote = match profile {
-        Some(profile) => profile.provider_config(&args.model, None, warnings())?,
-        None => None,
-    };
-    let vectors = match remote {
-        Some(config) => block_on(async {
+    let vectors = match target(&profiles, &args.model, None)?.1 {
+        Target::Remote(config) => block_on(async {
             let embedder = HttpEmbedder::connect(&args.model, config, None)
                 .await
                 .with_context(|| format!("profile `{}`", args.model))?;
             anyhow::Ok(embedder.embed(&args.texts).await?)
         })?,
-        None => {
-            let name = profile.map_or(args.model.as_str(), |p| p.model.as_str());
+        Target::Local(name) => {
             let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
-            load_embedder(name, args.threads, precision)?.embed_batch(&texts)?
+            load_embedder(&store, name, args.threads, precision)?.embed_batch(&texts)?
         }
     };
     print_json(&vectors)

@@ -11,8 +11,8 @@ use temper_engine::gguf::Gguf;
 use temper_engine::tokenizer::Tokenizer;
 use temper_engine::{LoadOptions, LocalModel};
 use temper_models::cost::CallLog;
-use temper_models::{ConsoleProgress, Fallback, Metered, ModelStore, Profiles, DEFAULT_CHAT_MODEL};
-use temper_providers::{HttpModel, TokenCounter, WarningSink};
+use temper_models::{ConsoleProgress, Fallback, Metered, ModelStore, Profile, Profiles, DEFAULT_CHAT_MODEL};
+use temper_providers::{HttpModel, ProviderConfig, TokenCounter, WarningSink};
 
 use crate::output::notice;
 
@@ -96,6 +96,27 @@ pub fn warnings() -> WarningSink {
     Arc::new(|message| notice(&format!("warning: {message}")))
 }
 
+/// Where `--model NAME` points: a profile's remote endpoint, or a local model to resolve in the
+/// store (a catalog name or path: the profile's `model`, or NAME itself).
+pub enum Target<'a> {
+    Remote(ProviderConfig),
+    Local(&'a str),
+}
+
+/// The profile named `name`, if any, and where it points.
+pub fn target<'a>(
+    profiles: &'a Profiles,
+    name: &'a str,
+    counter: Option<Arc<dyn TokenCounter>>,
+) -> anyhow::Result<(Option<&'a Profile>, Target<'a>)> {
+    let profile = profiles.get(name);
+    let target = match profile.map(|p| p.provider_config(name, counter, warnings())).transpose()?.flatten() {
+        Some(config) => Target::Remote(config),
+        None => Target::Local(profile.map_or(name, |p| p.model.as_str())),
+    };
+    Ok((profile, target))
+}
+
 /// One model of a chain, metered under its name.
 fn load_member(
     store: &ModelStore,
@@ -103,18 +124,13 @@ fn load_member(
     name: &str,
     options: LoadOptions,
 ) -> anyhow::Result<Loaded> {
-    let profile = profiles.get(name);
     let counter: Arc<dyn TokenCounter> = Arc::new(DefaultTokenizer::new(store));
-    let remote = match profile {
-        Some(profile) => profile.provider_config(name, Some(counter), warnings())?,
-        None => None,
-    };
-    let (inner, engine): (Arc<dyn ChatModel>, _) = match remote {
-        Some(config) => {
+    let (profile, target) = target(profiles, name, Some(counter))?;
+    let (inner, engine): (Arc<dyn ChatModel>, _) = match target {
+        Target::Remote(config) => {
             (Arc::new(HttpModel::new(name, config).with_context(|| format!("profile `{name}`"))?), None)
         }
-        None => {
-            let target = profile.map_or(name, |p| p.model.as_str());
+        Target::Local(target) => {
             let path = store.resolve(target, &ConsoleProgress::default()).map_err(|err| {
                 let known: Vec<&str> = profiles.iter().map(|(n, _)| n).collect();
                 match profiles.path() {

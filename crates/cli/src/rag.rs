@@ -24,7 +24,7 @@ use crate::output::{self, block_on, notice};
 /// The embedder every `rag` command uses, the default one pulled on first use; the one place
 /// that chooses it.
 pub fn embedder() -> anyhow::Result<Embedder> {
-    load_embedder(DEFAULT_EMBEDDING_MODEL, None, Precision::F32)
+    load_embedder(&ModelStore::from_env()?, DEFAULT_EMBEDDING_MODEL, None, Precision::F32)
 }
 
 #[derive(Args)]
@@ -311,13 +311,13 @@ pub fn answer(
     loaded: &Loaded,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let hits =
-        retrieve(store, embedder, question.collection, question.text, question.options, question.reranker)?;
     // Fitting the context needs the model's own tokenizer and window, which only a local model has.
     let local = loaded.local.as_ref().context(
         "`temper rag ask` fits the documents with the model's own tokenizer, so it needs a local model \
          (a catalog name or a GGUF path), not a remote profile",
     )?;
+    let hits =
+        retrieve(store, embedder, question.collection, question.text, question.options, question.reranker)?;
     let options = temper_rag::AskOptions {
         min_similarity: question.min_similarity,
         context_window: local.summary().context_window,
