@@ -54,7 +54,7 @@ pub async fn ask_until<T>(
 
 /// The parameters of attempt `attempt` (from 1): the caller's first, then sampled with a
 /// fresh seed, since a greedy retry of a small model tends to repeat its mistake.
-pub fn retry_params(params: &GenerationParams, attempt: usize) -> GenerationParams {
+fn retry_params(params: &GenerationParams, attempt: usize) -> GenerationParams {
     if attempt == 1 {
         return params.clone();
     }

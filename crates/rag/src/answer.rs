@@ -55,7 +55,7 @@ pub struct GroundedRequest {
     pub sources: Vec<Hit>,
 }
 
-/// One source as the prompt and the list under an answer show it:
+/// One source as the list under an answer shows it:
 /// `docs/cli.md, line 12 (The temper command > Models)`.
 pub fn source_label(hit: &Hit) -> String {
     let heading = if hit.chunk.heading.is_empty() {
