@@ -47,7 +47,7 @@ pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
     let profiles = profiles(&store)?;
     let vectors = match target(&profiles, &args.model, None)?.1 {
         Target::Remote(config) => block_on(async {
-            let embedder = HttpEmbedder::connect(&args.model, config, None)
+            let embedder = HttpEmbedder::connect(&args.model, *config, None)
                 .await
                 .with_context(|| format!("profile `{}`", args.model))?;
             anyhow::Ok(embedder.embed(&args.texts).await?)

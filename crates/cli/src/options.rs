@@ -99,7 +99,7 @@ pub fn warnings() -> WarningSink {
 /// Where `--model NAME` points: a profile's remote endpoint, or a local model to resolve in the
 /// store (a catalog name or path: the profile's `model`, or NAME itself).
 pub enum Target<'a> {
-    Remote(ProviderConfig),
+    Remote(Box<ProviderConfig>),
     Local(&'a str),
 }
 
@@ -111,7 +111,7 @@ pub fn target<'a>(
 ) -> anyhow::Result<(Option<&'a Profile>, Target<'a>)> {
     let profile = profiles.get(name);
     let target = match profile.map(|p| p.provider_config(name, counter, warnings())).transpose()?.flatten() {
-        Some(config) => Target::Remote(config),
+        Some(config) => Target::Remote(Box::new(config)),
         None => Target::Local(profile.map_or(name, |p| p.model.as_str())),
     };
     Ok((profile, target))
@@ -128,7 +128,7 @@ fn load_member(
     let (profile, target) = target(profiles, name, Some(counter))?;
     let (inner, engine): (Arc<dyn ChatModel>, _) = match target {
         Target::Remote(config) => {
-            (Arc::new(HttpModel::new(name, config).with_context(|| format!("profile `{name}`"))?), None)
+            (Arc::new(HttpModel::new(name, *config).with_context(|| format!("profile `{name}`"))?), None)
         }
         Target::Local(target) => {
             let path = store.resolve(target, &ConsoleProgress::default()).map_err(|err| {
