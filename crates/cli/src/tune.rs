@@ -157,7 +157,7 @@ impl ParamObjective for Setup {
         Ok(Measurement {
             score: report.score,
             latency_ms: per_row(report.rows.iter().map(|r| r.latency_ms).sum()),
-            cost_usd: per_row(report.rows.iter().map(|r| r.cost_usd).sum()),
+            cost_usd: per_row(report.cost_usd),
         })
     }
 }
