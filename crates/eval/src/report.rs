@@ -15,11 +15,7 @@ pub fn json(reports: &[VariantReport]) -> Value {
 
 /// The parameters that are set, as `temperature=0 max_tokens=4` (`defaults` when none is).
 pub fn params_label(params: &GenerationParams) -> String {
-    let set = serde_json::to_value(params).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default();
-    if set.is_empty() {
-        return "defaults".into();
-    }
-    set.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>().join(" ")
+    params.describe(&GenerationParams::default())
 }
 
 /// One line per variant: prompt, model, parameters, score, pass rate, median latency, cost, calls.
