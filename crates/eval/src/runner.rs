@@ -3,9 +3,9 @@
 //! limit (the local engine batches concurrent requests), each call through the cache, each
 //! output checked by every assertion.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures::{stream, StreamExt};
@@ -81,22 +81,22 @@ impl Settings {
 }
 
 /// Gives the model of a name: a profile, catalog name or GGUF path, as the CLI resolves them.
+/// The evaluator asks it for a variant's model (and the judge) each time it runs a variant, so
+/// it should memoize: load each model once and hand out the same `Arc` after.
 pub type Resolver = dyn Fn(&str) -> std::result::Result<Arc<dyn ChatModel>, String> + Send + Sync;
 
 /// Runs variants over rows.
 pub struct Evaluator {
     settings: Settings,
     resolver: Box<Resolver>,
-    /// Models resolved so far, so that each is loaded once.
-    models: Mutex<HashMap<String, Arc<dyn ChatModel>>>,
     embedder: Option<Arc<dyn EmbeddingModel>>,
     cache: Option<Arc<Cache>>,
 }
 
 impl Evaluator {
-    /// An evaluator of `settings`, with models from `resolver`, the embedder of `similar`, and
-    /// the cache (`None` calls the models every time). Refuses what cannot run, `similar`
-    /// without an embedder among it.
+    /// An evaluator of `settings`, with models from `resolver` (which should memoize, see
+    /// [`Resolver`]), the embedder of `similar`, and the cache (`None` calls the models every
+    /// time). Refuses what cannot run, `similar` without an embedder among it.
     pub fn new(
         settings: Settings,
         resolver: impl Fn(&str) -> std::result::Result<Arc<dyn ChatModel>, String> + Send + Sync + 'static,
@@ -107,7 +107,7 @@ impl Evaluator {
         if settings.needs_embedder() && embedder.is_none() {
             return Err(EvalError::invalid("similar", "needs an embedder, and none was given"));
         }
-        Ok(Evaluator { settings, resolver: Box::new(resolver), models: Mutex::default(), embedder, cache })
+        Ok(Evaluator { settings, resolver: Box::new(resolver), embedder, cache })
     }
 
     /// Evaluates one variant over `rows`.
@@ -167,16 +167,8 @@ impl Evaluator {
     }
 
     fn caller(&self, name: &str, calls: &Arc<AtomicUsize>) -> Result<Caller> {
-        let mut models = self.models.lock().unwrap_or_else(|e| e.into_inner());
-        let model = match models.get(name) {
-            Some(model) => model.clone(),
-            None => {
-                let model = (self.resolver)(name)
-                    .map_err(|reason| EvalError::Model { name: name.to_owned(), reason })?;
-                models.insert(name.to_owned(), model.clone());
-                model
-            }
-        };
+        let model =
+            (self.resolver)(name).map_err(|reason| EvalError::Model { name: name.to_owned(), reason })?;
         Ok(Caller { model, name: name.to_owned(), cache: self.cache.clone(), calls: calls.clone() })
     }
 
