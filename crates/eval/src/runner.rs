@@ -252,9 +252,10 @@ struct Call {
 impl Caller {
     async fn call(&self, request: ChatRequest) -> temper_core::Result<Call> {
         let cache_error = |e: EvalError| temper_core::Error::Backend(e.to_string());
-        let key = Cache::key(&self.name, &request);
-        if let Some(cache) = &self.cache {
-            if let Some(hit) = cache.get(&key).map_err(cache_error)? {
+        // The key (the request serialized and hashed) only when there is a cache to look in.
+        let cached = self.cache.as_ref().map(|cache| (cache, Cache::key(&self.name, &request)));
+        if let Some((cache, key)) = &cached {
+            if let Some(hit) = cache.get(key).map_err(cache_error)? {
                 return Ok(Call { response: hit.response, latency_ms: hit.latency_ms, cached: true });
             }
         }
@@ -262,9 +263,9 @@ impl Caller {
         let start = Instant::now();
         let response = self.model.chat(request).await?;
         let latency_ms = start.elapsed().as_secs_f64() * 1e3;
-        if let Some(cache) = &self.cache {
+        if let Some((cache, key)) = &cached {
             let entry = CachedCall { response, latency_ms };
-            cache.put(&key, &self.name, &entry).map_err(cache_error)?;
+            cache.put(key, &self.name, &entry).map_err(cache_error)?;
             return Ok(Call { response: entry.response, latency_ms, cached: false });
         }
         Ok(Call { response, latency_ms, cached: false })
