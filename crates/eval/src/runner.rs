@@ -201,19 +201,19 @@ impl Evaluator {
                 return report;
             }
         };
-        let input =
-            report.messages.iter().rev().find(|m| m.role == Role::User).map_or("", |m| m.content.as_str());
         let observation = Observation {
             output: &call.response.text,
-            input,
+            input: report.input(),
             latency_ms: call.latency_ms,
             cost_usd: call.response.cost,
         };
         let graders =
             Graders { embedder: self.embedder.as_deref(), judge: judge.map(|j| j as &dyn ChatModel) };
+        let mut outcomes = Vec::with_capacity(targets.len());
         for (assertion, target) in self.settings.assertions.iter().zip(&targets) {
-            report.assertions.push(assertion.check(target, &observation, graders).await);
+            outcomes.push(assertion.check(target, &observation, graders).await);
         }
+        report.assertions = outcomes;
         let total: f64 = report.assertions.iter().map(|a| a.weight).sum();
         report.score = report.assertions.iter().map(|a| a.weight * a.score).sum::<f64>() / total;
         report.pass = report.assertions.iter().all(|a| a.pass);
@@ -355,4 +355,11 @@ pub struct RowReport {
     /// Why the model gave no answer (the row then scores 0).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl RowReport {
+    /// The row's input: the last user message sent (empty when there is none).
+    pub fn input(&self) -> &str {
+        self.messages.iter().rev().find(|m| m.role == Role::User).map_or("", |m| m.content.as_str())
+    }
 }
