@@ -164,8 +164,9 @@ pub struct Spec {
     pub prompts: Vec<PromptFile>,
     /// Profiles, catalog names or GGUF paths; empty means each prompt's own model, else the default.
     pub models: Vec<String>,
-    /// Named parameter sets, applied over each prompt's own; empty means the prompts' parameters.
-    pub params: Vec<(String, GenerationParams)>,
+    /// The parameter sets, in the order of their names in the file, applied over each prompt's
+    /// own; empty means the prompts' parameters. The names themselves are not used.
+    pub params: Vec<GenerationParams>,
     /// Every row of the dataset.
     pub rows: Vec<Row>,
     pub selection: RowSelection,
@@ -255,7 +256,7 @@ impl Spec {
             description: raw.description,
             prompts,
             models: raw.models,
-            params: raw.params.into_iter().map(|(name, set)| (name, set.0)).collect(),
+            params: raw.params.into_values().map(|set| set.0).collect(),
             rows,
             selection: dataset.rows,
             test_fraction: dataset.test_fraction,
@@ -352,17 +353,14 @@ impl Spec {
     /// with the set's, and the spec's seed when neither sets one; without `models` a prompt
     /// runs on its own model, else on `default_model`.
     pub fn variants(&self, default_model: &str) -> Vec<Variant> {
-        let sets: Vec<GenerationParams> = if self.params.is_empty() {
-            vec![GenerationParams::default()]
-        } else {
-            self.params.iter().map(|(_, set)| set.clone()).collect()
-        };
+        let defaults = [GenerationParams::default()];
+        let sets = if self.params.is_empty() { &defaults[..] } else { &self.params[..] };
         let mut variants = Vec::new();
         for prompt in &self.prompts {
             let own = [prompt.model.clone().unwrap_or_else(|| default_model.to_owned())];
             let models = if self.models.is_empty() { &own[..] } else { &self.models[..] };
             for model in models {
-                for set in &sets {
+                for set in sets {
                     let mut params = prompt.params.overlay(set);
                     params.seed = params.seed.or(self.seed);
                     variants.push(Variant { prompt: prompt.clone(), model: model.clone(), params });
