@@ -240,17 +240,15 @@ impl Spec {
         if let Some(model) = raw.models.iter().find(|m| m.trim().is_empty()) {
             return Err(invalid(format!("`models` holds an empty name ({model:?})")));
         }
-        if raw.concurrency == Some(0) {
-            return Err(invalid("`concurrency` must be at least 1".into()));
-        }
+        // `concurrency` (at least 1) is checked with the rest of the settings, below.
         let dataset = raw.dataset;
-        let rows = dataset::load(&dir.join(&dataset.path), &dataset.expected)?;
         if !(dataset.test_fraction > 0.0 && dataset.test_fraction < 1.0) {
             return Err(invalid(format!(
                 "dataset.test_fraction must be between 0 and 1, not {}",
                 dataset.test_fraction
             )));
         }
+        let rows = dataset::load(&dir.join(&dataset.path), &dataset.expected)?;
         let spec = Spec {
             path: path.to_owned(),
             description: raw.description,
