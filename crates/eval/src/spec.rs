@@ -367,11 +367,6 @@ impl Spec {
         }
         variants
     }
-
-    /// Whether an assertion needs the embedder (`similar`).
-    pub fn needs_embedder(&self) -> bool {
-        self.settings().needs_embedder()
-    }
 }
 
 /// Whether a TOML text is a prompt file (it has a `template`) rather than a spec.
