@@ -1,7 +1,7 @@
 //! Running prompt × model × parameter variants over rows: every row rendered and every
-//! assertion bound before the first model call, then the rows asked concurrently within the
-//! limit (the local engine batches concurrent requests), each call through the cache, each
-//! output checked by every assertion.
+//! assertion bound (once per row, for all variants) before the first model call, then the rows
+//! asked concurrently within the limit (the local engine batches concurrent requests), each call
+//! through the cache, each output checked by every assertion.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -112,15 +112,17 @@ impl Evaluator {
 
     /// Evaluates one variant over `rows`.
     pub async fn evaluate(&self, variant: &Variant, rows: &[Row]) -> Result<VariantReport> {
-        let prepared = self.prepare(variant, rows)?;
+        let targets = self.bind(rows)?;
+        let prepared = self.prepare(variant, rows, &targets)?;
         self.run(variant, prepared).await
     }
 
     /// Evaluates every variant over `rows`, one variant after another; every row of every
     /// variant is rendered and checked before the first model call.
     pub async fn evaluate_all(&self, variants: &[Variant], rows: &[Row]) -> Result<Vec<VariantReport>> {
+        let targets = self.bind(rows)?;
         let prepared: Vec<Vec<Prepared>> =
-            variants.iter().map(|variant| self.prepare(variant, rows)).collect::<Result<_>>()?;
+            variants.iter().map(|variant| self.prepare(variant, rows, &targets)).collect::<Result<_>>()?;
         let mut reports = Vec::with_capacity(variants.len());
         for (variant, prepared) in variants.iter().zip(prepared) {
             reports.push(self.run(variant, prepared).await?);
@@ -128,25 +130,36 @@ impl Evaluator {
         Ok(reports)
     }
 
-    /// Each row's messages and assertion targets, or the first row that cannot be run.
-    fn prepare(&self, variant: &Variant, rows: &[Row]) -> Result<Vec<Prepared>> {
+    /// Each row's assertion targets, or the first row that cannot be checked. They depend on
+    /// the row alone, so one binding serves every variant.
+    fn bind(&self, rows: &[Row]) -> Result<Vec<Arc<[Target]>>> {
         if rows.is_empty() {
             return Err(EvalError::invalid("rows", "there are no rows to evaluate"));
         }
         rows.iter()
-            .enumerate()
-            .map(|(index, row)| {
-                let prompt = variant.prompt.prompt(&row.vars).map_err(|e| row.error(e.to_string()))?;
-                let messages =
-                    prompt.messages(&[], &Layout::default()).map_err(|e| row.error(e.to_string()))?;
-                let targets = self
+            .map(|row| {
+                let targets: Vec<Target> = self
                     .settings
                     .assertions
                     .iter()
                     .map(|a| a.bind(row))
                     .collect::<std::result::Result<_, _>>()
                     .map_err(|e| row.error(e))?;
-                Ok(Prepared { index, row: row.clone(), messages, targets })
+                Ok(targets.into())
+            })
+            .collect()
+    }
+
+    /// Each row's messages, with its targets (from `bind`), or the first row that cannot be run.
+    fn prepare(&self, variant: &Variant, rows: &[Row], targets: &[Arc<[Target]>]) -> Result<Vec<Prepared>> {
+        rows.iter()
+            .zip(targets)
+            .enumerate()
+            .map(|(index, (row, targets))| {
+                let prompt = variant.prompt.prompt(&row.vars).map_err(|e| row.error(e.to_string()))?;
+                let messages =
+                    prompt.messages(&[], &Layout::default()).map_err(|e| row.error(e.to_string()))?;
+                Ok(Prepared { index, row: row.clone(), messages, targets: targets.clone() })
             })
             .collect()
     }
@@ -210,7 +223,7 @@ impl Evaluator {
         let graders =
             Graders { embedder: self.embedder.as_deref(), judge: judge.map(|j| j as &dyn ChatModel) };
         let mut outcomes = Vec::with_capacity(targets.len());
-        for (assertion, target) in self.settings.assertions.iter().zip(&targets) {
+        for (assertion, target) in self.settings.assertions.iter().zip(targets.iter()) {
             outcomes.push(assertion.check(target, &observation, graders).await);
         }
         report.assertions = outcomes;
@@ -230,7 +243,7 @@ struct Prepared {
     index: usize,
     row: Row,
     messages: Vec<Message>,
-    targets: Vec<Target>,
+    targets: Arc<[Target]>,
 }
 
 /// A model behind the cache, counting the calls that reached it.
