@@ -106,10 +106,6 @@ impl Models {
         loaded.insert(name.to_owned(), model.clone());
         Ok(model)
     }
-
-    pub fn store(&self) -> &ModelStore {
-        &self.store
-    }
 }
 
 /// The evaluator of `spec`, with its cache (unless `no_cache` or the spec turns it off) and the
@@ -121,10 +117,11 @@ pub fn open_evaluator(
 ) -> anyhow::Result<(Evaluator, Option<PathBuf>)> {
     let cache = match (&spec.cache, no_cache) {
         (_, true) | (CacheSetting::Off, _) => None,
-        (CacheSetting::Default, false) => Some(Cache::open(&models.store().root().join(CACHE_FILE))?),
+        (CacheSetting::Default, false) => Some(Cache::open(&models.store.root().join(CACHE_FILE))?),
         (CacheSetting::File(path), false) => Some(Cache::open(path)?),
     };
-    let embedder = if spec.needs_embedder() {
+    let settings = spec.settings();
+    let embedder = if settings.needs_embedder() {
         Some(Arc::new(crate::rag::embedder()?) as Arc<dyn EmbeddingModel>)
     } else {
         None
@@ -132,7 +129,7 @@ pub fn open_evaluator(
     let cache_path = cache.as_ref().map(|c| c.path().to_owned());
     let models = models.clone();
     let resolve = move |name: &str| models.get(name);
-    Ok((Evaluator::new(spec.settings(), resolve, embedder, cache.map(Arc::new))?, cache_path))
+    Ok((Evaluator::new(settings, resolve, embedder, cache.map(Arc::new))?, cache_path))
 }
 
 /// The rows that got no answer, on stderr: they score 0, and the user should know why.

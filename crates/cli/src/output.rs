@@ -125,8 +125,21 @@ pub fn effective_params(params: &GenerationParams, summary: &ModelSummary) -> St
 
 /// The parameters that are set, for a remote model whose defaults are the vendor's.
 pub fn set_params(params: &GenerationParams) -> String {
+    // The names of the set parameters, in order; each value as `describe` writes it (an `f32`
+    // as typed, 0.8 rather than 0.800000011920929): the one difference from these parameters
+    // with that one cleared.
     let set = serde_json::to_value(params).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default();
-    let mut text: String = set.iter().map(|(name, value)| format!("{name} = {value}\n")).collect();
+    let mut text: String = set
+        .keys()
+        .map(|name| {
+            let mut without = params.clone();
+            let _ = without.set(name, "none");
+            let pair = params.describe(&without);
+            let value =
+                pair.strip_prefix(name.as_str()).and_then(|rest| rest.strip_prefix('=')).unwrap_or(&pair);
+            format!("{name} = {value}\n")
+        })
+        .collect();
     text.push_str("(every other parameter: the vendor's default)\n");
     text
 }
@@ -221,6 +234,21 @@ mod tests {
     fn a_stream_without_done_is_an_error() {
         let (response, _) = print(vec![StreamEvent::Delta("Hel".into())]);
         assert!(response.unwrap_err().to_string().contains("ended before"));
+    }
+
+    #[test]
+    fn set_params_writes_floats_as_typed() {
+        let params = GenerationParams {
+            temperature: Some(0.8),
+            max_tokens: Some(4),
+            stop: vec!["a b".into()],
+            ..Default::default()
+        };
+        let text = set_params(&params);
+        assert!(text.contains("temperature = 0.8\n"), "{text}");
+        assert!(text.contains("max_tokens = 4\n"), "{text}");
+        assert!(text.contains("stop = [\"a b\"]\n"), "{text}");
+        assert!(text.ends_with("(every other parameter: the vendor's default)\n"), "{text}");
     }
 
     #[test]

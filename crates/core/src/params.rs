@@ -111,6 +111,35 @@ impl GenerationParams {
         Ok(())
     }
 
+    /// The parameters that differ from `base`, as `name=value` pairs (`name=none` for one `base`
+    /// sets and these do not): a short label for a setting in tables and messages; `defaults`
+    /// when none differs.
+    pub fn describe(&self, base: &GenerationParams) -> String {
+        // Through JSON text, where an `f32` is written as typed (0.2, not 0.20000000298023224).
+        let as_map = |p: &GenerationParams| {
+            serde_json::to_string(p)
+                .ok()
+                .and_then(|text| {
+                    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text).ok()
+                })
+                .unwrap_or_default()
+        };
+        let (params, base) = (as_map(self), as_map(base));
+        let mut changed: Vec<String> = params
+            .iter()
+            .filter(|(name, value)| base.get(*name) != Some(value))
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
+        changed.extend(
+            base.keys().filter(|name| !params.contains_key(*name)).map(|name| format!("{name}=none")),
+        );
+        if changed.is_empty() {
+            "defaults".to_owned()
+        } else {
+            changed.join(" ")
+        }
+    }
+
     /// Checks every value is in range, naming the first that is not.
     pub fn validate(&self) -> Result<()> {
         fn check(ok: bool, name: &str, reason: &str) -> Result<()> {
@@ -195,6 +224,18 @@ mod tests {
         let merged = base.overlay(&over);
         assert_eq!(merged.temperature, Some(0.0));
         assert_eq!(merged.max_tokens, Some(100));
+    }
+
+    #[test]
+    fn describe_names_what_differs_from_the_base() {
+        let base = GenerationParams { max_tokens: Some(8), top_k: Some(40), ..Default::default() };
+        let setting = GenerationParams { temperature: Some(0.2), max_tokens: Some(8), ..Default::default() };
+        assert_eq!(setting.describe(&base), "temperature=0.2 top_k=none");
+        assert_eq!(base.describe(&base), "defaults");
+        let stop = GenerationParams { stop: vec!["\n".into()], ..base.clone() };
+        assert_eq!(stop.describe(&base), "stop=[\"\\n\"]");
+        let warm = GenerationParams { temperature: Some(0.8), ..Default::default() };
+        assert_eq!(warm.describe(&GenerationParams::default()), "temperature=0.8");
     }
 
     #[test]

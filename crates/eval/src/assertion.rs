@@ -133,6 +133,8 @@ pub struct Assertion {
     pub weight: f64,
     pub threshold: Option<f64>,
     pub context: Option<String>,
+    /// A `regex` value that is no template, compiled once: it is the same on every row.
+    regex: Option<Regex>,
 }
 
 impl TryFrom<AssertionSpec> for Assertion {
@@ -177,12 +179,27 @@ impl TryFrom<AssertionSpec> for Assertion {
             _ => {}
         }
         let value = check_value(kind, spec.value).map_err(|e| format!("{what}: {e}"))?;
-        Ok(Assertion { kind, negated, value, weight, threshold: spec.threshold, context: spec.context })
+        let regex = match (kind, value.as_ref().and_then(Value::as_str)) {
+            (Kind::Regex, Some(pattern)) if !is_template(pattern) => {
+                Some(Regex::new(pattern).map_err(|e| format!("{what}: invalid regex: {e}"))?)
+            }
+            _ => None,
+        };
+        Ok(Assertion {
+            kind,
+            negated,
+            value,
+            weight,
+            threshold: spec.threshold,
+            context: spec.context,
+            regex,
+        })
     }
 }
 
-/// Checks `value` has the shape `kind` needs, its templates parse and its regex or schema is
-/// valid; a JSON schema given as a string comes back parsed.
+/// Checks `value` has the shape `kind` needs, its templates parse and its schema is valid (a
+/// regex that is no template is compiled, and so checked, by the caller); a JSON schema given as
+/// a string comes back parsed.
 fn check_value(kind: Kind, value: Option<Value>) -> Result<Option<Value>, String> {
     let text = |value: &Value| -> Result<(), String> {
         let text = value.as_str().ok_or_else(|| format!("`value` must be a string, not {value}"))?;
@@ -200,14 +217,6 @@ fn check_value(kind: Kind, value: Option<Value>) -> Result<Option<Value>, String
         (Kind::ContainsAny | Kind::ContainsAll, Some(v)) => {
             let items = v.as_array().filter(|a| !a.is_empty()).ok_or("`value` must be a list of strings")?;
             items.iter().try_for_each(text)?;
-            Ok(value)
-        }
-        (Kind::Regex, Some(v)) => {
-            text(v)?;
-            let pattern = v.as_str().unwrap_or_default();
-            if !is_template(pattern) {
-                Regex::new(pattern).map_err(|e| format!("invalid regex: {e}"))?;
-            }
             Ok(value)
         }
         (Kind::IsJson, Some(v)) => {
@@ -251,9 +260,10 @@ pub enum Target {
     Text(String),
     Texts(Vec<String>),
     Json(Value),
-    Number(f64),
     Regex(Regex),
-    Schema(Option<Value>),
+    /// The assertion's own value, the same on every row: `is-json`'s schema, `latency`'s and
+    /// `cost`'s limits.
+    Own,
 }
 
 /// What a check looks at besides the output.
@@ -298,6 +308,9 @@ impl Assertion {
     /// The value filled in for `row`: its template rendered with the row's `expected` and
     /// `vars`, or the row's expected value when there is no `value`.
     pub fn bind(&self, row: &Row) -> Result<Target, String> {
+        if matches!(self.kind, Kind::IsJson | Kind::Latency | Kind::Cost) {
+            return Ok(Target::Own);
+        }
         let what = self.type_name();
         let render = |text: &str| -> Result<String, String> {
             if !is_template(text) {
@@ -333,15 +346,16 @@ impl Assertion {
                 })?;
                 Target::Text(as_text(context)?)
             }
-            Kind::IsJson => Target::Schema(self.value.clone()),
-            Kind::Latency | Kind::Cost => Target::Number(value.as_f64().unwrap_or_default()),
             Kind::ContainsAny | Kind::ContainsAll => {
                 Target::Texts(value.as_array().into_iter().flatten().map(as_text).collect::<Result<_, _>>()?)
             }
-            Kind::Regex => {
-                let pattern = as_text(&value)?;
-                Target::Regex(Regex::new(&pattern).map_err(|e| format!("{what}: invalid regex: {e}"))?)
-            }
+            Kind::Regex => match &self.regex {
+                Some(re) => Target::Regex(re.clone()),
+                None => {
+                    let pattern = as_text(&value)?;
+                    Target::Regex(Regex::new(&pattern).map_err(|e| format!("{what}: invalid regex: {e}"))?)
+                }
+            },
             Kind::Equals if !value.is_string() => Target::Json(value),
             _ => Target::Text(as_text(&value)?),
         })
@@ -367,6 +381,11 @@ impl Assertion {
             // A check that could not be made fails, turned around or not.
             Err(reason) => outcome(false, 0.0, reason),
         }
+    }
+
+    /// `latency`'s or `cost`'s limit (its value, checked to be a number when it was read).
+    fn limit(&self) -> f64 {
+        self.value.as_ref().and_then(Value::as_f64).unwrap_or_default()
     }
 
     /// Whether the check holds, its score, and a sentence that says what was found.
@@ -439,12 +458,12 @@ impl Assertion {
                     ),
                 )
             }
-            (Kind::IsJson, Target::Schema(schema)) => {
+            (Kind::IsJson, Target::Own) => {
                 let json = match serde_json::from_str::<Value>(strip_fence(output)) {
                     Ok(json) => json,
                     Err(e) => return binary(false, format!("the output is not JSON: {e}")),
                 };
-                match schema.as_ref().map(|s| validate(&json, s)) {
+                match self.value.as_ref().map(|schema| validate(&json, schema)) {
                     Some(Err(e)) => {
                         binary(false, format!("the output's JSON does not follow the schema: {e}"))
                     }
@@ -475,16 +494,20 @@ impl Assertion {
                 let score = levenshtein_similarity(output.trim(), t.trim());
                 scored(score, format!("edit similarity {score:.3} to {}", quote(t)))
             }
-            (Kind::Latency, Target::Number(limit)) => {
-                let took = observation.latency_ms;
-                binary(took <= *limit, format!("took {took:.0} ms (limit {limit} ms)"))
+            (Kind::Latency, Target::Own) => {
+                let (took, limit) = (observation.latency_ms, self.limit());
+                binary(took <= limit, format!("took {took:.0} ms (limit {limit} ms)"))
             }
-            (Kind::Cost, Target::Number(limit)) => match observation.cost_usd {
-                Some(cost) => binary(cost <= *limit, format!("cost ${cost:.6} (limit ${limit})")),
-                None => {
-                    binary(true, format!("no price is known for the model: counted as $0 (limit ${limit})"))
+            (Kind::Cost, Target::Own) => {
+                let limit = self.limit();
+                match observation.cost_usd {
+                    Some(cost) => binary(cost <= limit, format!("cost ${cost:.6} (limit ${limit})")),
+                    None => binary(
+                        true,
+                        format!("no price is known for the model: counted as $0 (limit ${limit})"),
+                    ),
                 }
-            },
+            }
             (Kind::LlmRubric | Kind::Factuality | Kind::Faithfulness, Target::Text(t)) => {
                 let model =
                     graders.judge.ok_or("judged assertions need a judge model, and none was given")?;

@@ -15,32 +15,31 @@ pub fn json(reports: &[VariantReport]) -> Value {
 
 /// The parameters that are set, as `temperature=0 max_tokens=4` (`defaults` when none is).
 pub fn params_label(params: &GenerationParams) -> String {
-    let set = serde_json::to_value(params).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default();
-    if set.is_empty() {
-        return "defaults".into();
-    }
-    set.iter().map(|(name, value)| format!("{name}={value}")).collect::<Vec<_>>().join(" ")
+    params.describe(&GenerationParams::default())
+}
+
+/// The columns of a variant's line, in the table and the HTML report.
+const COLUMNS: [&str; 8] =
+    ["prompt", "model", "params", "score", "pass rate", "latency (median)", "cost", "calls"];
+
+/// A variant's cells under `COLUMNS`, unescaped.
+fn cells(r: &VariantReport) -> [String; 8] {
+    [
+        r.prompt.clone(),
+        r.model.clone(),
+        params_label(&r.params),
+        format!("{:.3}", r.score),
+        format!("{:.1}%", 100.0 * r.pass_rate),
+        format!("{:.0} ms", r.latency_ms),
+        format!("${}", format_number(r.cost_usd)),
+        r.calls.to_string(),
+    ]
 }
 
 /// One line per variant: prompt, model, parameters, score, pass rate, median latency, cost, calls.
 pub fn table(reports: &[VariantReport]) -> String {
-    let header = ["prompt", "model", "params", "score", "pass rate", "latency (median)", "cost", "calls"];
-    let lines: Vec<[String; 8]> = reports
-        .iter()
-        .map(|r| {
-            [
-                r.prompt.clone(),
-                r.model.clone(),
-                params_label(&r.params),
-                format!("{:.3}", r.score),
-                format!("{:.1}%", 100.0 * r.pass_rate),
-                format!("{:.0} ms", r.latency_ms),
-                format!("${}", format_number(r.cost_usd)),
-                r.calls.to_string(),
-            ]
-        })
-        .collect();
-    let mut widths = header.map(|h| h.chars().count());
+    let lines: Vec<[String; 8]> = reports.iter().map(cells).collect();
+    let mut widths = COLUMNS.map(|h| h.chars().count());
     for line in &lines {
         for (width, cell) in widths.iter_mut().zip(line) {
             *width = (*width).max(cell.chars().count());
@@ -53,7 +52,7 @@ pub fn table(reports: &[VariantReport]) -> String {
         out.push_str(padded.join("  ").trim_end());
         out.push('\n');
     };
-    row(&header.map(String::from));
+    row(&COLUMNS.map(String::from));
     for line in &lines {
         row(line);
     }
@@ -96,24 +95,18 @@ pub fn html(title: &str, reports: &[VariantReport]) -> String {
         escape(title),
         escape(title)
     );
-    page.push_str(
-        "<table><tr><th>#</th><th>prompt</th><th>model</th><th>params</th><th>score</th><th>pass rate</th>\
-                   <th>latency (median)</th><th>cost</th><th>calls</th></tr>\n",
-    );
-    for (i, r) in reports.iter().enumerate() {
-        let _ = writeln!(
-            page,
-            "<tr><td>V{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.1}%</td><td>{:.0} ms</td><td>{}</td><td>{}</td></tr>",
-            i + 1,
-            escape(&r.prompt),
-            escape(&r.model),
-            escape(&params_label(&r.params)),
-            r.score,
-            100.0 * r.pass_rate,
-            r.latency_ms,
-            escape(&format!("${}", format_number(r.cost_usd))),
-            r.calls
-        );
+    let lines: Vec<[String; 8]> = reports.iter().map(cells).collect();
+    page.push_str("<table><tr><th>#</th>");
+    for column in COLUMNS {
+        let _ = write!(page, "<th>{column}</th>");
+    }
+    page.push_str("</tr>\n");
+    for (i, line) in lines.iter().enumerate() {
+        let _ = write!(page, "<tr><td>V{}</td>", i + 1);
+        for cell in line {
+            let _ = write!(page, "<td>{}</td>", escape(cell));
+        }
+        page.push_str("</tr>\n");
     }
     page.push_str("</table>\n<div class=\"charts\">\n");
     page.push_str(&score_bars(reports));
@@ -121,14 +114,14 @@ pub fn html(title: &str, reports: &[VariantReport]) -> String {
     page.push_str(&scatter("median latency (ms) against score", &points(|r| r.latency_ms)));
     page.push_str(&scatter("cost (USD) against score", &points(|r| r.cost_usd)));
     page.push_str("</div>\n<p><label><input type=\"checkbox\" onchange=\"failingOnly(this)\"> show failing rows only</label></p>\n");
-    for (i, r) in reports.iter().enumerate() {
+    for (i, (r, line)) in reports.iter().zip(&lines).enumerate() {
         let _ = writeln!(
             page,
             "<details><summary>V{}: {} on {} ({}): score {:.3}, {} of {} rows pass</summary>",
             i + 1,
             escape(&r.prompt),
             escape(&r.model),
-            escape(&params_label(&r.params)),
+            escape(&line[2]),
             r.score,
             r.rows.iter().filter(|row| row.pass).count(),
             r.rows.len()

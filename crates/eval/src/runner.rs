@@ -1,11 +1,11 @@
 //! Running prompt × model × parameter variants over rows: every row rendered and every
-//! assertion bound before the first model call, then the rows asked concurrently within the
-//! limit (the local engine batches concurrent requests), each call through the cache, each
-//! output checked by every assertion.
+//! assertion bound (once per row, for all variants) before the first model call, then the rows
+//! asked concurrently within the limit (the local engine batches concurrent requests), each call
+//! through the cache, each output checked by every assertion.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures::{stream, StreamExt};
@@ -81,22 +81,22 @@ impl Settings {
 }
 
 /// Gives the model of a name: a profile, catalog name or GGUF path, as the CLI resolves them.
+/// The evaluator asks it for a variant's model (and the judge) each time it runs a variant, so
+/// it should memoize: load each model once and hand out the same `Arc` after.
 pub type Resolver = dyn Fn(&str) -> std::result::Result<Arc<dyn ChatModel>, String> + Send + Sync;
 
 /// Runs variants over rows.
 pub struct Evaluator {
     settings: Settings,
     resolver: Box<Resolver>,
-    /// Models resolved so far, so that each is loaded once.
-    models: Mutex<HashMap<String, Arc<dyn ChatModel>>>,
     embedder: Option<Arc<dyn EmbeddingModel>>,
     cache: Option<Arc<Cache>>,
 }
 
 impl Evaluator {
-    /// An evaluator of `settings`, with models from `resolver`, the embedder of `similar`, and
-    /// the cache (`None` calls the models every time). Refuses what cannot run, `similar`
-    /// without an embedder among it.
+    /// An evaluator of `settings`, with models from `resolver` (which should memoize, see
+    /// [`Resolver`]), the embedder of `similar`, and the cache (`None` calls the models every
+    /// time). Refuses what cannot run, `similar` without an embedder among it.
     pub fn new(
         settings: Settings,
         resolver: impl Fn(&str) -> std::result::Result<Arc<dyn ChatModel>, String> + Send + Sync + 'static,
@@ -107,20 +107,22 @@ impl Evaluator {
         if settings.needs_embedder() && embedder.is_none() {
             return Err(EvalError::invalid("similar", "needs an embedder, and none was given"));
         }
-        Ok(Evaluator { settings, resolver: Box::new(resolver), models: Mutex::default(), embedder, cache })
+        Ok(Evaluator { settings, resolver: Box::new(resolver), embedder, cache })
     }
 
     /// Evaluates one variant over `rows`.
     pub async fn evaluate(&self, variant: &Variant, rows: &[Row]) -> Result<VariantReport> {
-        let prepared = self.prepare(variant, rows)?;
+        let targets = self.bind(rows)?;
+        let prepared = self.prepare(variant, rows, &targets)?;
         self.run(variant, prepared).await
     }
 
     /// Evaluates every variant over `rows`, one variant after another; every row of every
     /// variant is rendered and checked before the first model call.
     pub async fn evaluate_all(&self, variants: &[Variant], rows: &[Row]) -> Result<Vec<VariantReport>> {
+        let targets = self.bind(rows)?;
         let prepared: Vec<Vec<Prepared>> =
-            variants.iter().map(|variant| self.prepare(variant, rows)).collect::<Result<_>>()?;
+            variants.iter().map(|variant| self.prepare(variant, rows, &targets)).collect::<Result<_>>()?;
         let mut reports = Vec::with_capacity(variants.len());
         for (variant, prepared) in variants.iter().zip(prepared) {
             reports.push(self.run(variant, prepared).await?);
@@ -128,25 +130,36 @@ impl Evaluator {
         Ok(reports)
     }
 
-    /// Each row's messages and assertion targets, or the first row that cannot be run.
-    fn prepare(&self, variant: &Variant, rows: &[Row]) -> Result<Vec<Prepared>> {
+    /// Each row's assertion targets, or the first row that cannot be checked. They depend on
+    /// the row alone, so one binding serves every variant.
+    fn bind(&self, rows: &[Row]) -> Result<Vec<Arc<[Target]>>> {
         if rows.is_empty() {
             return Err(EvalError::invalid("rows", "there are no rows to evaluate"));
         }
         rows.iter()
-            .enumerate()
-            .map(|(index, row)| {
-                let prompt = variant.prompt.prompt(&row.vars).map_err(|e| row.error(e.to_string()))?;
-                let messages =
-                    prompt.messages(&[], &Layout::default()).map_err(|e| row.error(e.to_string()))?;
-                let targets = self
+            .map(|row| {
+                let targets: Vec<Target> = self
                     .settings
                     .assertions
                     .iter()
                     .map(|a| a.bind(row))
                     .collect::<std::result::Result<_, _>>()
                     .map_err(|e| row.error(e))?;
-                Ok(Prepared { index, row: row.clone(), messages, targets })
+                Ok(targets.into())
+            })
+            .collect()
+    }
+
+    /// Each row's messages, with its targets (from `bind`), or the first row that cannot be run.
+    fn prepare(&self, variant: &Variant, rows: &[Row], targets: &[Arc<[Target]>]) -> Result<Vec<Prepared>> {
+        rows.iter()
+            .zip(targets)
+            .enumerate()
+            .map(|(index, (row, targets))| {
+                let prompt = variant.prompt.prompt(&row.vars).map_err(|e| row.error(e.to_string()))?;
+                let messages =
+                    prompt.messages(&[], &Layout::default()).map_err(|e| row.error(e.to_string()))?;
+                Ok(Prepared { index, row: row.clone(), messages, targets: targets.clone() })
             })
             .collect()
     }
@@ -167,16 +180,8 @@ impl Evaluator {
     }
 
     fn caller(&self, name: &str, calls: &Arc<AtomicUsize>) -> Result<Caller> {
-        let mut models = self.models.lock().unwrap_or_else(|e| e.into_inner());
-        let model = match models.get(name) {
-            Some(model) => model.clone(),
-            None => {
-                let model = (self.resolver)(name)
-                    .map_err(|reason| EvalError::Model { name: name.to_owned(), reason })?;
-                models.insert(name.to_owned(), model.clone());
-                model
-            }
-        };
+        let model =
+            (self.resolver)(name).map_err(|reason| EvalError::Model { name: name.to_owned(), reason })?;
         Ok(Caller { model, name: name.to_owned(), cache: self.cache.clone(), calls: calls.clone() })
     }
 
@@ -209,19 +214,19 @@ impl Evaluator {
                 return report;
             }
         };
-        let input =
-            report.messages.iter().rev().find(|m| m.role == Role::User).map_or("", |m| m.content.as_str());
         let observation = Observation {
             output: &call.response.text,
-            input,
+            input: report.input(),
             latency_ms: call.latency_ms,
             cost_usd: call.response.cost,
         };
         let graders =
             Graders { embedder: self.embedder.as_deref(), judge: judge.map(|j| j as &dyn ChatModel) };
-        for (assertion, target) in self.settings.assertions.iter().zip(&targets) {
-            report.assertions.push(assertion.check(target, &observation, graders).await);
+        let mut outcomes = Vec::with_capacity(targets.len());
+        for (assertion, target) in self.settings.assertions.iter().zip(targets.iter()) {
+            outcomes.push(assertion.check(target, &observation, graders).await);
         }
+        report.assertions = outcomes;
         let total: f64 = report.assertions.iter().map(|a| a.weight).sum();
         report.score = report.assertions.iter().map(|a| a.weight * a.score).sum::<f64>() / total;
         report.pass = report.assertions.iter().all(|a| a.pass);
@@ -238,7 +243,7 @@ struct Prepared {
     index: usize,
     row: Row,
     messages: Vec<Message>,
-    targets: Vec<Target>,
+    targets: Arc<[Target]>,
 }
 
 /// A model behind the cache, counting the calls that reached it.
@@ -260,9 +265,10 @@ struct Call {
 impl Caller {
     async fn call(&self, request: ChatRequest) -> temper_core::Result<Call> {
         let cache_error = |e: EvalError| temper_core::Error::Backend(e.to_string());
-        let key = Cache::key(&self.name, &request);
-        if let Some(cache) = &self.cache {
-            if let Some(hit) = cache.get(&key).map_err(cache_error)? {
+        // The key (the request serialized and hashed) only when there is a cache to look in.
+        let cached = self.cache.as_ref().map(|cache| (cache, Cache::key(&self.name, &request)));
+        if let Some((cache, key)) = &cached {
+            if let Some(hit) = cache.get(key).map_err(cache_error)? {
                 return Ok(Call { response: hit.response, latency_ms: hit.latency_ms, cached: true });
             }
         }
@@ -270,9 +276,9 @@ impl Caller {
         let start = Instant::now();
         let response = self.model.chat(request).await?;
         let latency_ms = start.elapsed().as_secs_f64() * 1e3;
-        if let Some(cache) = &self.cache {
+        if let Some((cache, key)) = &cached {
             let entry = CachedCall { response, latency_ms };
-            cache.put(&key, &self.name, &entry).map_err(cache_error)?;
+            cache.put(key, &self.name, &entry).map_err(cache_error)?;
             return Ok(Call { response: entry.response, latency_ms, cached: false });
         }
         Ok(Call { response, latency_ms, cached: false })
@@ -362,4 +368,11 @@ pub struct RowReport {
     /// Why the model gave no answer (the row then scores 0).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl RowReport {
+    /// The row's input: the last user message sent (empty when there is none).
+    pub fn input(&self) -> &str {
+        self.messages.iter().rev().find(|m| m.role == Role::User).map_or("", |m| m.content.as_str())
+    }
 }

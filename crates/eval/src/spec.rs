@@ -164,8 +164,9 @@ pub struct Spec {
     pub prompts: Vec<PromptFile>,
     /// Profiles, catalog names or GGUF paths; empty means each prompt's own model, else the default.
     pub models: Vec<String>,
-    /// Named parameter sets, applied over each prompt's own; empty means the prompts' parameters.
-    pub params: Vec<(String, GenerationParams)>,
+    /// The parameter sets, in the order of their names in the file, applied over each prompt's
+    /// own; empty means the prompts' parameters. The names themselves are not used.
+    pub params: Vec<GenerationParams>,
     /// Every row of the dataset.
     pub rows: Vec<Row>,
     pub selection: RowSelection,
@@ -239,23 +240,21 @@ impl Spec {
         if let Some(model) = raw.models.iter().find(|m| m.trim().is_empty()) {
             return Err(invalid(format!("`models` holds an empty name ({model:?})")));
         }
-        if raw.concurrency == Some(0) {
-            return Err(invalid("`concurrency` must be at least 1".into()));
-        }
+        // `concurrency` (at least 1) is checked with the rest of the settings, below.
         let dataset = raw.dataset;
-        let rows = dataset::load(&dir.join(&dataset.path), &dataset.expected)?;
         if !(dataset.test_fraction > 0.0 && dataset.test_fraction < 1.0) {
             return Err(invalid(format!(
                 "dataset.test_fraction must be between 0 and 1, not {}",
                 dataset.test_fraction
             )));
         }
+        let rows = dataset::load(&dir.join(&dataset.path), &dataset.expected)?;
         let spec = Spec {
             path: path.to_owned(),
             description: raw.description,
             prompts,
             models: raw.models,
-            params: raw.params.into_iter().map(|(name, set)| (name, set.0)).collect(),
+            params: raw.params.into_values().map(|set| set.0).collect(),
             rows,
             selection: dataset.rows,
             test_fraction: dataset.test_fraction,
@@ -352,17 +351,14 @@ impl Spec {
     /// with the set's, and the spec's seed when neither sets one; without `models` a prompt
     /// runs on its own model, else on `default_model`.
     pub fn variants(&self, default_model: &str) -> Vec<Variant> {
-        let sets: Vec<GenerationParams> = if self.params.is_empty() {
-            vec![GenerationParams::default()]
-        } else {
-            self.params.iter().map(|(_, set)| set.clone()).collect()
-        };
+        let defaults = [GenerationParams::default()];
+        let sets = if self.params.is_empty() { &defaults[..] } else { &self.params[..] };
         let mut variants = Vec::new();
         for prompt in &self.prompts {
             let own = [prompt.model.clone().unwrap_or_else(|| default_model.to_owned())];
             let models = if self.models.is_empty() { &own[..] } else { &self.models[..] };
             for model in models {
-                for set in &sets {
+                for set in sets {
                     let mut params = prompt.params.overlay(set);
                     params.seed = params.seed.or(self.seed);
                     variants.push(Variant { prompt: prompt.clone(), model: model.clone(), params });
@@ -370,11 +366,6 @@ impl Spec {
             }
         }
         variants
-    }
-
-    /// Whether an assertion needs the embedder (`similar`).
-    pub fn needs_embedder(&self) -> bool {
-        self.settings().needs_embedder()
     }
 }
 

@@ -280,40 +280,8 @@ fn distinct(settings: impl Iterator<Item = GenerationParams>, most: usize) -> Ve
 }
 
 /// The parameters of `params` that differ from `base`, as `name=value` pairs: a short label for
-/// a setting in tables and messages.
+/// a setting in tables and messages. Kept for callers of `temper_tune::describe`; it is
+/// [`GenerationParams::describe`].
 pub fn describe(params: &GenerationParams, base: &GenerationParams) -> String {
-    // Through JSON text, where an `f32` is written as typed (0.2, not 0.20000000298023224).
-    let as_map = |p: &GenerationParams| {
-        serde_json::to_string(p)
-            .ok()
-            .and_then(|text| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text).ok())
-            .unwrap_or_default()
-    };
-    let (params, base) = (as_map(params), as_map(base));
-    let mut changed: Vec<String> = params
-        .iter()
-        .filter(|(name, value)| base.get(*name) != Some(value))
-        .map(|(name, value)| format!("{name}={value}"))
-        .collect();
-    changed.extend(base.keys().filter(|name| !params.contains_key(*name)).map(|name| format!("{name}=none")));
-    if changed.is_empty() {
-        "defaults".to_owned()
-    } else {
-        changed.join(" ")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn describe_names_what_differs_from_the_base() {
-        let base = GenerationParams { max_tokens: Some(8), top_k: Some(40), ..Default::default() };
-        let setting = GenerationParams { temperature: Some(0.2), max_tokens: Some(8), ..Default::default() };
-        assert_eq!(describe(&setting, &base), "temperature=0.2 top_k=none");
-        assert_eq!(describe(&base, &base), "defaults");
-        let stop = GenerationParams { stop: vec!["\n".into()], ..base.clone() };
-        assert_eq!(describe(&stop, &base), "stop=[\"\\n\"]");
-    }
+    params.describe(base)
 }
