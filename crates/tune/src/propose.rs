@@ -71,7 +71,13 @@ pub struct Proposals {
 /// case and surrounding space) are dropped as already tried. Never fails: an unusable reply gives
 /// no instructions.
 pub fn parse_proposals(reply: &str, wanted: usize, seen: &[String]) -> Proposals {
-    let items = json_items(reply).filter(|items| !items.is_empty()).unwrap_or_else(|| list_items(reply));
+    // A list that quotes JSON (`2. Choose from ["a", "b"].`) is a list, not JSON.
+    let json = if starts_as_json(reply) || !reply.lines().any(|l| marker(l.trim()).is_some()) {
+        json_items(reply).filter(|items| !items.is_empty())
+    } else {
+        None
+    };
+    let items = json.unwrap_or_else(|| list_items(reply));
     let mut proposals = Proposals::default();
     let key = |s: &str| s.trim().to_lowercase();
     for item in items {
@@ -120,6 +126,17 @@ fn json_items(reply: &str) -> Option<Vec<String>> {
         return None;
     }
     temper_prompt::json::extract_json(reply).ok().map(|value| strings(&value))
+}
+
+/// Whether the reply, inside a code fence if it opens with one, starts with a JSON array or object.
+fn starts_as_json(reply: &str) -> bool {
+    let text = reply.trim_start();
+    let text = match text.strip_prefix("```") {
+        // Past the fence's language tag (`json`).
+        Some(fenced) => fenced.trim_start_matches(|c: char| c.is_ascii_alphanumeric()).trim_start(),
+        None => text,
+    };
+    text.starts_with(['[', '{'])
 }
 
 /// The items of a list: numbered or bulleted lines, each with the unmarked lines that follow it
@@ -199,6 +216,17 @@ mod tests {
         assert_eq!(accepted(reply), ["Answer with one word only.", "Say positive or negative."]);
         let reply = "{\"instructions\": [{\"instruction\": \"Reply with the label only.\"}]}";
         assert_eq!(accepted(reply), ["Reply with the label only."]);
+    }
+
+    #[test]
+    fn a_list_that_quotes_json_keeps_its_items() {
+        assert_eq!(
+            accepted("1. Answer in one word.\n2. Choose from [\"positive\", \"negative\"]."),
+            ["Answer in one word.", "Choose from [\"positive\", \"negative\"]."]
+        );
+        // JSON that opens the reply is read as JSON, bullets after it or not.
+        let reply = "```json\n[\"Answer with one word only.\", \"Say positive or negative.\"]\n```\n- Both are short.";
+        assert_eq!(accepted(reply), ["Answer with one word only.", "Say positive or negative."]);
     }
 
     #[test]
