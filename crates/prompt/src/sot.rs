@@ -220,14 +220,8 @@ fn first_paragraph(text: &str) -> String {
 pub fn parse_points(text: &str) -> Vec<String> {
     let mut points: Vec<String> = Vec::new();
     for line in text.lines() {
-        let line = line.trim();
-        let digits = line.chars().take_while(char::is_ascii_digit).count();
-        let rest = if digits > 0 {
-            line[digits..].strip_prefix(['.', ')', ':'])
-        } else {
-            line.strip_prefix(['-', '*', '•'])
-        };
-        let point = rest.map(|r| r.trim().trim_matches('*').trim().trim_end_matches(['.', ':']).to_owned());
+        let point = list_marker(line)
+            .map(|r| r.trim().trim_matches('*').trim().trim_end_matches(['.', ':']).to_owned());
         if let Some(point) = point.filter(|p| !p.is_empty()) {
             if !points.iter().any(|p| p.eq_ignore_ascii_case(&point)) {
                 points.push(point);
@@ -235,6 +229,22 @@ pub fn parse_points(text: &str) -> Vec<String> {
         }
     }
     points
+}
+
+/// The line after its list marker (`1.`, `2)`, `3:`, `-`, `*`, `•`, `Instruction 4:`, `**5**.`),
+/// if it has one; other bold marks are left to the caller. At most three digits: `2024: a year`
+/// is not an item. Shared by the skeleton's points and temper-tune's proposed instructions.
+pub fn list_marker(line: &str) -> Option<&str> {
+    let line = line.trim().trim_start_matches("**");
+    if let Some(rest) = line.strip_prefix(['-', '*', '•']) {
+        return Some(rest.trim_start());
+    }
+    let line = line.strip_prefix("Instruction ").unwrap_or(line);
+    let digits = line.len() - line.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    if digits == 0 || digits > 3 {
+        return None;
+    }
+    line[digits..].trim_start_matches("**").strip_prefix(['.', ')', ':']).map(str::trim_start)
 }
 
 /// The answer: each point with its expansion, in the skeleton's order.
@@ -265,6 +275,25 @@ mod tests {
         let text = "Skeleton:\n1. **Boil water**\n2) Add tea.\n- Steep 3 minutes\n3. add tea\nEnjoy!";
         assert_eq!(parse_points(text), vec!["Boil water", "Add tea", "Steep 3 minutes"]);
         assert!(parse_points("2024 was a year").is_empty());
+    }
+
+    #[test]
+    fn list_markers_are_numbers_bullets_and_bold() {
+        let cases = [
+            ("1. Boil", Some("Boil")),
+            ("  12) Boil", Some("Boil")),
+            ("**3**. Boil", Some("Boil")),
+            ("**3.** Boil", Some("** Boil")), // the callers drop bold marks
+            ("Instruction 4: Boil", Some("Boil")),
+            ("• Boil", Some("Boil")),
+            ("*Boil*", Some("Boil*")),
+            ("2024: a year", None),
+            ("2024 was a year", None),
+            ("Boil.", None),
+        ];
+        for (line, rest) in cases {
+            assert_eq!(list_marker(line), rest, "{line:?}");
+        }
     }
 
     /// Gives a skeleton of four points, and expands a point by naming it back.

@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
+use temper_prompt::sot::list_marker;
 
 /// Instructions shorter than this (in characters) are fragments, not instructions.
 pub const MIN_CHARS: usize = 10;
@@ -72,7 +73,7 @@ pub struct Proposals {
 /// no instructions.
 pub fn parse_proposals(reply: &str, wanted: usize, seen: &[String]) -> Proposals {
     // A list that quotes JSON (`2. Choose from ["a", "b"].`) is a list, not JSON.
-    let json = if starts_as_json(reply) || !reply.lines().any(|l| marker(l.trim()).is_some()) {
+    let json = if starts_as_json(reply) || !reply.lines().any(|l| list_marker(l).is_some()) {
         json_items(reply).filter(|items| !items.is_empty())
     } else {
         None
@@ -143,12 +144,12 @@ fn starts_as_json(reply: &str) -> bool {
 /// (and nothing before the first); without markers, every line.
 fn list_items(reply: &str) -> Vec<String> {
     let lines: Vec<&str> = reply.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    if !lines.iter().any(|l| marker(l).is_some()) {
+    if !lines.iter().any(|l| list_marker(l).is_some()) {
         return lines.into_iter().map(str::to_owned).collect();
     }
     let mut items: Vec<String> = Vec::new();
     for line in lines {
-        match marker(line) {
+        match list_marker(line) {
             Some(rest) => items.push(rest.to_owned()),
             None => {
                 if let Some(last) = items.last_mut() {
@@ -159,20 +160,6 @@ fn list_items(reply: &str) -> Vec<String> {
         }
     }
     items
-}
-
-/// The line after its list marker (`1.`, `2)`, `3:`, `-`, `*`, `•`, `Instruction 4:`), if it has one.
-fn marker(line: &str) -> Option<&str> {
-    let line = line.trim_start_matches("**");
-    if let Some(rest) = line.strip_prefix(['-', '*', '•']) {
-        return Some(rest.trim_start());
-    }
-    let line = line.strip_prefix("Instruction ").unwrap_or(line);
-    let digits = line.len() - line.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-    if digits == 0 || digits > 3 {
-        return None;
-    }
-    line[digits..].trim_start_matches("**").strip_prefix(['.', ')', ':']).map(str::trim_start)
 }
 
 /// The item without the decoration small models add: bold marks and surrounding quotes.
