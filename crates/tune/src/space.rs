@@ -202,17 +202,14 @@ impl Space {
             let choice = match dimension {
                 Dimension::Values(values) => values[rng.gen_range(0..values.len())].clone(),
                 Dimension::Range { step: Some(_), .. } => {
+                    // The grid's points, repeats dropped (a whole-number parameter with a
+                    // fractional step rounds steps together): drawing a step index instead would
+                    // make repeated values likelier and change the draws of a seed.
                     let points = points(*param, dimension);
                     points[rng.gen_range(0..points.len())].clone()
                 }
                 Dimension::Range { min, max, step: None, log } => {
-                    let u: f64 = rng.gen();
-                    let x = if *log {
-                        (min.ln() + u * (max.ln() - min.ln())).exp()
-                    } else {
-                        min + u * (max - min)
-                    };
-                    Choice::Number(x.clamp(*min, *max))
+                    Choice::Number(at(*min, *max, *log, rng.gen()).clamp(*min, *max))
                 }
             };
             param.set(&mut setting, &choice);
@@ -321,16 +318,9 @@ fn points(param: Param, dimension: &Dimension) -> Vec<Choice> {
             let count = ((max - min) / step + 1e-9).floor() as usize;
             (0..=count).map(|i| min + i as f64 * step).collect()
         }
-        Dimension::Range { min, max, step: None, log } => (0..GRID_POINTS)
-            .map(|i| {
-                let t = i as f64 / (GRID_POINTS - 1) as f64;
-                if *log {
-                    (min.ln() + t * (max.ln() - min.ln())).exp()
-                } else {
-                    min + t * (max - min)
-                }
-            })
-            .collect(),
+        Dimension::Range { min, max, step: None, log } => {
+            (0..GRID_POINTS).map(|i| at(*min, *max, *log, i as f64 / (GRID_POINTS - 1) as f64)).collect()
+        }
     };
     let mut choices: Vec<Choice> = Vec::new();
     for n in numbers {
@@ -340,6 +330,15 @@ fn points(param: Param, dimension: &Dimension) -> Vec<Choice> {
         }
     }
     choices
+}
+
+/// The point a fraction `t` (0 to 1) of the way from `min` to `max`, evenly or on a log scale.
+fn at(min: f64, max: f64, log: bool, t: f64) -> f64 {
+    if log {
+        (min.ln() + t * (max.ln() - min.ln())).exp()
+    } else {
+        min + t * (max - min)
+    }
 }
 
 #[cfg(test)]
