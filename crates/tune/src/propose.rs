@@ -81,6 +81,7 @@ pub fn parse_proposals(reply: &str, wanted: usize, seen: &[String]) -> Proposals
     let items = json.unwrap_or_else(|| list_items(reply));
     let mut proposals = Proposals::default();
     let key = |s: &str| s.trim().to_lowercase();
+    let too_long = format!("longer than {MAX_CHARS} characters");
     for item in items {
         let text = clean(&item);
         if text.is_empty() {
@@ -93,7 +94,7 @@ pub fn parse_proposals(reply: &str, wanted: usize, seen: &[String]) -> Proposals
         } else if chars < MIN_CHARS || words < MIN_WORDS {
             Some("too short to be an instruction")
         } else if chars > MAX_CHARS {
-            Some("longer than 600 characters")
+            Some(too_long.as_str())
         } else if ["{{", "{%", "{#"].iter().any(|t| text.contains(t)) {
             Some("holds template syntax, which the prompt file would read as a template")
         } else if seen.iter().chain(&proposals.accepted).any(|s| key(s.as_str()) == key(&text)) {
