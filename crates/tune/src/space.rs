@@ -67,24 +67,23 @@ impl Param {
         matches!(self, Param::TopK | Param::MaxTokens)
     }
 
-    /// Sets this parameter of `params` to `choice` (integers rounded). A `Space` pairs each
-    /// parameter with choices of its kind, which is what makes the match below complete.
+    /// Sets this parameter of `params` to `choice` (integers rounded). A `Space` pairs `stop`
+    /// with stop lists and every other parameter with numbers, which is what makes the last arm
+    /// unreachable.
     fn set(self, params: &mut GenerationParams, choice: &Choice) {
-        let number = |c: &Choice| match c {
-            Choice::Number(n) => *n,
-            Choice::Stop(_) => unreachable!("a stop list is only ever a choice of `stop`"),
-        };
-        match (self, choice) {
-            (Param::Stop, Choice::Stop(stop)) => params.stop = stop.clone(),
-            (Param::Temperature, c) => params.temperature = Some(number(c) as f32),
-            (Param::TopP, c) => params.top_p = Some(number(c) as f32),
-            (Param::TopK, c) => params.top_k = Some(number(c).round() as u32),
-            (Param::MinP, c) => params.min_p = Some(number(c) as f32),
-            (Param::RepeatPenalty, c) => params.repeat_penalty = Some(number(c) as f32),
-            (Param::FrequencyPenalty, c) => params.frequency_penalty = Some(number(c) as f32),
-            (Param::PresencePenalty, c) => params.presence_penalty = Some(number(c) as f32),
-            (Param::MaxTokens, c) => params.max_tokens = Some(number(c).round() as u32),
-            (Param::Stop, Choice::Number(_)) => unreachable!("`stop` choices are lists of strings"),
+        match (choice, self) {
+            (Choice::Stop(stop), Param::Stop) => params.stop = stop.clone(),
+            (Choice::Number(n), Param::Temperature) => params.temperature = Some(*n as f32),
+            (Choice::Number(n), Param::TopP) => params.top_p = Some(*n as f32),
+            (Choice::Number(n), Param::TopK) => params.top_k = Some(n.round() as u32),
+            (Choice::Number(n), Param::MinP) => params.min_p = Some(*n as f32),
+            (Choice::Number(n), Param::RepeatPenalty) => params.repeat_penalty = Some(*n as f32),
+            (Choice::Number(n), Param::FrequencyPenalty) => params.frequency_penalty = Some(*n as f32),
+            (Choice::Number(n), Param::PresencePenalty) => params.presence_penalty = Some(*n as f32),
+            (Choice::Number(n), Param::MaxTokens) => params.max_tokens = Some(n.round() as u32),
+            (Choice::Stop(_), _) | (Choice::Number(_), Param::Stop) => {
+                unreachable!("`stop` takes stop lists and the other parameters numbers")
+            }
         }
     }
 
