@@ -173,6 +173,21 @@ impl PromptFile {
         toml::to_string_pretty(&file).map_err(unwritable)
     }
 
+    /// This prompt with `system` as its system message (none when `None`) and `examples` as its
+    /// few-shot examples; everything else stays. The system message's syntax is checked as
+    /// `parse` checks it. What tools that rewrite a prompt (a tuned system message, new
+    /// examples) evaluate and save.
+    pub fn with_prompt(&self, system: Option<&str>, examples: Vec<Example>) -> Result<PromptFile> {
+        let system = match system {
+            None => None,
+            // Unchanged: the template as read, which knows where it is in the file.
+            Some(source) if self.system.as_ref().is_some_and(|t| t.source() == source) => self.system.clone(),
+            // Not in any file yet: its errors point at its own lines, from the file's first.
+            Some(source) => Some(Template::new("system", source, &self.path, "", 0..0)?),
+        };
+        Ok(PromptFile { system, examples, ..self.clone() })
+    }
+
     /// The file's default variables overridden by `overrides`.
     pub fn variables(&self, overrides: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
         let mut vars = self.vars.clone();
@@ -330,6 +345,20 @@ expected = { greeting = "Hi Bob" }
         assert_eq!(back.output_schema, original.output_schema);
         assert_eq!(back.tests, original.tests);
         assert_eq!(back.to_toml().unwrap(), text, "writing is stable");
+    }
+
+    #[test]
+    fn with_prompt_replaces_the_system_message_and_examples_only() {
+        let original =
+            parse("system = \"Old.\"\ntemplate = \"Hi {{ name }}\"\n[vars]\nname = \"Ann\"\n").unwrap();
+        let example = Example { prompt: "a".into(), response: "b".into(), reasoning: None };
+        let new = original.with_prompt(Some("New {{ name }}."), vec![example.clone()]).unwrap();
+        assert_eq!(new.system.as_ref().map(Template::source), Some("New {{ name }}."));
+        assert_eq!(new.examples, [example]);
+        assert_eq!((new.template.source(), &new.vars), (original.template.source(), &original.vars));
+        assert!(original.with_prompt(None, vec![]).unwrap().system.is_none());
+        let err = original.with_prompt(Some("{% if x %}never closed"), vec![]).unwrap_err().to_string();
+        assert!(err.contains("system: "), "{err}");
     }
 
     #[test]

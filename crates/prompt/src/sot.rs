@@ -119,9 +119,10 @@ pub async fn answer(model: &dyn ChatModel, question: &str, options: &SotOptions)
     };
     if options.sequential {
         let sequential_started = Instant::now();
+        let example = parse_points(EXAMPLE_SKELETON);
         let mut sequential = Vec::new();
         for index in 0..points.len() {
-            sequential.push(expand(model, question, &points, index, options).await?);
+            sequential.push(expand(model, question, &points, index, &example, options).await?);
         }
         let sequential_ms = ms(sequential_started);
         timings.sequential_expand_ms = Some(sequential_ms);
@@ -180,22 +181,25 @@ pub async fn expand_all(
     points: &[String],
     options: &SotOptions,
 ) -> Result<Vec<ChatResponse>> {
-    try_join_all((0..points.len()).map(|index| expand(model, question, points, index, options))).await
+    let example = parse_points(EXAMPLE_SKELETON);
+    try_join_all((0..points.len()).map(|index| expand(model, question, points, index, &example, options)))
+        .await
 }
 
 /// Expands point `index` (from 0), showing the whole skeleton so that it does not repeat others.
+/// `example` is the points of `EXAMPLE_SKELETON`, read once by the caller for every point.
 async fn expand(
     model: &dyn ChatModel,
     question: &str,
     points: &[String],
     index: usize,
+    example: &[String],
     options: &SotOptions,
 ) -> Result<ChatResponse> {
     let params = GenerationParams { max_tokens: Some(options.point_tokens), ..options.params.clone() };
-    let example: Vec<String> = EXAMPLE_SKELETON.lines().map(|l| l[3..].to_owned()).collect();
     let messages = vec![
         Message::system(EXPAND_SYSTEM),
-        Message::user(expand_request(EXAMPLE_QUESTION, &example, 1)),
+        Message::user(expand_request(EXAMPLE_QUESTION, example, 1)),
         Message::assistant(EXAMPLE_EXPANSION),
         Message::user(expand_request(question, points, index)),
     ];
@@ -217,17 +221,11 @@ fn first_paragraph(text: &str) -> String {
 }
 
 /// The points of a numbered or bulleted list, without numbers, markup or repeats.
-pub fn parse_points(text: &str) -> Vec<String> {
+fn parse_points(text: &str) -> Vec<String> {
     let mut points: Vec<String> = Vec::new();
     for line in text.lines() {
-        let line = line.trim();
-        let digits = line.chars().take_while(char::is_ascii_digit).count();
-        let rest = if digits > 0 {
-            line[digits..].strip_prefix(['.', ')', ':'])
-        } else {
-            line.strip_prefix(['-', '*', '•'])
-        };
-        let point = rest.map(|r| r.trim().trim_matches('*').trim().trim_end_matches(['.', ':']).to_owned());
+        let point = list_marker(line)
+            .map(|r| r.trim().trim_matches('*').trim().trim_end_matches(['.', ':']).to_owned());
         if let Some(point) = point.filter(|p| !p.is_empty()) {
             if !points.iter().any(|p| p.eq_ignore_ascii_case(&point)) {
                 points.push(point);
@@ -237,8 +235,24 @@ pub fn parse_points(text: &str) -> Vec<String> {
     points
 }
 
+/// The line after its list marker (`1.`, `2)`, `3:`, `-`, `*`, `•`, `Instruction 4:`, `**5**.`),
+/// if it has one; other bold marks are left to the caller. At most three digits: `2024: a year`
+/// is not an item. Shared by the skeleton's points and temper-tune's proposed instructions.
+pub fn list_marker(line: &str) -> Option<&str> {
+    let line = line.trim().trim_start_matches("**");
+    if let Some(rest) = line.strip_prefix(['-', '*', '•']) {
+        return Some(rest.trim_start());
+    }
+    let line = line.strip_prefix("Instruction ").unwrap_or(line);
+    let digits = line.len() - line.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    if digits == 0 || digits > 3 {
+        return None;
+    }
+    line[digits..].trim_start_matches("**").strip_prefix(['.', ')', ':']).map(str::trim_start)
+}
+
 /// The answer: each point with its expansion, in the skeleton's order.
-pub fn assemble(points: &[String], expansions: &[String]) -> String {
+fn assemble(points: &[String], expansions: &[String]) -> String {
     let lines: Vec<String> =
         (1..).zip(points.iter().zip(expansions)).map(|(i, (p, e))| format!("{i}. {p}: {e}")).collect();
     lines.join("\n")
@@ -265,6 +279,27 @@ mod tests {
         let text = "Skeleton:\n1. **Boil water**\n2) Add tea.\n- Steep 3 minutes\n3. add tea\nEnjoy!";
         assert_eq!(parse_points(text), vec!["Boil water", "Add tea", "Steep 3 minutes"]);
         assert!(parse_points("2024 was a year").is_empty());
+        let example: Vec<&str> = EXAMPLE_SKELETON.lines().map(|l| &l[3..]).collect();
+        assert_eq!(parse_points(EXAMPLE_SKELETON), example, "the shown example's points, unchanged");
+    }
+
+    #[test]
+    fn list_markers_are_numbers_bullets_and_bold() {
+        let cases = [
+            ("1. Boil", Some("Boil")),
+            ("  12) Boil", Some("Boil")),
+            ("**3**. Boil", Some("Boil")),
+            ("**3.** Boil", Some("** Boil")), // the callers drop bold marks
+            ("Instruction 4: Boil", Some("Boil")),
+            ("• Boil", Some("Boil")),
+            ("*Boil*", Some("Boil*")),
+            ("2024: a year", None),
+            ("2024 was a year", None),
+            ("Boil.", None),
+        ];
+        for (line, rest) in cases {
+            assert_eq!(list_marker(line), rest, "{line:?}");
+        }
     }
 
     /// Gives a skeleton of four points, and expands a point by naming it back.

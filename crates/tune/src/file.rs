@@ -3,34 +3,17 @@
 
 use std::path::Path;
 
-use temper_prompt::{PromptError, PromptFile};
+use temper_prompt::PromptFile;
 
 use crate::prompt::Candidate;
 use crate::{Result, TuneError};
 
 impl Candidate {
     /// `base` with this candidate's system message (none when empty) and examples: what an
-    /// objective evaluates. Read back from its TOML, so it is exactly what `write_prompt` writes.
+    /// objective evaluates, and what `write_prompt` writes.
     pub fn apply(&self, base: &PromptFile) -> Result<PromptFile> {
-        Ok(PromptFile::parse(&base.path, &self.toml(base)?)?)
-    }
-
-    fn toml(&self, base: &PromptFile) -> Result<String> {
-        let unwritable = |e: &dyn std::fmt::Display| PromptError::invalid("tuned prompt", e.to_string());
-        let mut table: toml::Table = toml::from_str(&base.to_toml()?).map_err(|e| unwritable(&e))?;
-        if self.instruction.trim().is_empty() {
-            table.remove("system");
-        } else {
-            table.insert("system".into(), self.instruction.clone().into());
-        }
-        if self.demos.is_empty() {
-            table.remove("examples");
-        } else {
-            table.insert("examples".into(), toml::Value::try_from(&self.demos).map_err(|e| unwritable(&e))?);
-        }
-        let text = toml::to_string(&table).map_err(|e| unwritable(&e))?;
-        // Parsed once more so that the text is written in the prompt file's own order.
-        Ok(PromptFile::parse(&base.path, &text)?.to_toml()?)
+        let system = Some(self.instruction.as_str()).filter(|s| !s.trim().is_empty());
+        Ok(base.with_prompt(system, self.demos.clone())?)
     }
 }
 
@@ -47,7 +30,8 @@ pub fn write_prompt(base: &PromptFile, candidate: &Candidate, path: &Path) -> Re
             reason: "it is the prompt being tuned; write the tuned prompt to another file".into(),
         });
     }
-    let text = format!("# Tuned by temper from {}.\n{}", base.path.display(), candidate.toml(base)?);
+    let text =
+        format!("# Tuned by temper from {}.\n{}", base.path.display(), candidate.apply(base)?.to_toml()?);
     let file = PromptFile::parse(path, &text)?;
     let io = |e: std::io::Error| TuneError::Write { path: path.to_owned(), reason: e.to_string() };
     let temporary = path.with_extension("toml.partial");

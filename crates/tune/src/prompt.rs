@@ -6,14 +6,13 @@
 //! on the other, so that no candidate is scored on a row whose answer it carries as a demo.
 
 use async_trait::async_trait;
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::Serialize;
 use temper_core::{ChatModel, ChatRequest, GenerationParams, Message};
 use temper_prompt::{Example, PromptFile};
 
 use crate::propose::{self, Dropped, Failure, Tried};
-use crate::spec::{PromptSpec, TuneSpec};
+use crate::spec::{shuffle_split, PromptSpec, TuneSpec};
 use crate::{Result, TuneError};
 
 /// A prompt to try: its system message and its few-shot examples. The rest of the prompt file
@@ -160,14 +159,7 @@ pub async fn optimise_prompt(
         return Err(TuneError::spec("tune", "there are no train rows to tune on"));
     }
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut shuffled = train.to_vec();
-    shuffled.shuffle(&mut rng);
-    let (mut demo_rows, mut scoring_rows) = {
-        let (demo, scoring) = shuffled.split_at(train.len() / 2);
-        (demo.to_vec(), scoring.to_vec())
-    };
-    demo_rows.sort_unstable();
-    scoring_rows.sort_unstable();
+    let (demo_rows, scoring_rows) = shuffle_split(train, train.len() / 2, &mut rng);
 
     let mut run = Run {
         objective,

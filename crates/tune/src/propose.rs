@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
+use temper_prompt::sot::list_marker;
 
 /// Instructions shorter than this (in characters) are fragments, not instructions.
 pub const MIN_CHARS: usize = 10;
@@ -71,9 +72,16 @@ pub struct Proposals {
 /// case and surrounding space) are dropped as already tried. Never fails: an unusable reply gives
 /// no instructions.
 pub fn parse_proposals(reply: &str, wanted: usize, seen: &[String]) -> Proposals {
-    let items = json_items(reply).filter(|items| !items.is_empty()).unwrap_or_else(|| list_items(reply));
+    // A list that quotes JSON (`2. Choose from ["a", "b"].`) is a list, not JSON.
+    let json = if starts_as_json(reply) || !reply.lines().any(|l| list_marker(l).is_some()) {
+        json_items(reply).filter(|items| !items.is_empty())
+    } else {
+        None
+    };
+    let items = json.unwrap_or_else(|| list_items(reply));
     let mut proposals = Proposals::default();
     let key = |s: &str| s.trim().to_lowercase();
+    let too_long = format!("longer than {MAX_CHARS} characters");
     for item in items {
         let text = clean(&item);
         if text.is_empty() {
@@ -86,7 +94,7 @@ pub fn parse_proposals(reply: &str, wanted: usize, seen: &[String]) -> Proposals
         } else if chars < MIN_CHARS || words < MIN_WORDS {
             Some("too short to be an instruction")
         } else if chars > MAX_CHARS {
-            Some("longer than 600 characters")
+            Some(too_long.as_str())
         } else if ["{{", "{%", "{#"].iter().any(|t| text.contains(t)) {
             Some("holds template syntax, which the prompt file would read as a template")
         } else if seen.iter().chain(&proposals.accepted).any(|s| key(s.as_str()) == key(&text)) {
@@ -122,16 +130,27 @@ fn json_items(reply: &str) -> Option<Vec<String>> {
     temper_prompt::json::extract_json(reply).ok().map(|value| strings(&value))
 }
 
+/// Whether the reply, inside a code fence if it opens with one, starts with a JSON array or object.
+fn starts_as_json(reply: &str) -> bool {
+    let text = reply.trim_start();
+    let text = match text.strip_prefix("```") {
+        // Past the fence's language tag (`json`).
+        Some(fenced) => fenced.trim_start_matches(|c: char| c.is_ascii_alphanumeric()).trim_start(),
+        None => text,
+    };
+    text.starts_with(['[', '{'])
+}
+
 /// The items of a list: numbered or bulleted lines, each with the unmarked lines that follow it
 /// (and nothing before the first); without markers, every line.
 fn list_items(reply: &str) -> Vec<String> {
     let lines: Vec<&str> = reply.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    if !lines.iter().any(|l| marker(l).is_some()) {
+    if !lines.iter().any(|l| list_marker(l).is_some()) {
         return lines.into_iter().map(str::to_owned).collect();
     }
     let mut items: Vec<String> = Vec::new();
     for line in lines {
-        match marker(line) {
+        match list_marker(line) {
             Some(rest) => items.push(rest.to_owned()),
             None => {
                 if let Some(last) = items.last_mut() {
@@ -142,20 +161,6 @@ fn list_items(reply: &str) -> Vec<String> {
         }
     }
     items
-}
-
-/// The line after its list marker (`1.`, `2)`, `3:`, `-`, `*`, `•`, `Instruction 4:`), if it has one.
-fn marker(line: &str) -> Option<&str> {
-    let line = line.trim_start_matches("**");
-    if let Some(rest) = line.strip_prefix(['-', '*', '•']) {
-        return Some(rest.trim_start());
-    }
-    let line = line.strip_prefix("Instruction ").unwrap_or(line);
-    let digits = line.len() - line.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-    if digits == 0 || digits > 3 {
-        return None;
-    }
-    line[digits..].trim_start_matches("**").strip_prefix(['.', ')', ':']).map(str::trim_start)
 }
 
 /// The item without the decoration small models add: bold marks and surrounding quotes.
@@ -199,6 +204,17 @@ mod tests {
         assert_eq!(accepted(reply), ["Answer with one word only.", "Say positive or negative."]);
         let reply = "{\"instructions\": [{\"instruction\": \"Reply with the label only.\"}]}";
         assert_eq!(accepted(reply), ["Reply with the label only."]);
+    }
+
+    #[test]
+    fn a_list_that_quotes_json_keeps_its_items() {
+        assert_eq!(
+            accepted("1. Answer in one word.\n2. Choose from [\"positive\", \"negative\"]."),
+            ["Answer in one word.", "Choose from [\"positive\", \"negative\"]."]
+        );
+        // JSON that opens the reply is read as JSON, bullets after it or not.
+        let reply = "```json\n[\"Answer with one word only.\", \"Say positive or negative.\"]\n```\n- Both are short.";
+        assert_eq!(accepted(reply), ["Answer with one word only.", "Say positive or negative."]);
     }
 
     #[test]

@@ -67,24 +67,23 @@ impl Param {
         matches!(self, Param::TopK | Param::MaxTokens)
     }
 
-    /// Sets this parameter of `params` to `choice` (integers rounded). A `Space` pairs each
-    /// parameter with choices of its kind, which is what makes the match below complete.
+    /// Sets this parameter of `params` to `choice` (integers rounded). A `Space` pairs `stop`
+    /// with stop lists and every other parameter with numbers, which is what makes the last arm
+    /// unreachable.
     fn set(self, params: &mut GenerationParams, choice: &Choice) {
-        let number = |c: &Choice| match c {
-            Choice::Number(n) => *n,
-            Choice::Stop(_) => unreachable!("a stop list is only ever a choice of `stop`"),
-        };
-        match (self, choice) {
-            (Param::Stop, Choice::Stop(stop)) => params.stop = stop.clone(),
-            (Param::Temperature, c) => params.temperature = Some(number(c) as f32),
-            (Param::TopP, c) => params.top_p = Some(number(c) as f32),
-            (Param::TopK, c) => params.top_k = Some(number(c).round() as u32),
-            (Param::MinP, c) => params.min_p = Some(number(c) as f32),
-            (Param::RepeatPenalty, c) => params.repeat_penalty = Some(number(c) as f32),
-            (Param::FrequencyPenalty, c) => params.frequency_penalty = Some(number(c) as f32),
-            (Param::PresencePenalty, c) => params.presence_penalty = Some(number(c) as f32),
-            (Param::MaxTokens, c) => params.max_tokens = Some(number(c).round() as u32),
-            (Param::Stop, Choice::Number(_)) => unreachable!("`stop` choices are lists of strings"),
+        match (choice, self) {
+            (Choice::Stop(stop), Param::Stop) => params.stop = stop.clone(),
+            (Choice::Number(n), Param::Temperature) => params.temperature = Some(*n as f32),
+            (Choice::Number(n), Param::TopP) => params.top_p = Some(*n as f32),
+            (Choice::Number(n), Param::TopK) => params.top_k = Some(n.round() as u32),
+            (Choice::Number(n), Param::MinP) => params.min_p = Some(*n as f32),
+            (Choice::Number(n), Param::RepeatPenalty) => params.repeat_penalty = Some(*n as f32),
+            (Choice::Number(n), Param::FrequencyPenalty) => params.frequency_penalty = Some(*n as f32),
+            (Choice::Number(n), Param::PresencePenalty) => params.presence_penalty = Some(*n as f32),
+            (Choice::Number(n), Param::MaxTokens) => params.max_tokens = Some(n.round() as u32),
+            (Choice::Stop(_), _) | (Choice::Number(_), Param::Stop) => {
+                unreachable!("`stop` takes stop lists and the other parameters numbers")
+            }
         }
     }
 
@@ -202,17 +201,14 @@ impl Space {
             let choice = match dimension {
                 Dimension::Values(values) => values[rng.gen_range(0..values.len())].clone(),
                 Dimension::Range { step: Some(_), .. } => {
+                    // The grid's points, repeats dropped (a whole-number parameter with a
+                    // fractional step rounds steps together): drawing a step index instead would
+                    // make repeated values likelier and change the draws of a seed.
                     let points = points(*param, dimension);
                     points[rng.gen_range(0..points.len())].clone()
                 }
                 Dimension::Range { min, max, step: None, log } => {
-                    let u: f64 = rng.gen();
-                    let x = if *log {
-                        (min.ln() + u * (max.ln() - min.ln())).exp()
-                    } else {
-                        min + u * (max - min)
-                    };
-                    Choice::Number(x.clamp(*min, *max))
+                    Choice::Number(at(*min, *max, *log, rng.gen()).clamp(*min, *max))
                 }
             };
             param.set(&mut setting, &choice);
@@ -321,16 +317,9 @@ fn points(param: Param, dimension: &Dimension) -> Vec<Choice> {
             let count = ((max - min) / step + 1e-9).floor() as usize;
             (0..=count).map(|i| min + i as f64 * step).collect()
         }
-        Dimension::Range { min, max, step: None, log } => (0..GRID_POINTS)
-            .map(|i| {
-                let t = i as f64 / (GRID_POINTS - 1) as f64;
-                if *log {
-                    (min.ln() + t * (max.ln() - min.ln())).exp()
-                } else {
-                    min + t * (max - min)
-                }
-            })
-            .collect(),
+        Dimension::Range { min, max, step: None, log } => {
+            (0..GRID_POINTS).map(|i| at(*min, *max, *log, i as f64 / (GRID_POINTS - 1) as f64)).collect()
+        }
     };
     let mut choices: Vec<Choice> = Vec::new();
     for n in numbers {
@@ -340,6 +329,15 @@ fn points(param: Param, dimension: &Dimension) -> Vec<Choice> {
         }
     }
     choices
+}
+
+/// The point a fraction `t` (0 to 1) of the way from `min` to `max`, evenly or on a log scale.
+fn at(min: f64, max: f64, log: bool, t: f64) -> f64 {
+    if log {
+        (min.ln() + t * (max.ln() - min.ln())).exp()
+    } else {
+        min + t * (max - min)
+    }
 }
 
 #[cfg(test)]

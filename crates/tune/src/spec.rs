@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::Deserialize;
@@ -192,14 +193,22 @@ impl TuneSpec {
     /// Splits rows `0..rows` into train and held-out rows, shuffled with the seed; each part
     /// keeps increasing order. At least one row stays in train.
     pub fn split(&self, rows: usize) -> (Vec<usize>, Vec<usize>) {
-        let mut order: Vec<usize> = (0..rows).collect();
-        order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(self.seed));
+        let all: Vec<usize> = (0..rows).collect();
         let held = ((rows as f64 * self.holdout).round() as usize).min(rows.saturating_sub(1));
-        let (mut heldout, mut train) = (order[..held].to_vec(), order[held..].to_vec());
-        heldout.sort_unstable();
-        train.sort_unstable();
+        let (heldout, train) = shuffle_split(&all, held, &mut StdRng::seed_from_u64(self.seed));
         (train, heldout)
     }
+}
+
+/// `rows` shuffled with `rng` and cut after the first `first`; each part in increasing order.
+/// How the held-out rows and the prompt optimiser's demo rows are chosen.
+pub(crate) fn shuffle_split(rows: &[usize], first: usize, rng: &mut StdRng) -> (Vec<usize>, Vec<usize>) {
+    let mut order = rows.to_vec();
+    order.shuffle(rng);
+    let (mut head, mut tail) = (order[..first].to_vec(), order[first..].to_vec());
+    head.sort_unstable();
+    tail.sort_unstable();
+    (head, tail)
 }
 
 fn nonzero(key: &str, value: Option<usize>) -> Result<Option<usize>> {

@@ -1,10 +1,6 @@
-//! Helpers of temper-eval's tests: the prompt crate's scripted chat model (shared by path, as
-//! the engine's test helpers are), a price on its answers, a small deterministic embedder, and
-//! rows.
+//! Helpers of temper-eval's tests: the prompt crate's scripted chat model (its `scripted`
+//! feature), a price on its answers, a small deterministic embedder, and rows.
 #![allow(dead_code)] // each test binary uses a different subset
-
-#[path = "../../../prompt/src/scripted.rs"]
-mod scripted;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,7 +11,7 @@ use serde_json::Value;
 use temper_core::{ChatModel, ChatRequest, EmbeddingModel, EventStream, StreamEvent};
 use temper_eval::Row;
 
-pub use scripted::{block_on, Scripted};
+pub use temper_prompt::scripted::{block_on, Scripted};
 
 /// The requests a scripted model has answered.
 pub fn calls(model: &Scripted) -> usize {
