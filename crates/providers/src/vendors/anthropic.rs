@@ -5,8 +5,8 @@
 use serde_json::{json, Value};
 use temper_core::{ChatRequest, FinishReason, Message, Role, ToolChoice};
 
-use super::{call_id, count, put, refuse_feature, Failure, Piece};
-use crate::params::{check, within, Unsupported};
+use super::{call_id, count, put, Failure, Piece};
+use crate::params::{check, refuse, within, Unsupported};
 use crate::{ProviderError, Shared, Vendor};
 
 pub(super) const API_VERSION: &str = "2023-06-01";
@@ -61,14 +61,14 @@ pub(super) fn body(shared: &Shared, request: &ChatRequest) -> Result<Value, Prov
         object.insert("tool_choice".into(), tool_choice(&request.tool_choice));
     }
     if request.requested_features().contains(&"response_format") {
-        refuse_feature(
+        refuse(
             shared,
             "response_format",
             "the Messages API has no response format; describe the JSON in the prompt or ask for it as a tool's input",
         )?;
     }
     if request.logprobs.is_some() {
-        refuse_feature(shared, "logprobs", "the Messages API does not return log-probabilities")?;
+        refuse(shared, "logprobs", "the Messages API does not return log-probabilities")?;
     }
     Ok(body)
 }

@@ -171,19 +171,6 @@ fn call_id(vendor: Vendor, message: &temper_core::Message) -> Result<&str, Provi
     })
 }
 
-/// A feature the vendor cannot carry: refused, or dropped with a warning when the profile says
-/// so (`Ok(())` then tells the caller to leave it out).
-fn refuse_feature(shared: &Shared, name: &'static str, reason: &'static str) -> Result<(), ProviderError> {
-    let vendor = shared.vendor.name();
-    match shared.unsupported {
-        crate::UnsupportedParams::Error => Err(ProviderError::UnsupportedParam { vendor, name, reason }),
-        crate::UnsupportedParams::Warn => {
-            (shared.warn)(format!("{vendor} cannot honour `{name}` ({reason}); dropped it"));
-            Ok(())
-        }
-    }
-}
-
 /// A JSON field as a token count.
 fn count(value: &Value, field: &str) -> Option<u32> {
     value.get(field).and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok())

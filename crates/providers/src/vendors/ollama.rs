@@ -4,8 +4,8 @@
 use serde_json::{json, Value};
 use temper_core::{ChatRequest, FinishReason, Message, ResponseFormat, Role, ToolChoice};
 
-use super::{count, function_tools, put, refuse_feature, token_logprobs, Failure, Piece};
-use crate::params::check;
+use super::{count, function_tools, put, token_logprobs, Failure, Piece};
+use crate::params::{check, refuse};
 use crate::{ProviderError, Shared, Vendor};
 
 pub(super) fn body(shared: &Shared, request: &ChatRequest) -> Result<Value, ProviderError> {
@@ -38,7 +38,7 @@ pub(super) fn body(shared: &Shared, request: &ChatRequest) -> Result<Value, Prov
             object.insert("tools".into(), function_tools(request));
         }
         ToolChoice::Required | ToolChoice::Function(_) => {
-            refuse_feature(shared, "tool_choice", "Ollama's API cannot force a tool call")?;
+            refuse(shared, "tool_choice", "Ollama's API cannot force a tool call")?;
             object.insert("tools".into(), function_tools(request));
         }
     }
