@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 use temper_core::{ChatRequest, FinishReason, Message, Role, ToolChoice};
 
-use super::{call_id, count, put, Failure, Piece};
+use super::{call_id, count, put, CallPiece, Failure, Piece};
 use crate::params::{check, refuse, within, Unsupported};
 use crate::{ProviderError, Shared, Vendor};
 
@@ -139,16 +139,16 @@ pub(super) fn parse(event: &Value) -> Result<Vec<Piece>, Failure> {
             }]
         }
         "content_block_start" => match event.get("content_block") {
-            Some(block) if block["type"] == "tool_use" => vec![Piece::ToolCall {
+            Some(block) if block["type"] == "tool_use" => vec![Piece::ToolCall(CallPiece {
                 index: event.get("index").and_then(Value::as_u64),
                 id: block.get("id").and_then(Value::as_str).map(str::to_owned),
                 name: block.get("name").and_then(Value::as_str).map(str::to_owned),
                 arguments: String::new(),
-            }],
+            })],
             _ => vec![],
         },
         "content_block_delta" => match event.pointer("/delta/type").and_then(Value::as_str) {
-            Some("input_json_delta") => vec![Piece::ToolCall {
+            Some("input_json_delta") => vec![Piece::ToolCall(CallPiece {
                 index: event.get("index").and_then(Value::as_u64),
                 id: None,
                 name: None,
@@ -157,7 +157,7 @@ pub(super) fn parse(event: &Value) -> Result<Vec<Piece>, Failure> {
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_owned(),
-            }],
+            })],
             _ => match event.pointer("/delta/text").and_then(Value::as_str) {
                 Some(text) if !text.is_empty() => vec![Piece::Text(text.to_owned())],
                 _ => vec![],
@@ -222,23 +222,23 @@ mod tests {
             "content_block": {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {}}});
         assert_eq!(
             parse(&start).ok(),
-            Some(vec![Piece::ToolCall {
+            Some(vec![Piece::ToolCall(CallPiece {
                 index: Some(1),
                 id: Some("toolu_1".into()),
                 name: Some("weather".into()),
                 arguments: String::new()
-            }])
+            })])
         );
         let delta = json!({"type": "content_block_delta", "index": 1,
             "delta": {"type": "input_json_delta", "partial_json": "{\"city\": \"Oslo\"}"}});
         assert_eq!(
             parse(&delta).ok(),
-            Some(vec![Piece::ToolCall {
+            Some(vec![Piece::ToolCall(CallPiece {
                 index: Some(1),
                 id: None,
                 name: None,
                 arguments: "{\"city\": \"Oslo\"}".into()
-            }])
+            })])
         );
         let text_start =
             json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}});

@@ -11,6 +11,15 @@ use temper_core::{ChatRequest, FinishReason, TokenLogprob, TopLogprob};
 use crate::frames::{Frame, Framing};
 use crate::{ProviderError, Shared, Vendor};
 
+/// Part of a tool call, or (in the stream) a call whose parts are still arriving.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct CallPiece {
+    pub index: Option<u64>,
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub arguments: String,
+}
+
 /// What one frame of a stream says.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Piece {
@@ -23,12 +32,7 @@ pub(crate) enum Piece {
     Finish(FinishReason),
     /// Part of a tool call. `index` groups the parts of one call (OpenAI, Anthropic stream its
     /// arguments in pieces); `None` is a whole call of its own (Ollama).
-    ToolCall {
-        index: Option<u64>,
-        id: Option<String>,
-        name: Option<String>,
-        arguments: String,
-    },
+    ToolCall(CallPiece),
     /// Log-probabilities of the tokens this frame carries.
     Logprobs(Vec<TokenLogprob>),
     /// The vendor's end-of-answer marker.

@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 use temper_core::{ChatRequest, FinishReason, Message, ResponseFormat, Role, ToolChoice};
 
-use super::{count, function_tools, put, token_logprobs, Failure, Piece};
+use super::{count, function_tools, put, token_logprobs, CallPiece, Failure, Piece};
 use crate::params::{check, refuse};
 use crate::{ProviderError, Shared, Vendor};
 
@@ -114,12 +114,12 @@ pub(super) fn parse(line: &Value) -> Result<Vec<Piece>, Failure> {
         let name = call.pointer("/function/name").and_then(Value::as_str);
         let name = name.ok_or_else(|| Failure::Shape(format!("a tool call without a name: {call}")))?;
         let arguments = call.pointer("/function/arguments").cloned().unwrap_or_else(|| json!({}));
-        pieces.push(Piece::ToolCall {
+        pieces.push(Piece::ToolCall(CallPiece {
             index: None,
             id: call.get("id").and_then(Value::as_str).map(str::to_owned),
             name: Some(name.to_owned()),
             arguments: arguments.to_string(),
-        });
+        }));
     }
     if let Some(entries) = line.get("logprobs").filter(|l| !l.is_null()) {
         pieces.push(Piece::Logprobs(token_logprobs(entries)?));
@@ -166,12 +166,12 @@ mod tests {
             {"function": {"name": "weather", "arguments": {"city": "Oslo"}}}]}, "done": false});
         assert_eq!(
             parse(&call).ok(),
-            Some(vec![Piece::ToolCall {
+            Some(vec![Piece::ToolCall(CallPiece {
                 index: None,
                 id: None,
                 name: Some("weather".into()),
                 arguments: r#"{"city":"Oslo"}"#.into()
-            }])
+            })])
         );
         let nameless = json!({"message": {"role": "assistant", "content": "", "tool_calls": [{"function": {}}]}, "done": false});
         assert!(matches!(parse(&nameless), Err(Failure::Shape(_))));
