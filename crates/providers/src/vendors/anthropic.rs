@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 use temper_core::{ChatRequest, FinishReason, Message, Role, ToolChoice};
 
-use super::{call_id, count, put, CallPiece, Failure, Piece};
+use super::{call_arguments, call_id, count, put, CallPiece, Failure, Piece};
 use crate::params::{check, refuse, within, Unsupported};
 use crate::{ProviderError, Shared, Vendor};
 
@@ -104,10 +104,7 @@ fn tool_use_turn(message: &Message) -> Result<Value, ProviderError> {
         let input = if call.arguments.trim().is_empty() {
             json!({})
         } else {
-            call.parsed_arguments().map_err(|e| ProviderError::UnsupportedMessage {
-                vendor: Vendor::Anthropic.name(),
-                reason: e.to_string(),
-            })?
+            call_arguments(Vendor::Anthropic, call)?
         };
         blocks.push(json!({ "type": "tool_use", "id": call.id, "name": call.name, "input": input }));
     }

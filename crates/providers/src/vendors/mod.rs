@@ -175,6 +175,13 @@ fn call_id(vendor: Vendor, message: &temper_core::Message) -> Result<&str, Provi
     })
 }
 
+/// A call's arguments parsed as JSON, for vendors that take them as a value; text that is not
+/// JSON cannot be sent to them.
+fn call_arguments(vendor: Vendor, call: &temper_core::ToolCall) -> Result<Value, ProviderError> {
+    call.parsed_arguments()
+        .map_err(|e| ProviderError::UnsupportedMessage { vendor: vendor.name(), reason: e.to_string() })
+}
+
 /// A JSON field as a token count.
 fn count(value: &Value, field: &str) -> Option<u32> {
     value.get(field).and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok())

@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 use temper_core::{ChatRequest, FinishReason, Message, ResponseFormat, Role, ToolChoice};
 
-use super::{count, function_tools, put, token_logprobs, CallPiece, Failure, Piece};
+use super::{call_arguments, count, function_tools, put, token_logprobs, CallPiece, Failure, Piece};
 use crate::params::{check, refuse};
 use crate::{ProviderError, Shared, Vendor};
 
@@ -86,10 +86,7 @@ fn tool_calls(message: &Message) -> Result<Value, ProviderError> {
         .tool_calls
         .iter()
         .map(|call| {
-            let arguments = call.parsed_arguments().map_err(|e| ProviderError::UnsupportedMessage {
-                vendor: Vendor::Ollama.name(),
-                reason: e.to_string(),
-            })?;
+            let arguments = call_arguments(Vendor::Ollama, call)?;
             Ok(json!({ "function": { "name": call.name, "arguments": arguments } }))
         })
         .collect()
