@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 use temper_core::{ChatRequest, FinishReason, Message, Role, ToolChoice};
 
-use super::{call_arguments, call_id, count, put, CallPiece, Failure, Piece};
+use super::{call_arguments, call_id, count, put, tool_json, CallPiece, Failure, Piece};
 use crate::params::{check, refuse, within, Unsupported};
 use crate::{ProviderError, Shared, Vendor};
 
@@ -44,19 +44,7 @@ pub(super) fn body(shared: &Shared, request: &ChatRequest) -> Result<Value, Prov
     put(object, "top_k", params.top_k);
     put(object, "stop_sequences", (!params.stop.is_empty()).then_some(&params.stop));
     if !request.tools.is_empty() {
-        let tools: Vec<Value> = request
-            .tools
-            .iter()
-            .map(|t| {
-                let mut tool = json!({ "name": t.name, "input_schema": t.parameters });
-                put(
-                    tool.as_object_mut().expect("a JSON object literal"),
-                    "description",
-                    t.description.as_ref(),
-                );
-                tool
-            })
-            .collect();
+        let tools: Vec<Value> = request.tools.iter().map(|tool| tool_json(tool, "input_schema")).collect();
         object.insert("tools".into(), tools.into());
         object.insert("tool_choice".into(), tool_choice(&request.tool_choice));
     }

@@ -157,14 +157,18 @@ fn function_tools(request: &ChatRequest) -> Value {
     request
         .tools
         .iter()
-        .map(|tool| {
-            let mut function = serde_json::json!({ "name": tool.name, "parameters": tool.parameters });
-            if let Some(description) = &tool.description {
-                function["description"] = Value::from(description.as_str());
-            }
-            serde_json::json!({ "type": "function", "function": function })
-        })
+        .map(|tool| serde_json::json!({ "type": "function", "function": tool_json(tool, "parameters") }))
         .collect()
+}
+
+/// One tool as every vendor describes it: name, the JSON schema of its arguments under
+/// `schema_key` (`parameters`, or Anthropic's `input_schema`), and the description if it has one.
+fn tool_json(tool: &temper_core::Tool, schema_key: &str) -> Value {
+    let mut object = serde_json::Map::new();
+    object.insert("name".into(), Value::from(tool.name.as_str()));
+    object.insert(schema_key.into(), tool.parameters.clone());
+    put(&mut object, "description", tool.description.as_ref());
+    Value::Object(object)
 }
 
 /// A tool result must say which call it answers.
