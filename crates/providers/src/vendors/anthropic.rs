@@ -48,7 +48,7 @@ pub(super) fn body(shared: &Shared, request: &ChatRequest) -> Result<Value, Prov
         object.insert("tools".into(), tools.into());
         object.insert("tool_choice".into(), tool_choice(&request.tool_choice));
     }
-    if request.requested_features().contains(&"response_format") {
+    if request.structured_format().is_some() {
         refuse(
             shared,
             "response_format",

@@ -42,14 +42,15 @@ pub(super) fn body(shared: &Shared, request: &ChatRequest) -> Result<Value, Prov
             object.insert("tools".into(), function_tools(request));
         }
     }
-    match &request.response_format {
-        None | Some(ResponseFormat::Text) => {}
+    match request.structured_format() {
         Some(ResponseFormat::JsonObject) => {
             object.insert("format".into(), "json".into());
         }
         Some(ResponseFormat::JsonSchema { schema, .. }) => {
             object.insert("format".into(), schema.clone());
         }
+        // Plain text is what Ollama answers with unasked.
+        None | Some(ResponseFormat::Text) => {}
     }
     if let Some(top) = request.logprobs {
         object.insert("logprobs".into(), Value::Bool(true));
