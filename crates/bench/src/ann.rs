@@ -99,7 +99,8 @@ fn recall(found: &[Vec<u32>], truth: &[Vec<u32>], k: usize) -> f64 {
 }
 
 fn write_f32(path: &Path, values: &[f32]) -> anyhow::Result<()> {
-    let bytes: Vec<u8> = values.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let mut bytes = Vec::with_capacity(values.len() * 4);
+    crate::extend_f32_le(&mut bytes, values);
     std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 

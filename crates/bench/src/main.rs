@@ -280,6 +280,11 @@ fn command_line() -> String {
     std::iter::once(runner).chain(args.iter().cloned()).collect::<Vec<_>>().join(" ")
 }
 
+/// Appends `values` as little-endian f32s, the layout of every vector file the benches write.
+fn extend_f32_le<'a>(bytes: &mut Vec<u8>, values: impl IntoIterator<Item = &'a f32>) {
+    bytes.extend(values.into_iter().flat_map(|x| x.to_le_bytes()));
+}
+
 /// The file name of `path`, for labels.
 fn file_name(path: &Path) -> String {
     path.file_name().map_or_else(|| path.display().to_string(), |f| f.to_string_lossy().into_owned())

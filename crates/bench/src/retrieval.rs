@@ -57,10 +57,20 @@ pub struct Args {
 
 /// One of Temper's encoders under test, with its timings and corpus vectors.
 struct Side {
-    precision: &'static str,
+    precision: Precision,
     embedder: Embedder,
     speeds: Vec<f64>,
     vectors: Vec<Vec<f32>>,
+}
+
+impl Side {
+    /// The precision as the report names it.
+    fn label(&self) -> &'static str {
+        match self.precision {
+            Precision::F32 => "f32",
+            Precision::Int8 => "int8",
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -139,13 +149,9 @@ struct Quality {
 
 fn quality(rankings: &[Vec<String>], queries: &[(Query, Judgements)]) -> Quality {
     let n = queries.len().max(1) as f64;
+    let rankings: Vec<Vec<&str>> = rankings.iter().map(|r| r.iter().map(String::as_str).collect()).collect();
     let mean = |metric: &dyn Fn(&[&str], &Judgements) -> f64| {
-        rankings
-            .iter()
-            .zip(queries)
-            .map(|(r, (_, j))| metric(&r.iter().map(String::as_str).collect::<Vec<_>>(), j))
-            .sum::<f64>()
-            / n
+        rankings.iter().zip(queries).map(|(r, (_, j))| metric(r, j)).sum::<f64>() / n
     };
     Quality {
         ndcg10: mean(&|r, j| metrics::ndcg(r, j, 10)),
@@ -162,14 +168,13 @@ fn median(values: &mut [f64]) -> f64 {
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let data = Dataset::read(&args.beir)?;
     let model_dir = ModelStore::from_env()?.resolve(&args.model, &ConsoleProgress::default())?;
-    let mut precisions = vec![("f32", Precision::F32)];
+    let mut precisions = vec![Precision::F32];
     if args.int8 {
-        precisions.push(("int8", Precision::Int8));
+        precisions.push(Precision::Int8);
     }
     let mut sides = Vec::new();
-    for (precision, kind) in precisions {
-        let options =
-            EmbedOptions { threads: Some(args.threads), batch_size: args.batch_size, precision: kind };
+    for precision in precisions {
+        let options = EmbedOptions { threads: Some(args.threads), batch_size: args.batch_size, precision };
         let embedder = Embedder::load(&model_dir, &args.model, options)?;
         sides.push(Side { precision, embedder, speeds: Vec::new(), vectors: Vec::new() });
     }
@@ -210,7 +215,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let store_dir = tempfile::tempdir().context("creating a scratch directory for the stores")?;
     let mut modes = Vec::new();
     for side in &sides {
-        let db = store_dir.path().join(format!("{}.db", side.precision));
+        let db = store_dir.path().join(format!("{}.db", side.label()));
         let store = store_corpus(&db, &data, &side.embedder, &side.vectors)?;
         let retriever =
             Retriever { store: &store, embedder: &side.embedder, collection: COLLECTION, reranker: None };
@@ -224,9 +229,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 })
                 .collect()
         };
-        let p = side.precision;
+        let p = side.label();
         modes.push((format!("dense {p} ({}, exact cosine)", args.model), search(Mode::Dense, DEPTH, DEPTH)?));
-        if p == "f32" {
+        if side.precision == Precision::F32 {
             modes.push(("bm25 (SQLite FTS5, porter)".to_owned(), search(Mode::Bm25, DEPTH, DEPTH)?));
         }
         modes.push((format!("hybrid {p} (RRF, k={RRF_K})"), search(Mode::Hybrid, DEPTH, DEPTH)?));
@@ -258,14 +263,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 /// The collection the bench stores the corpus in.
 const COLLECTION: &str = "corpus";
 
-/// The corpus in a fresh temper-rag store, a chunk per document, with its vectors.
+/// The corpus in a fresh temper-rag store at `db`, a chunk per document, with its vectors.
 fn store_corpus(
-    dir: &Path,
+    db: &Path,
     data: &Dataset,
     embedder: &Embedder,
     vectors: &[Vec<f32>],
 ) -> anyhow::Result<SqliteStore> {
-    let mut store = SqliteStore::open(&dir.join("bench.db"))?;
+    let mut store = SqliteStore::open(db)?;
     store.ensure_collection(COLLECTION, embedder.name(), embedder.dimensions())?;
     let metadata = serde_json::json!({});
     for ((id, text), vector) in data.ids.iter().zip(&data.documents).zip(vectors) {
@@ -303,7 +308,7 @@ fn encoding_speed(
             let start = Instant::now();
             side.vectors = side.embedder.embed_batch(documents)?;
             side.speeds.push(documents.len() as f64 / start.elapsed().as_secs_f64());
-            eprintln!("round {round}: temper {} {:.1} docs/s", side.precision, side.speeds[round - 1]);
+            eprintln!("round {round}: temper {} {:.1} docs/s", side.label(), side.speeds[round - 1]);
         }
         if let Some(python) = &python {
             let run = peer::encode(python, model_dir, documents, args.threads, max_len, args.batch_size)?;
@@ -324,11 +329,11 @@ fn print_speeds(sides: &mut [Side], mut peer: Peer, max_len: usize, args: &Args)
     let theirs = peer.versions.map(|(torch, st)| (median(&mut peer.speeds), torch, st));
     for side in sides.iter_mut() {
         let ours = median(&mut side.speeds);
-        println!("{:<50} {:>8.1} docs/s", format!("temper-embed {}", side.precision), ours);
+        println!("{:<50} {:>8.1} docs/s", format!("temper-embed {}", side.label()), ours);
         if let Some((theirs, ..)) = &theirs {
             println!(
                 "{:<50} {:>8.2}x",
-                format!("ratio {} / sentence-transformers", side.precision),
+                format!("ratio {} / sentence-transformers", side.label()),
                 ours / theirs
             );
         }

@@ -54,6 +54,12 @@ impl ChatRequest {
         self
     }
 
+    /// The structured output this request asks for: `None` when it asks for plain text, whether
+    /// by saying nothing or by asking for `Text`.
+    pub fn structured_format(&self) -> Option<&ResponseFormat> {
+        self.response_format.as_ref().filter(|f| **f != ResponseFormat::Text)
+    }
+
     /// The features beyond plain text this request asks for, by their API names: what a
     /// backend without them must refuse.
     pub fn requested_features(&self) -> Vec<&'static str> {
@@ -61,7 +67,7 @@ impl ChatRequest {
         if !self.tools.is_empty() {
             features.push("tools");
         }
-        if self.response_format.as_ref().is_some_and(|f| *f != ResponseFormat::Text) {
+        if self.structured_format().is_some() {
             features.push("response_format");
         }
         if self.logprobs.is_some() {

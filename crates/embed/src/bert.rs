@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use safetensors::{Dtype, SafeTensors};
+use temper_engine::dtype::GgmlType;
+use temper_engine::quant::dequantize_row;
 
 use crate::config::BertConfig;
 use crate::error::{EmbedError, Result};
@@ -28,20 +30,17 @@ impl Tensors {
             .map_err(|e| invalid(format!("not a valid safetensors file: {e}")))?;
         let mut tensors = HashMap::new();
         for (name, view) in file.tensors() {
-            let data = view.data();
-            let values: Vec<f32> = match view.dtype() {
-                Dtype::F32 => {
-                    data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
-                }
-                Dtype::F16 => {
-                    data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
-                }
-                Dtype::BF16 => {
-                    data.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
-                }
+            let ty = match view.dtype() {
+                Dtype::F32 => GgmlType::F32,
+                Dtype::F16 => GgmlType::F16,
+                Dtype::BF16 => GgmlType::BF16,
                 // Integer tensors (`position_ids` buffers) are not weights.
                 _ => continue,
             };
+            // Safetensors has checked that the data is as long as the shape says.
+            let data = view.data();
+            let mut values = vec![0.0; data.len() / ty.block_bytes()];
+            dequantize_row(ty, data, &mut values).map_err(|e| invalid(format!("tensor `{name}`: {e}")))?;
             tensors.insert(name, (view.shape().to_vec(), values));
         }
         let prefix = match tensors.contains_key("bert.embeddings.word_embeddings.weight") {

@@ -48,11 +48,6 @@ impl HttpEmbedder {
         };
         Ok(HttpEmbedder { name: name.into(), shared, dimensions })
     }
-
-    /// The embeddings endpoint's URL.
-    pub fn url(&self) -> &str {
-        &self.shared.url
-    }
 }
 
 #[async_trait]

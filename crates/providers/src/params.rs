@@ -25,22 +25,29 @@ pub(crate) fn check(
     params: &GenerationParams,
     unsupported: &[Unsupported],
 ) -> Result<GenerationParams, ProviderError> {
-    let vendor = shared.vendor.name();
     let mut kept = params.clone();
     for &(name, reason) in unsupported {
         if !is_set(params, name) {
             continue;
         }
-        match shared.unsupported {
-            UnsupportedParams::Error => return Err(ProviderError::UnsupportedParam { vendor, name, reason }),
-            UnsupportedParams::Warn => {
-                (shared.warn)(format!("{vendor} cannot honour `{name}` ({reason}); dropped it"));
-                // `none` clears any parameter; the name comes from our own table, so it is known.
-                let _ = kept.set(name, "none");
-            }
-        }
+        refuse(shared, name, reason)?;
+        // `none` clears any parameter; the name comes from our own table, so it is known.
+        let _ = kept.set(name, "none");
     }
     Ok(kept)
+}
+
+/// Something the vendor cannot carry: refused, or dropped with a warning when the profile says
+/// so (`Ok(())` then tells the caller to leave it out).
+pub(crate) fn refuse(shared: &Shared, name: &'static str, reason: &'static str) -> Result<(), ProviderError> {
+    let vendor = shared.vendor.name();
+    match shared.unsupported {
+        UnsupportedParams::Error => Err(ProviderError::UnsupportedParam { vendor, name, reason }),
+        UnsupportedParams::Warn => {
+            (shared.warn)(format!("{vendor} cannot honour `{name}` ({reason}); dropped it"));
+            Ok(())
+        }
+    }
 }
 
 /// Whether parameter `name` is set (unset ones are left out of the serialized form).

@@ -13,7 +13,7 @@ use temper_core::{
 
 use crate::frames::Decoder;
 use crate::http::{self, error_chain};
-use crate::vendors::{self, Piece};
+use crate::vendors::{self, CallPiece, Piece};
 use crate::{ProviderError, Shared};
 
 type Body = Pin<Box<dyn Stream<Item = reqwest::Result<Vec<u8>>> + Send>>;
@@ -41,14 +41,6 @@ pub(crate) fn chat(name: String, shared: Arc<Shared>, request: ChatRequest) -> E
     ))
 }
 
-/// A tool call whose pieces are still arriving.
-struct PartialCall {
-    index: Option<u64>,
-    id: Option<String>,
-    name: Option<String>,
-    arguments: String,
-}
-
 struct Run {
     name: String,
     shared: Arc<Shared>,
@@ -62,7 +54,7 @@ struct Run {
     usage: (Option<u32>, Option<u32>),
     finish: Option<FinishReason>,
     /// Tool calls as their pieces arrive.
-    calls: Vec<PartialCall>,
+    calls: Vec<CallPiece>,
     logprobs: Option<Vec<TokenLogprob>>,
     started: Instant,
     first_token: Option<Instant>,
@@ -162,15 +154,15 @@ impl Run {
                 self.usage = (prompt.or(self.usage.0), completion.or(self.usage.1));
             }
             Piece::Finish(reason) => self.finish = Some(reason),
-            Piece::ToolCall { index, id, name, arguments } => {
+            Piece::ToolCall(piece) => {
                 self.first_token.get_or_insert_with(Instant::now);
-                match self.calls.iter_mut().find(|call| index.is_some() && call.index == index) {
+                match self.calls.iter_mut().find(|call| piece.index.is_some() && call.index == piece.index) {
                     Some(call) => {
-                        call.id = call.id.take().or(id);
-                        call.name = call.name.take().or(name);
-                        call.arguments.push_str(&arguments);
+                        call.id = call.id.take().or(piece.id);
+                        call.name = call.name.take().or(piece.name);
+                        call.arguments.push_str(&piece.arguments);
                     }
-                    None => self.calls.push(PartialCall { index, id, name, arguments }),
+                    None => self.calls.push(piece),
                 }
             }
             Piece::Logprobs(tokens) => self.logprobs.get_or_insert_with(Vec::new).extend(tokens),

@@ -110,9 +110,9 @@ impl Hnsw {
         self.params.ef_search = ef.max(1);
     }
 
-    /// Words per node in `base`: the count and 2M links.
+    /// Words per node in `base`: the count and room for the most links layer 0 takes.
     fn slot(&self) -> usize {
-        2 * self.params.m + 1
+        self.max_links(0) + 1
     }
 
     /// The node's highest layer.
@@ -137,6 +137,19 @@ impl Hnsw {
             self.base[start + 1..start + 1 + links.len()].copy_from_slice(links);
         } else {
             self.upper[node as usize][layer - 1] = links.to_vec();
+        }
+    }
+
+    /// Adds `link` to the node's links on `layer`, in place; they hold fewer than
+    /// `max_links(layer)`.
+    fn push_neighbour(&mut self, node: u32, layer: usize, link: u32) {
+        if layer == 0 {
+            let start = node as usize * self.slot();
+            let len = self.base[start] as usize;
+            self.base[start + 1 + len] = link;
+            self.base[start] += 1;
+        } else {
+            self.upper[node as usize][layer - 1].push(link);
         }
     }
 
@@ -206,13 +219,11 @@ impl Hnsw {
     /// Adds `node` to `neighbour`'s links on `layer`, pruning them back to the limit.
     fn link_back(&mut self, neighbour: u32, node: u32, layer: usize) {
         let limit = self.max_links(layer);
-        let links = self.neighbours(neighbour, layer);
-        if links.len() < limit {
-            let mut grown = links.to_vec();
-            grown.push(node);
-            self.set_neighbours(neighbour, layer, &grown);
+        if self.neighbours(neighbour, layer).len() < limit {
+            self.push_neighbour(neighbour, layer, node);
             return;
         }
+        let links = self.neighbours(neighbour, layer);
         let base = self.vector(neighbour);
         let mut candidates: Vec<Candidate> = links
             .iter()

@@ -38,7 +38,7 @@ pub fn read(path: &Path, model: &str, count: usize) -> anyhow::Result<Option<Vec
 pub fn write(path: &Path, model: &str, vectors: &[Vec<f32>]) -> anyhow::Result<()> {
     let dimensions = vectors.first().map_or(0, Vec::len);
     let mut bytes = format!("{MAGIC} {model} {} {dimensions}\n", vectors.len()).into_bytes();
-    bytes.extend(vectors.iter().flatten().flat_map(|x| x.to_le_bytes()));
+    crate::extend_f32_le(&mut bytes, vectors.iter().flatten());
     fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 

@@ -5,8 +5,8 @@
 use serde_json::{json, Value};
 use temper_core::{ChatRequest, FinishReason, Message, Role, ToolChoice};
 
-use super::{call_id, count, put, refuse_feature, Failure, Piece};
-use crate::params::{check, within, Unsupported};
+use super::{call_arguments, call_id, count, put, tool_json, CallPiece, Failure, Piece};
+use crate::params::{check, refuse, within, Unsupported};
 use crate::{ProviderError, Shared, Vendor};
 
 pub(super) const API_VERSION: &str = "2023-06-01";
@@ -44,31 +44,19 @@ pub(super) fn body(shared: &Shared, request: &ChatRequest) -> Result<Value, Prov
     put(object, "top_k", params.top_k);
     put(object, "stop_sequences", (!params.stop.is_empty()).then_some(&params.stop));
     if !request.tools.is_empty() {
-        let tools: Vec<Value> = request
-            .tools
-            .iter()
-            .map(|t| {
-                let mut tool = json!({ "name": t.name, "input_schema": t.parameters });
-                put(
-                    tool.as_object_mut().expect("a JSON object literal"),
-                    "description",
-                    t.description.as_ref(),
-                );
-                tool
-            })
-            .collect();
+        let tools: Vec<Value> = request.tools.iter().map(|tool| tool_json(tool, "input_schema")).collect();
         object.insert("tools".into(), tools.into());
         object.insert("tool_choice".into(), tool_choice(&request.tool_choice));
     }
-    if request.requested_features().contains(&"response_format") {
-        refuse_feature(
+    if request.structured_format().is_some() {
+        refuse(
             shared,
             "response_format",
             "the Messages API has no response format; describe the JSON in the prompt or ask for it as a tool's input",
         )?;
     }
     if request.logprobs.is_some() {
-        refuse_feature(shared, "logprobs", "the Messages API does not return log-probabilities")?;
+        refuse(shared, "logprobs", "the Messages API does not return log-probabilities")?;
     }
     Ok(body)
 }
@@ -104,10 +92,7 @@ fn tool_use_turn(message: &Message) -> Result<Value, ProviderError> {
         let input = if call.arguments.trim().is_empty() {
             json!({})
         } else {
-            call.parsed_arguments().map_err(|e| ProviderError::UnsupportedMessage {
-                vendor: Vendor::Anthropic.name(),
-                reason: e.to_string(),
-            })?
+            call_arguments(Vendor::Anthropic, call)?
         };
         blocks.push(json!({ "type": "tool_use", "id": call.id, "name": call.name, "input": input }));
     }
@@ -139,16 +124,16 @@ pub(super) fn parse(event: &Value) -> Result<Vec<Piece>, Failure> {
             }]
         }
         "content_block_start" => match event.get("content_block") {
-            Some(block) if block["type"] == "tool_use" => vec![Piece::ToolCall {
+            Some(block) if block["type"] == "tool_use" => vec![Piece::ToolCall(CallPiece {
                 index: event.get("index").and_then(Value::as_u64),
                 id: block.get("id").and_then(Value::as_str).map(str::to_owned),
                 name: block.get("name").and_then(Value::as_str).map(str::to_owned),
                 arguments: String::new(),
-            }],
+            })],
             _ => vec![],
         },
         "content_block_delta" => match event.pointer("/delta/type").and_then(Value::as_str) {
-            Some("input_json_delta") => vec![Piece::ToolCall {
+            Some("input_json_delta") => vec![Piece::ToolCall(CallPiece {
                 index: event.get("index").and_then(Value::as_u64),
                 id: None,
                 name: None,
@@ -157,7 +142,7 @@ pub(super) fn parse(event: &Value) -> Result<Vec<Piece>, Failure> {
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_owned(),
-            }],
+            })],
             _ => match event.pointer("/delta/text").and_then(Value::as_str) {
                 Some(text) if !text.is_empty() => vec![Piece::Text(text.to_owned())],
                 _ => vec![],
@@ -222,23 +207,23 @@ mod tests {
             "content_block": {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {}}});
         assert_eq!(
             parse(&start).ok(),
-            Some(vec![Piece::ToolCall {
+            Some(vec![Piece::ToolCall(CallPiece {
                 index: Some(1),
                 id: Some("toolu_1".into()),
                 name: Some("weather".into()),
                 arguments: String::new()
-            }])
+            })])
         );
         let delta = json!({"type": "content_block_delta", "index": 1,
             "delta": {"type": "input_json_delta", "partial_json": "{\"city\": \"Oslo\"}"}});
         assert_eq!(
             parse(&delta).ok(),
-            Some(vec![Piece::ToolCall {
+            Some(vec![Piece::ToolCall(CallPiece {
                 index: Some(1),
                 id: None,
                 name: None,
                 arguments: "{\"city\": \"Oslo\"}".into()
-            }])
+            })])
         );
         let text_start =
             json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}});

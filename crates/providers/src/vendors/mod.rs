@@ -11,6 +11,15 @@ use temper_core::{ChatRequest, FinishReason, TokenLogprob, TopLogprob};
 use crate::frames::{Frame, Framing};
 use crate::{ProviderError, Shared, Vendor};
 
+/// Part of a tool call, or (in the stream) a call whose parts are still arriving.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct CallPiece {
+    pub index: Option<u64>,
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub arguments: String,
+}
+
 /// What one frame of a stream says.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Piece {
@@ -23,12 +32,7 @@ pub(crate) enum Piece {
     Finish(FinishReason),
     /// Part of a tool call. `index` groups the parts of one call (OpenAI, Anthropic stream its
     /// arguments in pieces); `None` is a whole call of its own (Ollama).
-    ToolCall {
-        index: Option<u64>,
-        id: Option<String>,
-        name: Option<String>,
-        arguments: String,
-    },
+    ToolCall(CallPiece),
     /// Log-probabilities of the tokens this frame carries.
     Logprobs(Vec<TokenLogprob>),
     /// The vendor's end-of-answer marker.
@@ -153,14 +157,18 @@ fn function_tools(request: &ChatRequest) -> Value {
     request
         .tools
         .iter()
-        .map(|tool| {
-            let mut function = serde_json::json!({ "name": tool.name, "parameters": tool.parameters });
-            if let Some(description) = &tool.description {
-                function["description"] = Value::from(description.as_str());
-            }
-            serde_json::json!({ "type": "function", "function": function })
-        })
+        .map(|tool| serde_json::json!({ "type": "function", "function": tool_json(tool, "parameters") }))
         .collect()
+}
+
+/// One tool as every vendor describes it: name, the JSON schema of its arguments under
+/// `schema_key` (`parameters`, or Anthropic's `input_schema`), and the description if it has one.
+fn tool_json(tool: &temper_core::Tool, schema_key: &str) -> Value {
+    let mut object = serde_json::Map::new();
+    object.insert("name".into(), Value::from(tool.name.as_str()));
+    object.insert(schema_key.into(), tool.parameters.clone());
+    put(&mut object, "description", tool.description.as_ref());
+    Value::Object(object)
 }
 
 /// A tool result must say which call it answers.
@@ -171,17 +179,11 @@ fn call_id(vendor: Vendor, message: &temper_core::Message) -> Result<&str, Provi
     })
 }
 
-/// A feature the vendor cannot carry: refused, or dropped with a warning when the profile says
-/// so (`Ok(())` then tells the caller to leave it out).
-fn refuse_feature(shared: &Shared, name: &'static str, reason: &'static str) -> Result<(), ProviderError> {
-    let vendor = shared.vendor.name();
-    match shared.unsupported {
-        crate::UnsupportedParams::Error => Err(ProviderError::UnsupportedParam { vendor, name, reason }),
-        crate::UnsupportedParams::Warn => {
-            (shared.warn)(format!("{vendor} cannot honour `{name}` ({reason}); dropped it"));
-            Ok(())
-        }
-    }
+/// A call's arguments parsed as JSON, for vendors that take them as a value; text that is not
+/// JSON cannot be sent to them.
+fn call_arguments(vendor: Vendor, call: &temper_core::ToolCall) -> Result<Value, ProviderError> {
+    call.parsed_arguments()
+        .map_err(|e| ProviderError::UnsupportedMessage { vendor: vendor.name(), reason: e.to_string() })
 }
 
 /// A JSON field as a token count.

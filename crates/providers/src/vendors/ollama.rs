@@ -4,8 +4,8 @@
 use serde_json::{json, Value};
 use temper_core::{ChatRequest, FinishReason, Message, ResponseFormat, Role, ToolChoice};
 
-use super::{count, function_tools, put, refuse_feature, token_logprobs, Failure, Piece};
-use crate::params::check;
+use super::{call_arguments, count, function_tools, put, token_logprobs, CallPiece, Failure, Piece};
+use crate::params::{check, refuse};
 use crate::{ProviderError, Shared, Vendor};
 
 pub(super) fn body(shared: &Shared, request: &ChatRequest) -> Result<Value, ProviderError> {
@@ -38,18 +38,19 @@ pub(super) fn body(shared: &Shared, request: &ChatRequest) -> Result<Value, Prov
             object.insert("tools".into(), function_tools(request));
         }
         ToolChoice::Required | ToolChoice::Function(_) => {
-            refuse_feature(shared, "tool_choice", "Ollama's API cannot force a tool call")?;
+            refuse(shared, "tool_choice", "Ollama's API cannot force a tool call")?;
             object.insert("tools".into(), function_tools(request));
         }
     }
-    match &request.response_format {
-        None | Some(ResponseFormat::Text) => {}
+    match request.structured_format() {
         Some(ResponseFormat::JsonObject) => {
             object.insert("format".into(), "json".into());
         }
         Some(ResponseFormat::JsonSchema { schema, .. }) => {
             object.insert("format".into(), schema.clone());
         }
+        // Plain text is what Ollama answers with unasked.
+        None | Some(ResponseFormat::Text) => {}
     }
     if let Some(top) = request.logprobs {
         object.insert("logprobs".into(), Value::Bool(true));
@@ -86,10 +87,7 @@ fn tool_calls(message: &Message) -> Result<Value, ProviderError> {
         .tool_calls
         .iter()
         .map(|call| {
-            let arguments = call.parsed_arguments().map_err(|e| ProviderError::UnsupportedMessage {
-                vendor: Vendor::Ollama.name(),
-                reason: e.to_string(),
-            })?;
+            let arguments = call_arguments(Vendor::Ollama, call)?;
             Ok(json!({ "function": { "name": call.name, "arguments": arguments } }))
         })
         .collect()
@@ -114,12 +112,12 @@ pub(super) fn parse(line: &Value) -> Result<Vec<Piece>, Failure> {
         let name = call.pointer("/function/name").and_then(Value::as_str);
         let name = name.ok_or_else(|| Failure::Shape(format!("a tool call without a name: {call}")))?;
         let arguments = call.pointer("/function/arguments").cloned().unwrap_or_else(|| json!({}));
-        pieces.push(Piece::ToolCall {
+        pieces.push(Piece::ToolCall(CallPiece {
             index: None,
             id: call.get("id").and_then(Value::as_str).map(str::to_owned),
             name: Some(name.to_owned()),
             arguments: arguments.to_string(),
-        });
+        }));
     }
     if let Some(entries) = line.get("logprobs").filter(|l| !l.is_null()) {
         pieces.push(Piece::Logprobs(token_logprobs(entries)?));
@@ -166,12 +164,12 @@ mod tests {
             {"function": {"name": "weather", "arguments": {"city": "Oslo"}}}]}, "done": false});
         assert_eq!(
             parse(&call).ok(),
-            Some(vec![Piece::ToolCall {
+            Some(vec![Piece::ToolCall(CallPiece {
                 index: None,
                 id: None,
                 name: Some("weather".into()),
                 arguments: r#"{"city":"Oslo"}"#.into()
-            }])
+            })])
         );
         let nameless = json!({"message": {"role": "assistant", "content": "", "tool_calls": [{"function": {}}]}, "done": false});
         assert!(matches!(parse(&nameless), Err(Failure::Shape(_))));

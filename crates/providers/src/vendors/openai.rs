@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 use temper_core::{ChatRequest, FinishReason, ResponseFormat, Role, ToolChoice};
 
-use super::{call_id, count, function_tools, put, token_logprobs, Failure, Piece};
+use super::{call_id, count, function_tools, put, token_logprobs, CallPiece, Failure, Piece};
 use crate::params::{check, within, Unsupported};
 use crate::{ProviderError, Shared, Vendor};
 
@@ -108,12 +108,12 @@ pub(super) fn parse(chunk: &Value) -> Result<Vec<Piece>, Failure> {
         }
         for call in choice.pointer("/delta/tool_calls").and_then(Value::as_array).into_iter().flatten() {
             let text = |pointer: &str| call.pointer(pointer).and_then(Value::as_str).map(str::to_owned);
-            pieces.push(Piece::ToolCall {
+            pieces.push(Piece::ToolCall(CallPiece {
                 index: Some(call.get("index").and_then(Value::as_u64).unwrap_or(0)),
                 id: text("/id"),
                 name: text("/function/name"),
                 arguments: text("/function/arguments").unwrap_or_default(),
-            });
+            }));
         }
         if let Some(entries) = choice.pointer("/logprobs/content").filter(|c| !c.is_null()) {
             pieces.push(Piece::Logprobs(token_logprobs(entries)?));
@@ -155,22 +155,22 @@ mod tests {
             "function": {"name": "weather", "arguments": ""}}]}, "finish_reason": null}]});
         assert_eq!(
             parse(&call).ok(),
-            Some(vec![Piece::ToolCall {
+            Some(vec![Piece::ToolCall(CallPiece {
                 index: Some(0),
                 id: Some("call_1".into()),
                 name: Some("weather".into()),
                 arguments: String::new()
-            }])
+            })])
         );
         let more = json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{\"city\""}}]}}]});
         assert_eq!(
             parse(&more).ok(),
-            Some(vec![Piece::ToolCall {
+            Some(vec![Piece::ToolCall(CallPiece {
                 index: Some(0),
                 id: None,
                 name: None,
                 arguments: "{\"city\"".into()
-            }])
+            })])
         );
         let end = json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]});
         assert_eq!(parse(&end).ok(), Some(vec![Piece::Finish(FinishReason::ToolCalls)]));
