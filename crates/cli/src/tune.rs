@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use clap::{Args, Subcommand};
-use temper_core::{GenerationParams, Role};
+use temper_core::GenerationParams;
 use temper_eval::{Evaluator, Row, Spec, Variant, VariantReport};
 use temper_models::DEFAULT_CHAT_MODEL;
 use temper_tune::{
@@ -172,13 +172,7 @@ impl PromptObjective for Setup {
             .zip(report.rows)
             .map(|(&index, row)| RowOutcome {
                 index,
-                input: row
-                    .messages
-                    .iter()
-                    .rev()
-                    .find(|m| m.role == Role::User)
-                    .map(|m| m.content.clone())
-                    .unwrap_or_default(),
+                input: row.input().to_owned(),
                 output: row.output,
                 score: row.score,
                 pass: row.pass,
