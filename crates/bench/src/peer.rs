@@ -19,7 +19,7 @@ pub fn temper(args: &SideArgs) -> Result<Sample> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads).build()?;
     let tokens = synthetic_tokens(args.pp.max(args.tg), c.vocab);
     let mut cache = KvCache::new(c.layers, c.kv_dim(), args.ctx);
-    let mut scratch = Scratch::new(c, args.ctx);
+    let mut scratch = Scratch::new(c);
     let mut logits = vec![0.0; c.vocab];
     pool.install(|| -> Result<Sample> {
         model.forward(&mut cache, &tokens[..WARM_UP.0], &mut scratch, &mut logits)?;

@@ -105,7 +105,7 @@ impl LocalModel {
             max_slots: sequences,
             context_window,
             waiting: VecDeque::new(),
-            scratch: Scratch::new(config, context_window),
+            scratch: Scratch::new(config),
             logits: vec![0.0; sequences * config.vocab],
             tokenizer: Arc::new(tokenizer),
             name: name.to_string(),

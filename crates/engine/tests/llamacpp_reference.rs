@@ -77,7 +77,7 @@ fn check_against_llamacpp(model_path: &Path, fixture: &Path, tolerance: Toleranc
     let cases = logits_cases(fixture);
     assert!(!cases.is_empty(), "no logits cases in {}", fixture.display());
     let context = cases.iter().map(|c| c.ids.len() + c.greedy.len() + 1).max().unwrap();
-    let mut scratch = Scratch::new(&model.config, context);
+    let mut scratch = Scratch::new(&model.config);
     let mut logits = vec![0.0; model.config.vocab];
 
     for case in &cases {

@@ -8,7 +8,6 @@ mod ops;
 pub use config::{Architecture, ModelConfig, RopeStyle};
 pub use kv::KvCache;
 
-use half::f16;
 use rayon::prelude::*;
 
 use crate::dtype::GgmlType;
@@ -339,41 +338,31 @@ impl Model {
         Ok(())
     }
 
-    /// Causal attention of each sequence's new queries over its cache, one head per task;
-    /// `window` limits how far back a sliding-window layer looks.
+    /// Causal attention of each sequence's new queries over its cache; `window` limits how far
+    /// back a sliding-window layer looks. A task is one token's query heads that share a key-value
+    /// head (each key and value is then read once for them all), or a single head when there are
+    /// too few such groups to keep every thread busy.
     fn attention(&self, caches: &[&KvCache], layer: usize, window: Option<usize>, s: &mut Scratch) {
         let c = &self.config;
-        let (hd, qd, group) = (c.head_dim, c.q_dim(), c.heads / c.kv_heads);
-        let kvd = c.kv_dim();
+        let (hd, qd, kvd, group) = (c.head_dim, c.q_dim(), c.kv_dim(), c.heads / c.kv_heads);
+        let n = s.spans.iter().map(|span| span.len).sum::<usize>();
+        let per_task = if n * c.kv_heads >= 2 * rayon::current_num_threads() { group } else { 1 };
         let (q, spans) = (&s.q, &s.spans);
-        s.head_out.par_iter_mut().zip(s.scores.par_iter_mut()).enumerate().for_each(|(h, (out, scores))| {
-            let kv_off = (h / group) * hd;
-            let mut query_f16 = vec![0.0f32; hd];
-            for (cache, span) in caches.iter().zip(spans) {
-                let (keys, values) = cache.layer(layer);
-                for i in 0..span.len {
-                    let (t, pos) = (span.row + i, span.start + i);
-                    let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
-                    // The query meets the f16 keys at f16 precision, as in llama.cpp.
-                    let query = &q[t * qd + h * hd..t * qd + (h + 1) * hd];
-                    query_f16.iter_mut().zip(query).for_each(|(q16, &x)| *q16 = f16::from_f32(x).to_f32());
-                    let scores = &mut scores[..pos + 1 - first];
-                    for (j, score) in scores.iter_mut().enumerate() {
-                        let key = &keys[(first + j) * kvd + kv_off..][..hd];
-                        *score = ops::dot_f16(&query_f16, key) * c.attention_scale;
-                    }
-                    let o = &mut out[t * hd..(t + 1) * hd];
-                    let values = (first..=pos).map(|p| &values[p * kvd + kv_off..][..hd]);
-                    ops::attend_f16(scores, values, o);
-                }
-            }
+        // A token's heads are consecutive in both `q` and `attn`, so a task's are too.
+        let tasks = s.attn[..n * qd].par_chunks_mut(per_task * hd).zip(q[..n * qd].par_chunks(per_task * hd));
+        tasks.enumerate().for_each(|(k, (out, queries))| {
+            let (t, head) = (k * per_task / c.heads, k * per_task % c.heads);
+            let Some((span, cache)) = spans.iter().zip(caches).find(|(span, _)| t < span.row + span.len)
+            else {
+                return;
+            };
+            let pos = span.start + t - span.row;
+            let first = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+            let (keys, values) = cache.layer(layer);
+            let offset = head / group * hd;
+            let rows = ops::KvRows { keys, values, stride: kvd, offset, positions: first..pos + 1 };
+            ops::attend_heads(queries, per_task, &rows, c.attention_scale, out);
         });
-        let n = spans.iter().map(|span| span.len).sum::<usize>();
-        for (h, out) in s.head_out.iter().enumerate() {
-            for t in 0..n {
-                s.attn[t * qd + h * hd..t * qd + (h + 1) * hd].copy_from_slice(&out[t * hd..(t + 1) * hd]);
-            }
-        }
     }
 }
 
@@ -422,7 +411,8 @@ fn load_vector(g: &Gguf, name: &str, len: usize) -> Result<Vec<f32>, GgufError> 
     Ok(out)
 }
 
-/// Every buffer a forward pass needs, allocated once for a context.
+/// The buffers of a forward pass, allocated once (attention keeps its own per thread: see
+/// [`ops::attend_heads`]).
 pub struct Scratch {
     x: Vec<f32>,
     h: Vec<f32>,
@@ -432,8 +422,6 @@ pub struct Scratch {
     attn: Vec<f32>,
     gate: Vec<f32>,
     up: Vec<f32>,
-    head_out: Vec<Vec<f32>>,
-    scores: Vec<Vec<f32>>,
     act: Vec<u8>,
     rope: ops::RopeTables,
     spans: Vec<Span>,
@@ -447,7 +435,7 @@ struct Span {
 }
 
 impl Scratch {
-    pub fn new(c: &ModelConfig, context: usize) -> Scratch {
+    pub fn new(c: &ModelConfig) -> Scratch {
         let b = MAX_BATCH;
         Scratch {
             x: vec![0.0; b * c.embedding],
@@ -458,8 +446,6 @@ impl Scratch {
             attn: vec![0.0; b * c.q_dim()],
             gate: vec![0.0; b * c.feed_forward],
             up: vec![0.0; b * c.feed_forward],
-            head_out: vec![vec![0.0; b * c.head_dim]; c.heads],
-            scores: vec![vec![0.0; context]; c.heads],
             act: Vec::new(),
             rope: ops::RopeTables::new(c.head_dim),
             spans: Vec::with_capacity(b),

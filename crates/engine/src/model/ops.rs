@@ -6,10 +6,6 @@ use super::{ModelConfig, RopeStyle};
 use crate::quant::{self, CpuLevel};
 
 /// The dot product of f32 values with f16 ones.
-pub fn dot_f16(a: &[f32], b: &[f16]) -> f32 {
-    dot_f16_at(quant::cpu_level(), a, b)
-}
-
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 fn dot_f16_at(level: CpuLevel, a: &[f32], b: &[f16]) -> f32 {
     // Eight lanes at every level: the summation order moves the attention weights, and the f16
@@ -26,10 +22,6 @@ fn dot_f16_at(level: CpuLevel, a: &[f32], b: &[f16]) -> f32 {
 /// Softmax of `scores` times the value rows, in one pass with a running maximum. The weighted
 /// sum is kept at f16 precision, as llama.cpp's CPU flash attention keeps it, so that logits
 /// stay close to the reference's.
-pub fn attend_f16<'a>(scores: &[f32], values: impl Iterator<Item = &'a [f16]>, out: &mut [f32]) {
-    attend_f16_at(quant::cpu_level(), scores, values, out)
-}
-
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 fn attend_f16_at<'a>(
     level: CpuLevel,
@@ -71,6 +63,73 @@ fn attend_f16_at<'a>(
     out.iter_mut().for_each(|o| *o *= inv);
 }
 
+/// Where one token's attention reads in a cache layer: key and value rows `stride` values
+/// apart, its key-value head's `head_dim` values at `offset` in each, at `positions`.
+pub struct KvRows<'a> {
+    pub keys: &'a [f16],
+    pub values: &'a [f16],
+    pub stride: usize,
+    pub offset: usize,
+    pub positions: std::ops::Range<usize>,
+}
+
+impl KvRows<'_> {
+    fn key(&self, position: usize, head_dim: usize) -> &[f16] {
+        &self.keys[position * self.stride + self.offset..][..head_dim]
+    }
+
+    fn value(&self, position: usize, head_dim: usize) -> &[f16] {
+        &self.values[position * self.stride + self.offset..][..head_dim]
+    }
+}
+
+/// Attention of query heads that share one key-value head (`queries` and `out` hold a row of
+/// `out.len() / heads` values per head) over `rows`: scores [`dot_f16_at`] of the f16-rounded
+/// query with each key, times `scale`, then [`attend_f16_at`] over the values. The vector levels
+/// do it in one pass per stage for all the heads, reading and converting each key and value
+/// once, with the same roundings in the same order.
+pub fn attend_heads(queries: &[f32], heads: usize, rows: &KvRows, scale: f32, out: &mut [f32]) {
+    attend_heads_at(quant::cpu_level(), queries, heads, rows, scale, out)
+}
+
+fn attend_heads_at(
+    level: CpuLevel,
+    queries: &[f32],
+    heads: usize,
+    rows: &KvRows,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let head_dim = out.len() / heads;
+    // The f16-rounded queries, then a row of scores per head; kept per thread for the next call.
+    thread_local!(static BUFFER: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) });
+    let mut buffer = BUFFER.take();
+    buffer.clear();
+    buffer.extend(queries.iter().map(|&x| f16::from_f32(x).to_f32()));
+    buffer.resize(queries.len() + heads * rows.positions.len(), 0.0);
+    let (queries, scores) = buffer.split_at_mut(queries.len());
+    #[cfg(target_arch = "x86_64")]
+    if let simd @ (Simd::Avx2 | Simd::Avx512) = Simd::for_len(level, head_dim) {
+        let wide = matches!(simd, Simd::Avx512);
+        // SAFETY: the level has AVX2, FMA and F16C (and AVX-512 F when `wide`), and `head_dim`
+        // is a whole number of vectors.
+        if unsafe { x86::attend_heads(heads, wide, queries, rows, scale, scores, out) } {
+            BUFFER.set(buffer);
+            return;
+        }
+    }
+    let len = rows.positions.len();
+    for ((query, scores), out) in
+        queries.chunks(head_dim).zip(scores.chunks_mut(len)).zip(out.chunks_mut(head_dim))
+    {
+        for (score, p) in scores.iter_mut().zip(rows.positions.clone()) {
+            *score = dot_f16_at(level, query, rows.key(p, head_dim)) * scale;
+        }
+        attend_f16_at(level, scores, rows.positions.clone().map(|p| rows.value(p, head_dim)), out);
+    }
+    BUFFER.set(buffer);
+}
+
 /// The vector width the f16 helpers use for a row of some length.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
@@ -98,6 +157,144 @@ mod x86 {
 
     use half::f16;
 
+    use super::KvRows;
+
+    /// [`super::attend_heads`] for 1 to 8 heads, or false for more. `queries` are rounded to
+    /// f16 already; `scores` has room for a row per head; `wide` runs the value pass sixteen
+    /// lanes at a time (AVX-512 F, and `head_dim` a multiple of 16).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn attend_heads(
+        heads: usize,
+        wide: bool,
+        queries: &[f32],
+        rows: &KvRows,
+        scale: f32,
+        scores: &mut [f32],
+        out: &mut [f32],
+    ) -> bool {
+        macro_rules! with_heads {
+            ($($h:literal)*) => {
+                match heads {
+                    $($h => {
+                        scores_n::<$h>(queries, rows, scale, scores);
+                        if wide {
+                            weigh_values_512::<$h>(rows, scores, out);
+                        } else {
+                            weigh_values_256::<$h>(rows, scores, out);
+                        }
+                    })*
+                    _ => return false,
+                }
+            };
+        }
+        with_heads!(1 2 3 4 5 6 7 8);
+        true
+    }
+
+    /// Every head's dot product with each key, the key converted once: each head's sum runs
+    /// over the eight-lane chunks in order, as `dot_f16` does.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn scores_n<const H: usize>(queries: &[f32], rows: &KvRows, scale: f32, scores: &mut [f32]) {
+        let head_dim = queries.len() / H;
+        let len = rows.positions.len();
+        for (j, p) in rows.positions.clone().enumerate() {
+            let key = rows.key(p, head_dim);
+            let mut acc = [_mm256_setzero_ps(); H];
+            for (c, k) in key.chunks_exact(8).enumerate() {
+                let k = _mm256_cvtph_ps(_mm_loadu_si128(k.as_ptr().cast()));
+                for (h, acc) in acc.iter_mut().enumerate() {
+                    let q = &queries[h * head_dim + 8 * c..][..8];
+                    *acc = _mm256_fmadd_ps(_mm256_loadu_ps(q.as_ptr()), k, *acc);
+                }
+            }
+            for (h, acc) in acc.into_iter().enumerate() {
+                scores[h * len + j] = hsum(acc) * scale;
+            }
+        }
+    }
+
+    /// `attend_f16` for every head at once from its row of `scores`, each value row converted
+    /// once; `$lanes` values per vector (the roundings are per value, so any width gives the
+    /// same results).
+    macro_rules! weigh_values {
+        ($name:ident, $features:literal, $lanes:literal, $load:ident, $store:ident,
+         $load_ph:ident, $to_f32:ident, $to_f16:ident, $mul:ident, $fmadd:ident, $set1:ident) => {
+            #[target_feature(enable = $features)]
+            unsafe fn $name<const H: usize>(rows: &KvRows, scores: &[f32], out: &mut [f32]) {
+                const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT;
+                let head_dim = out.len() / H;
+                let len = rows.positions.len();
+                let (mut max, mut sum) = ([f32::NEG_INFINITY; H], [0.0f32; H]);
+                out.fill(0.0);
+                for (j, p) in rows.positions.clone().enumerate() {
+                    let (mut rescale, mut weight) = ([1.0f32; H], [0.0f32; H]);
+                    for h in 0..H {
+                        let score = scores[h * len + j];
+                        if score > max[h] {
+                            rescale[h] = (max[h] - score).exp();
+                            sum[h] *= rescale[h];
+                            max[h] = score;
+                        }
+                        weight[h] = (score - max[h]).exp();
+                        sum[h] += weight[h];
+                    }
+                    for (c, v) in rows.value(p, head_dim).chunks_exact($lanes).enumerate() {
+                        let v = $to_f32($load_ph(v.as_ptr().cast()));
+                        for h in 0..H {
+                            let o = &mut out[h * head_dim + $lanes * c..][..$lanes];
+                            let mut scaled = $load(o.as_ptr());
+                            if rescale[h] != 1.0 {
+                                scaled = $to_f32($to_f16::<NEAREST>($mul(scaled, $set1(rescale[h]))));
+                            }
+                            let sum = $fmadd(v, $set1(weight[h]), scaled);
+                            $store(o.as_mut_ptr(), $to_f32($to_f16::<NEAREST>(sum)));
+                        }
+                    }
+                }
+                for (out, sum) in out.chunks_exact_mut(head_dim).zip(sum) {
+                    let inv = 1.0 / sum;
+                    out.iter_mut().for_each(|o| *o *= inv);
+                }
+            }
+        };
+    }
+
+    weigh_values!(
+        weigh_values_256,
+        "avx2,fma,f16c",
+        8,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        _mm_loadu_si128,
+        _mm256_cvtph_ps,
+        _mm256_cvtps_ph,
+        _mm256_mul_ps,
+        _mm256_fmadd_ps,
+        _mm256_set1_ps
+    );
+    weigh_values!(
+        weigh_values_512,
+        "avx512f",
+        16,
+        _mm512_loadu_ps,
+        _mm512_storeu_ps,
+        _mm256_loadu_si256,
+        _mm512_cvtph_ps,
+        _mm512_cvtps_ph,
+        _mm512_mul_ps,
+        _mm512_fmadd_ps,
+        _mm512_set1_ps
+    );
+
+    /// The sum of the eight lanes, pairwise as `dot_f16` has always added them.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let sum = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let sum = _mm_add_ps(sum, _mm_movehl_ps(sum, sum));
+        _mm_cvtss_f32(_mm_add_ss(sum, _mm_movehdup_ps(sum)))
+    }
+
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_f16(a: &[f32], b: &[f16]) -> f32 {
         let mut acc = _mm256_setzero_ps();
@@ -105,9 +302,7 @@ mod x86 {
             let b = _mm256_cvtph_ps(_mm_loadu_si128(b.as_ptr().cast()));
             acc = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr()), b, acc);
         }
-        let sum = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-        let sum = _mm_add_ps(sum, _mm_movehl_ps(sum, sum));
-        _mm_cvtss_f32(_mm_add_ss(sum, _mm_movehdup_ps(sum)))
+        hsum(acc)
     }
 
     /// `scale_add_f16` sixteen lanes at a time: half the instructions for the same roundings.
@@ -275,6 +470,45 @@ mod tests {
                 attend_f16_at(level, &scores, rows.iter().map(|r| &r[..]), &mut out);
                 // Same roundings in the same order: equal values.
                 assert_eq!(out, expected, "{level} len {len}");
+            }
+        }
+    }
+
+    /// Several heads over one key-value head at once, at every level, against that level's
+    /// helpers run head by head: equal values, for rows inside a wider cache row, a window that starts
+    /// past position 0, and head sizes that are and are not whole vectors.
+    #[test]
+    fn attention_of_grouped_heads_matches_the_helpers_head_by_head() {
+        let mut state = 99u32;
+        let mut random = || {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (state >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
+        };
+        for (head_dim, heads) in [(8, 1), (16, 3), (64, 4), (64, 8), (13, 2), (32, 9)] {
+            let (stride, offset, len) = (3 * head_dim, head_dim, 40);
+            let keys: Vec<f16> = (0..len * stride).map(|_| f16::from_f32(random())).collect();
+            let values: Vec<f16> = (0..len * stride).map(|_| f16::from_f32(random())).collect();
+            let queries: Vec<f32> = (0..heads * head_dim).map(|_| 2.0 * random()).collect();
+            let rows = KvRows { keys: &keys, values: &values, stride, offset, positions: 5..len };
+            for level in CpuLevel::available() {
+                let mut expected = vec![0.0; heads * head_dim];
+                for (query, out) in queries.chunks(head_dim).zip(expected.chunks_mut(head_dim)) {
+                    let query: Vec<f32> = query.iter().map(|&x| f16::from_f32(x).to_f32()).collect();
+                    let scores: Vec<f32> = rows
+                        .positions
+                        .clone()
+                        .map(|p| dot_f16_at(level, &query, rows.key(p, head_dim)) * 0.3)
+                        .collect();
+                    attend_f16_at(
+                        level,
+                        &scores,
+                        rows.positions.clone().map(|p| rows.value(p, head_dim)),
+                        out,
+                    );
+                }
+                let mut out = vec![0.0; heads * head_dim];
+                attend_heads_at(level, &queries, heads, &rows, 0.3, &mut out);
+                assert_eq!(out, expected, "{level}, {heads} heads of {head_dim}");
             }
         }
     }

@@ -93,7 +93,7 @@ fn prompt(len: usize) -> Vec<u32> {
 
 fn last_logits(model: &Model, tokens: &[u32], step: usize) -> Vec<f32> {
     let mut cache = KvCache::new(model.config.layers, model.config.kv_dim(), 64);
-    let mut scratch = Scratch::new(&model.config, 64);
+    let mut scratch = Scratch::new(&model.config);
     let mut logits = vec![0.0; model.config.vocab];
     for chunk in tokens.chunks(step) {
         model.forward(&mut cache, chunk, &mut scratch, &mut logits).unwrap();
@@ -123,7 +123,7 @@ fn a_reused_prefix_gives_the_same_logits() {
     let model = load(&GEMMA);
     let tokens = prompt(12);
     let mut cache = KvCache::new(model.config.layers, model.config.kv_dim(), 64);
-    let mut scratch = Scratch::new(&model.config, 64);
+    let mut scratch = Scratch::new(&model.config);
     let mut logits = vec![0.0; model.config.vocab];
     let other: Vec<u32> = tokens[..8].iter().chain(&[1, 2, 3]).copied().collect();
     model.forward(&mut cache, &other, &mut scratch, &mut logits).unwrap();
@@ -140,7 +140,7 @@ fn decoding_several_sequences_at_once_equals_one_at_a_time() {
         let model = load(&shape);
         let (layers, kvd, vocab) = (model.config.layers, model.config.kv_dim(), model.config.vocab);
         let prompts = [prompt(9), prompt(3).into_iter().rev().collect(), prompt(14)[5..].to_vec()];
-        let mut scratch = Scratch::new(&model.config, 64);
+        let mut scratch = Scratch::new(&model.config);
         let mut caches: Vec<KvCache> = prompts.iter().map(|_| KvCache::new(layers, kvd, 64)).collect();
         let mut logits = vec![0.0; vocab];
         for (cache, p) in caches.iter_mut().zip(&prompts[..2]) {
@@ -173,7 +173,7 @@ fn a_copied_prefix_gives_the_same_logits() {
     let model = load(&LLAMA);
     let tokens = prompt(12);
     let (layers, kvd) = (model.config.layers, model.config.kv_dim());
-    let mut scratch = Scratch::new(&model.config, 64);
+    let mut scratch = Scratch::new(&model.config);
     let mut logits = vec![0.0; model.config.vocab];
     let mut donor = KvCache::new(layers, kvd, 64);
     let other: Vec<u32> = tokens[..7].iter().chain(&[1, 2, 3]).copied().collect();
@@ -207,7 +207,7 @@ fn sliding_window_layers_forget_old_tokens() {
 fn bad_tokens_and_a_full_context_are_errors() {
     let model = load(&LLAMA);
     let mut cache = KvCache::new(model.config.layers, model.config.kv_dim(), 4);
-    let mut scratch = Scratch::new(&model.config, 4);
+    let mut scratch = Scratch::new(&model.config);
     let mut logits = vec![0.0; model.config.vocab];
     let err = model.forward(&mut cache, &[64], &mut scratch, &mut logits).unwrap_err();
     assert_eq!(err.to_string(), "token id 64 is outside the vocabulary of 64 tokens");
