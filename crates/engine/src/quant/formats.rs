@@ -6,6 +6,7 @@
 
 use half::{bf16, f16};
 
+use super::CpuLevel;
 use crate::dtype::{GgmlType, QK_K};
 
 /// Values per block of the 32-value formats (Q4_0 … Q8_0) and of their activation format.
@@ -275,7 +276,10 @@ impl ActFormat {
         }
     }
 
-    pub fn quantize(self, x: &[f32], dst: &mut [u8]) {
+    /// Quantizes the row `x` into `dst`, with the vector code of `level` where there is one
+    /// (it gives the same bytes).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+    pub fn quantize(self, level: CpuLevel, x: &[f32], dst: &mut [u8]) {
         match self {
             ActFormat::F32 => {
                 for (d, v) in dst.chunks_exact_mut(4).zip(x) {
@@ -283,6 +287,14 @@ impl ActFormat {
                 }
             }
             ActFormat::Q8 => {
+                #[cfg(target_arch = "x86_64")]
+                if level >= CpuLevel::Avx2 {
+                    for (d, x) in dst.chunks_exact_mut(Q8_BYTES).zip(x.chunks_exact(QK)) {
+                        // SAFETY: every level from Avx2 has AVX2.
+                        unsafe { super::x86::quantize_q8(x, d) };
+                    }
+                    return;
+                }
                 for (d, x) in dst.chunks_exact_mut(Q8_BYTES).zip(x.chunks_exact(QK)) {
                     quantize_q8(x, d);
                 }
@@ -298,14 +310,26 @@ impl ActFormat {
 
 fn quantize_q8(x: &[f32], dst: &mut [u8]) {
     let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let d = amax / 127.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let (d, id) = q8_scale(amax);
     let mut sum = 0i32;
     for (q, v) in dst[8..].iter_mut().zip(x) {
         let v = round_half_away(v * id) as i8;
         sum += i32::from(v);
         *q = v as u8;
     }
+    q8_header(d, sum, dst);
+}
+
+/// The scale of a Q8 block whose largest magnitude is `amax`, and its inverse (0 for 0).
+#[inline(always)]
+pub(super) fn q8_scale(amax: f32) -> (f32, f32) {
+    let d = amax / 127.0;
+    (d, if d != 0.0 { 1.0 / d } else { 0.0 })
+}
+
+/// Writes a Q8 block's `d` and `s = d * sum`, each rounded through f16.
+#[inline(always)]
+pub(super) fn q8_header(d: f32, sum: i32, dst: &mut [u8]) {
     let round = |v: f32| f16::from_f32(v).to_f32();
     dst[..4].copy_from_slice(&round(d).to_le_bytes());
     dst[4..8].copy_from_slice(&round(d * sum as f32).to_le_bytes());

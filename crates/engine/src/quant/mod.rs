@@ -153,6 +153,9 @@ const TOKEN_GROUP: usize = 64;
 /// Activation rows from which quantizing them is split between threads.
 const PARALLEL_QUANTIZE: usize = 8;
 
+/// Output values from which putting a matmul's results in token order is split between threads.
+const PARALLEL_TRANSPOSE: usize = 1 << 14;
+
 fn kernel(level: CpuLevel, ty: GgmlType) -> Option<DotFn> {
     // Never a level the CPU lacks, whatever the caller asked for.
     #[cfg(target_arch = "x86_64")]
@@ -293,9 +296,12 @@ fn matmul_at(
     scratch.resize(n_tokens * a_row, 0);
     // A decode step's few rows take less time to quantize than to hand to other threads.
     if n_tokens < PARALLEL_QUANTIZE {
-        scratch.chunks_mut(a_row).zip(x.chunks(cols)).for_each(|(dst, x)| act.quantize(x, dst));
+        scratch.chunks_mut(a_row).zip(x.chunks(cols)).for_each(|(dst, x)| act.quantize(level, x, dst));
     } else {
-        scratch.par_chunks_mut(a_row).zip(x.par_chunks(cols)).for_each(|(dst, x)| act.quantize(x, dst));
+        scratch
+            .par_chunks_mut(a_row)
+            .zip(x.par_chunks(cols))
+            .for_each(|(dst, x)| act.quantize(level, x, dst));
     }
     let acts = scratch.as_slice();
     jobs.par_iter_mut().for_each(|job| {
@@ -341,11 +347,17 @@ fn multiply(
         let tmp = &mut tmp[..rows * g];
         rows_times_tokens(dot, weight, w_row, &group[..g], tmp);
         let tmp = &*tmp;
-        out.par_chunks_mut(rows).enumerate().for_each(|(t, out)| {
+        let transpose = |(t, out): (usize, &mut [f32])| {
             for (o, v) in out.iter_mut().zip(tmp.iter().skip(t).step_by(g)) {
                 *o = *v;
             }
-        });
+        };
+        // A decode step's few rows of a layer are copied sooner than handed to other threads.
+        if out.len() <= PARALLEL_TRANSPOSE {
+            out.chunks_mut(rows).enumerate().for_each(transpose);
+        } else {
+            out.par_chunks_mut(rows).enumerate().for_each(transpose);
+        }
     }
     ROW_MAJOR.set(tmp);
 }
@@ -361,6 +373,11 @@ fn rows_times_tokens(dot: DotFn, weight: &[u8], w_row: usize, acts: &[&[u8]], ds
         let mut tile = [0f32; ROW_TILE * TOKEN_TILE];
         let mut padded = Vec::new();
         for (dst, w) in dst.chunks_mut(ROW_TILE * g).zip(w.chunks(ROW_TILE * w_row)) {
+            // A whole tile of at most TOKEN_TILE tokens has the kernel's own layout: no copy.
+            if g <= TOKEN_TILE && w.len() == ROW_TILE * w_row {
+                dot(w, acts, dst);
+                continue;
+            }
             // A last tile of fewer rows runs on a copy padded with zero rows (zero products).
             let w = if w.len() == ROW_TILE * w_row {
                 w

@@ -3,6 +3,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
+use formats::ActFormat;
 
 const ALL: [GgmlType; 11] = [
     GgmlType::F32,
@@ -177,6 +178,26 @@ fn long_prefill_matches_token_by_token() {
 
 /// Matrices sharing activations, including one that pairs with another activation format,
 /// give what each gives alone.
+/// Every level quantizes activations to the same bytes as the portable code, including values
+/// that scale to exact halves (a block whose largest magnitude is 127 has a scale of 1).
+#[test]
+fn activations_quantize_to_the_same_bytes_at_every_level() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut x = random_x(&mut rng, 32 * 64);
+    let ties = [127.0, 63.5, -63.5, 0.5, -0.5, 1.5, -2.5, 0.49999997, -0.49999997, 126.5, 0.0, -0.0];
+    x[..ties.len()].copy_from_slice(&ties);
+    x[32..64].fill(0.0);
+    for act in [ActFormat::Q8, ActFormat::Q8K] {
+        let mut expected = vec![0u8; act.row_bytes(x.len())];
+        act.quantize(CpuLevel::Scalar, &x, &mut expected);
+        for level in CpuLevel::available() {
+            let mut got = vec![0u8; expected.len()];
+            act.quantize(level, &x, &mut got);
+            assert_eq!(got, expected, "{act:?} at {level}");
+        }
+    }
+}
+
 #[test]
 fn matmul_many_equals_one_matmul_per_matrix() {
     let mut rng = StdRng::seed_from_u64(5);

@@ -184,6 +184,46 @@ unsafe fn dpbusd_avx512(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
     _mm256_dpbusd_epi32(acc, u, s)
 }
 
+/// [`formats::quantize_q8`] of one block of 32 values into `dst` (`Q8_BYTES`), eight lanes at a
+/// time with the same operations, so the same bytes.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn quantize_q8(x: &[f32], dst: &mut [u8]) {
+    let x = &x[..QK];
+    let v: [__m256; 4] = std::array::from_fn(|k| _mm256_loadu_ps(x[8 * k..].as_ptr()));
+    let sign = _mm256_set1_ps(-0.0);
+    let abs = v.map(|v| _mm256_andnot_ps(sign, v));
+    let m = _mm256_max_ps(_mm256_max_ps(abs[0], abs[1]), _mm256_max_ps(abs[2], abs[3]));
+    let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+    let (d, id) = q8_scale(amax);
+    let id = _mm256_set1_ps(id);
+    let (half, one) = (_mm256_set1_ps(0.5), _mm256_set1_ps(1.0));
+    // `round_half_away`: the truncated value, one step away from zero when the fraction is a
+    // half or more.
+    let q = v.map(|v| {
+        let scaled = _mm256_mul_ps(v, id);
+        let whole = _mm256_cvtepi32_ps(_mm256_cvttps_epi32(scaled));
+        let fraction = _mm256_sub_ps(scaled, whole);
+        let up = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(fraction, half), one);
+        let down = _mm256_and_ps(
+            _mm256_cmp_ps::<_CMP_LE_OQ>(fraction, _mm256_sub_ps(_mm256_setzero_ps(), half)),
+            one,
+        );
+        _mm256_cvtps_epi32(_mm256_sub_ps(_mm256_add_ps(whole, up), down))
+    });
+    let total = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    let total = _mm_add_epi32(_mm256_castsi256_si128(total), _mm256_extracti128_si256::<1>(total));
+    let total = _mm_add_epi32(total, _mm_shuffle_epi32::<0b01_00_11_10>(total));
+    let sum = _mm_cvtsi128_si32(_mm_add_epi32(total, _mm_shuffle_epi32::<0b10_11_00_01>(total)));
+    // Packing works within 128-bit halves; the permutation puts the values back in order.
+    let bytes = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    let bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    let quants = &mut dst[8..8 + QK];
+    _mm256_storeu_si256(quants.as_mut_ptr().cast(), bytes);
+    q8_header(d, sum, dst);
+}
+
 // SAFETY (all helpers below): callers run with AVX2, FMA and F16C enabled; each load reads
 // exactly the bytes of a slice that was cut to that length first.
 
