@@ -64,6 +64,10 @@ struct EngineArgs {
     /// comma-separated for several counts (`4,8`).
     #[arg(long, value_delimiter = ',')]
     concurrent: Vec<usize>,
+    /// Also measure tg with this many sequences decoding together, one forward pass per step,
+    /// on both sides (aggregate tokens/s, in processes of their own).
+    #[arg(long)]
+    batch: Option<usize>,
     /// Also measure time to first token of a request sharing a prompt prefix of this many tokens
     /// with the one before it.
     #[arg(long)]
@@ -90,6 +94,9 @@ struct SideArgs {
     tg: usize,
     #[arg(long)]
     ctx: usize,
+    /// Sequences decoding together; above 1, only that tg is measured (pp is NaN).
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -179,6 +186,7 @@ fn run_side(side: &SideArgs) -> Result<Sample> {
         .arg(&side.model)
         .args(["--threads", &side.threads.to_string()])
         .args(["--pp", &side.pp.to_string(), "--tg", &side.tg.to_string(), "--ctx", &side.ctx.to_string()])
+        .args(["--batch", &side.batch.to_string()])
         .output()
         .context("running a measurement")?;
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -193,8 +201,8 @@ fn run_side(side: &SideArgs) -> Result<Sample> {
 }
 
 fn engine(args: EngineArgs) -> Result<()> {
-    if args.threads.contains(&0) || args.pp == 0 || args.tg == 0 || args.pairs == 0 {
-        bail!("--threads, --pp, --tg and --pairs must be at least 1");
+    if args.threads.contains(&0) || args.pp == 0 || args.tg == 0 || args.pairs == 0 || args.batch == Some(0) {
+        bail!("--threads, --pp, --tg, --pairs and --batch must be at least 1");
     }
     if args.pp + args.tg > args.ctx {
         bail!("--ctx {} is smaller than --pp {} plus --tg {}", args.ctx, args.pp, args.tg);
@@ -214,31 +222,38 @@ fn engine(args: EngineArgs) -> Result<()> {
         let load_before = load_average();
         let mut rows = Vec::new();
         for &threads in &args.threads {
-            let side = |peer| SideArgs {
+            let side = |peer, batch| SideArgs {
                 peer,
                 model: path.clone(),
                 threads,
                 pp: args.pp,
                 tg: args.tg,
                 ctx: args.ctx,
+                batch,
             };
             // The first pair warms the page cache and the CPU clocks; it is not counted.
             let mut samples = vec![Vec::new(); peers.len()];
+            let mut batched = vec![Vec::new(); peers.len()];
             for pair in 0..=args.pairs {
+                let warm_up = if pair == 0 { " (warm-up)" } else { "" };
                 for (i, &peer) in peers.iter().enumerate() {
-                    let sample = run_side(&side(peer))?;
-                    eprintln!(
-                        "{name} t={threads} pair {pair}{}: {peer:?} pp {:.1} tg {:.1}",
-                        if pair == 0 { " (warm-up)" } else { "" },
-                        sample.pp_tps,
-                        sample.tg_tps
+                    let sample = run_side(&side(peer, 1))?;
+                    let mut line = format!(
+                        "{name} t={threads} pair {pair}{warm_up}: {peer:?} pp {:.1} tg {:.1}",
+                        sample.pp_tps, sample.tg_tps
                     );
+                    let together = args.batch.map(|b| run_side(&side(peer, b))).transpose()?;
+                    if let (Some(b), Some(together)) = (args.batch, together) {
+                        line += &format!(", {b} together {:.1}", together.tg_tps);
+                    }
+                    eprintln!("{line}");
                     if pair > 0 {
                         samples[i].push(sample);
+                        batched[i].extend(together.map(|t| t.tg_tps));
                     }
                 }
             }
-            rows.push(report::ThreadRow { threads, samples });
+            rows.push(report::ThreadRow { threads, samples, batched });
         }
         let serving = serve::measure(&path, name, &args)?;
         let section = report::Section {
@@ -248,6 +263,7 @@ fn engine(args: EngineArgs) -> Result<()> {
             tg: args.tg,
             ctx: args.ctx,
             pairs: args.pairs,
+            batch: args.batch,
             peers: peers.clone(),
             rows,
             serving,
@@ -325,9 +341,11 @@ mod tests {
             eprintln!("skipping: smollm2-135m-instruct is not installed");
             return;
         };
-        let args = SideArgs { peer: Peer::Temper, model, threads: 1, pp: 64, tg: 8, ctx: 128 };
+        let args = SideArgs { peer: Peer::Temper, model, threads: 1, pp: 64, tg: 8, ctx: 128, batch: 1 };
         let sample = peer::temper(&args).unwrap();
         assert!(sample.pp_tps > 0.0 && sample.tg_tps > 0.0);
+        let together = peer::temper(&SideArgs { batch: 3, ..args.clone() }).unwrap();
+        assert!(together.pp_tps.is_nan() && together.tg_tps > 0.0);
         assert!(peer::llamacpp(&args).unwrap_err().to_string().contains("--features llamacpp"));
     }
 }

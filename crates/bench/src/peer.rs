@@ -1,5 +1,7 @@
 //! One measurement per side, run in a child process: load, warm up, then pp (one batch on an
-//! empty context, logits of the last token) and tg (one token at a time from an empty context).
+//! empty context, logits of the last token) and tg (one token at a time from an empty context);
+//! or, with `batch` sequences, only tg with every sequence's next token in one forward pass and
+//! logits for each.
 
 use std::time::Instant;
 
@@ -18,8 +20,11 @@ pub fn temper(args: &SideArgs) -> Result<Sample> {
     let c = &model.config;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads).build()?;
     let tokens = synthetic_tokens(args.pp.max(args.tg), c.vocab);
-    let mut cache = KvCache::new(c.layers, c.kv_dim(), args.ctx);
     let mut scratch = Scratch::new(c);
+    if args.batch > 1 {
+        return pool.install(|| temper_batched(&model, args, &tokens, &mut scratch));
+    }
+    let mut cache = KvCache::new(c.layers, c.kv_dim(), args.ctx);
     let mut logits = vec![0.0; c.vocab];
     pool.install(|| -> Result<Sample> {
         model.forward(&mut cache, &tokens[..WARM_UP.0], &mut scratch, &mut logits)?;
@@ -40,6 +45,31 @@ pub fn temper(args: &SideArgs) -> Result<Sample> {
         let tg_tps = args.tg as f64 / start.elapsed().as_secs_f64();
         Ok(Sample { pp_tps, tg_tps, rss_kib: peak_rss_kib() })
     })
+}
+
+/// Aggregate tg of `args.batch` sequences from empty contexts, each reading its own token of
+/// `tokens` at every step.
+fn temper_batched(model: &Model, args: &SideArgs, tokens: &[u32], scratch: &mut Scratch) -> Result<Sample> {
+    let c = &model.config;
+    let mut caches: Vec<KvCache> =
+        (0..args.batch).map(|_| KvCache::new(c.layers, c.kv_dim(), args.ctx)).collect();
+    let mut logits = vec![0.0; args.batch * c.vocab];
+    let mut step = |caches: &mut [KvCache], i: usize| {
+        let ids: Vec<[u32; 1]> = (0..args.batch).map(|s| [tokens[(i + s) % tokens.len()]]).collect();
+        let mut seqs: Vec<(&mut KvCache, &[u32])> =
+            caches.iter_mut().zip(&ids).map(|(c, id)| (c, &id[..])).collect();
+        model.forward_many(&mut seqs, scratch, &mut logits)
+    };
+    for i in 0..WARM_UP.1 {
+        step(&mut caches, i)?;
+    }
+    caches.iter_mut().for_each(|c| c.truncate(0));
+    let start = Instant::now();
+    for i in 0..args.tg {
+        step(&mut caches, i)?;
+    }
+    let tg_tps = (args.batch * args.tg) as f64 / start.elapsed().as_secs_f64();
+    Ok(Sample { pp_tps: f64::NAN, tg_tps, rss_kib: peak_rss_kib() })
 }
 
 #[cfg(not(feature = "llamacpp"))]
@@ -69,13 +99,37 @@ pub fn llamacpp(args: &SideArgs) -> Result<Sample> {
         .with_n_ctx(NonZeroU32::new(u32::try_from(args.ctx)?))
         .with_n_batch(batch_len)
         .with_n_ubatch(batch_len)
+        .with_n_seq_max(u32::try_from(args.batch)?)
         .with_n_threads(threads)
         .with_n_threads_batch(threads);
     let mut ctx = model.new_context(&backend, params).context("llama.cpp context")?;
     let vocab = usize::try_from(model.n_vocab())?;
     let tokens: Vec<LlamaToken> =
         synthetic_tokens(args.pp.max(args.tg), vocab).into_iter().map(|t| LlamaToken(t as i32)).collect();
-    let mut batch = LlamaBatch::new(args.pp, 1);
+    let mut batch = LlamaBatch::new(args.pp.max(args.batch), 1);
+
+    if args.batch > 1 {
+        // Every sequence's next token in one batch, each with its logits, as a server decodes.
+        let mut step = |ctx: &mut llama_cpp_2::context::LlamaContext, i: usize| {
+            batch.clear();
+            for s in 0..args.batch {
+                batch.add(tokens[(i + s) % tokens.len()], i32::try_from(i)?, &[i32::try_from(s)?], true)?;
+            }
+            ctx.decode(&mut batch)?;
+            anyhow::ensure!(!ctx.get_logits_ith(batch.n_tokens() - 1).is_empty());
+            anyhow::Ok(())
+        };
+        for i in 0..WARM_UP.1 {
+            step(&mut ctx, i)?;
+        }
+        ctx.clear_kv_cache();
+        let start = Instant::now();
+        for i in 0..args.tg {
+            step(&mut ctx, i)?;
+        }
+        let tg_tps = (args.batch * args.tg) as f64 / start.elapsed().as_secs_f64();
+        return Ok(Sample { pp_tps: f64::NAN, tg_tps, rss_kib: peak_rss_kib() });
+    }
 
     // Decodes `tokens` at positions `start..` as one batch, with logits for the last.
     let mut decode = |ctx: &mut llama_cpp_2::context::LlamaContext, tokens: &[LlamaToken], start: usize| {

@@ -15,6 +15,9 @@ pub struct ThreadRow {
     pub threads: usize,
     /// Per peer (in `Section::peers` order), one sample per measured pair.
     pub samples: Vec<Vec<Sample>>,
+    /// Per peer, the aggregate tg tokens/s of `Section::batch` sequences decoding together, one
+    /// per pair (empty when not measured).
+    pub batched: Vec<Vec<f64>>,
 }
 
 pub struct Section {
@@ -24,6 +27,8 @@ pub struct Section {
     pub tg: usize,
     pub ctx: usize,
     pub pairs: usize,
+    /// Sequences of the batched tg, when it was measured.
+    pub batch: Option<usize>,
     pub peers: Vec<Peer>,
     pub rows: Vec<ThreadRow>,
     pub serving: Serving,
@@ -77,6 +82,22 @@ impl Section {
                     [ours, peer] => format!(" | {:.2}×", ours / peer),
                     _ => String::new(),
                 };
+                let _ = writeln!(s, "| {} | {label} | {}{ratio} |", row.threads, cells.join(" | "));
+            }
+            if let Some(batch) = self.batch {
+                let single =
+                    |i: usize| median(&mut row.samples[i].iter().map(|s| s.tg_tps).collect::<Vec<_>>());
+                let medians: Vec<f64> = row.batched.iter().map(|b| median(&mut b.clone())).collect();
+                let cells: Vec<String> = medians
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| format!("{m:.1} ({:.2}× tg)", m / single(i)))
+                    .collect();
+                let ratio = match medians.as_slice() {
+                    [ours, peer] => format!(" | {:.2}×", ours / peer),
+                    _ => String::new(),
+                };
+                let label = format!("tg{}, {batch} sequences together (tok/s, all)", self.tg);
                 let _ = writeln!(s, "| {} | {label} | {}{ratio} |", row.threads, cells.join(" | "));
             }
         }
@@ -142,6 +163,7 @@ mod tests {
             tg: 128,
             ctx: 2048,
             pairs: 3,
+            batch: Some(4),
             peers: vec![Peer::Temper, Peer::Llamacpp],
             rows: vec![ThreadRow {
                 threads: 2,
@@ -149,6 +171,7 @@ mod tests {
                     vec![sample(pp), sample(pp + 30.0), sample(pp - 30.0)],
                     vec![sample(2.0 * pp); 3],
                 ],
+                batched: vec![vec![250.0, 200.0, 300.0], vec![125.0; 3]],
             }],
             serving: Serving {
                 threads: 2,
@@ -166,6 +189,12 @@ mod tests {
         assert!(table.contains("| 2 | pp512 (tok/s) | 300.0 | 600.0 | 0.50× |"), "{table}");
         assert!(table.contains("| 2 | tg128 (tok/s) | 100.0 | 100.0 | 1.00× |"), "{table}");
         assert!(table.contains("| 2 | peak RSS (MiB) | 200 | 200 | 1.00× |"), "{table}");
+        assert!(
+            table.contains(
+                "| 2 | tg128, 4 sequences together (tok/s, all) | 250.0 (2.50× tg) | 125.0 (1.25× tg) | 2.00× |"
+            ),
+            "{table}"
+        );
         assert!(
             table.contains(
                 "| 4 concurrent requests, 128 tokens each, aggregate (tok/s) | 250.0 (2.50× one) |"
