@@ -196,23 +196,77 @@ fn check_entities(
 }
 
 /// Accepts a summary within ±20% of `words` that holds at least one of `entities`; returns the
-/// entities it holds and the summary.
+/// entities it holds and the summary. A longer one is cut back to its last whole sentence that
+/// ends inside that window: a small model that overshoots has usually written the summary asked
+/// for and then kept going, and a cut there loses nothing but the overshoot.
 fn check_summary(
     text: &str,
     entities: &[String],
     words: usize,
 ) -> std::result::Result<(Vec<String>, String), String> {
-    let summary = text.trim().trim_matches('"').trim().to_owned();
-    let count = word_count(&summary);
+    let summary = text.trim().trim_matches('"').trim();
+    let count = word_count(summary);
     let (low, high) = (words * 4 / 5, words * 6 / 5);
-    if !(low..=high).contains(&count) {
-        return Err(format!("the summary has {count} words; it must have {low} to {high}"));
-    }
-    let held: Vec<String> = entities.iter().filter(|e| contains(&summary, e)).cloned().collect();
+    let summary = if count < low {
+        return Err(format!(
+            "the summary has {count} words; it must have {low} to {high}, so write it again about {} words \
+             longer, with a new sentence about {}",
+            words - count,
+            entities.join(", ")
+        ));
+    } else if count > high {
+        cut_to_sentence(summary, low, high)
+            .ok_or_else(|| format!("the summary has {count} words; it must have {low} to {high}"))?
+    } else {
+        summary
+    };
+    let held: Vec<String> = entities.iter().filter(|e| contains(summary, e)).cloned().collect();
     if held.is_empty() {
         return Err(format!("the summary must mention {}", entities.join(", ")));
     }
-    Ok((held, summary))
+    Ok((held, summary.to_owned()))
+}
+
+/// `text` up to the end of its last sentence that ends after word `low` and by word `high`.
+fn cut_to_sentence(text: &str, low: usize, high: usize) -> Option<&str> {
+    let mut words = text.split_whitespace().peekable();
+    let mut cut = None;
+    let mut count = 0;
+    while let Some(word) = words.next() {
+        count += 1;
+        if count > high {
+            break;
+        }
+        if count >= low && ends_sentence(word, words.peek().copied()) {
+            // `word` is a slice of `text`, so its end is an offset into `text`.
+            cut = Some(word.as_ptr() as usize - text.as_ptr() as usize + word.len());
+        }
+    }
+    cut.map(|end| &text[..end])
+}
+
+/// Whether `word` ends a sentence, given the word after it: it ends in `.`, `!` or `?` (perhaps
+/// followed by closing quotes or brackets), and the next word, if any, starts like a sentence.
+/// An abbreviation or initial (`Dr.`, `U.S.`, `J.`) is not an end.
+fn ends_sentence(word: &str, next: Option<&str>) -> bool {
+    let bare = word.trim_end_matches(['"', '\'', '\u{201D}', '\u{2019}', ')', ']']);
+    let starts_sentence = |next: &str| {
+        next.chars()
+            .next()
+            .is_some_and(|c| c.is_uppercase() || c.is_ascii_digit() || "\"'\u{201C}\u{2018}([".contains(c))
+    };
+    if !next.is_none_or(starts_sentence) {
+        return false;
+    }
+    if bare.ends_with(['!', '?']) {
+        return true;
+    }
+    let Some(stem) = bare.strip_suffix('.') else { return false };
+    let letters = stem.trim_start_matches(['"', '\'', '\u{201C}', '\u{2018}', '(', '[']);
+    let abbreviation = letters.contains('.')
+        || letters.chars().count() == 1
+        || ["Mr", "Mrs", "Ms", "Dr", "St", "Prof", "Jr", "Sr", "Mt", "No", "vs"].contains(&letters);
+    !abbreviation
 }
 
 fn measured(
@@ -322,9 +376,66 @@ mod tests {
             "the summary has 30 words; it must have 16 to 24"
         );
         assert_eq!(
+            check_summary(&text(10, "Paris"), &entities, 20).unwrap_err(),
+            "the summary has 10 words; it must have 16 to 24, so write it again about 10 words longer, \
+             with a new sentence about Paris, Oslo"
+        );
+        assert_eq!(
             check_summary(&text(20, "Rome"), &entities, 20).unwrap_err(),
             "the summary must mention Paris, Oslo"
         );
         assert_eq!(check_summary(&text(20, "Oslo"), &entities, 20).unwrap().0, vec!["Oslo"]);
+    }
+
+    /// `count` sentences of `length` words each, the first starting with `lead`.
+    fn sentences(count: usize, length: usize, lead: &str) -> String {
+        let sentence = format!("Then {}end.", "w ".repeat(length - 2));
+        format!("{lead} {}", vec![sentence; count].join(" ")).replacen("Then ", "", 1)
+    }
+
+    #[test]
+    fn a_long_summary_is_cut_back_to_its_last_whole_sentence_inside_the_window() {
+        let entities = vec!["Paris".to_owned()];
+        // Sentences end at words 7, 14, 21 and 28; the window is 16 to 24 words.
+        let long = sentences(4, 7, "Paris");
+        let (held, summary) = check_summary(&long, &entities, 20).unwrap();
+        assert_eq!((held, word_count(&summary)), (entities.clone(), 21));
+        assert!(long.starts_with(&summary) && summary.ends_with("end."), "{summary}");
+        // Sentences end at words 13 and 26: none inside the window.
+        assert_eq!(
+            check_summary(&sentences(2, 13, "Paris"), &entities, 20).unwrap_err(),
+            "the summary has 26 words; it must have 16 to 24"
+        );
+        // The cut keeps only whole sentences, so an entity after it no longer counts.
+        let late = format!("{} Paris w w w w end.", sentences(3, 7, "Rome"));
+        assert_eq!(check_summary(&late, &entities, 20).unwrap_err(), "the summary must mention Paris");
+    }
+
+    #[test]
+    fn a_sentence_ends_at_a_full_stop_before_a_new_sentence_not_at_an_abbreviation() {
+        assert!(ends_sentence("end.", Some("The")));
+        assert!(ends_sentence("end.\"", Some("Then")));
+        assert!(ends_sentence("why?)", None));
+        assert!(ends_sentence("1945.", Some("In")));
+        assert!(!ends_sentence("end.", Some("and")));
+        assert!(!ends_sentence("Dr.", Some("Fleming")));
+        assert!(!ends_sentence("U.S.", Some("Army")));
+        assert!(!ends_sentence("J.", Some("Smith")));
+        assert!(!ends_sentence("end,", Some("The")));
+    }
+
+    #[test]
+    fn a_first_summary_that_runs_on_is_cut_and_the_round_passes() {
+        let model = Scripted::new(|r| {
+            if request_of(r).contains("JSON array") {
+                "[\"Paris\"]".into()
+            } else {
+                sentences(6, 7, "Paris")
+            }
+        });
+        let options = CodOptions { rounds: 1, words: 20, ..CodOptions::default() };
+        let report = block_on(summarize(&model, "Paris is in France.", &options)).unwrap();
+        let round = &report.rounds[0];
+        assert_eq!((round.words, round.attempts, round.error.as_deref()), (21, 2, None), "{round:?}");
     }
 }
