@@ -3,9 +3,16 @@
 //!
 //! A round is two small requests, because a small model manages each alone far better than
 //! both in one reply: the missing entities as a JSON array (parsed robustly, and kept only if
-//! they are in the article and new), then the rewritten summary (kept only if its length is
-//! within ±20% of the target and it holds at least one of them). A reply that fails is retried
-//! with the reason; a round that never passes is reported and the last good summary kept.
+//! they are in the article as whole words and new), then the rewritten summary (kept only if
+//! its length is within ±20% of the target and it holds at least one of them).
+//!
+//! Length is held by the reply, not by the check: a summary over the window is cut back to its
+//! last whole sentence that ends inside it (a small model that overshoots has usually written
+//! the summary and kept going); one with no sentence end inside the window, or too short, is
+//! refused. A refused reply is asked again afresh, sampled, without showing it: shown its reply
+//! and the reason, the default 135M model copies the reply or answers in prose. When no reply
+//! names a usable entity, those an earlier round named but its summary left out stand in.
+//! A round that never passes is reported and the last good summary kept.
 //! Entity density is the entities added so far that the summary holds, per word.
 
 use serde::Serialize;
@@ -13,7 +20,7 @@ use serde_json::Value;
 use temper_core::{ChatModel, GenerationParams, Message};
 
 use crate::json::extract_json;
-use crate::retry::{ask_until, ATTEMPTS};
+use crate::retry::{ask_afresh_until, ATTEMPTS};
 use crate::{PromptError, Result};
 
 /// How a chain of density runs.
@@ -64,12 +71,14 @@ pub async fn summarize(model: &dyn ChatModel, article: &str, options: &CodOption
     let mut report = CodReport::default();
     let mut known: Vec<String> = Vec::new();
     let mut last_good: Option<String> = None;
+    let mut named: Vec<String> = Vec::new();
     for _ in 0..options.rounds {
-        let round = match round(model, article, last_good.as_deref(), &known, options).await {
-            Ok((entities, summary, requests)) => {
-                known.extend(entities.iter().cloned());
+        let round = match round(model, article, last_good.as_deref(), &known, &named, options).await {
+            Ok(Round { held, named: listed, summary, requests }) => {
+                known.extend(held.iter().cloned());
+                named.extend(listed);
                 last_good = Some(summary.clone());
-                measured(entities, summary, &known, requests, None)
+                measured(held, summary, &known, requests, None)
             }
             Err(PromptError::Unusable { what, attempts, reason }) => {
                 let summary = last_good.clone().unwrap_or_default();
@@ -82,15 +91,27 @@ pub async fn summarize(model: &dyn ChatModel, article: &str, options: &CodOption
     Ok(report)
 }
 
-/// One round: the entities to add, then the summary that holds them. Returns the entities the
-/// summary holds, the summary, and the requests made.
+/// A round that passed.
+struct Round {
+    /// The entities named this round that the summary holds.
+    held: Vec<String>,
+    /// Every entity named this round (those the summary left out are candidates later).
+    named: Vec<String>,
+    summary: String,
+    /// Requests made.
+    requests: usize,
+}
+
+/// One round: the entities to add, then the summary that holds them. `named` are the entities
+/// earlier rounds named; those still missing stand in when no reply names a usable entity.
 async fn round(
     model: &dyn ChatModel,
     article: &str,
     previous: Option<&str>,
     known: &[String],
+    named: &[String],
     options: &CodOptions,
-) -> Result<(Vec<String>, String, usize)> {
+) -> Result<Round> {
     let article = article.trim();
     let example_previous = previous.map(|_| EXAMPLE_SUMMARY);
     // One worked exchange before each request: small models copy a shown format far better
@@ -110,10 +131,21 @@ async fn round(
     );
     let params = GenerationParams { max_tokens: Some(48), ..options.params.clone() };
     let check = |text: &str| check_entities(text, article, previous.unwrap_or(""), known);
-    let entities = ask_until(model, messages, &params, ATTEMPTS, "missing entities", check).await?;
+    // The default model often names only entities the summary holds already, while an earlier
+    // summary left out some it named: those are still its own choice, checked as a reply's are.
+    let still_missing =
+        || usable_entities(named.iter().map(String::as_str), article, previous.unwrap_or(""), known);
+    let (entities, entity_requests) =
+        match ask_afresh_until(model, messages, &params, ATTEMPTS, "missing entities", check).await {
+            Ok(checked) => (checked.value, checked.requests),
+            Err(PromptError::Unusable { attempts, .. }) if !still_missing().is_empty() => {
+                (still_missing(), attempts)
+            }
+            Err(other) => return Err(other),
+        };
 
     let words = options.words;
-    let request = summary_request(article, previous, words, &entities.value.join(", "));
+    let request = summary_request(article, previous, words, &entities.join(", "));
     // The first summary follows a worked example; a rewrite does not, because the model copies
     // the example's length rather than the one asked for.
     let messages = match previous {
@@ -125,10 +157,10 @@ async fn round(
         Some(_) => vec![Message::system(SYSTEM), Message::user(request)],
     };
     let params = GenerationParams { max_tokens: Some(words as u32 * 3), ..options.params.clone() };
-    let check = |text: &str| check_summary(text, &entities.value, words);
-    let summary = ask_until(model, messages, &params, ATTEMPTS, "summary", check).await?;
-    let (held, text) = summary.value;
-    Ok((held, text, entities.requests + summary.requests))
+    let check = |text: &str| check_summary(text, &entities, words);
+    let checked = ask_afresh_until(model, messages, &params, ATTEMPTS, "summary", check).await?;
+    let (held, summary) = checked.value;
+    Ok(Round { held, named: entities, summary, requests: entity_requests + checked.requests })
 }
 
 fn entities_request(article: &str, previous: Option<&str>) -> String {
@@ -151,8 +183,8 @@ fn summary_request(article: &str, previous: Option<&str>, words: usize, entities
              Mention {entities}, but few other specifics. Reply with the summary only."
         ),
         Some(summary) => format!(
-            "Article:\n{article}\n\nSummary:\n{summary}\n\nRewrite the summary and add {entities}. Keep everything it says, \
-             and keep it as long as it is: about {words} words ({sentences} sentences). Make room by fusing and shortening \
+            "Article:\n{article}\n\nSummary:\n{summary}\n\nRewrite the summary so that it also mentions {entities}, in a new \
+             clause or sentence. Keep it about {words} words ({sentences} sentences): make room by fusing and shortening \
              phrases, not by dropping facts. Reply with the summary only."
         ),
     }
@@ -167,8 +199,7 @@ const EXAMPLE_SUMMARY: &str =
     "This article is about the Eiffel Tower, a famous building in Paris. It tells how the tower \
 was built, how tall it is, what people first thought of it, and how many people come to visit it.";
 const EXAMPLE_MISSING_ENTITIES: &str = "[\"Gustave Eiffel\", \"1889\", \"330 metres\"]";
-/// Accepts a JSON array (or an object holding one) of entities that are in the article, neither
-/// in the summary so far nor in `known`; keeps at most 3.
+/// Accepts a JSON array (or an object holding one) of entities, keeping the usable ones.
 fn check_entities(
     text: &str,
     article: &str,
@@ -181,38 +212,99 @@ fn check_entities(
         Value::Object(fields) => fields.values().find_map(|v| v.as_array().cloned()).unwrap_or_default(),
         _ => Vec::new(),
     };
-    let mut entities: Vec<String> = Vec::new();
-    for entity in list.iter().filter_map(Value::as_str).map(str::trim) {
-        let new = !known.iter().chain(&entities).any(|k| k.eq_ignore_ascii_case(entity));
-        let missing = contains(article, entity) && !contains(summary, entity);
-        if !entity.is_empty() && new && missing && entities.len() < 3 {
-            entities.push(entity.to_owned());
-        }
-    }
+    let entities = usable_entities(list.iter().filter_map(Value::as_str), article, summary, known);
     if entities.is_empty() {
         return Err("none of those is both in the article and missing from the summary".into());
     }
     Ok(entities)
 }
 
+/// The first 3 of `candidates` that are in the article, neither in the summary so far nor in
+/// `known`.
+fn usable_entities<'a>(
+    candidates: impl Iterator<Item = &'a str>,
+    article: &str,
+    summary: &str,
+    known: &[String],
+) -> Vec<String> {
+    let mut entities: Vec<String> = Vec::new();
+    for entity in candidates.map(str::trim) {
+        let new = !known.iter().chain(&entities).any(|k| k.eq_ignore_ascii_case(entity));
+        let missing = contains(article, entity) && !contains(summary, entity);
+        if !entity.is_empty() && new && missing && entities.len() < 3 {
+            entities.push(entity.to_owned());
+        }
+    }
+    entities
+}
+
 /// Accepts a summary within ±20% of `words` that holds at least one of `entities`; returns the
-/// entities it holds and the summary.
+/// entities it holds and the summary. A longer one is cut back to its last whole sentence that
+/// ends inside that window: a small model that overshoots has usually written the summary asked
+/// for and then kept going, and a cut there loses nothing but the overshoot.
 fn check_summary(
     text: &str,
     entities: &[String],
     words: usize,
 ) -> std::result::Result<(Vec<String>, String), String> {
-    let summary = text.trim().trim_matches('"').trim().to_owned();
-    let count = word_count(&summary);
+    let summary = text.trim().trim_matches('"').trim();
+    let count = word_count(summary);
     let (low, high) = (words * 4 / 5, words * 6 / 5);
-    if !(low..=high).contains(&count) {
-        return Err(format!("the summary has {count} words; it must have {low} to {high}"));
-    }
-    let held: Vec<String> = entities.iter().filter(|e| contains(&summary, e)).cloned().collect();
+    let off_length = || format!("the summary has {count} words; it must have {low} to {high}");
+    let summary = if count > high {
+        cut_to_sentence(summary, low, high).ok_or_else(off_length)?
+    } else if count < low {
+        return Err(off_length());
+    } else {
+        summary
+    };
+    let held: Vec<String> = entities.iter().filter(|e| contains(summary, e)).cloned().collect();
     if held.is_empty() {
         return Err(format!("the summary must mention {}", entities.join(", ")));
     }
-    Ok((held, summary))
+    Ok((held, summary.to_owned()))
+}
+
+/// `text` up to the end of its last sentence that ends after word `low` and by word `high`.
+fn cut_to_sentence(text: &str, low: usize, high: usize) -> Option<&str> {
+    let mut words = text.split_whitespace().peekable();
+    let mut cut = None;
+    let mut count = 0;
+    while let Some(word) = words.next() {
+        count += 1;
+        if count > high {
+            break;
+        }
+        if count >= low && ends_sentence(word, words.peek().copied()) {
+            // `word` is a slice of `text`, so its end is an offset into `text`.
+            cut = Some(word.as_ptr() as usize - text.as_ptr() as usize + word.len());
+        }
+    }
+    cut.map(|end| &text[..end])
+}
+
+/// Whether `word` ends a sentence, given the word after it: it ends in `.`, `!` or `?` (perhaps
+/// followed by closing quotes or brackets), and the next word, if any, starts like a sentence.
+/// An abbreviation or initial (`Dr.`, `U.S.`, `J.`) is not an end.
+fn ends_sentence(word: &str, next: Option<&str>) -> bool {
+    let bare = word.trim_end_matches(['"', '\'', '\u{201D}', '\u{2019}', ')', ']']);
+    let starts_sentence = |next: &str| {
+        next.chars()
+            .next()
+            .is_some_and(|c| c.is_uppercase() || c.is_ascii_digit() || "\"'\u{201C}\u{2018}([".contains(c))
+    };
+    if !next.is_none_or(starts_sentence) {
+        return false;
+    }
+    if bare.ends_with(['!', '?']) {
+        return true;
+    }
+    let Some(stem) = bare.strip_suffix('.') else { return false };
+    let letters = stem.trim_start_matches(['"', '\'', '\u{201C}', '\u{2018}', '(', '[']);
+    let abbreviation = letters.contains('.')
+        || letters.chars().count() == 1
+        || ["Mr", "Mrs", "Ms", "Dr", "St", "Prof", "Jr", "Sr", "Mt", "No", "vs"].contains(&letters);
+    !abbreviation
 }
 
 fn measured(
@@ -232,8 +324,14 @@ fn word_count(text: &str) -> usize {
     text.split_whitespace().count()
 }
 
-fn contains(summary: &str, entity: &str) -> bool {
-    summary.to_lowercase().contains(&entity.to_lowercase())
+/// Whether `text` holds `entity` as whole words, in any case: `19` is not in `1928`.
+fn contains(text: &str, entity: &str) -> bool {
+    let (text, entity) = (text.to_lowercase(), entity.to_lowercase());
+    let alphanumeric = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    text.match_indices(&entity).any(|(start, _)| {
+        !alphanumeric(text[..start].chars().next_back())
+            && !alphanumeric(text[start + entity.len()..].chars().next())
+    })
 }
 
 #[cfg(test)]
@@ -301,6 +399,27 @@ mod tests {
     }
 
     #[test]
+    fn entities_named_before_and_still_missing_stand_in_when_no_reply_names_one() {
+        // The first list names Rome and Oslo, the summary takes only Rome; later lists name
+        // only what the summary holds, so round 2 adds Oslo and round 3 has nothing left.
+        let model = Scripted::new(|r| {
+            let user = request_of(r);
+            match (user.contains("Summary:"), user.contains("JSON array")) {
+                (false, true) => "[\"Rome\", \"Oslo\"]".into(),
+                (true, true) => "[\"Rome\"]".into(),
+                (false, false) => format!("Rome {}", "word ".repeat(11)),
+                (true, false) => format!("Rome and Oslo {}", "word ".repeat(9)),
+            }
+        });
+        let options = CodOptions { rounds: 3, words: 12, ..CodOptions::default() };
+        let report = block_on(summarize(&model, "Rome is in Italy, Oslo in Norway.", &options)).unwrap();
+        let added: Vec<_> = report.rounds.iter().map(|r| r.missing_entities.join(",")).collect();
+        assert_eq!(added, ["Rome", "Oslo", ""]);
+        assert_eq!(report.rounds[1].attempts, ATTEMPTS + 1);
+        assert!(report.rounds[2].error.as_deref().unwrap().starts_with("missing entities: none of those"));
+    }
+
+    #[test]
     fn entities_must_be_new_and_in_the_article() {
         let known = vec!["Rome".to_owned()];
         let article = "Rome and Paris and Oslo";
@@ -311,6 +430,8 @@ mod tests {
             vec!["Oslo"]
         );
         assert!(check("[\"Rome\", \"Oslo\"]").unwrap_err().starts_with("none of those"));
+        // Whole words only: a list cut off at `"19` names no year of the article.
+        assert!(check_entities("[\"19", "in 1928 and 1945", "", &[]).is_err());
     }
 
     #[test]
@@ -322,9 +443,65 @@ mod tests {
             "the summary has 30 words; it must have 16 to 24"
         );
         assert_eq!(
+            check_summary(&text(10, "Paris"), &entities, 20).unwrap_err(),
+            "the summary has 10 words; it must have 16 to 24"
+        );
+        assert_eq!(
             check_summary(&text(20, "Rome"), &entities, 20).unwrap_err(),
             "the summary must mention Paris, Oslo"
         );
         assert_eq!(check_summary(&text(20, "Oslo"), &entities, 20).unwrap().0, vec!["Oslo"]);
+    }
+
+    /// `count` sentences of `length` words each, the first starting with `lead`.
+    fn sentences(count: usize, length: usize, lead: &str) -> String {
+        let sentence = format!("Then {}end.", "w ".repeat(length - 2));
+        format!("{lead} {}", vec![sentence; count].join(" ")).replacen("Then ", "", 1)
+    }
+
+    #[test]
+    fn a_long_summary_is_cut_back_to_its_last_whole_sentence_inside_the_window() {
+        let entities = vec!["Paris".to_owned()];
+        // Sentences end at words 7, 14, 21 and 28; the window is 16 to 24 words.
+        let long = sentences(4, 7, "Paris");
+        let (held, summary) = check_summary(&long, &entities, 20).unwrap();
+        assert_eq!((held, word_count(&summary)), (entities.clone(), 21));
+        assert!(long.starts_with(&summary) && summary.ends_with("end."), "{summary}");
+        // Sentences end at words 13 and 26: none inside the window.
+        assert_eq!(
+            check_summary(&sentences(2, 13, "Paris"), &entities, 20).unwrap_err(),
+            "the summary has 26 words; it must have 16 to 24"
+        );
+        // The cut keeps only whole sentences, so an entity after it no longer counts.
+        let late = format!("{} Paris w w w w end.", sentences(3, 7, "Rome"));
+        assert_eq!(check_summary(&late, &entities, 20).unwrap_err(), "the summary must mention Paris");
+    }
+
+    #[test]
+    fn a_sentence_ends_at_a_full_stop_before_a_new_sentence_not_at_an_abbreviation() {
+        assert!(ends_sentence("end.", Some("The")));
+        assert!(ends_sentence("end.\"", Some("Then")));
+        assert!(ends_sentence("why?)", None));
+        assert!(ends_sentence("1945.", Some("In")));
+        assert!(!ends_sentence("end.", Some("and")));
+        assert!(!ends_sentence("Dr.", Some("Fleming")));
+        assert!(!ends_sentence("U.S.", Some("Army")));
+        assert!(!ends_sentence("J.", Some("Smith")));
+        assert!(!ends_sentence("end,", Some("The")));
+    }
+
+    #[test]
+    fn a_first_summary_that_runs_on_is_cut_and_the_round_passes() {
+        let model = Scripted::new(|r| {
+            if request_of(r).contains("JSON array") {
+                "[\"Paris\"]".into()
+            } else {
+                sentences(6, 7, "Paris")
+            }
+        });
+        let options = CodOptions { rounds: 1, words: 20, ..CodOptions::default() };
+        let report = block_on(summarize(&model, "Paris is in France.", &options)).unwrap();
+        let round = &report.rounds[0];
+        assert_eq!((round.words, round.attempts, round.error.as_deref()), (21, 2, None), "{round:?}");
     }
 }

@@ -27,11 +27,37 @@ pub struct Checked<T> {
 /// the model sees it and the reason. `what` names the reply in the error.
 pub async fn ask_until<T>(
     model: &dyn ChatModel,
+    messages: Vec<Message>,
+    params: &GenerationParams,
+    attempts: usize,
+    what: &str,
+    check: impl Fn(&str) -> std::result::Result<T, String>,
+) -> Result<Checked<T>> {
+    ask(model, messages, params, attempts, what, check, true).await
+}
+
+/// [`ask_until`], but each retry asks the same conversation afresh (sampled), without the
+/// refused reply: for requests where seeing its mistake makes a small model answer in prose
+/// ("I'm unable to provide the requested response…") rather than correct it.
+pub async fn ask_afresh_until<T>(
+    model: &dyn ChatModel,
+    messages: Vec<Message>,
+    params: &GenerationParams,
+    attempts: usize,
+    what: &str,
+    check: impl Fn(&str) -> std::result::Result<T, String>,
+) -> Result<Checked<T>> {
+    ask(model, messages, params, attempts, what, check, false).await
+}
+
+async fn ask<T>(
+    model: &dyn ChatModel,
     mut messages: Vec<Message>,
     params: &GenerationParams,
     attempts: usize,
     what: &str,
     check: impl Fn(&str) -> std::result::Result<T, String>,
+    show_refusal: bool,
 ) -> Result<Checked<T>> {
     let mut usage = Usage::default();
     let mut reason = String::from("no attempt was made");
@@ -42,6 +68,9 @@ pub async fn ask_until<T>(
             Ok(value) => return Ok(Checked { value, response, requests: attempt, usage }),
             Err(why) => {
                 reason = format!("{why} (the reply: {})", excerpt(&response.text));
+                if !show_refusal {
+                    continue;
+                }
                 messages.push(Message::assistant(response.text));
                 messages.push(Message::user(format!(
                     "That reply cannot be used: {why}. Reply again, in the format asked for."
@@ -77,4 +106,23 @@ pub fn excerpt(text: &str) -> String {
 pub(crate) fn add_usage(total: &mut Usage, more: &Usage) {
     total.prompt_tokens += more.prompt_tokens;
     total.completion_tokens += more.completion_tokens;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scripted::{block_on, Scripted};
+
+    #[test]
+    fn a_fresh_retry_asks_the_same_conversation_sampled_without_the_refused_reply() {
+        let model = Scripted::new(|r| if r.params.temperature.is_some() { "ok" } else { "no" }.into());
+        let check = |text: &str| if text == "ok" { Ok(()) } else { Err("not ok".to_owned()) };
+        let messages = vec![Message::user("Say ok.")];
+        let params = GenerationParams::default();
+        let checked = block_on(ask_afresh_until(&model, messages.clone(), &params, 2, "ok", check)).unwrap();
+        assert_eq!(checked.requests, 2);
+        let requests = model.requests.lock().unwrap();
+        assert_eq!(requests[1].messages, messages);
+        assert_eq!(requests[1].params.temperature, Some(SAMPLING_TEMPERATURE));
+    }
 }
