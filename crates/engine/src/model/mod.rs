@@ -302,9 +302,9 @@ impl Model {
                 n,
                 &mut s.act,
             )?;
-            let activation = if c.architecture == Architecture::Gemma3 { ops::gelu_tanh } else { ops::silu };
-            let gated = |(g, u): (&mut [f32], &[f32])| {
-                g.iter_mut().zip(u).for_each(|(g, u)| *g = activation(*g) * u);
+            let gated = |(g, u): (&mut [f32], &[f32])| match c.architecture {
+                Architecture::Gemma3 => g.iter_mut().zip(u).for_each(|(g, u)| *g = ops::gelu_tanh(*g) * u),
+                _ => ops::silu_gate(g, u),
             };
             // One token's worth is quicker done than handed to other threads.
             if n == 1 {
