@@ -68,6 +68,10 @@ struct EngineArgs {
     /// on both sides (aggregate tokens/s, in processes of their own).
     #[arg(long)]
     batch: Option<usize>,
+    /// Prompt tokens each sequence of `--batch` reads first (not timed), so that its decoding
+    /// attends over a context of this size.
+    #[arg(long, default_value_t = 0)]
+    batch_prompt: usize,
     /// Also measure time to first token of a request sharing a prompt prefix of this many tokens
     /// with the one before it.
     #[arg(long)]
@@ -94,9 +98,13 @@ struct SideArgs {
     tg: usize,
     #[arg(long)]
     ctx: usize,
-    /// Sequences decoding together; above 1, only that tg is measured (pp is NaN).
+    /// Sequences decoding together; above 1, or after a prompt, only that tg is measured (pp is
+    /// NaN).
     #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// Prompt tokens each of the `batch` sequences reads before its timed decoding.
+    #[arg(long, default_value_t = 0)]
+    batch_prompt: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -186,7 +194,7 @@ fn run_side(side: &SideArgs) -> Result<Sample> {
         .arg(&side.model)
         .args(["--threads", &side.threads.to_string()])
         .args(["--pp", &side.pp.to_string(), "--tg", &side.tg.to_string(), "--ctx", &side.ctx.to_string()])
-        .args(["--batch", &side.batch.to_string()])
+        .args(["--batch", &side.batch.to_string(), "--batch-prompt", &side.batch_prompt.to_string()])
         .output()
         .context("running a measurement")?;
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -204,8 +212,8 @@ fn engine(args: EngineArgs) -> Result<()> {
     if args.threads.contains(&0) || args.pp == 0 || args.tg == 0 || args.pairs == 0 || args.batch == Some(0) {
         bail!("--threads, --pp, --tg, --pairs and --batch must be at least 1");
     }
-    if args.pp + args.tg > args.ctx {
-        bail!("--ctx {} is smaller than --pp {} plus --tg {}", args.ctx, args.pp, args.tg);
+    if args.pp.max(args.batch_prompt) + args.tg > args.ctx {
+        bail!("--ctx {} is smaller than --pp or --batch-prompt plus --tg {}", args.ctx, args.tg);
     }
     let peers = if cfg!(feature = "llamacpp") {
         vec![Peer::Temper, Peer::Llamacpp]
@@ -222,7 +230,7 @@ fn engine(args: EngineArgs) -> Result<()> {
         let load_before = load_average();
         let mut rows = Vec::new();
         for &threads in &args.threads {
-            let side = |peer, batch| SideArgs {
+            let side = |peer, batch, batch_prompt| SideArgs {
                 peer,
                 model: path.clone(),
                 threads,
@@ -230,30 +238,40 @@ fn engine(args: EngineArgs) -> Result<()> {
                 tg: args.tg,
                 ctx: args.ctx,
                 batch,
+                batch_prompt,
             };
             // The first pair warms the page cache and the CPU clocks; it is not counted.
             let mut samples = vec![Vec::new(); peers.len()];
-            let mut batched = vec![Vec::new(); peers.len()];
+            let (mut batched, mut alone) = (vec![Vec::new(); peers.len()], vec![Vec::new(); peers.len()]);
             for pair in 0..=args.pairs {
                 let warm_up = if pair == 0 { " (warm-up)" } else { "" };
                 for (i, &peer) in peers.iter().enumerate() {
-                    let sample = run_side(&side(peer, 1))?;
+                    let sample = run_side(&side(peer, 1, 0))?;
                     let mut line = format!(
                         "{name} t={threads} pair {pair}{warm_up}: {peer:?} pp {:.1} tg {:.1}",
                         sample.pp_tps, sample.tg_tps
                     );
-                    let together = args.batch.map(|b| run_side(&side(peer, b))).transpose()?;
+                    // After a prompt, one sequence alone at the same context is the baseline.
+                    let prompt = args.batch_prompt;
+                    let one = (args.batch.is_some() && prompt > 0)
+                        .then(|| run_side(&side(peer, 1, prompt)))
+                        .transpose()?;
+                    let together = args.batch.map(|b| run_side(&side(peer, b, prompt))).transpose()?;
+                    if let Some(one) = one {
+                        line += &format!(", 1 after the prompt {:.1}", one.tg_tps);
+                    }
                     if let (Some(b), Some(together)) = (args.batch, together) {
                         line += &format!(", {b} together {:.1}", together.tg_tps);
                     }
                     eprintln!("{line}");
                     if pair > 0 {
                         samples[i].push(sample);
+                        alone[i].extend(one.map(|t| t.tg_tps));
                         batched[i].extend(together.map(|t| t.tg_tps));
                     }
                 }
             }
-            rows.push(report::ThreadRow { threads, samples, batched });
+            rows.push(report::ThreadRow { threads, samples, batched, alone });
         }
         let serving = serve::measure(&path, name, &args)?;
         let section = report::Section {
@@ -263,7 +281,7 @@ fn engine(args: EngineArgs) -> Result<()> {
             tg: args.tg,
             ctx: args.ctx,
             pairs: args.pairs,
-            batch: args.batch,
+            batch: args.batch.map(|b| (b, args.batch_prompt)),
             peers: peers.clone(),
             rows,
             serving,
@@ -341,10 +359,19 @@ mod tests {
             eprintln!("skipping: smollm2-135m-instruct is not installed");
             return;
         };
-        let args = SideArgs { peer: Peer::Temper, model, threads: 1, pp: 64, tg: 8, ctx: 128, batch: 1 };
+        let args = SideArgs {
+            peer: Peer::Temper,
+            model,
+            threads: 1,
+            pp: 64,
+            tg: 8,
+            ctx: 128,
+            batch: 1,
+            batch_prompt: 0,
+        };
         let sample = peer::temper(&args).unwrap();
         assert!(sample.pp_tps > 0.0 && sample.tg_tps > 0.0);
-        let together = peer::temper(&SideArgs { batch: 3, ..args.clone() }).unwrap();
+        let together = peer::temper(&SideArgs { batch: 3, batch_prompt: 16, ..args.clone() }).unwrap();
         assert!(together.pp_tps.is_nan() && together.tg_tps > 0.0);
         assert!(peer::llamacpp(&args).unwrap_err().to_string().contains("--features llamacpp"));
     }

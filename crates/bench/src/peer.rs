@@ -21,7 +21,7 @@ pub fn temper(args: &SideArgs) -> Result<Sample> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(args.threads).build()?;
     let tokens = synthetic_tokens(args.pp.max(args.tg), c.vocab);
     let mut scratch = Scratch::new(c);
-    if args.batch > 1 {
+    if args.batch > 1 || args.batch_prompt > 0 {
         return pool.install(|| temper_batched(&model, args, &tokens, &mut scratch));
     }
     let mut cache = KvCache::new(c.layers, c.kv_dim(), args.ctx);
@@ -47,26 +47,33 @@ pub fn temper(args: &SideArgs) -> Result<Sample> {
     })
 }
 
-/// Aggregate tg of `args.batch` sequences from empty contexts, each reading its own token of
-/// `tokens` at every step.
+/// Aggregate tg of `args.batch` sequences, each reading its own token of `tokens` at every step
+/// after a prompt of `args.batch_prompt` tokens.
 fn temper_batched(model: &Model, args: &SideArgs, tokens: &[u32], scratch: &mut Scratch) -> Result<Sample> {
     let c = &model.config;
     let mut caches: Vec<KvCache> =
         (0..args.batch).map(|_| KvCache::new(c.layers, c.kv_dim(), args.ctx)).collect();
     let mut logits = vec![0.0; args.batch * c.vocab];
-    let mut step = |caches: &mut [KvCache], i: usize| {
+    let prompt = synthetic_tokens(args.batch_prompt, c.vocab);
+    let mut step = |caches: &mut [KvCache], scratch: &mut Scratch, i: usize| {
         let ids: Vec<[u32; 1]> = (0..args.batch).map(|s| [tokens[(i + s) % tokens.len()]]).collect();
         let mut seqs: Vec<(&mut KvCache, &[u32])> =
             caches.iter_mut().zip(&ids).map(|(c, id)| (c, &id[..])).collect();
         model.forward_many(&mut seqs, scratch, &mut logits)
     };
     for i in 0..WARM_UP.1 {
-        step(&mut caches, i)?;
+        step(&mut caches, scratch, i)?;
     }
-    caches.iter_mut().for_each(|c| c.truncate(0));
+    let mut prompt_logits = vec![0.0; c.vocab];
+    for cache in &mut caches {
+        cache.truncate(0);
+        if !prompt.is_empty() {
+            model.forward(cache, &prompt, scratch, &mut prompt_logits)?;
+        }
+    }
     let start = Instant::now();
     for i in 0..args.tg {
-        step(&mut caches, i)?;
+        step(&mut caches, scratch, i)?;
     }
     let tg_tps = (args.batch * args.tg) as f64 / start.elapsed().as_secs_f64();
     Ok(Sample { pp_tps: f64::NAN, tg_tps, rss_kib: peak_rss_kib() })
@@ -108,24 +115,42 @@ pub fn llamacpp(args: &SideArgs) -> Result<Sample> {
         synthetic_tokens(args.pp.max(args.tg), vocab).into_iter().map(|t| LlamaToken(t as i32)).collect();
     let mut batch = LlamaBatch::new(args.pp.max(args.batch), 1);
 
-    if args.batch > 1 {
+    if args.batch > 1 || args.batch_prompt > 0 {
         // Every sequence's next token in one batch, each with its logits, as a server decodes.
-        let mut step = |ctx: &mut llama_cpp_2::context::LlamaContext, i: usize| {
+        // `pos` is each sequence's position: its prompt's length plus the steps so far.
+        let step = |ctx: &mut llama_cpp_2::context::LlamaContext, batch: &mut LlamaBatch, pos: usize| {
             batch.clear();
             for s in 0..args.batch {
-                batch.add(tokens[(i + s) % tokens.len()], i32::try_from(i)?, &[i32::try_from(s)?], true)?;
+                batch.add(
+                    tokens[(pos + s) % tokens.len()],
+                    i32::try_from(pos)?,
+                    &[i32::try_from(s)?],
+                    true,
+                )?;
             }
-            ctx.decode(&mut batch)?;
+            ctx.decode(batch)?;
             anyhow::ensure!(!ctx.get_logits_ith(batch.n_tokens() - 1).is_empty());
             anyhow::Ok(())
         };
         for i in 0..WARM_UP.1 {
-            step(&mut ctx, i)?;
+            step(&mut ctx, &mut batch, i)?;
         }
         ctx.clear_kv_cache();
+        let prompt: Vec<LlamaToken> =
+            synthetic_tokens(args.batch_prompt, vocab).into_iter().map(|t| LlamaToken(t as i32)).collect();
+        for s in 0..args.batch {
+            for (chunk, part) in prompt.chunks(args.pp).enumerate() {
+                batch.clear();
+                for (i, &t) in part.iter().enumerate() {
+                    let pos = i32::try_from(chunk * args.pp + i)?;
+                    batch.add(t, pos, &[i32::try_from(s)?], i + 1 == part.len())?;
+                }
+                ctx.decode(&mut batch)?;
+            }
+        }
         let start = Instant::now();
         for i in 0..args.tg {
-            step(&mut ctx, i)?;
+            step(&mut ctx, &mut batch, args.batch_prompt + i)?;
         }
         let tg_tps = (args.batch * args.tg) as f64 / start.elapsed().as_secs_f64();
         return Ok(Sample { pp_tps: f64::NAN, tg_tps, rss_kib: peak_rss_kib() });

@@ -18,6 +18,9 @@ pub struct ThreadRow {
     /// Per peer, the aggregate tg tokens/s of `Section::batch` sequences decoding together, one
     /// per pair (empty when not measured).
     pub batched: Vec<Vec<f64>>,
+    /// Per peer, tg of one sequence after the same prompt as the batched one (empty when the
+    /// batch had no prompt: tg is then the baseline).
+    pub alone: Vec<Vec<f64>>,
 }
 
 pub struct Section {
@@ -27,8 +30,8 @@ pub struct Section {
     pub tg: usize,
     pub ctx: usize,
     pub pairs: usize,
-    /// Sequences of the batched tg, when it was measured.
-    pub batch: Option<usize>,
+    /// Sequences of the batched tg and the prompt tokens each read first, when it was measured.
+    pub batch: Option<(usize, usize)>,
     pub peers: Vec<Peer>,
     pub rows: Vec<ThreadRow>,
     pub serving: Serving,
@@ -77,28 +80,40 @@ impl Section {
                     .iter()
                     .map(|samples| median(&mut samples.iter().map(value).collect::<Vec<_>>()))
                     .collect();
-                let cells: Vec<String> = medians.iter().map(|m| format!("{m:.decimals$}")).collect();
-                let ratio = match medians.as_slice() {
-                    [ours, peer] => format!(" | {:.2}×", ours / peer),
-                    _ => String::new(),
-                };
-                let _ = writeln!(s, "| {} | {label} | {}{ratio} |", row.threads, cells.join(" | "));
+                let _ = writeln!(
+                    s,
+                    "| {} | {label} | {}{} |",
+                    row.threads,
+                    cells(&medians, decimals),
+                    ratio(&medians)
+                );
             }
-            if let Some(batch) = self.batch {
-                let single =
-                    |i: usize| median(&mut row.samples[i].iter().map(|s| s.tg_tps).collect::<Vec<_>>());
-                let medians: Vec<f64> = row.batched.iter().map(|b| median(&mut b.clone())).collect();
-                let cells: Vec<String> = medians
-                    .iter()
-                    .enumerate()
-                    .map(|(i, m)| format!("{m:.1} ({:.2}× tg)", m / single(i)))
-                    .collect();
-                let ratio = match medians.as_slice() {
-                    [ours, peer] => format!(" | {:.2}×", ours / peer),
-                    _ => String::new(),
+            if let Some((batch, prompt)) = self.batch {
+                let medians = |values: &[Vec<f64>]| -> Vec<f64> {
+                    values.iter().map(|v| median(&mut v.clone())).collect()
                 };
-                let label = format!("tg{}, {batch} sequences together (tok/s, all)", self.tg);
-                let _ = writeln!(s, "| {} | {label} | {}{ratio} |", row.threads, cells.join(" | "));
+                let single: Vec<f64> = if prompt > 0 {
+                    let alone = medians(&row.alone);
+                    let label = format!("tg{}, 1 sequence after {prompt} prompt tokens (tok/s)", self.tg);
+                    let _ =
+                        writeln!(s, "| {} | {label} | {}{} |", row.threads, cells(&alone, 1), ratio(&alone));
+                    alone
+                } else {
+                    row.samples
+                        .iter()
+                        .map(|v| median(&mut v.iter().map(|s| s.tg_tps).collect::<Vec<_>>()))
+                        .collect()
+                };
+                let together = medians(&row.batched);
+                let cells: Vec<String> = together
+                    .iter()
+                    .zip(&single)
+                    .map(|(m, one)| format!("{m:.1} ({:.2}× one)", m / one))
+                    .collect();
+                let after = if prompt > 0 { format!(" after {prompt} prompt tokens") } else { String::new() };
+                let label = format!("tg{}, {batch} sequences together{after} (tok/s, all)", self.tg);
+                let _ =
+                    writeln!(s, "| {} | {label} | {}{} |", row.threads, cells.join(" | "), ratio(&together));
             }
         }
         let serving = &self.serving;
@@ -133,6 +148,19 @@ impl Section {
     }
 }
 
+/// A row's figures, one cell per peer.
+fn cells(medians: &[f64], decimals: usize) -> String {
+    medians.iter().map(|m| format!("{m:.decimals$}")).collect::<Vec<_>>().join(" | ")
+}
+
+/// The Temper / llama.cpp cell, when both were measured.
+fn ratio(medians: &[f64]) -> String {
+    match medians {
+        [ours, peer] => format!(" | {:.2}×", ours / peer),
+        _ => String::new(),
+    }
+}
+
 /// Replaces this model's section of `path` (or adds it), leaving the others.
 pub fn write(path: &Path, section: &Section, command: &str) -> Result<()> {
     let old = std::fs::read_to_string(path).unwrap_or_default();
@@ -163,7 +191,7 @@ mod tests {
             tg: 128,
             ctx: 2048,
             pairs: 3,
-            batch: Some(4),
+            batch: Some((4, 0)),
             peers: vec![Peer::Temper, Peer::Llamacpp],
             rows: vec![ThreadRow {
                 threads: 2,
@@ -172,6 +200,7 @@ mod tests {
                     vec![sample(2.0 * pp); 3],
                 ],
                 batched: vec![vec![250.0, 200.0, 300.0], vec![125.0; 3]],
+                alone: vec![Vec::new(), Vec::new()],
             }],
             serving: Serving {
                 threads: 2,
@@ -191,7 +220,7 @@ mod tests {
         assert!(table.contains("| 2 | peak RSS (MiB) | 200 | 200 | 1.00× |"), "{table}");
         assert!(
             table.contains(
-                "| 2 | tg128, 4 sequences together (tok/s, all) | 250.0 (2.50× tg) | 125.0 (1.25× tg) | 2.00× |"
+                "| 2 | tg128, 4 sequences together (tok/s, all) | 250.0 (2.50× one) | 125.0 (1.25× one) | 2.00× |"
             ),
             "{table}"
         );
@@ -208,6 +237,25 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("(ms) | 50.0 (5% of cold) |"), "{table}");
+    }
+
+    #[test]
+    fn after_a_prompt_the_batch_is_compared_with_one_sequence_after_it() {
+        let mut section = section("m", 300.0);
+        section.batch = Some((7, 300));
+        section.rows[0].alone = vec![vec![80.0; 3], vec![100.0, 90.0, 110.0]];
+        let table = section.render();
+        assert!(
+            table
+                .contains("| 2 | tg128, 1 sequence after 300 prompt tokens (tok/s) | 80.0 | 100.0 | 0.80× |"),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "| 2 | tg128, 7 sequences together after 300 prompt tokens (tok/s, all) | 250.0 (3.12× one) | 125.0 (1.25× one) | 2.00× |"
+            ),
+            "{table}"
+        );
     }
 
     #[test]
