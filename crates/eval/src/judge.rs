@@ -6,7 +6,7 @@
 use serde_json::Value;
 use temper_core::{ChatModel, GenerationParams, Message};
 use temper_prompt::json::extract_json;
-use temper_prompt::retry::ask_until;
+use temper_prompt::retry::{ask_until, Retry};
 
 /// The judge is asked at most twice: once, and once more with the reason its reply was refused.
 pub const JUDGE_ATTEMPTS: usize = 2;
@@ -58,7 +58,7 @@ pub async fn judge(judge: &dyn ChatModel, task: &Task<'_>) -> Result<Verdict, St
     let messages = vec![Message::system(SYSTEM), Message::user(task.prompt())];
     // Greedy and short: the same request gives the same verdict, and the cache can serve it.
     let params = GenerationParams { temperature: Some(0.0), max_tokens: Some(200), ..Default::default() };
-    ask_until(judge, messages, &params, JUDGE_ATTEMPTS, "the judge", parse_verdict)
+    ask_until(judge, messages, &params, JUDGE_ATTEMPTS, "the judge", parse_verdict, Retry::WithReason)
         .await
         .map(|checked| checked.value)
         .map_err(|e| e.to_string())

@@ -20,7 +20,7 @@ use serde_json::Value;
 use temper_core::{ChatModel, GenerationParams, Message};
 
 use crate::json::extract_json;
-use crate::retry::{ask_afresh_until, ATTEMPTS};
+use crate::retry::{ask_until, Retry, ATTEMPTS};
 use crate::{PromptError, Result};
 
 /// How a chain of density runs.
@@ -136,7 +136,7 @@ async fn round(
     let still_missing =
         || usable_entities(named.iter().map(String::as_str), article, previous.unwrap_or(""), known);
     let (entities, entity_requests) =
-        match ask_afresh_until(model, messages, &params, ATTEMPTS, "missing entities", check).await {
+        match ask_until(model, messages, &params, ATTEMPTS, "missing entities", check, Retry::Afresh).await {
             Ok(checked) => (checked.value, checked.requests),
             Err(PromptError::Unusable { attempts, .. }) if !still_missing().is_empty() => {
                 (still_missing(), attempts)
@@ -158,7 +158,7 @@ async fn round(
     };
     let params = GenerationParams { max_tokens: Some(words as u32 * 3), ..options.params.clone() };
     let check = |text: &str| check_summary(text, &entities, words);
-    let checked = ask_afresh_until(model, messages, &params, ATTEMPTS, "summary", check).await?;
+    let checked = ask_until(model, messages, &params, ATTEMPTS, "summary", check, Retry::Afresh).await?;
     let (held, summary) = checked.value;
     Ok(Round { held, named: entities, summary, requests: entity_requests + checked.requests })
 }

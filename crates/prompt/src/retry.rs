@@ -23,41 +23,27 @@ pub struct Checked<T> {
     pub usage: Usage,
 }
 
-/// Asks up to `attempts` times until `check` accepts the reply's text; after a refused reply
-/// the model sees it and the reason. `what` names the reply in the error.
+/// What a retry shows the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// The refused reply and the reason, so that the model can correct it.
+    WithReason,
+    /// The same conversation afresh (sampled), without the refused reply: for requests where
+    /// seeing its mistake makes a small model answer in prose ("I'm unable to provide the
+    /// requested response…") rather than correct it.
+    Afresh,
+}
+
+/// Asks up to `attempts` times until `check` accepts the reply's text, each retry as `retry`
+/// says. `what` names the reply in the error.
 pub async fn ask_until<T>(
-    model: &dyn ChatModel,
-    messages: Vec<Message>,
-    params: &GenerationParams,
-    attempts: usize,
-    what: &str,
-    check: impl Fn(&str) -> std::result::Result<T, String>,
-) -> Result<Checked<T>> {
-    ask(model, messages, params, attempts, what, check, true).await
-}
-
-/// [`ask_until`], but each retry asks the same conversation afresh (sampled), without the
-/// refused reply: for requests where seeing its mistake makes a small model answer in prose
-/// ("I'm unable to provide the requested response…") rather than correct it.
-pub async fn ask_afresh_until<T>(
-    model: &dyn ChatModel,
-    messages: Vec<Message>,
-    params: &GenerationParams,
-    attempts: usize,
-    what: &str,
-    check: impl Fn(&str) -> std::result::Result<T, String>,
-) -> Result<Checked<T>> {
-    ask(model, messages, params, attempts, what, check, false).await
-}
-
-async fn ask<T>(
     model: &dyn ChatModel,
     mut messages: Vec<Message>,
     params: &GenerationParams,
     attempts: usize,
     what: &str,
     check: impl Fn(&str) -> std::result::Result<T, String>,
-    show_refusal: bool,
+    retry: Retry,
 ) -> Result<Checked<T>> {
     let mut usage = Usage::default();
     let mut reason = String::from("no attempt was made");
@@ -68,7 +54,7 @@ async fn ask<T>(
             Ok(value) => return Ok(Checked { value, response, requests: attempt, usage }),
             Err(why) => {
                 reason = format!("{why} (the reply: {})", excerpt(&response.text));
-                if !show_refusal {
+                if retry == Retry::Afresh {
                     continue;
                 }
                 messages.push(Message::assistant(response.text));
@@ -119,7 +105,8 @@ mod tests {
         let check = |text: &str| if text == "ok" { Ok(()) } else { Err("not ok".to_owned()) };
         let messages = vec![Message::user("Say ok.")];
         let params = GenerationParams::default();
-        let checked = block_on(ask_afresh_until(&model, messages.clone(), &params, 2, "ok", check)).unwrap();
+        let checked =
+            block_on(ask_until(&model, messages.clone(), &params, 2, "ok", check, Retry::Afresh)).unwrap();
         assert_eq!(checked.requests, 2);
         let requests = model.requests.lock().unwrap();
         assert_eq!(requests[1].messages, messages);

@@ -12,7 +12,7 @@ use crate::cot::{Reasoned, Vote};
 use crate::json::extract_json;
 use crate::render::{Document, Layout, Prompt};
 use crate::retrieval::{retrieve, PassageRanker, Retrieval};
-use crate::retry::{add_usage, ask_until, ATTEMPTS, SAMPLING_TEMPERATURE};
+use crate::retry::{add_usage, ask_until, Retry, ATTEMPTS, SAMPLING_TEMPERATURE};
 use crate::schema::validate;
 use crate::{PromptError, Result};
 
@@ -248,7 +248,8 @@ pub async fn answer_with_schema(
     params: &GenerationParams,
 ) -> Result<Answer> {
     let check = |text: &str| extract_json(text).and_then(|json| validate(&json, schema).map(|()| json));
-    let checked = ask_until(model, messages, params, ATTEMPTS, "structured output", check).await?;
+    let checked =
+        ask_until(model, messages, params, ATTEMPTS, "structured output", check, Retry::WithReason).await?;
     let mut answer = Answer::from_response(checked.response);
     (answer.json, answer.requests, answer.usage) = (Some(checked.value), checked.requests, checked.usage);
     Ok(answer)

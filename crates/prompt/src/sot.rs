@@ -9,7 +9,7 @@ use futures::future::try_join_all;
 use serde::Serialize;
 use temper_core::{ChatModel, ChatResponse, GenerationParams, Message};
 
-use crate::retry::{ask_until, ATTEMPTS};
+use crate::retry::{ask_until, Retry, ATTEMPTS};
 use crate::run::generate;
 use crate::Result;
 
@@ -171,7 +171,7 @@ pub async fn skeleton(model: &dyn ChatModel, question: &str, options: &SotOption
         points.truncate(max);
         Ok(points)
     };
-    Ok(ask_until(model, messages, &params, ATTEMPTS, "skeleton", check).await?.value)
+    Ok(ask_until(model, messages, &params, ATTEMPTS, "skeleton", check, Retry::WithReason).await?.value)
 }
 
 /// Expands every point at once.
