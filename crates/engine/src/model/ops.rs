@@ -158,6 +158,8 @@ mod x86 {
     use half::f16;
 
     use super::KvRows;
+    // The order `dot_f16` has always added its lanes in, which the attention scores keep.
+    use crate::quant::x86::hsum;
 
     /// [`super::attend_heads`] for 1 to 8 heads, or false for more. `queries` are rounded to
     /// f16 already; `scores` has room for a row per head; `wide` runs the value pass sixteen
@@ -318,15 +320,6 @@ mod x86 {
         _mm256_mul_ps(p, _mm256_castsi256_ps(bits))
     }
 
-    /// The sum of the eight lanes, pairwise as `dot_f16` has always added them.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let sum = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let sum = _mm_add_ps(sum, _mm_movehl_ps(sum, sum));
-        _mm_cvtss_f32(_mm_add_ss(sum, _mm_movehdup_ps(sum)))
-    }
-
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_f16(a: &[f32], b: &[f16]) -> f32 {
         let mut acc = _mm256_setzero_ps();
@@ -389,8 +382,17 @@ pub fn rms_norm_in_place(x: &mut [f32], weight: &[f32], eps: f32) {
 }
 
 fn rms_scale(x: &[f32], eps: f32) -> f32 {
-    let mean_square = x.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>() / x.len() as f64;
-    (1.0 / (mean_square + eps as f64).sqrt()) as f32
+    // Four running sums, so that the additions are not one long chain (the squares are exact in
+    // f64, and the order moves the sum by far less than an f32 step).
+    let square = |v: &f32| f64::from(*v) * f64::from(*v);
+    let chunks = x.chunks_exact(4);
+    let rest: f64 = chunks.remainder().iter().map(square).sum();
+    let sums = chunks.fold([0f64; 4], |mut sums, c| {
+        sums.iter_mut().zip(c).for_each(|(s, v)| *s += square(v));
+        sums
+    });
+    let mean_square = ((sums[0] + sums[1]) + (sums[2] + sums[3]) + rest) / x.len() as f64;
+    (1.0 / (mean_square + f64::from(eps)).sqrt()) as f32
 }
 
 pub fn silu(x: f32) -> f32 {
@@ -499,15 +501,20 @@ fn fill_angles(table: &mut Vec<(f32, f32)>, base: f32, half: usize, positions: i
 mod tests {
     use super::*;
 
+    /// Values uniform in [-2, 2) from a small LCG seeded with `seed`.
+    fn uniform(seed: u32) -> impl FnMut() -> f32 {
+        let mut state = seed;
+        move || {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (state >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
+        }
+    }
+
     /// Every vector level against the portable code, on lengths that are and are not whole
     /// vectors, with a running maximum that moves up and down.
     #[test]
     fn f16_helpers_match_the_portable_code_at_every_level() {
-        let mut state = 12345u32;
-        let mut random = || {
-            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (state >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
-        };
+        let mut random = uniform(12345);
         for len in [8, 16, 24, 64, 13] {
             let a: Vec<f32> = (0..len).map(|_| random()).collect();
             let rows: Vec<Vec<f16>> =
@@ -532,11 +539,7 @@ mod tests {
     /// past position 0, and head sizes that are and are not whole vectors.
     #[test]
     fn attention_of_grouped_heads_matches_the_helpers_head_by_head() {
-        let mut state = 99u32;
-        let mut random = || {
-            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (state >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
-        };
+        let mut random = uniform(99);
         for (head_dim, heads) in [(8, 1), (16, 3), (64, 4), (64, 8), (13, 2), (32, 9)] {
             let (stride, offset, len) = (3 * head_dim, head_dim, 40);
             let keys: Vec<f16> = (0..len * stride).map(|_| f16::from_f32(random())).collect();

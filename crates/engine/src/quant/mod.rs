@@ -31,7 +31,7 @@ mod scalar;
 #[cfg(test)]
 mod tests;
 #[cfg(target_arch = "x86_64")]
-mod x86;
+pub(crate) mod x86;
 
 use std::cell::Cell;
 use std::sync::OnceLock;
