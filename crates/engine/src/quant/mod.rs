@@ -332,6 +332,14 @@ fn multiply(
         rows_times_tokens(dot, weight, w_row, &[acts], out);
         return;
     }
+    if n_tokens <= TOKEN_TILE {
+        let mut tile: [&[u8]; TOKEN_TILE] = [&[]; TOKEN_TILE];
+        for (slot, a) in tile.iter_mut().zip(acts.chunks(a_row)) {
+            *slot = a;
+        }
+        decode_rows(dot, weight, w_row, &tile[..n_tokens], rows, out);
+        return;
+    }
     // Results come out row-major (rows × tokens) so that threads own contiguous output; they
     // are transposed into `out` per group. The buffer is per thread and kept for the next call
     // (taken, not borrowed, so a re-entrant call on the same thread just gets its own).
@@ -360,6 +368,55 @@ fn multiply(
         }
     }
     ROW_MAJOR.set(tmp);
+}
+
+/// `out[t * rows + r] = dot(W[r], acts[t])` for a decode step's at most [`TOKEN_TILE`] tokens,
+/// parallel over chunks of rows, each tile's products stored straight into every token's row
+/// (no row-major copy to transpose afterwards, which cost a scalar pass over the logits).
+fn decode_rows(dot: DotFn, weight: &[u8], w_row: usize, acts: &[&[u8]], rows: usize, out: &mut [f32]) {
+    let g = acts.len();
+    assert!(g <= TOKEN_TILE && out.len() == g * rows && weight.len() == rows * w_row);
+    let out = TokenRows(out.as_mut_ptr());
+    let chunk = rows.div_ceil(8 * rayon::current_num_threads()).next_multiple_of(ROW_TILE);
+    weight.par_chunks(chunk * w_row).enumerate().for_each(|(c, w)| {
+        let mut tile = [0f32; ROW_TILE * TOKEN_TILE];
+        let mut padded = Vec::new();
+        for (i, w) in w.chunks(ROW_TILE * w_row).enumerate() {
+            let (first, count) = (c * chunk + i * ROW_TILE, w.len() / w_row);
+            let w = if count == ROW_TILE {
+                w
+            } else {
+                padded.clear();
+                padded.extend_from_slice(w);
+                padded.resize(ROW_TILE * w_row, 0);
+                &padded
+            };
+            let tile = &mut tile[..ROW_TILE * g];
+            dot(w, acts, tile);
+            for t in 0..g {
+                for r in 0..count {
+                    // SAFETY: `first + r` is a row of this task's chunk (below `rows`, checked
+                    // through the weight's length) and `t < g`, so the index is inside `out`
+                    // (checked above), and no other task writes row `first + r`.
+                    unsafe { out.write(t * rows + first + r, tile[r * g + t]) };
+                }
+            }
+        }
+    });
+}
+
+/// A matmul's token-major output, written by the tasks of [`decode_rows`] at disjoint places.
+struct TokenRows(*mut f32);
+
+// SAFETY: the tasks write disjoint elements and nothing reads them until all have finished.
+unsafe impl Sync for TokenRows {}
+
+impl TokenRows {
+    /// # Safety
+    /// `index` is inside the output and written by this task only.
+    unsafe fn write(&self, index: usize, value: f32) {
+        unsafe { *self.0.add(index) = value };
+    }
 }
 
 /// `dst[r * acts.len() + t] = dot(W[r], acts[t])`, parallel over chunks of rows. Each tile of
