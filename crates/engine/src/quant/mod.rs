@@ -153,9 +153,6 @@ const TOKEN_GROUP: usize = 64;
 /// Activation rows from which quantizing them is split between threads.
 const PARALLEL_QUANTIZE: usize = 8;
 
-/// Output values from which putting a matmul's results in token order is split between threads.
-const PARALLEL_TRANSPOSE: usize = 1 << 14;
-
 fn kernel(level: CpuLevel, ty: GgmlType) -> Option<DotFn> {
     // Never a level the CPU lacks, whatever the caller asked for.
     #[cfg(target_arch = "x86_64")]
@@ -328,10 +325,6 @@ fn multiply(
     if rows == 0 {
         return;
     }
-    if n_tokens == 1 {
-        rows_times_tokens(dot, weight, w_row, &[acts], out);
-        return;
-    }
     if n_tokens <= TOKEN_TILE {
         let mut tile: [&[u8]; TOKEN_TILE] = [&[]; TOKEN_TILE];
         for (slot, a) in tile.iter_mut().zip(acts.chunks(a_row)) {
@@ -355,17 +348,11 @@ fn multiply(
         let tmp = &mut tmp[..rows * g];
         rows_times_tokens(dot, weight, w_row, &group[..g], tmp);
         let tmp = &*tmp;
-        let transpose = |(t, out): (usize, &mut [f32])| {
+        out.par_chunks_mut(rows).enumerate().for_each(|(t, out)| {
             for (o, v) in out.iter_mut().zip(tmp.iter().skip(t).step_by(g)) {
                 *o = *v;
             }
-        };
-        // A decode step's few rows of a layer are copied sooner than handed to other threads.
-        if out.len() <= PARALLEL_TRANSPOSE {
-            out.chunks_mut(rows).enumerate().for_each(transpose);
-        } else {
-            out.par_chunks_mut(rows).enumerate().for_each(transpose);
-        }
+        });
     }
     ROW_MAJOR.set(tmp);
 }
@@ -377,22 +364,14 @@ fn decode_rows(dot: DotFn, weight: &[u8], w_row: usize, acts: &[&[u8]], rows: us
     let g = acts.len();
     assert!(g <= TOKEN_TILE && out.len() == g * rows && weight.len() == rows * w_row);
     let out = TokenRows(out.as_mut_ptr());
-    let chunk = rows.div_ceil(8 * rayon::current_num_threads()).next_multiple_of(ROW_TILE);
+    let chunk = row_chunk(rows);
     weight.par_chunks(chunk * w_row).enumerate().for_each(|(c, w)| {
         let mut tile = [0f32; ROW_TILE * TOKEN_TILE];
         let mut padded = Vec::new();
         for (i, w) in w.chunks(ROW_TILE * w_row).enumerate() {
             let (first, count) = (c * chunk + i * ROW_TILE, w.len() / w_row);
-            let w = if count == ROW_TILE {
-                w
-            } else {
-                padded.clear();
-                padded.extend_from_slice(w);
-                padded.resize(ROW_TILE * w_row, 0);
-                &padded
-            };
             let tile = &mut tile[..ROW_TILE * g];
-            dot(w, acts, tile);
+            dot(whole_tile(w, w_row, &mut padded), acts, tile);
             for t in 0..g {
                 for r in 0..count {
                     // SAFETY: `first + r` is a row of this task's chunk (below `rows`, checked
@@ -423,27 +402,12 @@ impl TokenRows {
 /// [`ROW_TILE`] rows takes the tokens [`TOKEN_TILE`] at a time while the rows stay in L1.
 fn rows_times_tokens(dot: DotFn, weight: &[u8], w_row: usize, acts: &[&[u8]], dst: &mut [f32]) {
     let g = acts.len();
-    let rows = dst.len() / g;
-    // Several chunks per thread so that rayon can balance uneven progress.
-    let chunk = rows.div_ceil(8 * rayon::current_num_threads()).next_multiple_of(ROW_TILE);
+    let chunk = row_chunk(dst.len() / g);
     dst.par_chunks_mut(chunk * g).zip(weight.par_chunks(chunk * w_row)).for_each(|(dst, w)| {
         let mut tile = [0f32; ROW_TILE * TOKEN_TILE];
         let mut padded = Vec::new();
         for (dst, w) in dst.chunks_mut(ROW_TILE * g).zip(w.chunks(ROW_TILE * w_row)) {
-            // A whole tile of at most TOKEN_TILE tokens has the kernel's own layout: no copy.
-            if g <= TOKEN_TILE && w.len() == ROW_TILE * w_row {
-                dot(w, acts, dst);
-                continue;
-            }
-            // A last tile of fewer rows runs on a copy padded with zero rows (zero products).
-            let w = if w.len() == ROW_TILE * w_row {
-                w
-            } else {
-                padded.clear();
-                padded.extend_from_slice(w);
-                padded.resize(ROW_TILE * w_row, 0);
-                &padded
-            };
+            let w = whole_tile(w, w_row, &mut padded);
             for (first, acts) in (0..g).step_by(TOKEN_TILE).zip(acts.chunks(TOKEN_TILE)) {
                 let n = acts.len();
                 let tile = &mut tile[..ROW_TILE * n];
@@ -454,6 +418,24 @@ fn rows_times_tokens(dot: DotFn, weight: &[u8], w_row: usize, acts: &[&[u8]], ds
             }
         }
     });
+}
+
+/// Rows per parallel task: several chunks per thread, so that rayon can balance uneven
+/// progress, each a whole number of tiles.
+fn row_chunk(rows: usize) -> usize {
+    rows.div_ceil(8 * rayon::current_num_threads()).next_multiple_of(ROW_TILE)
+}
+
+/// `w`, a tile of at most [`ROW_TILE`] rows of `w_row` bytes, as a whole tile: a last tile of
+/// fewer rows runs on a copy in `padded` with zero rows added (zero products).
+fn whole_tile<'a>(w: &'a [u8], w_row: usize, padded: &'a mut Vec<u8>) -> &'a [u8] {
+    if w.len() == ROW_TILE * w_row {
+        return w;
+    }
+    padded.clear();
+    padded.extend_from_slice(w);
+    padded.resize(ROW_TILE * w_row, 0);
+    padded
 }
 
 /// A [`DotFn`] from a kernel of one row (`out[j] = dot(w, acts[j])`), for the formats whose
