@@ -114,6 +114,22 @@ pub fn llamacpp(args: &SideArgs) -> Result<Sample> {
     let tokens: Vec<LlamaToken> =
         synthetic_tokens(args.pp.max(args.tg), vocab).into_iter().map(|t| LlamaToken(t as i32)).collect();
     let mut batch = LlamaBatch::new(args.pp.max(args.batch), 1);
+    // Decodes `tokens` of sequence `seq` at positions `start..` as one batch, with logits for
+    // the last.
+    let decode = |ctx: &mut llama_cpp_2::context::LlamaContext,
+                  batch: &mut LlamaBatch,
+                  tokens: &[LlamaToken],
+                  start: usize,
+                  seq: usize| {
+        batch.clear();
+        for (i, &t) in tokens.iter().enumerate() {
+            batch.add(t, i32::try_from(start + i)?, &[i32::try_from(seq)?], i + 1 == tokens.len())?;
+        }
+        ctx.decode(batch)?;
+        // Reading the logits waits for the computation to finish.
+        anyhow::ensure!(!ctx.get_logits_ith(batch.n_tokens() - 1).is_empty());
+        anyhow::Ok(())
+    };
 
     if args.batch > 1 || args.batch_prompt > 0 {
         // Every sequence's next token in one batch, each with its logits, as a server decodes.
@@ -140,12 +156,7 @@ pub fn llamacpp(args: &SideArgs) -> Result<Sample> {
             synthetic_tokens(args.batch_prompt, vocab).into_iter().map(|t| LlamaToken(t as i32)).collect();
         for s in 0..args.batch {
             for (chunk, part) in prompt.chunks(args.pp).enumerate() {
-                batch.clear();
-                for (i, &t) in part.iter().enumerate() {
-                    let pos = i32::try_from(chunk * args.pp + i)?;
-                    batch.add(t, pos, &[i32::try_from(s)?], i + 1 == part.len())?;
-                }
-                ctx.decode(&mut batch)?;
+                decode(&mut ctx, &mut batch, part, chunk * args.pp, s)?;
             }
         }
         let start = Instant::now();
@@ -156,32 +167,20 @@ pub fn llamacpp(args: &SideArgs) -> Result<Sample> {
         return Ok(Sample { pp_tps: f64::NAN, tg_tps, rss_kib: peak_rss_kib() });
     }
 
-    // Decodes `tokens` at positions `start..` as one batch, with logits for the last.
-    let mut decode = |ctx: &mut llama_cpp_2::context::LlamaContext, tokens: &[LlamaToken], start: usize| {
-        batch.clear();
-        for (i, &t) in tokens.iter().enumerate() {
-            batch.add(t, i32::try_from(start + i)?, &[0], i + 1 == tokens.len())?;
-        }
-        ctx.decode(&mut batch)?;
-        // Reading the logits waits for the computation to finish.
-        anyhow::ensure!(!ctx.get_logits_ith(batch.n_tokens() - 1).is_empty());
-        anyhow::Ok(())
-    };
-
-    decode(&mut ctx, &tokens[..WARM_UP.0], 0)?;
+    decode(&mut ctx, &mut batch, &tokens[..WARM_UP.0], 0, 0)?;
     for (i, &t) in tokens[..WARM_UP.1].iter().enumerate() {
-        decode(&mut ctx, &[t], WARM_UP.0 + i)?;
+        decode(&mut ctx, &mut batch, &[t], WARM_UP.0 + i, 0)?;
     }
     ctx.clear_kv_cache();
 
     let start = Instant::now();
-    decode(&mut ctx, &tokens[..args.pp], 0)?;
+    decode(&mut ctx, &mut batch, &tokens[..args.pp], 0, 0)?;
     let pp_tps = args.pp as f64 / start.elapsed().as_secs_f64();
     ctx.clear_kv_cache();
 
     let start = Instant::now();
     for (i, &t) in tokens[..args.tg].iter().enumerate() {
-        decode(&mut ctx, &[t], i)?;
+        decode(&mut ctx, &mut batch, &[t], i, 0)?;
     }
     let tg_tps = args.tg as f64 / start.elapsed().as_secs_f64();
     Ok(Sample { pp_tps, tg_tps, rss_kib: peak_rss_kib() })
