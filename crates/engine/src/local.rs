@@ -379,22 +379,20 @@ impl Worker {
         })
     }
 
-    /// The free slot to run `prompt` in: the one sharing the longest prefix with it, else the
-    /// least recently used. When a busy slot holds a longer prefix, it is copied over.
+    /// The free slot to run `prompt` in (see [`place`]), made if need be. When another slot
+    /// holds a longer prefix of it, that prefix is copied over.
     fn free_slot(&mut self, prompt: &[u32]) -> Option<usize> {
         let shared = |cache: &KvCache| shared_prefix(cache.tokens(), prompt);
-        let free = (0..self.slots.len()).filter(|&i| self.slots[i].seq.is_none());
-        let best_free =
-            free.max_by_key(|&i| (shared(&self.slots[i].cache), u64::MAX - self.slots[i].last_used));
-        let slot = match best_free {
-            Some(i) if self.slots.len() == self.max_slots || shared(&self.slots[i].cache) > 0 => i,
-            _ if self.slots.len() < self.max_slots => {
+        let slots = self.slots.iter().map(|s| (s.cache.tokens(), s.seq.is_none(), s.last_used));
+        let slot = match place(slots, prompt, self.slots.len() < self.max_slots) {
+            Place::Slot(i) => i,
+            Place::New => {
                 let c = &self.model.config;
                 let cache = KvCache::new(c.layers, c.kv_dim(), self.context_window);
                 self.slots.push(Slot { cache, seq: None, last_used: 0 });
                 self.slots.len() - 1
             }
-            _ => return None,
+            Place::Wait => return None,
         };
         let have = shared(&self.slots[slot].cache);
         let donor = (0..self.slots.len()).max_by_key(|&i| shared(&self.slots[i].cache));
@@ -560,6 +558,39 @@ fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
     format!("internal engine error: {}", message.unwrap_or_default())
 }
 
+/// Where a prompt runs.
+#[derive(Debug, PartialEq)]
+enum Place {
+    Slot(usize),
+    /// In a slot made for it.
+    New,
+    /// Nowhere yet: every slot is busy.
+    Wait,
+}
+
+/// Where `prompt` runs, given each slot's cached tokens, whether it is free and when it was last
+/// used, and whether there is `room` for another slot. A free slot whose cache is all a prefix
+/// of the prompt loses nothing; otherwise a cache is kept while there is room, so that its own
+/// prompt can come back to it (a repeated request, one more turn of a conversation,
+/// skeleton-of-thought's points asked again). Without room, the free slot sharing the longest
+/// prefix is reused, the least recently used among equals.
+fn place<'a>(slots: impl Iterator<Item = (&'a [u32], bool, u64)>, prompt: &[u32], room: bool) -> Place {
+    // (loses nothing, shared prefix, least recently used, index) of the best free slot.
+    let best = slots
+        .enumerate()
+        .filter(|(_, (_, free, _))| *free)
+        .map(|(i, (tokens, _, last_used))| {
+            let shared = shared_prefix(tokens, prompt);
+            (shared == tokens.len(), shared, u64::MAX - last_used, i)
+        })
+        .max();
+    match best {
+        Some((loses_nothing, _, _, i)) if loses_nothing || !room => Place::Slot(i),
+        _ if room => Place::New,
+        _ => Place::Wait,
+    }
+}
+
 /// How many tokens `a` and `b` have in common from the start.
 fn shared_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
@@ -660,5 +691,28 @@ impl Sequence {
             },
             ..Default::default()
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prompt_goes_to_the_free_slot_sharing_most_and_keeps_other_caches_while_there_is_room() {
+        let (a, b): (&[u32], &[u32]) = (&[1, 2, 3, 9], &[1, 2]);
+        let prompt = [1, 2, 3, 4];
+        // `a` shares more but holds a token the prompt would drop: kept while there is room.
+        assert_eq!(place([(a, true, 1)].into_iter(), &prompt, true), Place::New);
+        assert_eq!(place([(a, true, 1)].into_iter(), &prompt, false), Place::Slot(0));
+        // A cache wholly a prefix of the prompt loses nothing.
+        assert_eq!(place([(a, true, 1), (b, true, 2)].into_iter(), &prompt, true), Place::Slot(1));
+        assert_eq!(place([(&[][..], true, 1)].into_iter(), &prompt, true), Place::Slot(0));
+        // Busy slots are never taken.
+        assert_eq!(place([(b, false, 1)].into_iter(), &prompt, true), Place::New);
+        assert_eq!(place([(b, false, 1)].into_iter(), &prompt, false), Place::Wait);
+        // Among equals, the least recently used.
+        let others: [(&[u32], bool, u64); 3] = [(&[7], true, 5), (&[8], true, 2), (&[9], true, 3)];
+        assert_eq!(place(others.into_iter(), &prompt, false), Place::Slot(1));
     }
 }
