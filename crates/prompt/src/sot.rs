@@ -85,15 +85,26 @@ pub struct SotTimings {
     pub batch_speedup: Option<f64>,
 }
 
-const SKELETON_SYSTEM: &str = "You plan answers. Give only the skeleton of the answer: a numbered list \
-of short points, each of three to five words. Do not explain the points.";
+/// The skeleton's instructions, for `min` to `max` points.
+fn skeleton_system(min: usize, max: usize) -> String {
+    format!(
+        "You plan answers. Give only the skeleton of the answer: a numbered list of {min} to {max} \
+short points, each of three to five words. Do not explain the points."
+    )
+}
 
-const EXAMPLE_QUESTION: &str = "How do I make a good cup of tea?";
-const EXAMPLE_SKELETON: &str =
-    "1. Boil fresh water\n2. Warm the pot\n3. Add the tea\n4. Steep three minutes\n5. Pour and serve";
+const EXAMPLE_QUESTION: &str = "How do I paint a room?";
+const EXAMPLE_SKELETON: &str = "1. Choose the colour\n2. Move the furniture out\n3. Cover the floor\n\
+4. Fill cracks and sand\n5. Apply a primer coat\n6. Paint two thin coats\n7. Clean the brushes";
 
+/// The example's point expanded in the worked exchange, from 0.
+const EXAMPLE_POINT: usize = 2;
 const EXAMPLE_EXPANSION: &str =
-    "Pour a little hot water into the pot and swirl it, so that the tea brews at an even heat.";
+    "Lay dust sheets over the floor and tape their edges, so that drips land on cloth, not on the boards.";
+
+/// Skeletons repeat a point in other words when nothing holds them back; a mild penalty on
+/// repeated tokens gives more distinct points (llama.cpp's default strength).
+const SKELETON_REPEAT_PENALTY: f32 = 1.1;
 
 const EXPAND_SYSTEM: &str = "You write one point of an answer whose skeleton is given. Write only that \
 point, in one or two sentences.";
@@ -151,17 +162,27 @@ pub async fn answer(model: &dyn ChatModel, question: &str, options: &SotOptions)
 /// Asks for the skeleton until it has at least `min_points` points; keeps at most `max_points`.
 pub async fn skeleton(model: &dyn ChatModel, question: &str, options: &SotOptions) -> Result<Vec<String>> {
     let (min, max) = (options.min_points, options.max_points);
-    let ask = |q: &str| Message::user(format!("Question: {q}\nGive {min} to {max} numbered points."));
+    let ask = |q: &str| Message::user(format!("Question: {q}"));
     // One worked exchange: small models copy a shown format far better than a described one.
     let messages = vec![
-        Message::system(SKELETON_SYSTEM),
+        Message::system(skeleton_system(min, max)),
         ask(EXAMPLE_QUESTION),
         Message::assistant(EXAMPLE_SKELETON),
         ask(question),
     ];
-    let params = GenerationParams { max_tokens: Some(16 * max as u32), ..options.params.clone() };
+    let params = GenerationParams {
+        max_tokens: Some(16 * max as u32),
+        repeat_penalty: options.params.repeat_penalty.or(Some(SKELETON_REPEAT_PENALTY)),
+        ..options.params.clone()
+    };
+    let example = parse_points(EXAMPLE_SKELETON);
     let check = |text: &str| {
         let mut points = parse_points(text);
+        // Small models sometimes answer the shown example's question instead.
+        let copied = points.iter().filter(|p| example.iter().any(|e| e.eq_ignore_ascii_case(p))).count();
+        if copied >= 2 {
+            return Err(format!("it repeats the example's points; give points that answer \"{question}\""));
+        }
         if points.len() < min {
             return Err(format!(
                 "it has {} points; give {min} to {max} numbered points, one per line",
@@ -199,7 +220,7 @@ async fn expand(
     let params = GenerationParams { max_tokens: Some(options.point_tokens), ..options.params.clone() };
     let messages = vec![
         Message::system(EXPAND_SYSTEM),
-        Message::user(expand_request(EXAMPLE_QUESTION, example, 1)),
+        Message::user(expand_request(EXAMPLE_QUESTION, example, EXAMPLE_POINT)),
         Message::assistant(EXAMPLE_EXPANSION),
         Message::user(expand_request(question, points, index)),
     ];
@@ -223,7 +244,7 @@ fn first_paragraph(text: &str) -> String {
 /// The points of a numbered or bulleted list, without numbers, markup or repeats.
 fn parse_points(text: &str) -> Vec<String> {
     let mut points: Vec<String> = Vec::new();
-    for line in text.lines() {
+    for line in text.lines().flat_map(numbered_items) {
         let point = list_marker(line)
             .map(|r| r.trim().trim_matches('*').trim().trim_end_matches(['.', ':']).to_owned());
         if let Some(point) = point.filter(|p| !p.is_empty()) {
@@ -233,6 +254,27 @@ fn parse_points(text: &str) -> Vec<String> {
         }
     }
     points
+}
+
+/// The items of a line that numbers several in a row (`1. Rest. 2. Eat well.`), one each;
+/// any other line as it is.
+fn numbered_items(line: &str) -> Vec<&str> {
+    let line = line.trim();
+    let digits = line.len() - line.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let first = match line[digits..].starts_with(". ") {
+        true => line[..digits].parse::<usize>().ok(),
+        false => None,
+    };
+    let Some(first) = first else { return vec![line] };
+    let mut items = Vec::new();
+    let mut rest = line;
+    for next in first + 1.. {
+        let Some(at) = rest.find(&format!(" {next}. ")) else { break };
+        items.push(&rest[..at]);
+        rest = &rest[at + 1..];
+    }
+    items.push(rest);
+    items
 }
 
 /// The line after its list marker (`1.`, `2)`, `3:`, `-`, `*`, `•`, `Instruction 4:`, `**5**.`),
@@ -279,6 +321,8 @@ mod tests {
         let text = "Skeleton:\n1. **Boil water**\n2) Add tea.\n- Steep 3 minutes\n3. add tea\nEnjoy!";
         assert_eq!(parse_points(text), vec!["Boil water", "Add tea", "Steep 3 minutes"]);
         assert!(parse_points("2024 was a year").is_empty());
+        let one_line = "1. Rest well. 2. Eat less sugar. 3. Walk in 2. gear";
+        assert_eq!(parse_points(one_line), vec!["Rest well", "Eat less sugar", "Walk in 2. gear"]);
         let example: Vec<&str> = EXAMPLE_SKELETON.lines().map(|l| &l[3..]).collect();
         assert_eq!(parse_points(EXAMPLE_SKELETON), example, "the shown example's points, unchanged");
     }
@@ -350,5 +394,19 @@ mod tests {
         let points = block_on(skeleton(&model, "Q?", &SotOptions::default())).unwrap();
         assert_eq!(points.len(), 3);
         assert!(model.prompts()[1].starts_with("That reply cannot be used: it has 0 points; give 3 to 10"));
+    }
+
+    #[test]
+    fn a_skeleton_copied_from_the_example_is_asked_again() {
+        let model = Scripted::new(|r| {
+            if r.messages.len() > 4 {
+                "1. Lace up\n2. Run slowly\n3. Rest".into()
+            } else {
+                format!("{EXAMPLE_SKELETON}\n6. Drink")
+            }
+        });
+        let points = block_on(skeleton(&model, "How do I start running?", &SotOptions::default())).unwrap();
+        assert_eq!(points, vec!["Lace up", "Run slowly", "Rest"]);
+        assert!(model.prompts()[1].contains("it repeats the example's points; give points that answer"));
     }
 }
