@@ -89,6 +89,11 @@ fn show_rounds(report: &CodReport) -> String {
                 round.missing_entities.join(", ")
             }
         ));
+        if round.spliced {
+            text.push_str(
+                "(the rewrites failed the checks: a sentence with the new entities was spliced in)\n",
+            );
+        }
         if let Some(error) = &round.error {
             text.push_str(&format!(
                 "(failed after {} attempts, the last good summary is kept: {error})\n",
@@ -111,7 +116,9 @@ pub fn answer(args: &AnswerArgs) -> anyhow::Result<()> {
     // One sequence per point, so that a local model expands every point in one batch.
     let load = LoadOptions { sequences: Some(options.max_points), ..args.gen.model.load_options() };
     let loaded = load_model(&ModelStore::from_env()?, args.gen.model.name(), load)?;
-    let options = SotOptions { warm_up: loaded.local.is_some(), ..options };
+    let local = loaded.local.is_some();
+    let skeleton_repeat_penalty = local.then_some(sot::SKELETON_REPEAT_PENALTY);
+    let options = SotOptions { warm_up: local, skeleton_repeat_penalty, ..options };
     let sot = block_on(sot::answer(loaded.model.as_ref(), &args.question, &options))?;
     if args.json {
         return print_json(&sot);

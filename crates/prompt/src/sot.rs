@@ -29,6 +29,11 @@ pub struct SotOptions {
     /// already read and every sequence's cache in place. Otherwise whichever ran first would
     /// pay for both. Pointless (and billed) for HTTP backends.
     pub warm_up: bool,
+    /// The skeleton's penalty on repeated tokens, for backends that have one (the local engine,
+    /// llama.cpp's server; OpenAI's API refuses it): without it, small models give the same
+    /// point again in other words. `temper answer` sets [`SKELETON_REPEAT_PENALTY`] for a local
+    /// model. The caller's own `params.repeat_penalty` comes first.
+    pub skeleton_repeat_penalty: Option<f32>,
     pub params: GenerationParams,
 }
 
@@ -41,6 +46,7 @@ impl Default for SotOptions {
             sequential: false,
             normal: true,
             warm_up: false,
+            skeleton_repeat_penalty: None,
             params: GenerationParams::default(),
         }
     }
@@ -102,9 +108,9 @@ const EXAMPLE_POINT: usize = 2;
 const EXAMPLE_EXPANSION: &str =
     "Lay dust sheets over the floor and tape their edges, so that drips land on cloth, not on the boards.";
 
-/// Skeletons repeat a point in other words when nothing holds them back; a mild penalty on
-/// repeated tokens gives more distinct points (llama.cpp's default strength).
-const SKELETON_REPEAT_PENALTY: f32 = 1.1;
+/// A mild penalty on repeated tokens (llama.cpp's default strength): enough for distinct
+/// points, not so much that the list loses its numbering.
+pub const SKELETON_REPEAT_PENALTY: f32 = 1.1;
 
 const EXPAND_SYSTEM: &str = "You write one point of an answer whose skeleton is given. Write only that \
 point, in one or two sentences.";
@@ -154,7 +160,7 @@ pub async fn answer(model: &dyn ChatModel, question: &str, options: &SotOptions)
         timings.speedup_vs_normal = Some(normal_ms / timings.sot_ms);
         normal_answer = Some(normal.text);
     }
-    let expansions: Vec<String> = responses.iter().map(|r| first_paragraph(&r.text)).collect();
+    let expansions: Vec<String> = responses.iter().map(|r| expansion_text(&r.text)).collect();
     let answer = assemble(&points, &expansions);
     Ok(SotAnswer { points, expansions, answer, normal_answer, timings })
 }
@@ -172,7 +178,7 @@ pub async fn skeleton(model: &dyn ChatModel, question: &str, options: &SotOption
     ];
     let params = GenerationParams {
         max_tokens: Some(16 * max as u32),
-        repeat_penalty: options.params.repeat_penalty.or(Some(SKELETON_REPEAT_PENALTY)),
+        repeat_penalty: options.params.repeat_penalty.or(options.skeleton_repeat_penalty),
         ..options.params.clone()
     };
     let example = parse_points(EXAMPLE_SKELETON);
@@ -236,9 +242,12 @@ fn expand_request(question: &str, points: &[String], index: usize) -> String {
     )
 }
 
-/// The first paragraph of an expansion: small models sometimes go on to repeat the skeleton.
-fn first_paragraph(text: &str) -> String {
-    text.trim().split("\n\n").next().unwrap_or_default().trim().to_owned()
+/// The text of an expansion: its first paragraph, without the list items and headings
+/// (`Skeleton:`) small models sometimes go on to, or start with when they echo the request.
+fn expansion_text(text: &str) -> String {
+    let paragraph = text.trim().split("\n\n").next().unwrap_or_default();
+    let prose = paragraph.lines().map(str::trim).filter(|l| list_marker(l).is_none() && !l.ends_with(':'));
+    prose.collect::<Vec<_>>().join(" ")
 }
 
 /// The points of a numbered or bulleted list, without numbers, markup or repeats.
@@ -295,8 +304,11 @@ pub fn list_marker(line: &str) -> Option<&str> {
 
 /// The answer: each point with its expansion, in the skeleton's order.
 fn assemble(points: &[String], expansions: &[String]) -> String {
-    let lines: Vec<String> =
-        (1..).zip(points.iter().zip(expansions)).map(|(i, (p, e))| format!("{i}. {p}: {e}")).collect();
+    let line = |(i, (point, expansion)): (usize, (&String, &String))| match expansion.is_empty() {
+        true => format!("{i}. {point}"),
+        false => format!("{i}. {point}: {expansion}"),
+    };
+    let lines: Vec<String> = (1..).zip(points.iter().zip(expansions)).map(line).collect();
     lines.join("\n")
 }
 
@@ -325,6 +337,16 @@ mod tests {
         assert_eq!(parse_points(one_line), vec!["Rest well", "Eat less sugar", "Walk in 2. gear"]);
         let example: Vec<&str> = EXAMPLE_SKELETON.lines().map(|l| &l[3..]).collect();
         assert_eq!(parse_points(EXAMPLE_SKELETON), example, "the shown example's points, unchanged");
+    }
+
+    #[test]
+    fn an_expansion_is_its_first_paragraph_without_echoed_lists() {
+        assert_eq!(expansion_text(" Rest well.\nSleep early.\n\n1. Rest"), "Rest well. Sleep early.");
+        assert_eq!(expansion_text("Skeleton:\n1. Rest\n2. Eat"), "");
+        assert_eq!(
+            assemble(&["Rest".into(), "Eat".into()], &["".into(), "Less.".into()]),
+            "1. Rest\n2. Eat: Less."
+        );
     }
 
     #[test]
