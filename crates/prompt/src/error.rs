@@ -41,4 +41,14 @@ impl PromptError {
     pub fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Self {
         PromptError::Invalid { what: what.into(), reason: reason.into() }
     }
+
+    /// The error, counting `requests` made before the failed step among its attempts.
+    pub fn after(self, requests: usize) -> Self {
+        match self {
+            PromptError::Unusable { what, attempts, reason } => {
+                PromptError::Unusable { what, attempts: attempts + requests, reason }
+            }
+            other => other,
+        }
+    }
 }

@@ -145,6 +145,7 @@ fn skeleton_of_thought_expands_points_together_on_the_local_engine() {
     eprintln!("6 points, together vs one after another (ms): {times:?}");
     let question = "How can I sleep better?";
     let options = SotOptions {
+        skeleton_repeat_penalty: Some(sot::SKELETON_REPEAT_PENALTY),
         params: GenerationParams { temperature: Some(0.0), ..Default::default() },
         ..SotOptions::default()
     };
@@ -158,26 +159,31 @@ fn skeleton_of_thought_expands_points_together_on_the_local_engine() {
 }
 
 #[test]
-fn chain_of_density_rounds_keep_their_length_or_say_why_not() {
+fn chain_of_density_rounds_keep_their_length_and_densify_or_say_why_not() {
     let Some(model) = load(2048, 1) else { return };
     let options = CodOptions {
-        rounds: 2,
+        rounds: 3,
         words: 80,
         params: GenerationParams { temperature: Some(0.0), ..Default::default() },
     };
-    let report = block_on(cod::summarize(&model, &article("channel-tunnel"), &options)).unwrap();
-    assert_eq!(report.rounds.len(), 2);
+    let report = block_on(cod::summarize(&model, &article("penicillin"), &options)).unwrap();
+    assert_eq!(report.rounds.len(), 3);
     // The first summary is greedy, and a run-on is cut back to whole sentences: it passes.
     assert_eq!(report.rounds[0].error, None, "{:?}", report.rounds[0]);
-    let mut last_good: Option<&str> = None;
+    let mut last_good: Option<&cod::CodRound> = None;
     for round in &report.rounds {
         match &round.error {
             None => {
                 assert!((64..=96).contains(&round.words), "{round:?}");
-                assert!(!round.missing_entities.is_empty() && round.entity_density > 0.0, "{round:?}");
-                last_good = Some(&round.summary);
+                assert!(!round.missing_entities.is_empty(), "{round:?}");
+                // Rewrites keep every entity so far and add at least one at about the same length.
+                let before = last_good.map_or(0.0, |r| r.entity_density);
+                assert!(round.entity_density > before, "{round:?} after {last_good:?}");
+                last_good = Some(round);
             }
-            Some(_) => assert_eq!(round.summary, last_good.unwrap_or("")),
+            Some(_) => assert_eq!(round.summary, last_good.unwrap().summary),
         }
     }
+    let passed = report.rounds.iter().filter(|r| r.error.is_none()).count();
+    assert!(passed >= 2, "at most one round may fail: {report:?}");
 }
