@@ -192,6 +192,43 @@ async fn missing_entities(
     Ok((still_missing, requests))
 }
 
+/// What a round's summary must be: within ±20% of `words` long, holding every entity of
+/// `keep` (those of the summary before it) and denser in entities than that summary was.
+struct Target<'a> {
+    words: usize,
+    keep: Vec<&'a String>,
+    /// The entity density of the summary before: `keep` per word of it (0 for the first).
+    floor: f64,
+}
+
+impl<'a> Target<'a> {
+    fn new(words: usize, previous: Option<&str>, known: &'a [String]) -> Self {
+        let previous = previous.unwrap_or("");
+        let keep: Vec<&String> = known.iter().filter(|e| contains(previous, e)).collect();
+        let floor = if keep.is_empty() { 0.0 } else { keep.len() as f64 / word_count(previous) as f64 };
+        Target { words, keep, floor }
+    }
+
+    /// The shortest and longest length accepted.
+    fn window(&self) -> (usize, usize) {
+        (self.words * 4 / 5, self.words * 6 / 5)
+    }
+
+    /// Why a summary of `count` words that holds `new` new entities cannot be kept, if it can't.
+    /// It must already be known to be in the window.
+    fn refuse(&self, summary: &str, new: usize, count: usize) -> Option<String> {
+        let lost: Vec<&str> =
+            self.keep.iter().filter(|e| !contains(summary, e)).map(|e| e.as_str()).collect();
+        if !lost.is_empty() {
+            return Some(format!("the summary must keep {}", lost.join(", ")));
+        }
+        let density = (self.keep.len() + new) as f64 / count as f64;
+        (density <= self.floor).then(|| {
+            format!("its entity density {density:.3} is not above the summary's before it, {:.3}", self.floor)
+        })
+    }
+}
+
 /// The round's summary: the first, sparse one, or `previous` rewritten to hold `entities`
 /// too while keeping the entities of `known` it holds. When every rewrite fails the checks,
 /// the model writes only a sentence with the entities and it is spliced in.
@@ -205,6 +242,7 @@ async fn write_summary(
 ) -> Result<Written> {
     let words = options.words;
     let request = summary_request(article, previous, words, &entities.join(", "));
+    let instruction = last_paragraph(&request).to_owned();
     // The first summary follows a worked example; a rewrite does not, because the model copies
     // the example's length rather than the one asked for.
     let messages = match previous {
@@ -216,13 +254,16 @@ async fn write_summary(
         Some(_) => vec![Message::system(SYSTEM), Message::user(request)],
     };
     let params = GenerationParams { max_tokens: Some(words as u32 * 3), ..options.params.clone() };
-    let keep: Vec<&String> = known.iter().filter(|e| contains(previous.unwrap_or(""), e)).collect();
-    let check = |text: &str| check_summary(text, entities, &keep, words);
+    let target = Target::new(words, previous, known);
+    let check = |text: &str| match echoes(text, &instruction) {
+        true => Err("the summary repeats the request".to_owned()),
+        false => check_summary(text, entities, &target),
+    };
     let rewritten = ask_until(model, messages, &params, ATTEMPTS, "summary", check, Retry::Afresh).await;
     let (checked, spliced) = match (rewritten, previous) {
         (Ok(checked), _) => (checked, false),
         (Err(PromptError::Unusable { attempts, .. }), Some(previous)) => {
-            let checked = splice(model, article, previous, &keep, entities, options)
+            let checked = splice(model, article, previous, &target, entities, options)
                 .await
                 .map_err(|e| e.after(attempts))?;
             (Checked { requests: checked.requests + attempts, ..checked }, true)
@@ -234,33 +275,55 @@ async fn write_summary(
 }
 
 /// The rewrite of a model that cannot rewrite at length: it writes one sentence of the article
-/// that holds the new entities, and the previous summary's sentences whose loss keeps every
-/// entity of `keep` make room for it (the uninformative phrases chain of density removes first).
+/// that holds the new entities, and sentences of the previous summary whose loss keeps every
+/// entity of the target make room for it (the uninformative phrases chain of density removes
+/// first).
 async fn splice(
     model: &dyn ChatModel,
     article: &str,
     previous: &str,
-    keep: &[&String],
+    target: &Target<'_>,
     entities: &[String],
     options: &CodOptions,
 ) -> Result<Checked<(Vec<String>, String)>> {
-    let messages = with_example(
-        sentence_request(EXAMPLE_ARTICLE, "Gustave Eiffel, 1889"),
-        EXAMPLE_SENTENCE,
-        sentence_request(article, &entities.join(", ")),
-    );
+    let request = sentence_request(article, &entities.join(", "));
+    let instruction = last_paragraph(&request).to_owned();
+    let messages =
+        with_example(sentence_request(EXAMPLE_ARTICLE, "Gustave Eiffel, 1889"), EXAMPLE_SENTENCE, request);
+    // Words of the sentence besides the entities: a bare list of them is no sentence.
+    let own_words = |sentence: &str| {
+        let rest =
+            entities.iter().fold(sentence.to_lowercase(), |rest, e| rest.replace(&e.to_lowercase(), " "));
+        rest.split_whitespace().filter(|w| w.chars().any(char::is_alphanumeric)).count()
+    };
     let params = GenerationParams { max_tokens: Some(options.words as u32), ..options.params.clone() };
     let check = |text: &str| {
         // A whole sentence only: a reply that runs on without an end is a list, not a sentence.
         let sentence = split_sentences(text.trim())
             .into_iter()
-            .filter(|s| word_count(s) >= 4 && is_whole_sentence(s))
+            .filter(|s| is_whole_sentence(s) && own_words(s) >= MIN_OWN_WORDS && !echoes(s, &instruction))
             .find(|s| entities.iter().any(|e| contains(s, e)))
-            .ok_or_else(|| format!("no whole sentence mentions {}", entities.join(", ")))?;
+            .ok_or_else(|| format!("no whole sentence of its own words mentions {}", entities.join(", ")))?;
         let held: Vec<String> = entities.iter().filter(|e| contains(sentence, e)).cloned().collect();
-        Ok((held, make_room(previous, sentence, keep, options.words)?))
+        let summary = make_room(previous, sentence, held.len(), target)?;
+        Ok((held, summary))
     };
     ask_until(model, messages, &params, ATTEMPTS, "spliced summary", check, Retry::Afresh).await
+}
+
+/// Words a spliced sentence needs besides its entities.
+const MIN_OWN_WORDS: usize = 6;
+
+/// The last paragraph of a request: its instruction.
+fn last_paragraph(request: &str) -> &str {
+    request.rsplit("\n\n").next().unwrap_or_default()
+}
+
+/// Whether `reply` repeats six words in a row of `instruction`: a small model echoing it.
+fn echoes(reply: &str, instruction: &str) -> bool {
+    let words = |text: &str| text.split_whitespace().map(bare_word).collect::<Vec<_>>();
+    let reply = format!(" {} ", words(reply).join(" "));
+    words(instruction).windows(6).any(|run| reply.contains(&format!(" {} ", run.join(" "))))
 }
 
 fn sentence_request(article: &str, entities: &str) -> String {
@@ -270,16 +333,15 @@ fn sentence_request(article: &str, entities: &str) -> String {
     )
 }
 
-/// `previous` with `sentence` added at its end and as few of its sentences dropped as bring the
-/// length within ±20% of `words`, closest to it; only sentences whose loss leaves every entity
-/// of `keep` in the summary may go.
+/// `previous` with `sentence` (holding `new` new entities) added at its end and sentences of it
+/// dropped to meet `target`: the length closest to its words, then the fewest dropped.
 fn make_room(
     previous: &str,
     sentence: &str,
-    keep: &[&String],
-    words: usize,
+    new: usize,
+    target: &Target<'_>,
 ) -> std::result::Result<String, String> {
-    let (low, high) = (words * 4 / 5, words * 6 / 5);
+    let (low, high) = target.window();
     let old = split_sentences(previous);
     // Summaries are a handful of sentences; a longer run-on is left whole.
     let choices = if old.len() <= 12 { 1u32 << old.len() } else { 1 };
@@ -288,19 +350,22 @@ fn make_room(
         let kept = (0..old.len()).filter(|i| dropped & (1 << i) == 0).map(|i| old[i]);
         let text = kept.chain([sentence]).collect::<Vec<_>>().join(" ");
         let count = word_count(&text);
-        if count < low || count > high || !keep.iter().all(|e| contains(&text, e)) {
+        if count < low || count > high || target.refuse(&text, new, count).is_some() {
             continue;
         }
-        let rank = (count.abs_diff(words), dropped.count_ones());
+        let rank = (count.abs_diff(target.words), dropped.count_ones());
         if best.as_ref().is_none_or(|(off, n, _)| rank < (*off, *n)) {
             best = Some((rank.0, rank.1, text));
         }
     }
+    let keep: Vec<&str> = target.keep.iter().map(|e| e.as_str()).collect();
     best.map(|(_, _, text)| text).ok_or_else(|| {
         format!(
-            "the sentence ({} words) and the summary's sentences holding {} make no summary of {low} to {high} words",
+            "the sentence ({} words) and the summary's sentences make no summary of {low} to {high} words that keeps {} \
+             and is denser than {:.3}",
             word_count(sentence),
-            if keep.is_empty() { "no entity".to_owned() } else { keep.iter().map(|e| e.as_str()).collect::<Vec<_>>().join(", ") }
+            if keep.is_empty() { "its entities".to_owned() } else { keep.join(", ") },
+            target.floor
         )
     })
 }
@@ -495,12 +560,11 @@ fn usable_entities<'a>(
 fn check_summary(
     text: &str,
     entities: &[String],
-    keep: &[&String],
-    words: usize,
+    target: &Target<'_>,
 ) -> std::result::Result<(Vec<String>, String), String> {
     let summary = text.trim().trim_matches('"').trim();
     let count = word_count(summary);
-    let (low, high) = (words * 4 / 5, words * 6 / 5);
+    let (low, high) = target.window();
     let off_length = || format!("the summary has {count} words; it must have {low} to {high}");
     let summary = if count > high {
         cut_to_sentence(summary, low, high).ok_or_else(off_length)?
@@ -513,9 +577,8 @@ fn check_summary(
     if held.is_empty() {
         return Err(format!("the summary must mention {}", entities.join(", ")));
     }
-    let lost: Vec<&str> = keep.iter().filter(|e| !contains(summary, e)).map(|e| e.as_str()).collect();
-    if !lost.is_empty() {
-        return Err(format!("the summary must keep {}", lost.join(", ")));
+    if let Some(why) = target.refuse(summary, held.len(), word_count(summary)) {
+        return Err(why);
     }
     Ok((held, summary.to_owned()))
 }
@@ -718,23 +781,45 @@ mod tests {
         assert_eq!(round.attempts, 1 + ATTEMPTS + 1);
     }
 
+    /// A target of `words` with no entity to keep: the first round's.
+    fn plain(words: usize) -> Target<'static> {
+        Target { words, keep: Vec::new(), floor: 0.0 }
+    }
+
     #[test]
     fn room_is_made_by_the_fewest_sentences_whose_loss_keeps_every_entity() {
         let previous = "Rome is old. It is a big city. Its streets are busy.";
-        let rome = "Rome".to_owned();
-        let keep = [&rome];
+        let known = ["Rome".to_owned()];
+        let target = Target::new(12, Some(previous), &known);
+        assert_eq!(target.floor, 1.0 / 12.0);
         let sentence = "Oslo is cold in the winter.";
         // 12 + 6 words for a target of 12 (9 to 14): dropping the 5-word sentence is closest.
         assert_eq!(
-            make_room(previous, sentence, &keep, 12).unwrap(),
+            make_room(previous, sentence, 1, &target).unwrap(),
             "Rome is old. Its streets are busy. Oslo is cold in the winter."
         );
         // Only dropping the sentence that holds Rome would fit 6 to 9 words.
-        let error = make_room("Rome is old and it is big. Cold.", sentence, &keep, 8).unwrap_err();
+        let previous = "Rome is old and it is big. Cold.";
+        let error = make_room(previous, sentence, 1, &Target::new(8, Some(previous), &known)).unwrap_err();
         assert_eq!(
             error,
-            "the sentence (6 words) and the summary's sentences holding Rome make no summary of 6 to 9 words"
+            "the sentence (6 words) and the summary's sentences make no summary of 6 to 9 words that keeps Rome and \
+             is denser than 0.125"
         );
+    }
+
+    #[test]
+    fn a_summary_must_be_denser_than_the_one_before() {
+        let (entities, known) = (vec!["Oslo".to_owned()], ["Rome".to_owned()]);
+        // 1 entity in 10 words before; 2 in 24 words is less dense, 2 in 16 more.
+        let previous = format!("Rome {}", "w ".repeat(9));
+        let target = Target::new(20, Some(&previous), &known);
+        let text = |n: usize| format!("Rome Oslo {}", "w ".repeat(n - 2));
+        assert_eq!(
+            check_summary(&text(24), &entities, &target).unwrap_err(),
+            "its entity density 0.083 is not above the summary's before it, 0.100"
+        );
+        assert!(check_summary(&text(16), &entities, &target).is_ok());
     }
 
     #[test]
@@ -764,10 +849,18 @@ mod tests {
     }
 
     #[test]
+    fn a_reply_that_echoes_its_instruction_is_caught() {
+        let instruction = "Rewrite the summary so that it also mentions 1986, Eurotunnel, in a new clause.";
+        assert!(echoes("It opened. Rewrite the summary so that it also mentions 1986.", instruction));
+        assert!(!echoes("The summary now mentions 1986 and Eurotunnel.", instruction));
+    }
+
+    #[test]
     fn a_rewrite_must_keep_the_entities_the_summary_held() {
         let (entities, rome) = (vec!["Oslo".to_owned()], "Rome".to_owned());
         let text = format!("Oslo {}", "w ".repeat(19));
-        assert_eq!(check_summary(&text, &entities, &[&rome], 20).unwrap_err(), "the summary must keep Rome");
+        let target = Target { words: 20, keep: vec![&rome], floor: 0.0 };
+        assert_eq!(check_summary(&text, &entities, &target).unwrap_err(), "the summary must keep Rome");
     }
 
     #[test]
@@ -790,18 +883,18 @@ mod tests {
         let entities = vec!["Paris".to_owned(), "Oslo".to_owned()];
         let text = |n: usize, lead: &str| format!("{lead} {}", "w ".repeat(n - 1));
         assert_eq!(
-            check_summary(&text(30, "Paris"), &entities, &[], 20).unwrap_err(),
+            check_summary(&text(30, "Paris"), &entities, &plain(20)).unwrap_err(),
             "the summary has 30 words; it must have 16 to 24"
         );
         assert_eq!(
-            check_summary(&text(10, "Paris"), &entities, &[], 20).unwrap_err(),
+            check_summary(&text(10, "Paris"), &entities, &plain(20)).unwrap_err(),
             "the summary has 10 words; it must have 16 to 24"
         );
         assert_eq!(
-            check_summary(&text(20, "Rome"), &entities, &[], 20).unwrap_err(),
+            check_summary(&text(20, "Rome"), &entities, &plain(20)).unwrap_err(),
             "the summary must mention Paris, Oslo"
         );
-        assert_eq!(check_summary(&text(20, "Oslo"), &entities, &[], 20).unwrap().0, vec!["Oslo"]);
+        assert_eq!(check_summary(&text(20, "Oslo"), &entities, &plain(20)).unwrap().0, vec!["Oslo"]);
     }
 
     /// `count` sentences of `length` words each, the first starting with `lead`.
@@ -815,17 +908,20 @@ mod tests {
         let entities = vec!["Paris".to_owned()];
         // Sentences end at words 7, 14, 21 and 28; the window is 16 to 24 words.
         let long = sentences(4, 7, "Paris");
-        let (held, summary) = check_summary(&long, &entities, &[], 20).unwrap();
+        let (held, summary) = check_summary(&long, &entities, &plain(20)).unwrap();
         assert_eq!((held, word_count(&summary)), (entities.clone(), 21));
         assert!(long.starts_with(&summary) && summary.ends_with("end."), "{summary}");
         // Sentences end at words 13 and 26: none inside the window.
         assert_eq!(
-            check_summary(&sentences(2, 13, "Paris"), &entities, &[], 20).unwrap_err(),
+            check_summary(&sentences(2, 13, "Paris"), &entities, &plain(20)).unwrap_err(),
             "the summary has 26 words; it must have 16 to 24"
         );
         // The cut keeps only whole sentences, so an entity after it no longer counts.
         let late = format!("{} Paris w w w w end.", sentences(3, 7, "Rome"));
-        assert_eq!(check_summary(&late, &entities, &[], 20).unwrap_err(), "the summary must mention Paris");
+        assert_eq!(
+            check_summary(&late, &entities, &plain(20)).unwrap_err(),
+            "the summary must mention Paris"
+        );
     }
 
     #[test]
