@@ -168,7 +168,9 @@ pub async fn answer(model: &dyn ChatModel, question: &str, options: &SotOptions)
 /// Asks for the skeleton until it has at least `min_points` points; keeps at most `max_points`.
 pub async fn skeleton(model: &dyn ChatModel, question: &str, options: &SotOptions) -> Result<Vec<String>> {
     let (min, max) = (options.min_points, options.max_points);
-    let ask = |q: &str| Message::user(format!("Question: {q}"));
+    // Ending on `Skeleton:` cues a list: asked "What makes a good leader?" without it, the
+    // default model answered in prose three times over.
+    let ask = |q: &str| Message::user(format!("Question: {q}\nSkeleton:"));
     // One worked exchange: small models copy a shown format far better than a described one.
     let messages = vec![
         Message::system(skeleton_system(min, max)),
