@@ -569,11 +569,12 @@ enum Place {
 }
 
 /// Where `prompt` runs, given each slot's cached tokens, whether it is free and when it was last
-/// used, and whether there is `room` for another slot. A free slot whose cache is all a prefix
-/// of the prompt loses nothing; otherwise a cache is kept while there is room, so that its own
-/// prompt can come back to it (a repeated request, one more turn of a conversation,
-/// skeleton-of-thought's points asked again). Without room, the free slot sharing the longest
-/// prefix is reused, the least recently used among equals.
+/// used, and whether there is `room` for another slot. First choice is a free slot whose cache
+/// is all a prefix of the prompt (it loses nothing), the one sharing most. Otherwise a new slot
+/// is made while there is room, so that every cache is kept for its own prompt to come back to
+/// (a repeated request, one more turn of a conversation, skeleton-of-thought's points asked
+/// again). Without room, the free slot sharing the longest prefix is reused. Ties go to the
+/// least recently used.
 fn place<'a>(slots: impl Iterator<Item = (&'a [u32], bool, u64)>, prompt: &[u32], room: bool) -> Place {
     // (loses nothing, shared prefix, least recently used, index) of the best free slot.
     let best = slots
