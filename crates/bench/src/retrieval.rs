@@ -109,6 +109,13 @@ fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Vec<T
 
 impl Dataset {
     fn read(dir: &Path) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            dir.join("corpus.jsonl").is_file(),
+            "{} holds no BEIR dataset (corpus.jsonl, queries.jsonl, qrels/test.tsv). SciFact, the one \
+             docs/benchmarks.md measures, is BEIR's scifact.zip (from the BEIR project's dataset list, \
+             github.com/beir-cellar/beir); unzip it and pass its folder, e.g. --beir scifact",
+            dir.display()
+        );
         let corpus: Vec<Document> = read_jsonl(&dir.join("corpus.jsonl"))?;
         let qrels_path = dir.join("qrels/test.tsv");
         let qrels = fs::read_to_string(&qrels_path)

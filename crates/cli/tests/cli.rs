@@ -129,28 +129,14 @@ fn models_info_refuses_an_unknown_name() {
 
 // ---- with the real default model ----
 
-/// The store holding the real default model (`$TEMPER_HOME`, default `~/.cache/temper`), or
-/// `None` to skip. Under CI (`CI=true`) a missing model fails, because CI pulls it first.
+/// The store holding the real default model, or `None` to skip (failing under CI).
 fn real_home() -> Option<PathBuf> {
-    home_with("smollm2-135m-instruct", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    home_with("smollm2-135m-instruct")
 }
 
-/// The store, if `file` of model `name` is installed there (skipping or failing as `real_home`).
-fn home_with(name: &str, file: &str) -> Option<PathBuf> {
-    let home = std::env::var_os("TEMPER_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/temper")))
-        .expect("neither TEMPER_HOME nor HOME is set");
-    let path = home.join("models").join(name).join(file);
-    if path.is_file() {
-        return Some(home);
-    }
-    let message = format!("{name} is not installed at {}; run `temper models pull {name}`", path.display());
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{message}");
-    }
-    eprintln!("skipping: {message}");
-    None
+/// The store, if catalog model `name` is installed there (skipping or failing as `real_home`).
+fn home_with(name: &str) -> Option<PathBuf> {
+    temper_testkit::installed_home(name)
 }
 
 /// `temper ask --json ARGS QUESTION` on the real model, parsed.
@@ -278,7 +264,7 @@ fn rag_manages_collections_and_names_a_bad_store() {
 
 #[test]
 fn embed_prints_one_unit_vector_per_text() {
-    let Some(home) = home_with("all-minilm-l6-v2", "model.safetensors") else { return };
+    let Some(home) = home_with("all-minilm-l6-v2") else { return };
     let texts = ["The cat sits on the mat.", "A feline is resting on a rug.", "Paris is in France."];
     let out = success(&run(&home, &["embed", "--threads", "1", texts[0], texts[1], texts[2]], b""));
     let vectors: Vec<Vec<f32>> =
@@ -316,7 +302,7 @@ fn embed_needs_a_text_and_names_what_is_wrong_with_the_model() {
 
 #[test]
 fn quickstart_answers_from_its_bundled_documents_with_citations() {
-    let (Some(home), Some(_)) = (real_home(), home_with("all-minilm-l6-v2", "model.safetensors")) else {
+    let (Some(home), Some(_)) = (real_home(), home_with("all-minilm-l6-v2")) else {
         return;
     };
     // A store of its own (quickstart writes its corpus and index there), sharing the models.
@@ -453,7 +439,7 @@ fn eval_run_runs_a_prompt_files_own_tests_with_the_real_model() {
 
 #[test]
 fn eval_run_scores_similarity_with_the_real_embedder() {
-    let (Some(home), Some(_)) = (real_home(), home_with("all-minilm-l6-v2", "model.safetensors")) else {
+    let (Some(home), Some(_)) = (real_home(), home_with("all-minilm-l6-v2")) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -2,7 +2,7 @@
 //! on broken model directories.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::Deserialize;
@@ -11,24 +11,6 @@ use temper_embed::{EmbedOptions, Embedder, Precision};
 
 const MODEL: &str = "all-minilm-l6-v2";
 
-/// The installed model's directory (`$TEMPER_HOME/models/…`, default `~/.cache/temper`).
-/// Locally a missing model skips the test; under CI (`CI=true`) it fails it, because CI pulls
-/// the models before running the tests.
-fn model_dir() -> Option<PathBuf> {
-    let home = std::env::var_os("TEMPER_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/temper")))
-        .expect("neither TEMPER_HOME nor HOME is set");
-    let dir = home.join("models").join(MODEL);
-    if dir.join("model.safetensors").is_file() {
-        return Some(dir);
-    }
-    let message = format!("{MODEL} is not installed in {}; run `temper models pull {MODEL}`", dir.display());
-    assert!(std::env::var("CI").map_or(true, |v| v != "true"), "{message}");
-    eprintln!("skipping: {message}");
-    None
-}
-
 #[derive(Deserialize)]
 struct Reference {
     text: String,
@@ -36,12 +18,9 @@ struct Reference {
     embedding: Vec<f32>,
 }
 
-/// The reference lines, from `shared/fixtures` next to the repository or any directory above it.
+/// The reference lines (see `tests/fixtures/README.md`).
 fn references() -> Vec<Reference> {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let relative = "shared/fixtures/all-minilm-l6-v2/sentence-transformers-reference.jsonl";
-    let path = manifest.ancestors().map(|dir| dir.join(relative)).find(|p| p.is_file());
-    let text = fs::read_to_string(path.expect("the sentence-transformers fixture is missing")).unwrap();
+    let text = fs::read_to_string(temper_testkit::minilm_reference()).unwrap();
     text.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
 }
 
@@ -61,7 +40,7 @@ fn assert_matches(references: &[Reference], vectors: &[Vec<f32>]) {
 
 #[test]
 fn matches_sentence_transformers_one_by_one_and_in_padded_batches() {
-    let Some(dir) = model_dir() else { return };
+    let Some(dir) = temper_testkit::minilm() else { return };
     let references = references();
     assert!(references.iter().any(|r| r.input_ids.len() == 256), "the fixture has a truncated case");
     let embedder = Embedder::load(&dir, MODEL, EmbedOptions::default()).unwrap();
@@ -79,7 +58,7 @@ fn matches_sentence_transformers_one_by_one_and_in_padded_batches() {
 
 #[test]
 fn int8_vectors_stay_close_to_the_reference() {
-    let Some(dir) = model_dir() else { return };
+    let Some(dir) = temper_testkit::minilm() else { return };
     let references = references();
     let options = EmbedOptions { precision: Precision::Int8, ..Default::default() };
     let embedder = Embedder::load(&dir, MODEL, options).unwrap();
@@ -93,7 +72,7 @@ fn int8_vectors_stay_close_to_the_reference() {
 
 #[tokio::test]
 async fn embeds_through_the_core_trait() {
-    let Some(dir) = model_dir() else { return };
+    let Some(dir) = temper_testkit::minilm() else { return };
     let references = references();
     let model: Arc<dyn EmbeddingModel> =
         Arc::new(Embedder::load(&dir, MODEL, EmbedOptions::default()).unwrap());
@@ -122,7 +101,7 @@ fn copy_model(dir: &Path) -> tempfile::TempDir {
 
 #[test]
 fn a_missing_or_corrupt_file_is_named_in_the_error() {
-    let Some(dir) = model_dir() else { return };
+    let Some(dir) = temper_testkit::minilm() else { return };
     let files =
         ["config.json", "model.safetensors", "tokenizer.json", "modules.json", "1_Pooling/config.json"];
     for file in files {

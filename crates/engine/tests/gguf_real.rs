@@ -1,13 +1,11 @@
 //! The GGUF reader on the real default models.
 
-mod common;
-
 use temper_engine::dtype::GgmlType;
 use temper_engine::gguf::Gguf;
 
 #[test]
 fn reads_smollm2() {
-    let Some(path) = common::smollm2() else { return };
+    let Some(path) = temper_testkit::smollm2() else { return };
     let g = Gguf::open(&path).unwrap();
     assert_eq!(g.architecture().unwrap(), "llama");
     assert_eq!(g.get_u64("llama.block_count").unwrap(), 30);
@@ -20,7 +18,7 @@ fn reads_smollm2() {
 
 #[test]
 fn reads_gemma3() {
-    let Some(path) = common::gemma3() else { return };
+    let Some(path) = temper_testkit::gemma3() else { return };
     let g = Gguf::open(&path).unwrap();
     assert_eq!(g.architecture().unwrap(), "gemma3");
     assert_eq!(g.get_u64("gemma3.attention.sliding_window").unwrap(), 512);

@@ -1,8 +1,6 @@
 //! The engine against llama.cpp: the same token ids, logits within tolerance, the same
 //! greedy continuation, on the fixtures llama.cpp produced from the same GGUF files.
 
-mod common;
-
 use std::path::Path;
 
 use serde_json::Value;
@@ -119,18 +117,13 @@ fn check_against_llamacpp(model_path: &Path, fixture: &Path, tolerance: Toleranc
 
 #[test]
 fn smollm2_matches_llamacpp() {
-    let Some(path) = common::smollm2() else { return };
-    check_against_llamacpp(
-        &path,
-        &common::shared_fixture("smollm2-135m-instruct-q4_1/llamacpp-reference.jsonl"),
-        SMOLLM2,
-    );
+    let Some(path) = temper_testkit::smollm2() else { return };
+    check_against_llamacpp(&path, &temper_testkit::smollm2_llamacpp_reference(), SMOLLM2);
 }
 
 #[test]
 fn gemma3_matches_llamacpp() {
-    let Some(path) = common::gemma3() else { return };
-    let fixture =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gemma3-270m/llamacpp-reference.jsonl");
+    let Some(path) = temper_testkit::gemma3() else { return };
+    let fixture = temper_testkit::gemma3_llamacpp_reference();
     check_against_llamacpp(&path, &fixture, GEMMA3);
 }

@@ -1,8 +1,6 @@
 //! `LocalModel` on the real default model: sampling, stop strings, limits and errors, seen
 //! through the `ChatModel` interface that every caller uses.
 
-mod common;
-
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -13,7 +11,7 @@ use temper_core::{
 use temper_engine::{LoadOptions, LocalModel};
 
 fn smollm2(context_window: Option<usize>) -> Option<LocalModel> {
-    let path = common::smollm2()?;
+    let path = temper_testkit::smollm2()?;
     Some(
         LocalModel::load(
             &path,
@@ -181,7 +179,7 @@ async fn concurrent_requests_get_the_answers_they_get_alone() {
 
 #[tokio::test]
 async fn gemma3_chats_in_its_turn_format_and_continues_text() {
-    let Some(path) = common::gemma3() else { return };
+    let Some(path) = temper_testkit::gemma3() else { return };
     let model = LocalModel::load(
         &path,
         "gemma3-270m",
@@ -211,7 +209,7 @@ fn corrupt_and_missing_files_are_errors_that_name_the_file() {
     let err = LocalModel::load(&junk, "junk", LoadOptions::default()).err().unwrap().to_string();
     assert!(err.contains("junk.gguf") && err.contains("not a GGUF file"), "{err}");
 
-    let Some(real) = common::smollm2() else { return };
+    let Some(real) = temper_testkit::smollm2() else { return };
     let bytes = std::fs::read(&real).unwrap();
     let cut = dir.path().join("cut.gguf");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();

@@ -1,8 +1,6 @@
 //! The kernels on two real tensors of SmolLM2-135M-Instruct: dequantized values equal
 //! gguf-py's, and the quantized matmul stays within 8-bit activation error of the exact product.
 
-mod common;
-
 use temper_engine::dtype::GgmlType;
 use temper_engine::gguf::Gguf;
 use temper_engine::quant::{dequantize_row, matmul};
@@ -12,7 +10,7 @@ type Row = (usize, [f32; 3], f64);
 
 #[test]
 fn real_tensors_dequantize_and_multiply() {
-    let Some(path) = common::smollm2() else { return };
+    let Some(path) = temper_testkit::smollm2() else { return };
     let gguf = Gguf::open(&path).unwrap();
     let cases: [(&str, GgmlType, [Row; 3]); 2] = [
         (

@@ -1,7 +1,5 @@
 //! The chat templates of the real default models.
 
-mod common;
-
 use std::path::Path;
 
 use temper_core::Message;
@@ -28,7 +26,7 @@ fn first_prompt(path: &Path) -> String {
 
 #[test]
 fn smollm2_renders_chatml_with_its_default_system_message() {
-    let Some(path) = common::smollm2() else { return };
+    let Some(path) = temper_testkit::smollm2() else { return };
     let (tokenizer, template) = load(&path);
 
     // The prompt the SmolLM2 model card gives for one user message.
@@ -36,8 +34,7 @@ fn smollm2_renders_chatml_with_its_default_system_message() {
                     <|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
     let rendered = template.render(&[Message::user("What is the capital of France?")], true).unwrap();
     assert_eq!(rendered, expected);
-    let reference =
-        first_prompt(&common::shared_fixture("smollm2-135m-instruct-q4_1/llamacpp-reference.jsonl"));
+    let reference = first_prompt(&temper_testkit::smollm2_llamacpp_reference());
     assert!(reference.starts_with(&rendered), "{reference:?}");
     // SmolLM2's BOS text is <|im_start|>, but the model adds no BOS, so nothing is stripped.
     assert!(!tokenizer.add_bos());
@@ -60,7 +57,7 @@ fn smollm2_renders_chatml_with_its_default_system_message() {
 
 #[test]
 fn gemma3_uses_the_built_in_turn_format() {
-    let Some(path) = common::gemma3() else { return };
+    let Some(path) = temper_testkit::gemma3() else { return };
     let (tokenizer, template) = load(&path);
     let rendered = template.render(&[Message::user("What is the capital of France?")], true).unwrap();
     assert_eq!(

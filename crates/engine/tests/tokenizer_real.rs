@@ -1,7 +1,5 @@
 //! The tokenizers of the real default models against llama.cpp's token ids.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -80,10 +78,10 @@ fn check_round_trips(tokenizer: &Tokenizer, cases: &[Case]) {
 
 #[test]
 fn smollm2_matches_llama_cpp() {
-    let Some(path) = common::smollm2() else { return };
+    let Some(path) = temper_testkit::smollm2() else { return };
     let (tokenizer, elapsed) = load(&path);
     eprintln!("smollm2 tokenizer built in {elapsed:?}");
-    let cases = cases(&common::shared_fixture("smollm2-135m-instruct-q4_1/llamacpp-reference.jsonl"));
+    let cases = cases(&temper_testkit::smollm2_llamacpp_reference());
     let matched = check_reference(&tokenizer, &cases);
     eprintln!("smollm2: {matched} tokenize cases match llama.cpp");
     assert!(matched >= 14);
@@ -102,7 +100,7 @@ fn smollm2_matches_llama_cpp() {
 
 #[test]
 fn gemma3_tokenizer() {
-    let Some(path) = common::gemma3() else { return };
+    let Some(path) = temper_testkit::gemma3() else { return };
     let (tokenizer, elapsed) = load(&path);
     eprintln!("gemma3 tokenizer (262k pieces) built in {elapsed:?}");
     assert!(elapsed < Duration::from_secs(5), "building took {elapsed:?}");
@@ -125,18 +123,12 @@ fn gemma3_tokenizer() {
     assert_eq!(tokenizer.decode(&[2, 105, 9259, 106]), "Hello");
 
     // The same texts as SmolLM2's reference round-trip.
-    let shared = cases(&common::shared_fixture("smollm2-135m-instruct-q4_1/llamacpp-reference.jsonl"));
+    let shared = cases(&temper_testkit::smollm2_llamacpp_reference());
     check_round_trips(&tokenizer, &shared);
 
-    // llama.cpp's ids for Gemma, when that reference file is present.
-    let reference =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gemma3-270m/llamacpp-reference.jsonl");
-    if reference.is_file() {
-        let cases = cases(&reference);
-        let matched = check_reference(&tokenizer, &cases);
-        eprintln!("gemma3: {matched} tokenize cases match llama.cpp");
-        check_round_trips(&tokenizer, &cases);
-    } else {
-        eprintln!("no {}: skipping the comparison with llama.cpp", reference.display());
-    }
+    // llama.cpp's ids for Gemma.
+    let cases = cases(&temper_testkit::gemma3_llamacpp_reference());
+    let matched = check_reference(&tokenizer, &cases);
+    eprintln!("gemma3: {matched} tokenize cases match llama.cpp");
+    check_round_trips(&tokenizer, &cases);
 }

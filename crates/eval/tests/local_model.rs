@@ -1,9 +1,6 @@
 //! temper-eval on the real default model (skipped locally when it is absent, failed under
 //! `CI=true`): the same spec with a fixed seed and no cache gives the same scores twice.
 
-#[path = "../../engine/tests/common/mod.rs"]
-mod engine;
-
 use std::path::Path;
 use std::sync::Arc;
 
@@ -13,7 +10,7 @@ use temper_eval::{Evaluator, Spec};
 
 #[test]
 fn a_fixed_seed_gives_the_same_scores_twice() {
-    let Some(path) = engine::smollm2() else { return };
+    let Some(path) = temper_testkit::smollm2() else { return };
     let options = LoadOptions { threads: Some(2), context_window: Some(1024), sequences: Some(4) };
     let model: Arc<dyn ChatModel> =
         Arc::new(LocalModel::load(&path, "smollm2-135m-instruct", options).expect("the default model loads"));

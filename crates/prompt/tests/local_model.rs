@@ -2,9 +2,6 @@
 //! `CI=true`): exact token budgets, documents that do not fit, skeleton of thought decoded as
 //! one batch, and chain of density rounds. The example prompt files are checked without a model.
 
-#[path = "../../engine/tests/common/mod.rs"]
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -15,7 +12,7 @@ use temper_prompt::sot::{self, SotOptions};
 use temper_prompt::{run, DocStrategy, Document, Layout, Prompt, PromptCounter, PromptFile, RunOptions};
 
 fn load(context_window: usize, sequences: usize) -> Option<LocalModel> {
-    let path = common::smollm2()?;
+    let path = temper_testkit::smollm2()?;
     let options =
         LoadOptions { threads: Some(2), context_window: Some(context_window), sequences: Some(sequences) };
     Some(LocalModel::load(&path, "smollm2-135m-instruct", options).expect("the default model loads"))

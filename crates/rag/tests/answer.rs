@@ -21,7 +21,7 @@ fn cosine(a: &[f64], b: &[f64]) -> f64 {
 
 #[test]
 fn the_relevance_threshold_separates_related_from_unrelated_minilm_pairs() {
-    let path = common::shared_fixture("all-minilm-l6-v2/sentence-transformers-reference.jsonl");
+    let path = temper_testkit::minilm_reference();
     let rows: Vec<(String, Vec<f64>)> = std::fs::read_to_string(path)
         .unwrap()
         .lines()
@@ -53,7 +53,7 @@ fn docs() -> PathBuf {
 
 #[test]
 fn every_citation_of_the_default_model_names_a_retrieved_chunk() {
-    let Some(model_path) = common::smollm2() else { return };
+    let Some(model_path) = temper_testkit::smollm2() else { return };
     let dir = tempfile::tempdir().unwrap();
     let mut store = SqliteStore::open(&dir.path().join("rag.db")).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();

@@ -1,13 +1,8 @@
-//! Helpers of the integration tests: a small deterministic embedder (until the real one is
-//! wired in) and the model and fixture lookups shared with the engine's tests.
+//! Helpers of the integration tests: a small deterministic embedder and a recording progress.
 #![allow(dead_code, unused_imports)] // each test binary uses a different subset
 
 use async_trait::async_trait;
 use temper_core::EmbeddingModel;
-
-#[path = "../../../engine/tests/common/mod.rs"]
-mod engine;
-pub use engine::{shared_fixture, smollm2};
 
 /// Hashes each word of three letters or more (lower-cased, a plural `s` dropped) into one of
 /// 4096 signed buckets: texts that share words point the same way, texts that do not are
