@@ -7,7 +7,7 @@ use clap::Args;
 use temper_models::cost::{report as day_totals, CallLog, Estimate, Traffic};
 use temper_models::ModelStore;
 
-use crate::options::profiles;
+use crate::options::resolver;
 use crate::output::{print_json, usd};
 
 /// `temper cost report`: the call log summed per day and model.
@@ -77,8 +77,8 @@ pub fn estimate(args: &EstimateArgs) -> anyhow::Result<()> {
             "{name} must be a number, 0 or more (got {value})"
         );
     }
-    let store = ModelStore::from_env()?;
-    let profiles = profiles(&store)?;
+    let resolver = resolver()?;
+    let profiles = resolver.profiles();
     let priced: Vec<_> = profiles.iter().filter_map(|(name, p)| Some((name, p, p.prices()?))).collect();
     let file = profiles
         .path()

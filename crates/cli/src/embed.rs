@@ -1,13 +1,11 @@
 //! `temper embed`: vectors for texts, for users who only want embeddings.
 
-use anyhow::Context;
 use clap::Args;
 use temper_core::EmbeddingModel;
-use temper_embed::{EmbedOptions, Embedder, Precision};
-use temper_models::{ConsoleProgress, ModelStore, DEFAULT_EMBEDDING_MODEL};
-use temper_providers::HttpEmbedder;
+use temper_embed::{EmbedOptions, Precision};
+use temper_models::{ConsoleProgress, Silent, Target, DEFAULT_EMBEDDING_MODEL};
 
-use crate::options::{profiles, target, Target};
+use crate::options::resolver;
 use crate::output::{block_on, print_json};
 
 #[derive(Args, Clone, Debug)]
@@ -28,33 +26,21 @@ pub struct EmbedArgs {
     pub texts: Vec<String>,
 }
 
-/// Resolves an embedding model through the store (pulling it on first use) and loads it.
-pub fn load_embedder(
-    store: &ModelStore,
-    name: &str,
-    threads: Option<usize>,
-    precision: Precision,
-) -> anyhow::Result<Embedder> {
-    let dir = store.resolve(name, &ConsoleProgress::default())?;
-    let options = EmbedOptions { threads, precision, ..Default::default() };
-    Embedder::load(&dir, name, options).with_context(|| format!("cannot load embedding model `{name}`"))
-}
-
 /// Prints one JSON array of arrays: a vector per text, in order.
 pub fn run(args: &EmbedArgs) -> anyhow::Result<()> {
     let precision = if args.int8 { Precision::Int8 } else { Precision::F32 };
-    let store = ModelStore::from_env()?;
-    let profiles = profiles(&store)?;
-    let vectors = match target(&profiles, &args.model, None)?.1 {
-        Target::Remote(config) => block_on(async {
-            let embedder = HttpEmbedder::connect(&args.model, *config, None)
-                .await
-                .with_context(|| format!("profile `{}`", args.model))?;
+    let resolver = resolver()?;
+    let vectors = match resolver.target(&args.model, None)? {
+        (_, Target::Remote(_)) => block_on(async {
+            let embedder = resolver.embedder(&args.model, EmbedOptions::default(), &Silent).await?;
             anyhow::Ok(embedder.embed(&args.texts).await?)
         })?,
-        Target::Local(name) => {
+        (profile, Target::Local(name)) => {
+            let options = EmbedOptions { threads: args.threads, precision, ..Default::default() };
+            let embedder =
+                resolver.local_embedder(name, profile.is_some(), options, &ConsoleProgress::default())?;
             let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
-            load_embedder(&store, name, args.threads, precision)?.embed_batch(&texts)?
+            embedder.embed_batch(&texts)?
         }
     };
     print_json(&vectors)

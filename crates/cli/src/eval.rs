@@ -11,9 +11,9 @@ use clap::{Args, Subcommand};
 use temper_core::{ChatModel, EmbeddingModel};
 use temper_engine::LoadOptions;
 use temper_eval::{report, Cache, CacheSetting, Evaluator, Spec, VariantReport, CACHE_FILE};
-use temper_models::{ModelStore, DEFAULT_CHAT_MODEL};
+use temper_models::{Resolver, DEFAULT_CHAT_MODEL};
 
-use crate::options::load_model;
+use crate::options::{load_model, resolver};
 use crate::output::{block_on, notice, print_json};
 
 #[derive(Subcommand)]
@@ -85,7 +85,7 @@ fn run_spec(args: &RunArgs) -> anyhow::Result<()> {
 /// for anyone else who asks for the same name (tuning's proposer).
 #[derive(Clone)]
 pub struct Models {
-    store: ModelStore,
+    resolver: Resolver,
     options: LoadOptions,
     loaded: Arc<Mutex<HashMap<String, Arc<dyn ChatModel>>>>,
 }
@@ -94,7 +94,7 @@ impl Models {
     /// Local models loaded to decode `rows` requests together: as many as are asked at once.
     pub fn for_rows(rows: usize) -> anyhow::Result<Models> {
         let options = LoadOptions { threads: None, context_window: None, sequences: Some(rows) };
-        Ok(Models { store: ModelStore::from_env()?, options, loaded: Arc::default() })
+        Ok(Models { resolver: resolver()?, options, loaded: Arc::default() })
     }
 
     pub fn get(&self, name: &str) -> Result<Arc<dyn ChatModel>, String> {
@@ -102,7 +102,8 @@ impl Models {
         if let Some(model) = loaded.get(name) {
             return Ok(model.clone());
         }
-        let model = load_model(&self.store, name, self.options.clone()).map_err(|e| format!("{e:#}"))?.model;
+        let model =
+            load_model(&self.resolver, name, self.options.clone()).map_err(|e| format!("{e:#}"))?.model;
         loaded.insert(name.to_owned(), model.clone());
         Ok(model)
     }
@@ -117,7 +118,9 @@ pub fn open_evaluator(
 ) -> anyhow::Result<(Evaluator, Option<PathBuf>)> {
     let cache = match (&spec.cache, no_cache) {
         (_, true) | (CacheSetting::Off, _) => None,
-        (CacheSetting::Default, false) => Some(Cache::open(&models.store.root().join(CACHE_FILE))?),
+        (CacheSetting::Default, false) => {
+            Some(Cache::open(&models.resolver.store().root().join(CACHE_FILE))?)
+        }
         (CacheSetting::File(path), false) => Some(Cache::open(path)?),
     };
     let settings = spec.settings();

@@ -7,7 +7,7 @@ use temper_core::{ChatModel, ChatRequest, ChatResponse, GenerationParams, Messag
 use temper_engine::LoadOptions;
 use temper_models::{catalog, ConsoleProgress, ModelStore, DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL};
 
-use crate::options::{load_model, profiles};
+use crate::options::{load_model, resolver};
 use crate::output::{block_on, human_bytes, notice, print_json, usd};
 
 pub fn list() -> anyhow::Result<()> {
@@ -26,7 +26,8 @@ pub fn list() -> anyhow::Result<()> {
         writeln!(out, "{name:width$}  {kind:10}  {installed:>10}  {description}")?;
     }
     writeln!(out, "\nstore: {}", store.root().display())?;
-    let profiles = profiles(&store)?;
+    let resolver = resolver()?;
+    let profiles = resolver.profiles();
     match profiles.path() {
         None => {
             writeln!(out, "\nno profiles (no temper.toml here or in the store; `temper init` writes one)")?
@@ -72,10 +73,10 @@ pub fn compare(comparison: Comparison) -> anyhow::Result<()> {
         !comparison.models.is_empty(),
         "--models needs at least one model, e.g. --models local,gpt-mini"
     );
-    let store = ModelStore::from_env()?;
+    let resolver = resolver()?;
     let mut loaded = Vec::new();
     for name in &comparison.models {
-        loaded.push(load_model(&store, name, LoadOptions::default())?.model);
+        loaded.push(load_model(&resolver, name, LoadOptions::default())?.model);
     }
     let messages: Vec<Message> =
         comparison.system.iter().map(Message::system).chain([Message::user(&comparison.prompt)]).collect();

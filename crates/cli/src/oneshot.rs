@@ -9,7 +9,7 @@ use temper_models::{ModelStore, DEFAULT_CHAT_MODEL};
 
 use temper_rag::{IngestOptions, SearchOptions, SqliteStore};
 
-use crate::options::{load_model, AnswerShapeArgs, ConversationArgs, GenArgs, Loaded};
+use crate::options::{load_model, resolver, AnswerShapeArgs, ConversationArgs, GenArgs, Loaded};
 use crate::output::{self, block_on};
 use crate::rag;
 
@@ -17,7 +17,7 @@ const QUICKSTART_SYSTEM: &str = "You are a helpful assistant. Answer briefly and
 const QUICKSTART_QUESTION: &str = "In two sentences, what is a language model?";
 
 pub fn quickstart() -> anyhow::Result<()> {
-    let loaded = load_model(&ModelStore::from_env()?, DEFAULT_CHAT_MODEL, LoadOptions::default())?;
+    let loaded = load_model(&resolver()?, DEFAULT_CHAT_MODEL, LoadOptions::default())?;
     let mut out = io::stdout();
     if let Some(local) = &loaded.local {
         writeln!(out, "{}\n", output::summary_line(DEFAULT_CHAT_MODEL, local.summary()))?;

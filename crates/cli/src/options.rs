@@ -2,17 +2,15 @@
 //! from them: a profile of `temper.toml`, a catalog name or a GGUF path.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use temper_core::{ChatModel, ChatRequest, GenerationParams, Message, ResponseFormat};
-use temper_engine::gguf::Gguf;
-use temper_engine::tokenizer::Tokenizer;
+use temper_core::{ChatRequest, GenerationParams, Message, ResponseFormat};
 use temper_engine::{LoadOptions, LocalModel};
-use temper_models::cost::CallLog;
-use temper_models::{ConsoleProgress, Fallback, Metered, ModelStore, Profile, Profiles, DEFAULT_CHAT_MODEL};
-use temper_providers::{HttpModel, ProviderConfig, TokenCounter, WarningSink};
+pub use temper_models::Loaded;
+use temper_models::{ConsoleProgress, Resolver, DEFAULT_CHAT_MODEL};
+use temper_providers::WarningSink;
 
 use crate::output::notice;
 
@@ -43,135 +41,30 @@ impl ModelArgs {
 
     /// Resolves `--model` (pulling a catalog model on first use) and loads it.
     pub fn load(&self) -> anyhow::Result<Loaded> {
-        load_model(&ModelStore::from_env()?, self.name(), self.load_options())
+        load_model(&resolver()?, self.name(), self.load_options())
     }
 
     /// Loads `--model`, which must run on the local engine (for `tokenize` and `logits`).
     pub fn load_local(&self, command: &str) -> anyhow::Result<Arc<LocalModel>> {
-        self.load()?.local.with_context(|| {
-            format!(
-                "`{command}` looks inside the local engine, and `{}` is a remote profile; pass a local model",
-                self.name()
-            )
-        })
+        let what = format!("`{command}` looks inside the local engine");
+        Ok(resolver()?.local(self.name(), self.load_options(), &ConsoleProgress::default(), &what)?)
     }
 }
 
-/// A loaded model: what answers, and the local engine behind it when it runs locally (for
-/// its summary, tokenizer and logits).
-pub struct Loaded {
-    pub model: Arc<dyn ChatModel>,
-    pub local: Option<Arc<LocalModel>>,
+/// Names resolved as every command resolves them: the store of `$TEMPER_HOME`, the profiles of
+/// `temper.toml` here (else in the store), warnings on stderr.
+pub fn resolver() -> anyhow::Result<Resolver> {
+    Ok(Resolver::from_env(warnings())?)
 }
 
-/// Loads `name`: a profile of `temper.toml` (with its fallback chain), else a catalog name or
-/// a path, pulling with progress bars if needed. Every answer is priced (when the profile has
-/// prices) and logged for `temper cost report`.
-pub fn load_model(store: &ModelStore, name: &str, options: LoadOptions) -> anyhow::Result<Loaded> {
-    let profiles = profiles(store)?;
-    let mut members = Vec::new();
-    let mut local = None;
-    for member in profiles.chain(name) {
-        let loaded = load_member(store, &profiles, &member, options.clone())?;
-        if members.is_empty() {
-            local = loaded.local;
-        }
-        members.push(loaded.model);
-    }
-    let model = match members.len() {
-        1 => members.remove(0),
-        _ => Arc::new(Fallback::new(name, members)?),
-    };
-    Ok(Loaded { model, local })
-}
-
-/// The profiles of `temper.toml` in the working directory, else in the store's root.
-pub fn profiles(store: &ModelStore) -> anyhow::Result<Profiles> {
-    let here = std::env::current_dir().context("cannot find the working directory")?;
-    Ok(Profiles::discover(&here, store.root())?)
+/// Loads `name` through `resolver`, pulling with progress bars if needed.
+pub fn load_model(resolver: &Resolver, name: &str, options: LoadOptions) -> anyhow::Result<Loaded> {
+    Ok(resolver.chat(name, options, &ConsoleProgress::default())?)
 }
 
 /// Warnings of the HTTP backends (a dropped parameter, a retry), on stderr.
-pub fn warnings() -> WarningSink {
+fn warnings() -> WarningSink {
     Arc::new(|message| notice(&format!("warning: {message}")))
-}
-
-/// Where `--model NAME` points: a profile's remote endpoint, or a local model to resolve in the
-/// store (a catalog name or path: the profile's `model`, or NAME itself).
-pub enum Target<'a> {
-    Remote(Box<ProviderConfig>),
-    Local(&'a str),
-}
-
-/// The profile named `name`, if any, and where it points.
-pub fn target<'a>(
-    profiles: &'a Profiles,
-    name: &'a str,
-    counter: Option<Arc<dyn TokenCounter>>,
-) -> anyhow::Result<(Option<&'a Profile>, Target<'a>)> {
-    let profile = profiles.get(name);
-    let target = match profile.map(|p| p.provider_config(name, counter, warnings())).transpose()?.flatten() {
-        Some(config) => Target::Remote(Box::new(config)),
-        None => Target::Local(profile.map_or(name, |p| p.model.as_str())),
-    };
-    Ok((profile, target))
-}
-
-/// One model of a chain, metered under its name.
-fn load_member(
-    store: &ModelStore,
-    profiles: &Profiles,
-    name: &str,
-    options: LoadOptions,
-) -> anyhow::Result<Loaded> {
-    let counter: Arc<dyn TokenCounter> = Arc::new(DefaultTokenizer::new(store));
-    let (profile, target) = target(profiles, name, Some(counter))?;
-    let (inner, engine): (Arc<dyn ChatModel>, _) = match target {
-        Target::Remote(config) => {
-            (Arc::new(HttpModel::new(name, *config).with_context(|| format!("profile `{name}`"))?), None)
-        }
-        Target::Local(target) => {
-            let path = store.resolve(target, &ConsoleProgress::default()).map_err(|err| {
-                let known: Vec<&str> = profiles.iter().map(|(n, _)| n).collect();
-                match profiles.path() {
-                    Some(file) if profile.is_none() => {
-                        anyhow::anyhow!("{err}; or a profile of {}: {}", file.display(), known.join(", "))
-                    }
-                    _ => err.into(),
-                }
-            })?;
-            let local = LocalModel::load(&path, name, options)
-                .with_context(|| format!("cannot load model `{name}`"))?;
-            let local = Arc::new(local);
-            (local.clone() as Arc<dyn ChatModel>, Some(local))
-        }
-    };
-    let metered = Metered::for_profile(name, profile, inner, CallLog::in_home(store.root()), warnings());
-    Ok(Loaded { model: Arc::new(metered), local: engine })
-}
-
-/// Counts tokens with the default chat model's tokenizer, for servers that report no usage.
-/// Loaded on first use, and only if the model is installed (counting never pulls a model).
-struct DefaultTokenizer {
-    path: Option<PathBuf>,
-    tokenizer: OnceLock<Option<Tokenizer>>,
-}
-
-impl DefaultTokenizer {
-    fn new(store: &ModelStore) -> DefaultTokenizer {
-        DefaultTokenizer { path: store.installed_path(DEFAULT_CHAT_MODEL), tokenizer: OnceLock::new() }
-    }
-}
-
-impl TokenCounter for DefaultTokenizer {
-    fn count(&self, text: &str) -> Option<u32> {
-        let tokenizer = self.tokenizer.get_or_init(|| {
-            let gguf = Gguf::open(self.path.as_ref()?).ok()?;
-            Tokenizer::from_gguf(&gguf).ok()
-        });
-        let ids = tokenizer.as_ref()?.encode(text, false).ok()?;
-        u32::try_from(ids.len()).ok()
-    }
 }
 
 /// A model and how to sample from it.

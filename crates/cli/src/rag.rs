@@ -9,22 +9,22 @@ use std::time::Instant;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use temper_core::{ChatModel, GenerationParams};
-use temper_embed::{Embedder, Precision};
-use temper_models::{ModelStore, DEFAULT_EMBEDDING_MODEL};
+use temper_embed::{EmbedOptions, Embedder};
+use temper_models::{ConsoleProgress, ModelStore, DEFAULT_EMBEDDING_MODEL};
 use temper_rag::answer::source_label;
 use temper_rag::{
     ChunkOptions, Filter, IngestOptions, IngestProgress, LoadOptions, Mmr, Mode, Reranker, Retriever,
     SearchOptions, SqliteStore, VectorStore,
 };
 
-use crate::embed::load_embedder;
-use crate::options::{GenArgs, Loaded};
+use crate::options::{resolver, GenArgs, Loaded};
 use crate::output::{self, block_on, notice};
 
 /// The embedder every `rag` command uses, the default one pulled on first use; the one place
 /// that chooses it.
 pub fn embedder() -> anyhow::Result<Embedder> {
-    load_embedder(&ModelStore::from_env()?, DEFAULT_EMBEDDING_MODEL, None, Precision::F32)
+    let progress = ConsoleProgress::default();
+    Ok(resolver()?.local_embedder(DEFAULT_EMBEDDING_MODEL, false, EmbedOptions::default(), &progress)?)
 }
 
 #[derive(Args)]

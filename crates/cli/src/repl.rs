@@ -7,9 +7,9 @@ use anyhow::Context;
 use rustyline::error::ReadlineError;
 use rustyline::DefaultEditor;
 use temper_core::{ChatModel, ChatRequest, GenerationParams, Message};
-use temper_models::ModelStore;
+use temper_models::Resolver;
 
-use crate::options::{load_model, ConversationArgs, Loaded, ModelArgs};
+use crate::options::{load_model, resolver, ConversationArgs, Loaded, ModelArgs};
 use crate::output::{self, block_on, notice};
 
 const HELP: &str = "\
@@ -22,7 +22,7 @@ const HELP: &str = "\
 /exit             leave (Ctrl-D too); Ctrl-C stops an answer";
 
 struct Repl {
-    store: ModelStore,
+    resolver: Resolver,
     model_args: ModelArgs,
     model: Loaded,
     system: Option<String>,
@@ -38,16 +38,16 @@ enum Flow {
 
 pub fn run(args: &ConversationArgs) -> anyhow::Result<()> {
     let params = args.gen.params()?;
-    let store = ModelStore::from_env()?;
+    let resolver = resolver()?;
     let model_args = args.gen.model.clone();
-    let model = load_model(&store, model_args.name(), model_args.load_options())?;
+    let model = load_model(&resolver, model_args.name(), model_args.load_options())?;
     let interactive = io::stdin().is_terminal();
     if interactive {
         notice(&describe(&model));
         notice("Type a message, or /help for the commands.");
     }
     let mut repl = Repl {
-        store,
+        resolver,
         model_args,
         model,
         system: args.system.clone(),
@@ -58,7 +58,7 @@ pub fn run(args: &ConversationArgs) -> anyhow::Result<()> {
 
     let mut editor = DefaultEditor::new()?;
     // Only a person's lines are worth recalling; piped input would flood the history.
-    let history = interactive.then(|| repl.store.root().join("history.txt"));
+    let history = interactive.then(|| repl.resolver.store().root().join("history.txt"));
     if let Some(file) = &history {
         // A first run has no history yet.
         let _ = editor.load_history(file);
@@ -146,7 +146,7 @@ impl Repl {
                     !argument.is_empty(),
                     "usage: /model NAME (a profile, a catalog name or a GGUF path)"
                 );
-                self.model = load_model(&self.store, argument, self.model_args.load_options())?;
+                self.model = load_model(&self.resolver, argument, self.model_args.load_options())?;
                 writeln!(out, "{}", describe(&self.model))?;
             }
             _ => anyhow::bail!("unknown command /{name}; /help lists the commands"),

@@ -6,11 +6,10 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use temper_engine::LoadOptions;
-use temper_models::ModelStore;
 use temper_prompt::cod::{self, CodOptions, CodReport};
 use temper_prompt::sot::{self, SotAnswer, SotOptions};
 
-use crate::options::{load_model, GenArgs};
+use crate::options::{load_model, resolver, GenArgs};
 use crate::output::{block_on, notice, print_json};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -115,7 +114,7 @@ pub fn answer(args: &AnswerArgs) -> anyhow::Result<()> {
     };
     // One sequence per point, so that a local model expands every point in one batch.
     let load = LoadOptions { sequences: Some(options.max_points), ..args.gen.model.load_options() };
-    let loaded = load_model(&ModelStore::from_env()?, args.gen.model.name(), load)?;
+    let loaded = load_model(&resolver()?, args.gen.model.name(), load)?;
     let local = loaded.local.is_some();
     let skeleton_repeat_penalty = local.then_some(sot::SKELETON_REPEAT_PENALTY);
     let options = SotOptions { warm_up: local, skeleton_repeat_penalty, ..options };

@@ -8,6 +8,7 @@ mod metered;
 mod pip;
 pub mod profiles;
 mod progress;
+mod resolve;
 mod store;
 
 pub use catalog::{
@@ -20,4 +21,5 @@ pub use metered::Metered;
 pub use pip::PIP_ENV;
 pub use profiles::{Backend, Profile, ProfileError, Profiles};
 pub use progress::{ConsoleProgress, PullProgress, Silent, Stage};
+pub use resolve::{Loaded, ResolveError, Resolver, Target};
 pub use store::{FileStatus, ModelInfo, ModelStatus, ModelStore, HOME_ENV};

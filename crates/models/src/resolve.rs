@@ -1,0 +1,300 @@
+//! From a name to a model: a profile of `temper.toml` (with its fallback chain), a catalog name
+//! (pulled on first use) or a path. The CLI, the server and every library above them resolve
+//! models here, so a name means the same thing everywhere.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use temper_core::{ChatModel, EmbeddingModel};
+use temper_embed::{EmbedOptions, Embedder};
+use temper_engine::gguf::Gguf;
+use temper_engine::tokenizer::Tokenizer;
+use temper_engine::{LoadOptions, LocalModel};
+use temper_providers::{HttpEmbedder, HttpModel, ProviderConfig, ProviderError, TokenCounter, WarningSink};
+
+use crate::cost::CallLog;
+use crate::DEFAULT_CHAT_MODEL;
+use crate::{Fallback, Metered, ModelStore, Profile, ProfileError, Profiles, PullProgress, StoreError};
+
+/// Why a name could not become a model.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResolveError {
+    /// Neither a catalog model, a file, nor a profile.
+    #[error("unknown model `{name}`; the catalog has: {catalog} (a path to a GGUF file works too){}", profiles_hint(.profiles_file, .profiles))]
+    UnknownModel { name: String, catalog: String, profiles_file: Option<PathBuf>, profiles: Vec<String> },
+
+    /// The store could not find or obtain the model.
+    #[error(transparent)]
+    Store(StoreError),
+
+    /// `temper.toml` is malformed, or a profile cannot be used.
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+
+    /// A remote profile's backend could not be set up.
+    #[error("profile `{name}`")]
+    Backend {
+        name: String,
+        #[source]
+        source: Box<ProviderError>,
+    },
+
+    /// The model file was found but the engine cannot load it.
+    #[error("cannot load model `{name}`")]
+    Load {
+        name: String,
+        #[source]
+        source: temper_core::Error,
+    },
+
+    /// The embedder's directory was found but cannot be loaded.
+    #[error("cannot load embedding model `{name}`")]
+    LoadEmbedder {
+        name: String,
+        #[source]
+        source: temper_embed::EmbedError,
+    },
+
+    /// A caller that looks inside the local engine (`what` says who and why), given a remote
+    /// profile.
+    #[error("{what}, and `{name}` is a remote profile; pass a local model")]
+    NotLocal { name: String, what: String },
+
+    #[error("cannot find the working directory")]
+    WorkingDirectory(#[source] std::io::Error),
+}
+
+fn profiles_hint(file: &Option<PathBuf>, names: &[String]) -> String {
+    match file {
+        Some(file) => format!("; or a profile of {}: {}", file.display(), names.join(", ")),
+        None => String::new(),
+    }
+}
+
+impl ResolveError {
+    /// True when the name itself is wrong (an HTTP server answers 404), not the model behind it.
+    pub fn is_unknown_model(&self) -> bool {
+        matches!(
+            self,
+            ResolveError::UnknownModel { .. }
+                | ResolveError::Store(StoreError::UnknownModel { .. } | StoreError::NoSuchFile { .. })
+        )
+    }
+}
+
+/// A loaded chat model: what answers (metered, behind its fallback chain), and the local engine
+/// behind the chain's first model when that runs locally (for its tokenizer, template and
+/// logits).
+#[derive(Clone)]
+pub struct Loaded {
+    pub model: Arc<dyn ChatModel>,
+    pub local: Option<Arc<LocalModel>>,
+}
+
+/// Where a name points: a profile's remote endpoint, or a local model to resolve in the store
+/// (a catalog name or path: the profile's `model`, or the name itself).
+pub enum Target<'a> {
+    Remote(Box<ProviderConfig>),
+    Local(&'a str),
+}
+
+/// Resolves names against one store and one set of profiles.
+#[derive(Clone)]
+pub struct Resolver {
+    store: ModelStore,
+    profiles: Profiles,
+    warnings: WarningSink,
+}
+
+impl Resolver {
+    pub fn new(store: ModelStore, profiles: Profiles, warnings: WarningSink) -> Resolver {
+        Resolver { store, profiles, warnings }
+    }
+
+    /// The store of `$TEMPER_HOME` and the profiles of `temper.toml` in the working directory,
+    /// else in the store's root: what the CLI uses.
+    pub fn from_env(warnings: WarningSink) -> Result<Resolver, ResolveError> {
+        let store = ModelStore::from_env().map_err(ResolveError::Store)?;
+        let here = std::env::current_dir().map_err(ResolveError::WorkingDirectory)?;
+        Self::discover(store, &here, warnings)
+    }
+
+    /// `store`, with the profiles of `temper.toml` in `dir`, else in the store's root.
+    pub fn discover(store: ModelStore, dir: &Path, warnings: WarningSink) -> Result<Resolver, ResolveError> {
+        let profiles = Profiles::discover(dir, store.root())?;
+        Ok(Resolver::new(store, profiles, warnings))
+    }
+
+    pub fn store(&self) -> &ModelStore {
+        &self.store
+    }
+
+    pub fn profiles(&self) -> &Profiles {
+        &self.profiles
+    }
+
+    /// The profile named `name`, if any, and where it points. `counter` counts tokens for
+    /// servers that report no usage.
+    pub fn target<'a>(
+        &'a self,
+        name: &'a str,
+        counter: Option<Arc<dyn TokenCounter>>,
+    ) -> Result<(Option<&'a Profile>, Target<'a>), ResolveError> {
+        let profile = self.profiles.get(name);
+        let config = profile.map(|p| p.provider_config(name, counter, self.warnings.clone())).transpose()?;
+        let target = match config.flatten() {
+            Some(config) => Target::Remote(Box::new(config)),
+            None => Target::Local(profile.map_or(name, |p| p.model.as_str())),
+        };
+        Ok((profile, target))
+    }
+
+    /// Loads chat model `name` with its fallback chain, pulling catalog models with `progress`
+    /// if needed. Every answer is priced (when the profile has prices) and logged for
+    /// `temper cost report`.
+    pub fn chat(
+        &self,
+        name: &str,
+        options: LoadOptions,
+        progress: &dyn PullProgress,
+    ) -> Result<Loaded, ResolveError> {
+        let mut members = Vec::new();
+        let mut local = None;
+        for member in self.profiles.chain(name) {
+            let loaded = self.chat_member(&member, options.clone(), progress)?;
+            if members.is_empty() {
+                local = loaded.local;
+            }
+            members.push(loaded.model);
+        }
+        let model = match members.len() {
+            1 => members.remove(0),
+            _ => Arc::new(
+                Fallback::new(name, members)
+                    .map_err(|source| ResolveError::Load { name: name.to_owned(), source })?,
+            ),
+        };
+        Ok(Loaded { model, local })
+    }
+
+    /// Loads `name`, which must run on the local engine; `what` says who needs that and why.
+    pub fn local(
+        &self,
+        name: &str,
+        options: LoadOptions,
+        progress: &dyn PullProgress,
+        what: &str,
+    ) -> Result<Arc<LocalModel>, ResolveError> {
+        let loaded = self.chat(name, options, progress)?;
+        loaded.local.ok_or_else(|| ResolveError::NotLocal { name: name.to_owned(), what: what.to_owned() })
+    }
+
+    /// One model of a chain, metered under its name.
+    fn chat_member(
+        &self,
+        name: &str,
+        options: LoadOptions,
+        progress: &dyn PullProgress,
+    ) -> Result<Loaded, ResolveError> {
+        let counter: Arc<dyn TokenCounter> = Arc::new(DefaultTokenizer::new(&self.store));
+        let (profile, target) = self.target(name, Some(counter))?;
+        let (inner, engine): (Arc<dyn ChatModel>, _) = match target {
+            Target::Remote(config) => {
+                let model = HttpModel::new(name, *config).map_err(|source| ResolveError::Backend {
+                    name: name.to_owned(),
+                    source: Box::new(source),
+                })?;
+                (Arc::new(model), None)
+            }
+            Target::Local(target) => {
+                let path = self.path(target, profile.is_some(), progress)?;
+                let local = LocalModel::load(&path, name, options)
+                    .map_err(|source| ResolveError::Load { name: name.to_owned(), source })?;
+                let local = Arc::new(local);
+                (local.clone() as Arc<dyn ChatModel>, Some(local))
+            }
+        };
+        let log = CallLog::in_home(self.store.root());
+        let metered = Metered::for_profile(name, profile, inner, log, self.warnings.clone());
+        Ok(Loaded { model: Arc::new(metered), local: engine })
+    }
+
+    /// Loads embedding model `name`: a remote profile's embeddings endpoint, else a catalog
+    /// embedder (pulled with `progress` if needed) or a model directory.
+    pub async fn embedder(
+        &self,
+        name: &str,
+        options: EmbedOptions,
+        progress: &dyn PullProgress,
+    ) -> Result<Arc<dyn EmbeddingModel>, ResolveError> {
+        match self.target(name, None)? {
+            (_, Target::Remote(config)) => {
+                let embedder = HttpEmbedder::connect(name, *config, None).await.map_err(|source| {
+                    ResolveError::Backend { name: name.to_owned(), source: Box::new(source) }
+                })?;
+                Ok(Arc::new(embedder))
+            }
+            (profile, Target::Local(target)) => {
+                Ok(Arc::new(self.local_embedder(target, profile.is_some(), options, progress)?))
+            }
+        }
+    }
+
+    /// The local embedder `name` (a catalog name or a model directory), for callers that need
+    /// its own API (int8, batches).
+    pub fn local_embedder(
+        &self,
+        name: &str,
+        from_profile: bool,
+        options: EmbedOptions,
+        progress: &dyn PullProgress,
+    ) -> Result<Embedder, ResolveError> {
+        let dir = self.path(name, from_profile, progress)?;
+        Embedder::load(&dir, name, options)
+            .map_err(|source| ResolveError::LoadEmbedder { name: name.to_owned(), source })
+    }
+
+    /// The file or directory of a local model, pulled if needed; an unknown name also lists the
+    /// profiles it could have meant (unless it came from a profile).
+    fn path(
+        &self,
+        name: &str,
+        from_profile: bool,
+        progress: &dyn PullProgress,
+    ) -> Result<PathBuf, ResolveError> {
+        self.store.resolve(name, progress).map_err(|err| match err {
+            StoreError::UnknownModel { name, known } if !from_profile => ResolveError::UnknownModel {
+                name,
+                catalog: known,
+                profiles_file: self.profiles.path().map(Path::to_path_buf),
+                profiles: self.profiles.iter().map(|(n, _)| n.to_owned()).collect(),
+            },
+            other => ResolveError::Store(other),
+        })
+    }
+}
+
+/// Counts tokens with the default chat model's tokenizer, for servers that report no usage.
+/// Loaded on first use, and only if the model is installed (counting never pulls a model).
+struct DefaultTokenizer {
+    path: Option<PathBuf>,
+    tokenizer: OnceLock<Option<Tokenizer>>,
+}
+
+impl DefaultTokenizer {
+    fn new(store: &ModelStore) -> DefaultTokenizer {
+        DefaultTokenizer { path: store.installed_path(DEFAULT_CHAT_MODEL), tokenizer: OnceLock::new() }
+    }
+}
+
+impl TokenCounter for DefaultTokenizer {
+    fn count(&self, text: &str) -> Option<u32> {
+        let tokenizer = self.tokenizer.get_or_init(|| {
+            let gguf = Gguf::open(self.path.as_ref()?).ok()?;
+            Tokenizer::from_gguf(&gguf).ok()
+        });
+        let ids = tokenizer.as_ref()?.encode(text, false).ok()?;
+        u32::try_from(ids.len()).ok()
+    }
+}
