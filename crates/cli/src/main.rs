@@ -12,6 +12,7 @@ mod output;
 mod prompt;
 mod rag;
 mod repl;
+mod serve;
 mod techniques;
 mod tune;
 
@@ -116,6 +117,8 @@ enum Command {
         #[command(subcommand)]
         command: tune::TuneCommand,
     },
+    /// Serve the OpenAI-compatible API (docs/server.md).
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Subcommand)]
@@ -235,5 +238,6 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Tune { command } => tune::run(command),
         Command::Summarize(args) => techniques::summarize(&args),
         Command::Answer(args) => techniques::answer(&args),
+        Command::Serve(args) => serve::run(args),
     }
 }
