@@ -111,7 +111,7 @@ function laneHead(lane) {
     { class: 'lane-head', dataset: { lane: lane.id }, onclick: () => selectLane(state.lanes.indexOf(lane)) },
     h('span', { class: 'lane-tag' }, lane.id),
     h('span', { class: 'lane-model' }, lane.model ?? 'no model'),
-    h('span', { class: 'lane-params' }, describeParams(lane.params)),
+    h('span', { class: 'lane-params', title: describeParams(lane.params) }, describeParams(lane.params)),
   );
 }
 
@@ -149,12 +149,12 @@ function drawMessage(message) {
   replace(view.body, renderMarkdown(message.content));
   if (message.status === 'streaming' && message.content === '') view.body.append(h('span', { class: 'thinking' }, 'waiting for the first token…'));
   const finished = message.status === 'done' || message.status === 'stopped';
+  const copyButton = finished ? h('button', { type: 'button', class: 'copy ghost small', onclick: () => copy(message.content) }, 'Copy') : null;
   replace(
     view.foot,
-    stats(message),
-    finished ? h('button', { type: 'button', class: 'copy ghost small', onclick: () => copy(message.content) }, 'Copy') : null,
     message.error ? h('p', { class: 'error-text' }, message.error) : null,
-    sentLine(message),
+    stats(message),
+    h('div', { class: 'sent-row' }, sentLine(message), copyButton),
   );
   if (nearEnd) scrollToEnd();
 }
@@ -249,8 +249,7 @@ function renderParamsPanel() {
   const changed = () => {
     showPreview();
     save();
-    document.querySelectorAll(`.lane-head[data-lane="${lane.id}"] .lane-params`).forEach((node) => (node.textContent = describeParams(lane.params)));
-    document.querySelectorAll(`.lane-head[data-lane="${lane.id}"] .lane-model`).forEach((node) => (node.textContent = lane.model));
+    document.querySelectorAll(`.lane-head[data-lane="${lane.id}"]`).forEach((node) => node.replaceWith(laneHead(lane)));
   };
   const controls = h('div', { class: 'params' });
   renderParams(controls, lane.params, changed);

@@ -49,8 +49,15 @@ function readStop(text) {
  * `changed()` is called after every change.
  */
 export function renderParams(container, params, changed) {
-  const controls = NUMERIC.map((spec) => numericControl(spec, params, changed));
-  replace(container, controls.slice(0, 8), stopControl(params, changed), controls.slice(8));
+  const control = (name) => numericControl(NUMERIC.find((spec) => spec.name === name), params, changed);
+  const group = (title, ...controls) => h('section', { class: 'param-group' }, h('h3', {}, title), controls);
+  replace(
+    container,
+    group('Sampling', ['temperature', 'top_p', 'top_k', 'min_p'].map(control)),
+    group('Penalties', ['repeat_penalty', 'frequency_penalty', 'presence_penalty'].map(control)),
+    group('Length', control('max_tokens'), stopControl(params, changed), control('context_window')),
+    group('Repeatability', control('seed')),
+  );
 }
 
 function numericControl(spec, params, changed) {
