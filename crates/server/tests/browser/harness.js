@@ -127,7 +127,7 @@ export async function openPlayground(context, url, errors, fragment = '') {
   await page.evaluate(() => localStorage.clear());
   await page.goto(`${url}/#${fragment}`);
   await page.reload();
-  await page.waitForSelector('#params .param');
+  await page.waitForSelector('#params .param', { state: 'attached' });
   return page;
 }
 
