@@ -367,3 +367,27 @@ test('eval reports are listed and open', async () => {
   assert.ok((await frame.locator('table').count()) >= 1, 'the report shows its table');
   await screenshot(page, 'evals');
 });
+
+test('a server with an API key asks for it once and the page then works', async () => {
+  const keyed = await startServer(['--api-key', 'sk-playground-test', '--rag-db', path.join(folders.rag, 'keyed.db'), '--reports', folders.reports]);
+  try {
+    const refused = [];
+    const page = await browser.context.newPage();
+    page.on('console', (message) => message.type() === 'error' && refused.push(message.text()));
+    page.on('pageerror', (error) => errors.push(`page: ${error.message}`));
+    await page.goto(`${keyed.url}/`);
+    // The page itself needs no key; its first request to the API is refused, and it asks.
+    await page.waitForSelector('#settings-dialog[open]');
+    assert.ok(refused.every((text) => /401/.test(text)), JSON.stringify(refused));
+    await page.fill('#api-key', 'sk-playground-test');
+    await page.click('#settings-dialog button[value="save"]');
+    await page.waitForSelector('#params .param');
+    assert.equal(await page.evaluate(() => localStorage.getItem('temper.apiKey')), 'sk-playground-test');
+    await setParam(page, 'max_tokens', 4);
+    const [body] = await send(page, 'Hello.');
+    assert.equal(body.max_tokens, 4);
+    assert.equal(await page.locator('.message.assistant.done').count(), 1);
+  } finally {
+    await keyed.stop();
+  }
+});
