@@ -378,3 +378,29 @@ async fn embeddings_match_the_local_embedder_as_floats_and_base64() {
     assert_eq!(err["param"], "input[1]");
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_will_not_wait_gets_a_503_while_the_model_loads() {
+    if temper_testkit::smollm2().is_none() {
+        return;
+    }
+    let server = common::start(common::config(), common::resolver()).await;
+    let client = Client::new();
+    let url = server.url("/v1/chat/completions");
+    let body = chat("Hi", json!({ "max_tokens": 4 }));
+    let impatient = || client.post(&url).header("X-Temper-No-Wait", "true").json(&body).send();
+    let first = impatient().await.unwrap();
+    assert_eq!(first.headers()["retry-after"], "2");
+    assert_eq!(error(first, StatusCode::SERVICE_UNAVAILABLE).await["code"], "model_loading");
+    // The refusal started the load: the model is ready soon without anyone waiting for it.
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..300 {
+        status = impatient().await.unwrap().status();
+        if status != StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, StatusCode::OK);
+    server.stop().await.unwrap();
+}
