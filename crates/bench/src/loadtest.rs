@@ -138,7 +138,11 @@ fn free_port() -> Result<u16> {
 }
 
 async fn start(name: &'static str, mut command: Command, port: u16) -> Result<Server> {
-    let process = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().with_context(|| format!("starting {name}"))?;
+    let process = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
     let server = Server { name, base: format!("http://127.0.0.1:{port}"), process };
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -154,7 +158,13 @@ async fn start(name: &'static str, mut command: Command, port: u16) -> Result<Se
 }
 
 /// One streamed chat answer, timed as the client sees it.
-async fn ask(client: &reqwest::Client, base: &str, model: &str, prompt: &str, max_tokens: u32) -> Result<Answer> {
+async fn ask(
+    client: &reqwest::Client,
+    base: &str,
+    model: &str,
+    prompt: &str,
+    max_tokens: u32,
+) -> Result<Answer> {
     let body = json!({
         "model": model,
         "messages": [{ "role": "user", "content": prompt }],
@@ -307,7 +317,8 @@ pub fn run(args: &Args) -> Result<()> {
         anyhow::Ok(())
     })?;
     let model = path.to_string_lossy().into_owned();
-    let mut results: Vec<Vec<Rounds>> = args.clients.iter().map(|_| servers.iter().map(|_| Rounds::default()).collect()).collect();
+    let mut results: Vec<Vec<Rounds>> =
+        args.clients.iter().map(|_| servers.iter().map(|_| Rounds::default()).collect()).collect();
     let mut engine_tg = Vec::new();
     for round in 0..=args.rounds {
         let warm_up = round == 0;
@@ -348,7 +359,10 @@ pub fn run(args: &Args) -> Result<()> {
         }
     }
     drop(servers);
-    println!("{}", report(args, &results, &mut engine_tg, &format!("{load_before} before, {} after", load_average())));
+    println!(
+        "{}",
+        report(args, &results, &mut engine_tg, &format!("{load_before} before, {} after", load_average()))
+    );
     Ok(())
 }
 
@@ -365,7 +379,9 @@ fn report(args: &Args, results: &[Vec<Rounds>], engine_tg: &mut [f64], load: &st
             let mut rounds_tps = rounds.tokens_per_second.clone();
             let tps = median(&mut rounds_tps);
             let ratio = match (s, results[c].get(1)) {
-                (0, Some(peer)) => format!(" ({:.2}× llama-server)", tps / median(&mut peer.tokens_per_second.clone())),
+                (0, Some(peer)) => {
+                    format!(" ({:.2}× llama-server)", tps / median(&mut peer.tokens_per_second.clone()))
+                }
                 _ => String::new(),
             };
             out += &format!(
@@ -390,7 +406,9 @@ fn report(args: &Args, results: &[Vec<Rounds>], engine_tg: &mut [f64], load: &st
         );
     }
     let aggregate = |c: usize| median(&mut results[c][0].tokens_per_second.clone());
-    if let (Some(one), Some(most)) = (args.clients.iter().position(|&n| n == 1), args.clients.len().checked_sub(1)) {
+    if let (Some(one), Some(most)) =
+        (args.clients.iter().position(|&n| n == 1), args.clients.len().checked_sub(1))
+    {
         out += &format!(
             "{} concurrent streams reach {:.2}× one stream's tokens/s on temper serve.\n",
             args.clients[most],

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use temper_core::{ChatModel, EmbeddingModel};
 use temper_embed::{EmbedOptions, Embedder};
-use temper_engine::LoadOptions;
+use temper_engine::{LoadOptions, LocalModel};
 use temper_models::{find, ModelKind, Resolver, Silent, Target};
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 
@@ -25,6 +25,8 @@ pub enum Use {
 #[derive(Clone)]
 pub struct Chat {
     pub model: Arc<dyn ChatModel>,
+    /// The local engine behind it, for its chat template and tokenizer.
+    pub local: Option<Arc<LocalModel>>,
 }
 
 /// An embedding model as the routes use it.
@@ -248,7 +250,7 @@ fn load_blocking(resolver: &Resolver, kind: Use, name: &str, load: LoadOptions) 
     match kind {
         Use::Chat => {
             let loaded = resolver.chat(name, load, &Silent)?;
-            Ok(Loaded::Chat(Chat { model: loaded.model }))
+            Ok(Loaded::Chat(Chat { model: loaded.model, local: loaded.local }))
         }
         Use::Embeddings => {
             let options = EmbedOptions { threads: load.threads, ..Default::default() };
