@@ -17,6 +17,18 @@ use temper_server::{ApiKeys, ServeError, Server};
 
 const MODEL: &str = "smollm2-135m-instruct";
 
+/// The test defaults, with the RAG store and reports in a temporary folder (kept alive by the
+/// caller, though these tests never write there).
+fn config() -> (tempfile::TempDir, temper_server::ServerConfig) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::config(dir.path());
+    (dir, config)
+}
+
+fn resolver() -> temper_models::Resolver {
+    common::resolver(temper_models::Profiles::default())
+}
+
 fn chat(content: &str, extra: Value) -> Value {
     let mut body = json!({ "model": MODEL, "messages": [{ "role": "user", "content": content }] });
     body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
@@ -46,7 +58,8 @@ async fn streamed_and_whole_answers_agree_and_carry_usage() {
     if temper_testkit::smollm2().is_none() {
         return;
     }
-    let server = common::start(common::config(), common::resolver()).await;
+    let (_dir, config) = config();
+    let server = common::serve(config, resolver()).await;
     let client = Client::new();
     let body = chat("Name three colours.", json!({ "temperature": 0, "max_tokens": 24, "seed": 1 }));
     let whole: Value = post(&client, &server.url("/v1/chat/completions"), &body).await.json().await.unwrap();
@@ -92,7 +105,8 @@ async fn bad_requests_get_openai_errors_that_name_the_field() {
     if temper_testkit::smollm2().is_none() {
         return;
     }
-    let server = common::start(common::config(), common::resolver()).await;
+    let (_dir, config) = config();
+    let server = common::serve(config, resolver()).await;
     let client = Client::new();
     let url = server.url("/v1/chat/completions");
 
@@ -155,9 +169,9 @@ async fn bad_requests_get_openai_errors_that_name_the_field() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_guard_everything_but_health_and_are_required_off_loopback() {
-    let mut config = common::config();
+    let (_dir, mut config) = config();
     config.api_keys = ApiKeys::new(["sk-test-1".to_owned(), "sk-test-2".to_owned()]);
-    let server = common::start(config.clone(), common::resolver()).await;
+    let server = common::serve(config.clone(), resolver()).await;
     let client = Client::new();
     let models = server.url("/v1/models");
     let err = error(client.get(&models).send().await.unwrap(), StatusCode::UNAUTHORIZED).await;
@@ -192,7 +206,7 @@ async fn keys_guard_everything_but_health_and_are_required_off_loopback() {
         api_keys: ApiKeys::default(),
         ..config
     };
-    let refused = Server::bind(open, common::resolver()).await.err().expect("no key off loopback");
+    let refused = Server::bind(open, resolver()).await.err().expect("no key off loopback");
     assert!(matches!(refused, ServeError::KeyRequired(_)), "{refused}");
 }
 
@@ -217,10 +231,10 @@ async fn a_full_queue_is_429_and_a_client_that_leaves_frees_its_place() {
     if temper_testkit::smollm2().is_none() {
         return;
     }
-    let mut config = common::config();
+    let (_dir, mut config) = config();
     config.pool.queue_limit = 1;
     config.pool.load.sequences = Some(1);
-    let server = common::start(config, common::resolver()).await;
+    let server = common::serve(config, resolver()).await;
     let client = Client::new();
     let url = server.url("/v1/completions");
     let long = json!({ "model": MODEL, "prompt": "1, 2, 3, 4,", "max_tokens": 1500, "stream": true, "temperature": 0 });
@@ -252,9 +266,9 @@ async fn shutdown_refuses_new_connections_and_ends_running_answers_after_the_gra
     if temper_testkit::smollm2().is_none() {
         return;
     }
-    let mut config = common::config();
+    let (_dir, mut config) = config();
     config.grace = Duration::from_millis(500);
-    let server = common::start(config, common::resolver()).await;
+    let server = common::serve(config, resolver()).await;
     let client = Client::new();
     let url = server.url("/v1/completions");
     let long = json!({ "model": MODEL, "prompt": "1, 2, 3, 4,", "max_tokens": 1800, "stream": true, "temperature": 0 });
@@ -284,7 +298,8 @@ async fn concurrent_answers_equal_the_same_answers_one_at_a_time() {
     if temper_testkit::smollm2().is_none() {
         return;
     }
-    let server = common::start(common::config(), common::resolver()).await;
+    let (_dir, config) = config();
+    let server = common::serve(config, resolver()).await;
     let client = Client::new();
     let url = server.url("/v1/chat/completions");
     let questions = ["What is rain?", "Name a fruit.", "Why is the sky blue?", "Say hello."];
@@ -306,7 +321,8 @@ async fn concurrent_answers_equal_the_same_answers_one_at_a_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn temper_as_an_openai_backend_of_itself_gives_the_local_answer() {
     let Some(path) = temper_testkit::smollm2() else { return };
-    let server = common::start(common::config(), common::resolver()).await;
+    let (_dir, config) = config();
+    let server = common::serve(config, resolver()).await;
     let mut config = ProviderConfig::new(Vendor::OpenAi, MODEL);
     config.base_url = Some(server.url("/v1"));
     let remote = HttpModel::new("through-http", config).unwrap();
@@ -326,7 +342,8 @@ async fn temper_as_an_openai_backend_of_itself_gives_the_local_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embeddings_match_the_local_embedder_as_floats_and_base64() {
     let Some(dir) = temper_testkit::minilm() else { return };
-    let server = common::start(common::config(), common::resolver()).await;
+    let (_dir, config) = config();
+    let server = common::serve(config, resolver()).await;
     let client = Client::new();
     let url = server.url("/v1/embeddings");
     let texts = ["The cat sits on the mat.", "Paris is the capital of France."];
@@ -376,5 +393,32 @@ async fn embeddings_match_the_local_embedder_as_floats_and_base64() {
     )
     .await;
     assert_eq!(err["param"], "input[1]");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_will_not_wait_gets_a_503_while_the_model_loads() {
+    if temper_testkit::smollm2().is_none() {
+        return;
+    }
+    let (_dir, config) = config();
+    let server = common::serve(config, resolver()).await;
+    let client = Client::new();
+    let url = server.url("/v1/chat/completions");
+    let body = chat("Hi", json!({ "max_tokens": 4 }));
+    let impatient = || client.post(&url).header("X-Temper-No-Wait", "true").json(&body).send();
+    let first = impatient().await.unwrap();
+    assert_eq!(first.headers()["retry-after"], "2");
+    assert_eq!(error(first, StatusCode::SERVICE_UNAVAILABLE).await["code"], "model_loading");
+    // The refusal started the load: the model is ready soon without anyone waiting for it.
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    for _ in 0..300 {
+        status = impatient().await.unwrap().status();
+        if status != StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, StatusCode::OK);
     server.stop().await.unwrap();
 }

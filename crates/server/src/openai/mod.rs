@@ -1,7 +1,7 @@
 //! The OpenAI-compatible routes under `/v1`: chat completions, text completions, embeddings and
 //! the model list.
 
-mod wire;
+pub(crate) mod wire;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,7 +30,7 @@ use wire::{parse_body, ChatCompletionBody, CompletionBody, EmbeddingInput, Embed
 const MAX_EMBEDDING_INPUTS: usize = 2048;
 
 /// Whether the client asked for a 503 instead of waiting while the model loads.
-fn waits(headers: &HeaderMap) -> bool {
+pub(crate) fn waits(headers: &HeaderMap) -> bool {
     !headers.get("x-temper-no-wait").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true") || v == "1")
 }
 
@@ -193,7 +193,7 @@ fn message(response: &ChatResponse) -> Value {
     message
 }
 
-fn usage(response: &ChatResponse) -> Value {
+pub(crate) fn usage(response: &ChatResponse) -> Value {
     let usage = response.usage;
     let mut value = json!({
         "prompt_tokens": usage.prompt_tokens,

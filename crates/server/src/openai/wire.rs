@@ -321,7 +321,7 @@ impl ChatCompletionBody {
 }
 
 impl WireMessage {
-    fn into_message(self, index: usize) -> Result<Message, ApiError> {
+    pub fn into_message(self, index: usize) -> Result<Message, ApiError> {
         let at = |field: &str| format!("messages[{index}].{field}");
         let role = match self.role.as_str() {
             "system" | "developer" => Role::System,
