@@ -236,6 +236,21 @@ test('a saved prompt file runs with `temper prompt run` and opens back unchanged
   assert.equal(again.text, text, 'saving the opened file gives the same file');
 });
 
+test('opening a prompt file keeps what the page does not show, and saves it back', async () => {
+  const page = await openPlayground(browser.context, server.url, errors);
+  await page.setInputFiles('#prompt-file-input', path.join(ROOT, 'examples/prompts/shakespeare-example.toml'));
+  // The file's template is `{{ request }}`: its default fills the message box.
+  await page.waitForFunction(() => document.getElementById('message').value === 'Write a short poem about the sea.');
+  assert.equal(await page.locator('.example').count(), 1);
+  const { file, text } = await savePromptFile(page, 'shakespeare.toml');
+  assert.match(text, /Writes in the style of Shakespeare, shown by an example exchange\./);
+  assert.match(text, /\{\{ request \}\}/);
+  assert.match(text, /\[\[tests\]\]/);
+  const original = await temper(['prompt', 'render', path.join(ROOT, 'examples/prompts/shakespeare-example.toml'), '--json']);
+  const saved = await temper(['prompt', 'render', file, '--json']);
+  assert.deepEqual(JSON.parse(saved.stdout), JSON.parse(original.stdout));
+});
+
 const XSS = ['<script>window.pwned = 1</script>', '<img src=x onerror="window.pwned = 2">'];
 
 /** Nothing the tests fed in ran or became markup. */
