@@ -185,7 +185,8 @@ test('the final prompt is what `temper prompt render --final` prints', async () 
   const tokens = Number((await page.textContent('#final-prompt-tokens')).replace(/,/g, ''));
   const window = Number((await page.textContent('#final-prompt-window')).replace(/,/g, ''));
   await screenshot(page, 'final-prompt');
-  await page.keyboard.press('Escape');
+  await page.click('#final-prompt-dialog button[value="close"]');
+  assert.equal(await page.locator('#final-prompt-dialog[open]').count(), 0);
   // The same prompt saved as a file and rendered by the CLI.
   const { file } = await savePromptFile(page, 'final.toml');
   const rendered = await temper(['prompt', 'render', file, '--final']);
@@ -402,6 +403,7 @@ test('a server with an API key asks for it once and the page then works', async 
     const [body] = await send(page, 'Hello.');
     assert.equal(body.max_tokens, 4);
     assert.equal(await page.locator('.message.assistant.done').count(), 1);
+    assert.ok(refused.length > 0 && refused.every((text) => /401/.test(text)), JSON.stringify(refused));
   } finally {
     await keyed.stop();
   }
