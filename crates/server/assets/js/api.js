@@ -13,7 +13,7 @@ export function setApiKey(key) {
 }
 
 /** An error the server answered with (or the network gave), with what it names. */
-export class ApiFailure extends Error {
+class ApiFailure extends Error {
   constructor(message, { status = 0, param = null, code = null } = {}) {
     super(message);
     this.status = status;
@@ -26,6 +26,11 @@ export class ApiFailure extends Error {
     const where = this.param ? ` (${this.param})` : '';
     return `${this.message}${where}`;
   }
+}
+
+/** What went wrong, for the user: the server's message when it sent one. */
+export function explain(error) {
+  return error instanceof ApiFailure ? error.describe() : String(error?.message ?? error);
 }
 
 /** Listeners told when the server refuses the key, so the page can ask for one. */

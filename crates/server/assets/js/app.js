@@ -2,7 +2,7 @@
 // #fragment), the API key, and the server's status.
 
 import { $, toast } from './dom.js';
-import { apiKey, setApiKey, onUnauthorized, json } from './api.js';
+import { apiKey, setApiKey, onUnauthorized, explain } from './api.js';
 import { refreshModels, defaultModel } from './models.js';
 import { load } from './state.js';
 import { initChat } from './chat.js';
@@ -75,7 +75,7 @@ async function start() {
   try {
     await refreshModels();
   } catch (error) {
-    toast(`cannot list the models: ${error.describe?.() ?? error.message}`);
+    toast(`cannot list the models: ${explain(error)}`);
     return;
   }
   if (started) return;

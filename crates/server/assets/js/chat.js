@@ -2,8 +2,8 @@
 // POST /v1/chat/completions with its own model and parameters. Stop aborts the requests, which
 // cancels the generations on the server.
 
-import { $, h, replace, fmt, dollars, perFrame, toast } from './dom.js';
-import { request, readEvents, ApiFailure } from './api.js';
+import { $, h, replace, fmt, dollars, perFrame, toast, sendOnEnter } from './dom.js';
+import { request, readEvents, explain } from './api.js';
 import { renderMarkdown } from './markdown.js';
 import { renderParams, sentParams, describeParams } from './params.js';
 import { modelPicker } from './models.js';
@@ -15,16 +15,7 @@ let running = null;
 const views = new Map();
 
 export function initChat() {
-  $('composer').addEventListener('submit', (event) => {
-    event.preventDefault();
-    send();
-  });
-  $('message').addEventListener('keydown', (event) => {
-    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
-      event.preventDefault();
-      send();
-    }
-  });
+  sendOnEnter($('composer'), $('message'), send);
   $('stop').addEventListener('click', stop);
   document.addEventListener('keydown', (event) => {
     if (event.key === 'Escape' && running && !document.querySelector('dialog[open]')) stop();
@@ -339,7 +330,7 @@ async function stream(lane, messages, answer, signal) {
       answer.status = 'stopped';
     } else {
       answer.status = 'error';
-      answer.error = error instanceof ApiFailure ? error.describe() : String(error.message ?? error);
+      answer.error = explain(error);
     }
   }
   answer.elapsed = performance.now() - started;

@@ -44,6 +44,23 @@ export function replace(node, ...children) {
 
 export const $ = (id) => document.getElementById(id);
 
+/**
+ * Calls `send` when `form` is submitted and when Enter is pressed in `textarea`; Shift+Enter
+ * adds a line, and an input method's Enter (composing) is left to it.
+ */
+export function sendOnEnter(form, textarea, send) {
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    send();
+  });
+  textarea.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      send();
+    }
+  });
+}
+
 /** A short message at the bottom of the window: errors stay until clicked, others fade. */
 export function toast(message, kind = 'error') {
   const item = h('div', { class: `toast ${kind}`, onclick: () => item.remove() }, message);

@@ -1,7 +1,7 @@
 // Evals: the HTML reports `temper eval run --html` wrote into the server's reports directory.
 
 import { $, h, replace, fmt, toast, download } from './dom.js';
-import { json, request, apiKey } from './api.js';
+import { json, request, apiKey, explain } from './api.js';
 
 export function initEvals() {
   $('refresh-reports').addEventListener('click', showEvals);
@@ -12,7 +12,7 @@ export async function showEvals() {
   try {
     reports = (await json('/api/eval/reports')).reports;
   } catch (error) {
-    toast(`cannot list the reports: ${error.describe?.() ?? error.message}`);
+    toast(`cannot list the reports: ${explain(error)}`);
   }
   replace(
     $('reports'),
@@ -41,7 +41,7 @@ async function openReport(name, button) {
     try {
       download(await (await request(path)).blob(), name);
     } catch (error) {
-      toast(`${name}: ${error.describe?.() ?? error.message}`);
+      toast(`${name}: ${explain(error)}`);
     }
     return;
   }

@@ -2,7 +2,7 @@
 // pullable) and remote (the profiles of temper.toml), and pulling one that is not installed.
 
 import { h, replace, fmt } from './dom.js';
-import { json, request, readEvents } from './api.js';
+import { json, request, readEvents, explain } from './api.js';
 
 let list = [];
 const listeners = new Set();
@@ -12,10 +12,6 @@ export async function refreshModels() {
   const answer = await json('/v1/models');
   list = answer.data;
   listeners.forEach((redraw) => redraw());
-  return list;
-}
-
-export function models() {
   return list;
 }
 
@@ -77,7 +73,7 @@ export function modelPicker(current, choose) {
       note.textContent = 'installed';
       await refreshModels();
     } catch (error) {
-      note.textContent = error.describe?.() ?? error.message;
+      note.textContent = explain(error);
     } finally {
       pull.disabled = false;
       progress.hidden = true;

@@ -4,7 +4,7 @@
 import { h, replace } from './dom.js';
 
 /** Every numeric parameter, with its range and the local engine's default. */
-export const NUMERIC = [
+const NUMERIC = [
   { name: 'temperature', label: 'Temperature', min: 0, max: 2, step: 0.05, engine: 0.8, hint: '0 always picks the likeliest token; higher is more varied' },
   { name: 'top_p', label: 'Top-p', min: 0.01, max: 1, step: 0.01, engine: 0.95, hint: 'keep the likeliest tokens whose probabilities add up to this' },
   { name: 'top_k', label: 'Top-k', min: 0, max: 200, step: 1, engine: 40, integer: true, hint: 'keep only this many likeliest tokens; 0 keeps all' },
@@ -35,7 +35,7 @@ export function describeParams(params) {
 }
 
 /** A stop string with its newlines and tabs shown, as the user types them. */
-export function showStop(stop) {
+function showStop(stop) {
   return JSON.stringify(stop).slice(1, -1);
 }
 

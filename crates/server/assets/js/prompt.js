@@ -2,7 +2,7 @@
 // (POST /api/render); and prompt files, saved and opened (POST /api/prompt-file/export, import).
 
 import { $, h, replace, fmt, toast, download } from './dom.js';
-import { json, ApiFailure } from './api.js';
+import { json, explain } from './api.js';
 import { state, activeLane, examplePrompt, completeExamples, messagesFor, save } from './state.js';
 import { sentParams } from './params.js';
 import { renderAll, isRunning } from './chat.js';
@@ -33,7 +33,7 @@ export function initPrompt() {
   renderPrompt();
 }
 
-export function renderPrompt() {
+function renderPrompt() {
   $('system').value = state.system;
   renderExamples();
 }
@@ -100,7 +100,7 @@ async function showFinalPrompt() {
     meter.firstElementChild.style.width = `${Math.min(100, 100 * share)}%`;
     replace(text, markSpecialTokens(rendered.text));
   } catch (error) {
-    sub.replaceChildren(h('span', { class: 'error-text' }, error instanceof ApiFailure ? error.describe() : error.message));
+    sub.replaceChildren(h('span', { class: 'error-text' }, explain(error)));
   }
 }
 
@@ -135,7 +135,7 @@ async function savePromptFile() {
     download(new Blob([toml], { type: 'application/toml' }), 'prompt.toml');
     toast('saved prompt.toml', 'info');
   } catch (error) {
-    toast(`cannot save the prompt file: ${error.describe?.() ?? error.message}`);
+    toast(`cannot save the prompt file: ${explain(error)}`);
   }
 }
 
@@ -149,7 +149,7 @@ async function openPromptFile() {
     const prompt = await json('/api/prompt-file/import', { method: 'POST', body: { toml } });
     applyPromptFile(prompt, file.name);
   } catch (error) {
-    toast(`${file.name}: ${error.describe?.() ?? error.message}`);
+    toast(`${file.name}: ${explain(error)}`);
   }
 }
 

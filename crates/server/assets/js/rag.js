@@ -1,8 +1,8 @@
 // Documents: the RAG collections of the server's store, uploading files into one, and asking it
 // (POST /api/rag/ask), with the answer streamed and its citations opening the cited passages.
 
-import { $, h, replace, fmt, perFrame, toast } from './dom.js';
-import { json, request, readEvents, ApiFailure } from './api.js';
+import { $, h, replace, fmt, perFrame, toast, sendOnEnter } from './dom.js';
+import { json, request, readEvents, explain } from './api.js';
 import { renderMarkdown } from './markdown.js';
 import { sentParams } from './params.js';
 import { state } from './state.js';
@@ -36,16 +36,7 @@ export function initRag() {
     zone.classList.remove('dragging');
     upload([...event.dataTransfer.files]);
   });
-  $('ask').addEventListener('submit', (event) => {
-    event.preventDefault();
-    ask();
-  });
-  $('question').addEventListener('keydown', (event) => {
-    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
-      event.preventDefault();
-      ask();
-    }
-  });
+  sendOnEnter($('ask'), $('question'), ask);
   $('ask-stop').addEventListener('click', () => asking?.abort());
 }
 
@@ -54,7 +45,7 @@ export async function showRag() {
   try {
     collections = (await json('/api/rag/collections')).collections;
   } catch (error) {
-    toast(`cannot list the collections: ${error.describe?.() ?? error.message}`);
+    toast(`cannot list the collections: ${explain(error)}`);
   }
   if (!chosen && collections.length) chosen = collections[0].name;
   renderCollections();
@@ -107,7 +98,7 @@ async function upload(files) {
       answer.skipped.map((f) => h('li', { class: 'skipped' }, h('span', { class: 'file' }, f.file), ` skipped: ${f.reason}`)),
     );
   } catch (error) {
-    replace(results, h('li', { class: 'error-text' }, error.describe?.() ?? error.message));
+    replace(results, h('li', { class: 'error-text' }, explain(error)));
   }
   await showRag();
 }
@@ -138,7 +129,7 @@ async function ask() {
     });
     answer.elapsed = performance.now() - started;
   } catch (error) {
-    answer.error = error.name === 'AbortError' ? 'stopped' : error instanceof ApiFailure ? error.describe() : error.message;
+    answer.error = error.name === 'AbortError' ? 'stopped' : explain(error);
   } finally {
     asking = null;
     $('ask-send').hidden = false;
