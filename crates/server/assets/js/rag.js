@@ -94,13 +94,20 @@ async function upload(files) {
     const answer = await json(`/api/rag/collections/${encodeURIComponent(chosen)}/files`, { method: 'POST', body: form });
     replace(
       results,
-      answer.ingested.map((f) => h('li', { class: 'ok' }, h('span', { class: 'file' }, f.file), ` · ${f.chunks} chunks`)),
+      answer.ingested.map((f) => h('li', { class: 'ok' }, h('span', { class: 'file' }, f.file), ` · ${ingested(f)}`)),
       answer.skipped.map((f) => h('li', { class: 'skipped' }, h('span', { class: 'file' }, f.file), ` skipped: ${f.reason}`)),
     );
   } catch (error) {
     replace(results, h('li', { class: 'error-text' }, explain(error)));
   }
   await showRag();
+}
+
+/** What an upload did with a file: added or updated with its chunks, or found unchanged. */
+function ingested(file) {
+  if (file.status === 'unchanged') return 'unchanged';
+  const chunks = `${file.chunks} chunk${file.chunks === 1 ? '' : 's'}`;
+  return file.status ? `${file.status}, ${chunks}` : chunks;
 }
 
 async function ask() {
@@ -124,6 +131,8 @@ async function ask() {
     await readEvents(response, (event) => {
       if (event.type === 'sources') answer.sources = event.sources;
       else if (event.type === 'delta') answer.text += event.text;
+      // A fallback model took over: its answer starts afresh.
+      else if (event.type === 'restart') answer.text = '';
       else if (event.type === 'done') Object.assign(answer, { text: event.text, citations: event.citations, usage: event.usage });
       draw();
     });

@@ -345,7 +345,7 @@ test('files uploaded to a collection answer questions with citations that open t
   ];
   await page.setInputFiles('#upload-input', upload);
   await page.waitForSelector('#upload-results .ok >> nth=1');
-  assert.match(await page.textContent('#upload-results'), /lighthouse\.md · \d+ chunks/);
+  assert.match(await page.textContent('#upload-results'), /lighthouse\.md · added, \d+ chunks?/);
   assert.match(await page.textContent('#collections'), /harbour\s*2 documents/);
 
   await page.fill('#question', 'Who built the Kettle Island lighthouse?');
