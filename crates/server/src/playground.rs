@@ -167,7 +167,10 @@ mod tests {
         let script = get("/assets/js/app.js").await;
         assert_eq!(script.status(), StatusCode::OK);
         assert_eq!(script.headers()[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
-        assert_eq!(get("/assets/playground.css").await.headers()[header::CONTENT_TYPE], "text/css; charset=utf-8");
+        assert_eq!(
+            get("/assets/playground.css").await.headers()[header::CONTENT_TYPE],
+            "text/css; charset=utf-8"
+        );
 
         for missing in ["/assets/js/nothing.js", "/assets/../Cargo.toml", "/assets/%2e%2e/src/lib.rs"] {
             assert_eq!(get(missing).await.status(), StatusCode::NOT_FOUND, "{missing}");

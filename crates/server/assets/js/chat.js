@@ -325,7 +325,7 @@ async function stream(lane, messages, answer, signal) {
         // The fallback chain moved to another model mid-answer: it starts over.
         answer.content = '';
         answer.pieces = 0;
-        toast(`${lane.id === 'A' && state.lanes.length === 1 ? '' : `${lane.id}: `}restarted on another model: ${chunk.temper.restart}`, 'info');
+        toast(`${state.lanes.length > 1 ? `${lane.id}: ` : ''}restarted on another model: ${chunk.temper.restart}`, 'info');
       }
       if (choice?.finish_reason) answer.finish = choice.finish_reason;
       if (chunk.temper?.timings) answer.timings = chunk.temper.timings;

@@ -23,7 +23,7 @@ export async function showEvals() {
             {},
             h(
               'button',
-              { type: 'button', class: 'report', onclick: (event) => open(report.name, event.currentTarget) },
+              { type: 'button', class: 'report', onclick: (event) => openReport(report.name, event.currentTarget) },
               h('span', { class: 'report-name' }, report.name),
               h('span', { class: 'hint' }, `${when(report.modified)} · ${size(report.bytes)}`),
             ),
@@ -33,7 +33,7 @@ export async function showEvals() {
   );
 }
 
-async function open(name, button) {
+async function openReport(name, button) {
   document.querySelectorAll('#reports .report').forEach((b) => b.setAttribute('aria-pressed', String(b === button)));
   const path = `/api/eval/reports/${encodeURIComponent(name)}`;
   if (apiKey()) {

@@ -3,7 +3,7 @@
 
 import { $, h, replace, fmt, toast, download } from './dom.js';
 import { json, ApiFailure } from './api.js';
-import { state, activeLane, examplePrompt, messagesFor, save } from './state.js';
+import { state, activeLane, examplePrompt, completeExamples, messagesFor, save } from './state.js';
 import { sentParams } from './params.js';
 import { renderAll, isRunning } from './chat.js';
 
@@ -20,7 +20,7 @@ export function initPrompt() {
   });
   $('reset-prompt').addEventListener('click', () => {
     const example = examplePrompt();
-    Object.assign(state, { system: example.system, examples: example.examples, variable: 'input' });
+    Object.assign(state, { system: example.system, examples: example.examples, variable: 'input', kept: {} });
     activeLane().params = example.params;
     save();
     renderPrompt();
@@ -116,15 +116,19 @@ function markSpecialTokens(text) {
 
 async function savePromptFile() {
   const lane = activeLane();
-  const draft = $('message').value.trim();
+  const draft = $('message').value;
+  const { description = 'Saved from the Temper playground.', vars = {}, template, ...kept } = state.kept;
+  // The message being written is the default of the template's variable, so the file runs as is.
+  const message = template === undefined && draft.trim() !== '' ? { [state.variable]: draft } : {};
   const body = {
+    ...kept,
+    description,
     system: state.system.trim() === '' ? undefined : state.system,
-    examples: state.examples.filter((e) => e.prompt.trim() !== '' && e.response.trim() !== ''),
-    template: `{{ ${state.variable} }}`,
+    examples: completeExamples(),
+    template: template ?? `{{ ${state.variable} }}`,
     params: sentParams(lane.params),
     model: lane.model,
-    description: 'Saved from the Temper playground.',
-    vars: draft ? { [state.variable]: draft } : undefined,
+    vars: { ...vars, ...message },
   };
   try {
     const { toml } = await json('/api/prompt-file/export', { method: 'POST', body });
@@ -152,18 +156,31 @@ async function openPromptFile() {
 /** Puts an imported prompt file into the workspace. */
 function applyPromptFile(prompt, name) {
   state.system = prompt.system ?? '';
-  state.examples = (prompt.examples ?? []).map(({ prompt: p, response }) => ({ prompt: p, response }));
+  // Examples keep what the page does not edit (their reasoning).
+  state.examples = prompt.examples ?? [];
   const lane = activeLane();
   lane.params = Object.fromEntries(Object.entries(prompt.params ?? {}).filter(([, value]) => value !== null));
   if (prompt.model) lane.model = prompt.model;
-  // The playground's message fills a template that is one variable; a richer template cannot be
-  // typed into the message box, so the message replaces it (and the user is told).
-  const single = /^\s*\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}\s*$/.exec(prompt.template ?? '{{ input }}');
+  // The message fills a template that is one variable. A richer template cannot be typed into
+  // one message box: the message is sent as written, and the file keeps its template.
+  const template = prompt.template ?? '{{ input }}';
+  const single = /^\s*\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}\s*$/.exec(template);
   state.variable = single ? single[1] : 'input';
-  const value = single ? prompt.vars?.[state.variable] : undefined;
-  if (typeof value === 'string') $('message').value = value;
-  if (!single) toast(`${name}: its template is more than one variable; the playground sends your message as the user turn`, 'info');
-  else toast(`opened ${name}`, 'info');
+  const vars = { ...(prompt.vars ?? {}) };
+  if (single && typeof vars[state.variable] === 'string') {
+    $('message').value = vars[state.variable];
+    delete vars[state.variable];
+  }
+  // What the page does not show is kept, and saved back with the file.
+  state.kept = {
+    description: prompt.description ?? undefined,
+    template: single ? undefined : template,
+    vars,
+    output_schema: prompt.output_schema ?? undefined,
+    tests: prompt.tests ?? [],
+  };
+  if (single) toast(`opened ${name}`, 'info');
+  else toast(`${name}: its template is more than one variable; messages are sent as you write them, and saving keeps the template`, 'info');
   save();
   renderPrompt();
   renderAll();

@@ -60,6 +60,9 @@ export const state = {
   active: 0,
   /** The prompt file's template variable the message fills (`input` unless a file said otherwise). */
   variable: 'input',
+  /** What an opened prompt file has that the page does not edit (description, other variables,
+   *  output schema, tests), saved back with it. */
+  kept: {},
 };
 
 export function activeLane() {
@@ -78,6 +81,7 @@ export function load(defaultModel) {
   state.system = typeof saved?.system === 'string' ? saved.system : example.system;
   state.examples = Array.isArray(saved?.examples) ? saved.examples : example.examples;
   state.variable = typeof saved?.variable === 'string' ? saved.variable : 'input';
+  state.kept = saved?.kept && typeof saved.kept === 'object' ? saved.kept : {};
   const lanes = Array.isArray(saved?.lanes) && saved.lanes.length > 0 ? saved.lanes : [{ model: defaultModel, params: example.params }];
   state.lanes = lanes.slice(0, 2).map((lane, i) => newLane('AB'[i], lane.model ?? defaultModel, lane.params ?? {}));
   state.active = 0;
@@ -89,7 +93,7 @@ export function save() {
   clearTimeout(saving);
   saving = setTimeout(() => {
     const lanes = state.lanes.map(({ model, params }) => ({ model, params }));
-    const workspace = { system: state.system, examples: state.examples, variable: state.variable, lanes };
+    const workspace = { system: state.system, examples: state.examples, variable: state.variable, kept: state.kept, lanes };
     localStorage.setItem(STORAGE, JSON.stringify(workspace));
   }, 300);
 }

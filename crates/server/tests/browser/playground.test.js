@@ -185,7 +185,8 @@ test('the final prompt is what `temper prompt render --final` prints', async () 
   const tokens = Number((await page.textContent('#final-prompt-tokens')).replace(/,/g, ''));
   const window = Number((await page.textContent('#final-prompt-window')).replace(/,/g, ''));
   await screenshot(page, 'final-prompt');
-  await page.keyboard.press('Escape');
+  await page.click('#final-prompt-dialog button[value="close"]');
+  assert.equal(await page.locator('#final-prompt-dialog[open]').count(), 0);
   // The same prompt saved as a file and rendered by the CLI.
   const { file } = await savePromptFile(page, 'final.toml');
   const rendered = await temper(['prompt', 'render', file, '--final']);
@@ -234,6 +235,21 @@ test('a saved prompt file runs with `temper prompt run` and opens back unchanged
   assert.equal(await fresh.inputValue('#message'), 'What colour is grass?');
   const again = await savePromptFile(fresh, 'again.toml');
   assert.equal(again.text, text, 'saving the opened file gives the same file');
+});
+
+test('opening a prompt file keeps what the page does not show, and saves it back', async () => {
+  const page = await openPlayground(browser.context, server.url, errors);
+  await page.setInputFiles('#prompt-file-input', path.join(ROOT, 'examples/prompts/shakespeare-example.toml'));
+  // The file's template is `{{ request }}`: its default fills the message box.
+  await page.waitForFunction(() => document.getElementById('message').value === 'Write a short poem about the sea.');
+  assert.equal(await page.locator('.example').count(), 1);
+  const { file, text } = await savePromptFile(page, 'shakespeare.toml');
+  assert.match(text, /Writes in the style of Shakespeare, shown by an example exchange\./);
+  assert.match(text, /\{\{ request \}\}/);
+  assert.match(text, /\[\[tests\]\]/);
+  const original = await temper(['prompt', 'render', path.join(ROOT, 'examples/prompts/shakespeare-example.toml'), '--json']);
+  const saved = await temper(['prompt', 'render', file, '--json']);
+  assert.deepEqual(JSON.parse(saved.stdout), JSON.parse(original.stdout));
 });
 
 const XSS = ['<script>window.pwned = 1</script>', '<img src=x onerror="window.pwned = 2">'];
@@ -366,4 +382,29 @@ test('eval reports are listed and open', async () => {
   await frame.locator('h1').waitFor();
   assert.ok((await frame.locator('table').count()) >= 1, 'the report shows its table');
   await screenshot(page, 'evals');
+});
+
+test('a server with an API key asks for it once and the page then works', async () => {
+  const keyed = await startServer(['--api-key', 'sk-playground-test', '--rag-db', path.join(folders.rag, 'keyed.db'), '--reports', folders.reports]);
+  try {
+    const refused = [];
+    const page = await browser.context.newPage();
+    page.on('console', (message) => message.type() === 'error' && refused.push(message.text()));
+    page.on('pageerror', (error) => errors.push(`page: ${error.message}`));
+    await page.goto(`${keyed.url}/`);
+    // The page itself needs no key; its first request to the API is refused, and it asks.
+    await page.waitForSelector('#settings-dialog[open]');
+    assert.ok(refused.every((text) => /401/.test(text)), JSON.stringify(refused));
+    await page.fill('#api-key', 'sk-playground-test');
+    await page.click('#settings-dialog button[value="save"]');
+    await page.waitForSelector('#params .param');
+    assert.equal(await page.evaluate(() => localStorage.getItem('temper.apiKey')), 'sk-playground-test');
+    await setParam(page, 'max_tokens', 4);
+    const [body] = await send(page, 'Hello.');
+    assert.equal(body.max_tokens, 4);
+    assert.equal(await page.locator('.message.assistant.done').count(), 1);
+    assert.ok(refused.length > 0 && refused.every((text) => /401/.test(text)), JSON.stringify(refused));
+  } finally {
+    await keyed.stop();
+  }
 });
