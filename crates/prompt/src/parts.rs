@@ -114,11 +114,11 @@ mod tests {
     }
 
     #[test]
-    fn a_chat_prompt_needs_only_its_examples() {
-        let chat = parts(json!({"examples": []}));
+    fn no_parts_make_a_chat_of_the_users_message() {
+        let chat = parts(json!({}));
         assert_eq!(
-            (chat.template.as_str(), chat.system, chat.params),
-            (DEFAULT_TEMPLATE, None, Default::default())
+            (chat.template.as_str(), chat.system.as_deref(), &chat.params),
+            (DEFAULT_TEMPLATE, None, &GenerationParams::default())
         );
         let file = PromptFile::from_parts(chat).unwrap();
         let vars = BTreeMap::from([("input".to_owned(), json!("Hello"))]);
