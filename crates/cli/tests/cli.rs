@@ -211,6 +211,10 @@ fn an_overlong_prompt_fails_unless_truncation_is_asked_for() {
     assert!(err.contains("64"), "{err}");
     let numbers: Vec<u64> = err.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect();
     assert!(numbers.iter().any(|&n| n > 64), "the prompt's length is not named: {err}");
+    assert!(
+        err.contains("hint: --ctx TOKENS") && err.contains("--truncate"),
+        "the CLI names its flags: {err}"
+    );
 
     let out = success(&run(&home, &[&args[..], &["--truncate", "--json", question.as_str()]].concat(), b""));
     let answer: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}:\n{out}"));

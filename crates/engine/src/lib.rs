@@ -3,6 +3,8 @@
 pub mod dtype;
 pub mod gguf;
 mod local;
+mod logprobs;
+mod memory;
 pub mod model;
 pub mod quant;
 pub mod sampler;

@@ -66,13 +66,15 @@ pub struct Sampler {
     /// Reused between calls so sampling does not allocate on every step.
     candidates: Vec<Candidate>,
     recent: Vec<u32>,
+    /// The logits the penalties changed, as they were, to put back after the draw.
+    penalized: Vec<(u32, f32)>,
 }
 
 /// A token id and its logit, later its unnormalised probability.
 #[derive(Clone, Copy, Debug)]
-struct Candidate {
-    id: u32,
-    value: f32,
+pub(crate) struct Candidate {
+    pub id: u32,
+    pub value: f32,
 }
 
 impl Sampler {
@@ -86,15 +88,26 @@ impl Sampler {
             rng,
             candidates: Vec::new(),
             recent: Vec::new(),
+            penalized: Vec::new(),
         }
     }
 
     /// The next token. `history` is the prompt and the tokens generated so far. `logits` is
-    /// modified in place (penalties, and NaN replaced by -inf). If no logit is finite the first
-    /// token id wins, as for an empty vocabulary, which returns 0.
+    /// left as it was, except that NaN becomes -inf and +inf the largest finite value, so the
+    /// caller can still read the model's own distribution from it. If no logit is finite the
+    /// first token id wins, as for an empty vocabulary, which returns 0.
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
-        self.apply_penalties(logits, history);
         sanitize(logits);
+        self.apply_penalties(logits, history);
+        let token = self.pick(logits);
+        for &(id, logit) in &self.penalized {
+            logits[id as usize] = logit;
+        }
+        token
+    }
+
+    /// The token drawn from `logits` (sanitized, penalties applied).
+    fn pick(&mut self, logits: &[f32]) -> u32 {
         let max = max_of(logits);
         let argmax = || logits.iter().position(|&x| x == max).unwrap_or(0) as u32;
         let temperature = self.settings.temperature;
@@ -131,8 +144,10 @@ impl Sampler {
     }
 
     /// llama.cpp's repeat penalty, then OpenAI's frequency and presence penalties, for each
-    /// distinct token among the last [`PENALTY_WINDOW`] of `history`.
+    /// distinct token among the last [`PENALTY_WINDOW`] of `history`; the logits they change are
+    /// kept in `penalized`.
     fn apply_penalties(&mut self, logits: &mut [f32], history: &[u32]) {
+        self.penalized.clear();
         let SamplerSettings { repeat_penalty, frequency_penalty, presence_penalty, .. } = self.settings;
         if repeat_penalty == 1.0 && frequency_penalty == 0.0 && presence_penalty == 0.0 {
             return;
@@ -142,6 +157,7 @@ impl Sampler {
         self.recent.sort_unstable();
         for run in self.recent.chunk_by(|a, b| a == b) {
             let Some(logit) = logits.get_mut(run[0] as usize) else { continue };
+            self.penalized.push((run[0], *logit));
             // Dividing a negative logit would raise it, so it is multiplied instead.
             if *logit > 0.0 {
                 *logit /= repeat_penalty;
@@ -177,8 +193,14 @@ fn sanitize(logits: &mut [f32]) {
     }
 }
 
+/// Whether every value is finite: `0·x` is 0 for a finite x and NaN for an infinity or a NaN,
+/// so one vectorized sum says it.
+pub(crate) fn all_finite(values: &[f32]) -> bool {
+    lane_sum(values, |&x| 0.0 * x) == 0.0
+}
+
 /// The largest value (-inf for none). Eight independent lanes let the compiler vectorize it.
-fn max_of(values: &[f32]) -> f32 {
+pub(crate) fn max_of(values: &[f32]) -> f32 {
     let larger = |a: f32, b: f32| if b > a { b } else { a };
     let mut lanes = [f32::NEG_INFINITY; 8];
     let mut octets = values.chunks_exact(8);
@@ -192,7 +214,7 @@ fn max_of(values: &[f32]) -> f32 {
 
 /// The sum of `term` over `items`, in eight independent lanes so the compiler can vectorize it
 /// (it may not reorder a single running float sum).
-fn lane_sum<T>(items: &[T], term: impl Fn(&T) -> f32) -> f32 {
+pub(crate) fn lane_sum<T>(items: &[T], term: impl Fn(&T) -> f32) -> f32 {
     let mut lanes = [0.0f32; 8];
     let mut octets = items.chunks_exact(8);
     for octet in &mut octets {
@@ -205,7 +227,7 @@ fn lane_sum<T>(items: &[T], term: impl Fn(&T) -> f32) -> f32 {
 
 /// e^x for x ≤ 0, vectorizable, within about 2e-7 relative error; below -87 it gives about 1e-38
 /// instead of 0. x = n·ln2 + r with |r| ≤ ln2/2, so e^x = 2^n · e^r, e^r by its Taylor series.
-fn exp_nonpositive(x: f32) -> f32 {
+pub(crate) fn exp_nonpositive(x: f32) -> f32 {
     // Adding 1.5·2^23 rounds to an integer and leaves it in the low mantissa bits, which avoids
     // float-to-int conversions that do not vectorize.
     const ROUND: f32 = 12_582_912.0;
@@ -227,7 +249,7 @@ fn by_descending_logit(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
     b.value.total_cmp(&a.value).then(a.id.cmp(&b.id))
 }
 
-fn sort_descending(candidates: &mut [Candidate]) {
+pub(crate) fn sort_descending(candidates: &mut [Candidate]) {
     candidates.sort_unstable_by(by_descending_logit);
 }
 
@@ -235,7 +257,7 @@ fn sort_descending(candidates: &mut [Candidate]) {
 /// with `limit` k ≥ 1 only the best k of them. For the best k, tokens are gathered into a buffer
 /// of 2k that is cut back to k when full, which raises the bar to the k-th best logit so far.
 /// Whole chunks below the bar are skipped after one vectorized maximum.
-fn gather(logits: &[f32], at_least: f32, limit: Option<usize>, out: &mut Vec<Candidate>) {
+pub(crate) fn gather(logits: &[f32], at_least: f32, limit: Option<usize>, out: &mut Vec<Candidate>) {
     const CHUNK: usize = 64;
     out.clear();
     let mut bar = at_least;
@@ -433,6 +455,35 @@ mod tests {
         // Token 0: 2.0 − 0.3 = 1.7; token 1: 1.8 − 0.3 = 1.5.
         assert_eq!(greedy(|p| p.presence_penalty = Some(0.3), &logits, &history), 0);
         assert_eq!(greedy(|p| p.presence_penalty = Some(1.5), &logits, &history), 2);
+    }
+
+    #[test]
+    fn the_caller_s_logits_are_left_as_the_model_gave_them() {
+        let logits = [2.0, 1.9, 0.0, -1.0];
+        for temperature in [0.0, 1.0] {
+            let penalised = params(|p| {
+                p.temperature = Some(temperature);
+                p.repeat_penalty = Some(1.5);
+                p.frequency_penalty = Some(0.5);
+            });
+            let mut row = logits;
+            let token = Sampler::new(&penalised).sample(&mut row, &[0, 0, 3]);
+            assert_eq!(row, logits);
+            if temperature == 0.0 {
+                assert_eq!(token, 1, "the penalty applied to the draw");
+            }
+        }
+    }
+
+    #[test]
+    fn finite_means_no_nan_and_no_infinity() {
+        let mut values = vec![1e30f32; 100];
+        assert!(all_finite(&values));
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            values[97] = bad;
+            assert!(!all_finite(&values), "{bad}");
+        }
+        assert!(all_finite(&[]));
     }
 
     #[test]

@@ -360,6 +360,16 @@ impl Tokenizer {
         bytes
     }
 
+    /// Token `id` shown alone (in log-probabilities): the text of its bytes, a byte that is part
+    /// of a UTF-8 character as U+FFFD, and a control token, which adds no text, as spelled
+    /// (`<|im_end|>`).
+    pub fn token_display(&self, id: u32) -> String {
+        match self.token_bytes(id) {
+            bytes if bytes.is_empty() => self.token_text(id).unwrap_or_default().to_string(),
+            bytes => String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
     fn append_token_bytes(&self, id: u32, out: &mut Vec<u8>) {
         let (Some(piece), Some(kind)) = (self.pieces.get(id as usize), self.kinds.get(id as usize)) else {
             return;

@@ -134,7 +134,105 @@ async fn bad_parameters_are_refused_before_generating() {
     assert!(err.to_string().contains("--ctx"), "{err}");
     let json = question("hi", params(0.0, 8)).with_response_format(temper_core::ResponseFormat::JsonObject);
     let err = model.chat(json.with_logprobs(1)).await.unwrap_err();
-    assert!(err.to_string().contains("does not support response_format, logprobs"), "{err}");
+    assert!(err.to_string().contains("does not support response_format yet"), "{err}");
+    let err = model.chat(question("hi", params(0.0, 8)).with_logprobs(21)).await.unwrap_err();
+    assert!(err.to_string().contains("`logprobs`: at most 20"), "{err}");
+}
+
+/// The probes of issue 22 on the default model: a context too small for anything, contexts
+/// beyond the trained length, an empty prompt, far too many threads.
+#[tokio::test]
+async fn absurd_options_are_errors_or_warnings_never_panics_or_silence() {
+    let Some(model) = smollm2(Some(1)) else { return };
+    let truncated = ChatRequest { truncate: true, ..question("hi", params(0.0, 4)) };
+    let err = model.chat(truncated).await.unwrap_err().to_string();
+    assert!(err.contains("1 token cannot hold") && err.contains("at least 2"), "{err}");
+    let path = temper_testkit::smollm2().unwrap();
+    for ctx in [20_000, 10_000_000] {
+        let options = LoadOptions { context_window: Some(ctx), ..LoadOptions::default() };
+        let err = LocalModel::load(&path, "smollm2", options).err().unwrap().to_string();
+        assert!(err.contains(&format!("{ctx} tokens is more than the 8192 smollm2 was trained on")), "{err}");
+    }
+    let Some(model) = smollm2(None) else { return };
+    let err = model.chat(question("", params(0.0, 4))).await.unwrap_err().to_string();
+    assert!(err.contains("messages[0].content") && err.contains("nothing to answer"), "{err}");
+    let options = LoadOptions { threads: Some(1000), ..LoadOptions::default() };
+    let model = LocalModel::load(&path, "smollm2", options).unwrap();
+    assert!(model.summary().threads < 1000);
+    assert!(model.warnings()[0].starts_with("1000 threads asked for"), "{:?}", model.warnings());
+}
+
+/// Every token's log-probability checked against the logits themselves, for greedy decoding,
+/// sampling, a stop string, and requests with and without them decoding together.
+#[tokio::test]
+async fn logprobs_are_the_models_own_distribution() {
+    let Some(model) = smollm2(None) else { return };
+    let model = Arc::new(model);
+    // log-softmax of the logits after the rendered conversation, computed here in f64.
+    let log_softmax = |request: &ChatRequest| {
+        let logits = model.last_logits(&model.render_chat(request).unwrap()).unwrap();
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let log_total = max + logits.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln();
+        logits.iter().map(|&x| x as f64 - log_total).collect::<Vec<f64>>()
+    };
+    let colours = question("Name three colours.", params(0.0, 16));
+    let response = model.chat(colours.clone().with_logprobs(5)).await.unwrap();
+    let tokens = response.logprobs.clone().unwrap();
+    assert_eq!(tokens.len(), response.usage.completion_tokens as usize);
+    assert_eq!(tokens.iter().map(|t| t.token.as_str()).collect::<String>(), response.text);
+    for t in &tokens {
+        assert_eq!(t.top.len(), 5);
+        assert_eq!((&t.top[0].token, t.top[0].logprob), (&t.token, t.logprob), "greedy takes the likeliest");
+        assert!(t.top.windows(2).all(|w| w[0].logprob >= w[1].logprob && w[1].logprob <= 0.0), "{t:?}");
+        let mass: f32 = t.top.iter().map(|alt| alt.logprob.exp()).sum();
+        assert!(mass <= 1.0 + 1e-5, "{t:?}");
+    }
+    let expected = log_softmax(&colours);
+    let best = (0..expected.len()).max_by(|&a, &b| expected[a].total_cmp(&expected[b])).unwrap();
+    assert_eq!(model.tokenizer().token_display(best as u32), tokens[0].token);
+    assert!(
+        (tokens[0].logprob as f64 - expected[best]).abs() < 1e-3,
+        "{:?} vs {}",
+        tokens[0],
+        expected[best]
+    );
+
+    // A request with logprobs decoding beside one without: each gets what it gets alone.
+    let (with, without) = futures::join!(model.chat(colours.clone().with_logprobs(5)), model.chat(colours));
+    let (with, without) = (with.unwrap(), without.unwrap());
+    assert_eq!((with.text.as_str(), with.logprobs.as_ref()), (response.text.as_str(), Some(&tokens)));
+    assert_eq!((without.text, without.logprobs), (response.text.clone(), None));
+
+    // A token drawn at a high temperature is scored by the model, not by the flattened
+    // distribution it was drawn from.
+    let sea = question("Write a line about the sea.", GenerationParams { seed: Some(3), ..params(1.5, 16) });
+    let response = model.chat(sea.clone().with_logprobs(0)).await.unwrap();
+    let tokens = response.logprobs.unwrap();
+    assert_eq!(tokens.iter().map(|t| t.token.as_str()).collect::<String>(), response.text);
+    assert!(tokens.iter().all(|t| t.top.is_empty() && t.logprob <= 0.0), "{tokens:?}");
+    let expected = log_softmax(&sea);
+    let spelled_alike =
+        (0..expected.len() as u32).filter(|&id| model.tokenizer().token_display(id) == tokens[0].token);
+    let closest = spelled_alike
+        .map(|id| (tokens[0].logprob as f64 - expected[id as usize]).abs())
+        .fold(f64::MAX, f64::min);
+    assert!(closest < 1e-3, "{:?} is {closest} from the model's log-probability", tokens[0]);
+
+    // A stop string drops the tokens that spell it and those after.
+    let sea = question("Write a line about the sea.", params(0.0, 16));
+    let original = model.chat(sea.clone()).await.unwrap();
+    let stop = original.text.split_whitespace().nth(2).unwrap().to_string();
+    let at = original.text.find(&stop).unwrap();
+    let stopped = ChatRequest { params: GenerationParams { stop: vec![stop], ..params(0.0, 16) }, ..sea };
+    let cut = model.chat(stopped.with_logprobs(1)).await.unwrap();
+    assert_eq!(cut.text, original.text[..at]);
+    let pieces: Vec<&str> = cut.logprobs.as_ref().unwrap().iter().map(|t| t.token.as_str()).collect();
+    let last_start = pieces[..pieces.len() - 1].concat().len();
+    assert!(
+        pieces.concat().starts_with(&cut.text) && last_start < cut.text.len(),
+        "{pieces:?} {:?}",
+        cut.text
+    );
 }
 
 #[tokio::test]

@@ -211,6 +211,9 @@ impl Resolver {
                 let path = self.path(target, profile.is_some(), progress)?;
                 let local = LocalModel::load(&path, name, options)
                     .map_err(|source| ResolveError::Load { name: name.to_owned(), source })?;
+                for warning in local.warnings() {
+                    (self.warnings)(format!("{name}: {warning}"));
+                }
                 let local = Arc::new(local);
                 (local.clone() as Arc<dyn ChatModel>, Some(local))
             }

@@ -5,6 +5,7 @@ mod auth;
 mod error;
 mod metrics;
 mod openai;
+mod playground;
 mod pool;
 
 use std::net::{IpAddr, SocketAddr};
@@ -220,7 +221,8 @@ async fn unload_idle(state: Arc<AppState>) {
     }
 }
 
-/// Every route, behind the key check and the request counter.
+/// Every route, behind the request counter; all but `/health` and the playground's page behind
+/// the key check.
 pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
@@ -233,6 +235,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
     Router::new()
         .merge(api)
+        .merge(playground::routes())
         .route("/health", get(health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

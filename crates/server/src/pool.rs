@@ -137,9 +137,15 @@ impl Pool {
             .map_err(|_| ApiError::queue_full(name, self.options.queue_limit))?;
         *entry.last_used.lock().expect("never poisoned") = Instant::now();
         if !wait && !entry.model.initialized() {
+            // Load in the background (once, however many ask) and tell the client to come back.
+            let (resolver, load, owned) = (self.resolver.clone(), self.options.load.clone(), name.to_owned());
+            tokio::spawn(async move {
+                let _ = entry.model.get_or_try_init(|| load_model(resolver, load, kind, &owned)).await;
+            });
             return Err(ApiError::loading(name));
         }
-        match entry.model.get_or_try_init(|| self.load(kind, name)).await {
+        let load = || load_model(self.resolver.clone(), self.options.load.clone(), kind, name);
+        match entry.model.get_or_try_init(load).await {
             Ok(loaded) => Ok((loaded.clone(), place)),
             Err(error) => {
                 // No entry for what cannot load: names clients make up must not pile up here.
@@ -175,22 +181,6 @@ impl Pool {
         });
         entries.insert((kind, name.to_owned()), entry.clone());
         entry
-    }
-
-    /// Loads on a blocking thread: a pull or a load takes seconds and must not stall the server.
-    async fn load(&self, kind: Use, name: &str) -> Result<Loaded, ApiError> {
-        let started = Instant::now();
-        let resolver = self.resolver.clone();
-        let load = self.options.load.clone();
-        let owned = name.to_owned();
-        let loaded = tokio::task::spawn_blocking(move || load_blocking(&resolver, kind, &owned, load))
-            .await
-            .map_err(|e| ApiError::internal(format!("loading `{name}` failed: {e}")))?;
-        match &loaded {
-            Ok(_) => tracing::info!(model = name, seconds = started.elapsed().as_secs_f64(), "loaded"),
-            Err(error) => tracing::warn!(model = name, error = error.message, "cannot load"),
-        }
-        loaded
     }
 
     /// Unloads the models unused for longer than the idle limit; the server calls this
@@ -235,6 +225,25 @@ fn check_use(kind: Use, name: &str) -> Result<(), ApiError> {
         )),
         _ => Ok(()),
     }
+}
+
+/// Loads on a blocking thread: a pull or a load takes seconds and must not stall the server.
+async fn load_model(
+    resolver: Resolver,
+    load: LoadOptions,
+    kind: Use,
+    name: &str,
+) -> Result<Loaded, ApiError> {
+    let started = Instant::now();
+    let owned = name.to_owned();
+    let loaded = tokio::task::spawn_blocking(move || load_blocking(&resolver, kind, &owned, load))
+        .await
+        .map_err(|e| ApiError::internal(format!("loading `{name}` failed: {e}")))?;
+    match &loaded {
+        Ok(_) => tracing::info!(model = name, seconds = started.elapsed().as_secs_f64(), "loaded"),
+        Err(error) => tracing::warn!(model = name, error = error.message, "cannot load"),
+    }
+    loaded
 }
 
 fn load_blocking(resolver: &Resolver, kind: Use, name: &str, load: LoadOptions) -> Result<Loaded, ApiError> {

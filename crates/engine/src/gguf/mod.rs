@@ -200,9 +200,17 @@ impl Gguf {
 
         let mut metadata = BTreeMap::new();
         for _ in 0..kv_count {
+            let start = r.pos;
             let key = r.string("a metadata key")?;
             let value_type = r.u32("a metadata value type")?;
             let value = r.value(value_type, &key)?;
+            if metadata.contains_key(&key) {
+                return Err(GgufError::Invalid {
+                    what: format!("metadata key `{key}`"),
+                    offset: start,
+                    reason: "appears twice".into(),
+                });
+            }
             metadata.insert(key, value);
         }
 
@@ -269,17 +277,7 @@ impl Gguf {
         }
 
         let data_start = (r.pos as u64).div_ceil(alignment) * alignment;
-        for t in &tensors {
-            let end = data_start.checked_add(t.offset).and_then(|s| s.checked_add(t.size));
-            if end.is_none_or(|end| end > bytes.len() as u64) {
-                return Err(GgufError::Truncated {
-                    what: format!("the data of tensor `{}`", t.name),
-                    offset: (data_start.saturating_add(t.offset)).min(usize::MAX as u64) as usize,
-                    needed: t.size,
-                    len: bytes.len(),
-                });
-            }
-        }
+        check_layout(&tensors, data_start, alignment, bytes.len())?;
         let data_start = data_start as usize;
         Ok(Gguf { version, metadata, tensors, by_name, data_start, bytes })
     }
@@ -335,6 +333,68 @@ impl Gguf {
     pub fn architecture(&self) -> Result<&str, GgufError> {
         self.get_str("general.architecture")
     }
+}
+
+/// Checks that, in offset order, each tensor's data starts where the one before ends (rounded
+/// up to the alignment), as llama.cpp writes and requires, and that all of it lies inside the
+/// file. A tensor whose type or shape does not match its data then shows as an overlap, which
+/// would read its neighbour's bytes as weights, or as a gap.
+fn check_layout(
+    tensors: &[TensorInfo],
+    data_start: u64,
+    alignment: u64,
+    len: usize,
+) -> Result<(), GgufError> {
+    let mut by_offset: Vec<&TensorInfo> = tensors.iter().collect();
+    by_offset.sort_by_key(|t| t.offset);
+    let at = |offset: u64| data_start.saturating_add(offset).min(usize::MAX as u64) as usize;
+    let misplaced = |t: &TensorInfo, reason: String| GgufError::Invalid {
+        what: format!("tensor `{}`", t.name),
+        offset: at(t.offset),
+        reason: format!("{reason}: the type or shape does not match the data"),
+    };
+    let describe = |t: &TensorInfo| format!("{} {:?}, {} bytes", t.ty, t.dims, t.size);
+    for pair in by_offset.windows(2) {
+        let (p, t) = (pair[0], pair[1]);
+        let next_start = p.offset.saturating_add(p.size).div_ceil(alignment).saturating_mul(alignment);
+        if t.offset < next_start {
+            let into = t.offset - p.offset;
+            let reason = format!(
+                "its data ({}) runs into tensor `{}`, which starts {into} bytes into it",
+                describe(p),
+                t.name
+            );
+            return Err(misplaced(p, reason));
+        }
+        if t.offset > next_start {
+            let unused = t.offset - next_start;
+            let reason = format!(
+                "its data ({}) is followed by {unused} unused bytes before tensor `{}`",
+                describe(p),
+                t.name
+            );
+            return Err(misplaced(p, reason));
+        }
+    }
+    if let Some(first) = by_offset.first().filter(|t| t.offset > 0) {
+        let reason = format!(
+            "it is the first tensor but its data starts {} bytes into the data section",
+            first.offset
+        );
+        return Err(misplaced(first, reason));
+    }
+    for t in by_offset {
+        let end = data_start.checked_add(t.offset).and_then(|s| s.checked_add(t.size));
+        if end.is_none_or(|end| end > len as u64) {
+            return Err(GgufError::Truncated {
+                what: format!("the data of tensor `{}`", t.name),
+                offset: at(t.offset),
+                needed: t.size,
+                len,
+            });
+        }
+    }
+    Ok(())
 }
 
 struct Reader<'a> {

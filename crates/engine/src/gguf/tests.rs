@@ -87,3 +87,56 @@ fn random_corruption_never_panics() {
         let _ = Gguf::from_bytes(corrupt);
     }
 }
+
+#[test]
+fn a_type_that_does_not_match_the_data_is_refused_by_name() {
+    let file = |ty: GgmlType, len: usize| {
+        GgufWriter::new().tensor("a", &[64], ty, vec![0; len]).tensor_f32("b", &[8], &[1.0; 8]).to_bytes()
+    };
+    // The type id of `a` follows its name and its one dimension.
+    let retyped = |mut bytes: Vec<u8>, ty: GgmlType| {
+        let type_pos = 24 + 8 + 1 + 4 + 8;
+        bytes[type_pos..type_pos + 4].copy_from_slice(&ty.id().to_le_bytes());
+        Gguf::from_bytes(bytes).map(|_| ()).unwrap_err().to_string()
+    };
+    assert!(Gguf::from_bytes(file(GgmlType::F16, 128)).is_ok());
+    // F16 data read as F32 is twice as long: it would read `b` as part of `a`.
+    let err = retyped(file(GgmlType::F16, 128), GgmlType::F32);
+    assert!(err.contains("tensor `a`") && err.contains("runs into tensor `b`"), "{err}");
+    // F32 data read as Q8_0 is shorter: `a` would be read from part of its data.
+    let err = retyped(file(GgmlType::F32, 256), GgmlType::Q8_0);
+    assert!(err.contains("tensor `a`") && err.contains("unused bytes before tensor `b`"), "{err}");
+}
+
+#[test]
+fn a_key_or_a_tensor_given_twice_is_refused() {
+    // The writer keeps names unique, so the second name is overwritten with the first.
+    let twice = |bytes: Vec<u8>, first: &[u8], second: &[u8]| {
+        let mut bytes = bytes;
+        let at = bytes.windows(second.len()).position(|w| w == second).unwrap();
+        bytes[at..at + second.len()].copy_from_slice(first);
+        Gguf::from_bytes(bytes).map(|_| ()).unwrap_err().to_string()
+    };
+    let keys = GgufWriter::new().meta("key.a", MetaValue::U8(1)).meta("key.b", MetaValue::U8(2));
+    let err = twice(keys.to_bytes(), b"key.a", b"key.b");
+    assert!(err.contains("metadata key `key.a`") && err.contains("appears twice"), "{err}");
+    let tensors = GgufWriter::new().tensor_f32("ta", &[8], &[0.0; 8]).tensor_f32("tb", &[8], &[0.0; 8]);
+    assert!(twice(tensors.to_bytes(), b"ta", b"tb").contains("tensor `ta`"));
+}
+
+#[test]
+fn the_writer_replaces_what_is_set_again() {
+    let g = Gguf::from_bytes(
+        GgufWriter::new()
+            .meta("k", MetaValue::U8(1))
+            .tensor_f32("t", &[2], &[1.0, 2.0])
+            .meta("k", MetaValue::U8(2))
+            .tensor_f32("t", &[3], &[3.0, 4.0, 5.0])
+            .to_bytes(),
+    )
+    .unwrap();
+    assert_eq!(
+        (g.get_u64("k").unwrap(), g.tensors.len(), g.tensor("t").unwrap().dims.clone()),
+        (2, 1, vec![3])
+    );
+}

@@ -13,14 +13,23 @@ impl GgufWriter {
         Self::default()
     }
 
+    /// Sets metadata key `key`, replacing an earlier value (a GGUF file holds each key once).
     pub fn meta(mut self, key: &str, value: MetaValue) -> Self {
-        self.metadata.push((key.to_string(), value));
+        match self.metadata.iter_mut().find(|(k, _)| k == key) {
+            Some(entry) => entry.1 = value,
+            None => self.metadata.push((key.to_string(), value)),
+        }
         self
     }
 
-    /// Adds a tensor whose `data` is already encoded as `ty` (dims in ggml order).
+    /// Adds a tensor whose `data` is already encoded as `ty` (dims in ggml order), replacing a
+    /// tensor of the same name in its place.
     pub fn tensor(mut self, name: &str, dims: &[u64], ty: GgmlType, data: Vec<u8>) -> Self {
-        self.tensors.push((name.to_string(), dims.to_vec(), ty, data));
+        let tensor = (name.to_string(), dims.to_vec(), ty, data);
+        match self.tensors.iter_mut().find(|t| t.0 == name) {
+            Some(entry) => *entry = tensor,
+            None => self.tensors.push(tensor),
+        }
         self
     }
 

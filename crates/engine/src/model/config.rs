@@ -141,6 +141,21 @@ impl ModelConfig {
         if self.vocab == 0 {
             return Err(bad("the vocabulary is empty".into()));
         }
+        if self.trained_context == 0 {
+            return Err(bad("the trained context length is 0".into()));
+        }
+        // Values that would make every logit NaN.
+        if self.sliding_window == Some(0) {
+            return Err(bad("the sliding window is 0 tokens, so its layers would attend to nothing".into()));
+        }
+        if !(self.rms_eps.is_finite() && self.rms_eps >= 0.0) {
+            return Err(bad(format!("the RMS norm epsilon {} is not a number of 0 or more", self.rms_eps)));
+        }
+        for base in [self.rope_base, self.rope_base_local] {
+            if !(base.is_finite() && base > 0.0) {
+                return Err(bad(format!("the rotary base {base} is not a positive number")));
+            }
+        }
         Ok(())
     }
 

@@ -62,6 +62,8 @@ pub enum ForwardError {
     ContextFull { needed: usize, capacity: usize },
     #[error("a batch of {sequences} sequences needs a token or more for each, at most {MAX_BATCH} in all ({tokens} given), and a logits row for each ({logits} values given)")]
     BatchShape { sequences: usize, tokens: usize, logits: usize },
+    #[error("cannot allocate the KV cache for {positions} positions ({bytes}): {source}")]
+    OutOfMemory { positions: usize, bytes: String, source: std::collections::TryReserveError },
     #[error(transparent)]
     Kernel(#[from] quant::QuantError),
 }
@@ -128,6 +130,7 @@ impl Model {
         logits: &mut [f32],
     ) -> Result<(), ForwardError> {
         self.check(cache, tokens)?;
+        self.reserve(cache, tokens)?;
         let last = tokens.len().div_ceil(MAX_BATCH).saturating_sub(1);
         // Only the last position's logits are needed: the output matmul is the largest.
         for (i, chunk) in tokens.chunks(MAX_BATCH).enumerate() {
@@ -157,6 +160,9 @@ impl Model {
         for (cache, tokens) in seqs.iter() {
             self.check(cache, tokens)?;
         }
+        for (cache, tokens) in seqs.iter_mut() {
+            self.reserve(cache, tokens)?;
+        }
         self.forward_batch(seqs, scratch, Some(logits))
     }
 
@@ -170,6 +176,16 @@ impl Model {
             return Err(ForwardError::ContextFull { needed, capacity: cache.capacity() });
         }
         Ok(())
+    }
+
+    /// Grows `cache`, if need be, to hold `tokens` more positions (checked to fit its capacity).
+    fn reserve(&self, cache: &mut KvCache, tokens: &[u32]) -> Result<(), ForwardError> {
+        let positions = cache.len() + tokens.len();
+        cache.reserve(positions).map_err(|source| {
+            let c = &self.config;
+            let bytes = crate::memory::human(KvCache::bytes_for(c.layers, c.kv_dim(), positions));
+            ForwardError::OutOfMemory { positions, bytes, source }
+        })
     }
 
     fn matmul(
@@ -403,11 +419,13 @@ fn load_vector(g: &Gguf, name: &str, len: usize) -> Result<Vec<f32>, GgufError> 
         });
     }
     let mut out = vec![0.0; len];
-    quant::dequantize_row(info.ty, g.tensor_data(info), &mut out).map_err(|e| GgufError::Invalid {
-        what: format!("tensor `{name}`"),
-        offset: 0,
-        reason: e.to_string(),
-    })?;
+    let invalid = |reason: String| GgufError::Invalid { what: format!("tensor `{name}`"), offset: 0, reason };
+    quant::dequantize_row(info.ty, g.tensor_data(info), &mut out).map_err(|e| invalid(e.to_string()))?;
+    // Matrices are too large to scan at every load (non-finite logits are caught as they come);
+    // a vector is not.
+    if let Some(i) = out.iter().position(|x| !x.is_finite()) {
+        return Err(invalid(format!("value {i} is {}, not a finite number", out[i])));
+    }
     Ok(out)
 }
 

@@ -11,11 +11,11 @@ pub(crate) struct TinyShape {
     pub window: u32,
 }
 
-const EMBED: usize = 32;
+pub(crate) const EMBED: usize = 32;
 const HEADS: usize = 4;
 const KV_HEADS: usize = 2;
 const HEAD_DIM: usize = 8;
-const FFN: usize = 48;
+pub(crate) const FFN: usize = 48;
 
 /// A GGUF writer holding a random model of the given shape, with F32 weights.
 pub(crate) fn tiny_model(shape: &TinyShape, seed: u64) -> GgufWriter {
@@ -179,7 +179,7 @@ fn a_copied_prefix_gives_the_same_logits() {
     let other: Vec<u32> = tokens[..7].iter().chain(&[1, 2, 3]).copied().collect();
     model.forward(&mut donor, &other, &mut scratch, &mut logits).unwrap();
     let mut cache = KvCache::new(layers, kvd, 64);
-    cache.copy_prefix(&donor, 7);
+    cache.copy_prefix(&donor, 7).unwrap();
     assert_eq!(cache.tokens(), &tokens[..7]);
     model.forward(&mut cache, &tokens[7..], &mut scratch, &mut logits).unwrap();
     assert_eq!(logits, last_logits(&model, &tokens, 1));
@@ -233,4 +233,48 @@ fn unsupported_models_are_refused_by_name() {
             .unwrap();
     let err = load_matrix(&g, "w", 2, 256).err().unwrap().to_string();
     assert!(err.contains("has type Q2_K"), "{err}");
+}
+
+#[test]
+fn values_that_would_make_the_logits_nan_are_refused_by_name() {
+    let refuse = |writer: GgufWriter| {
+        Model::from_gguf(Gguf::from_bytes(writer.to_bytes()).unwrap()).err().unwrap().to_string()
+    };
+    let err = refuse(tiny_model(&TinyShape { window: 0, ..GEMMA }, 1));
+    assert!(err.contains("gemma3 hyperparameters") && err.contains("sliding window is 0"), "{err}");
+    let llama = || tiny_model(&LLAMA, 1);
+    let err = refuse(llama().meta("llama.attention.layer_norm_rms_epsilon", MetaValue::F32(f32::NAN)));
+    assert!(err.contains("RMS norm epsilon NaN"), "{err}");
+    let err = refuse(llama().meta("llama.rope.freq_base", MetaValue::F32(-1.0)));
+    assert!(err.contains("rotary base -1"), "{err}");
+    let err = refuse(llama().meta("llama.context_length", MetaValue::U32(0)));
+    assert!(err.contains("trained context length is 0"), "{err}");
+    let mut norm = [1.0f32; EMBED];
+    norm[5] = f32::INFINITY;
+    let err = refuse(llama().tensor_f32("blk.1.ffn_norm.weight", &[EMBED as u64], &norm));
+    assert!(err.contains("tensor `blk.1.ffn_norm.weight`") && err.contains("value 5 is inf"), "{err}");
+}
+
+#[test]
+fn a_cache_takes_memory_as_it_fills_and_never_beyond_its_capacity() {
+    let model = load(&LLAMA);
+    let (layers, kvd) = (model.config.layers, model.config.kv_dim());
+    let mut cache = KvCache::new(layers, kvd, 1000);
+    assert_eq!(cache.allocated_bytes(), 0);
+    assert_eq!(cache.full_bytes(), KvCache::bytes_for(layers, kvd, 1000));
+    let mut scratch = Scratch::new(&model.config);
+    let mut logits = vec![0.0; model.config.vocab];
+    model.forward(&mut cache, &prompt(10), &mut scratch, &mut logits).unwrap();
+    let first = cache.allocated_bytes();
+    assert!(first > 0 && first < cache.full_bytes() / 2, "{first}");
+    // Filling it grows it to the capacity exactly.
+    for chunk in prompt(990).chunks(MAX_BATCH) {
+        model.forward(&mut cache, chunk, &mut scratch, &mut logits).unwrap();
+    }
+    assert_eq!((cache.len(), cache.allocated_bytes()), (1000, cache.full_bytes()));
+    // A cache copied from a prefix takes only what it holds.
+    let mut copy = KvCache::new(layers, kvd, 1000);
+    copy.copy_prefix(&cache, 5).unwrap();
+    assert_eq!(copy.tokens(), &cache.tokens()[..5]);
+    assert!(copy.allocated_bytes() < cache.full_bytes() / 2);
 }

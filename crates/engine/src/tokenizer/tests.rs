@@ -200,6 +200,18 @@ fn sentencepiece_falls_back_to_bytes() {
 }
 
 #[test]
+fn tokens_shown_alone_are_their_text_or_their_spelling() {
+    let t = build(sentencepiece(false, &[])).unwrap();
+    let show = |piece: &str| t.token_display(t.token_to_id(piece).unwrap());
+    assert_eq!(show("▁hello"), " hello");
+    assert_eq!(show("<0x41>"), "A");
+    // Half a character is shown as the replacement character, not dropped.
+    assert_eq!(show("<0xC3>"), "\u{FFFD}");
+    assert_eq!(show("<end_of_turn>"), "<end_of_turn>");
+    assert_eq!(t.token_display(100_000), "");
+}
+
+#[test]
 fn sentencepiece_user_defined_and_control_tokens() {
     let t = build(sentencepiece(false, &[])).unwrap();
     let newline = t.token_to_id("\n").unwrap();

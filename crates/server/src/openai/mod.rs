@@ -21,10 +21,10 @@ use temper_models::{catalog, ModelKind};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::error::{from_value, ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson};
 use crate::pool::Lease;
 use crate::AppState;
-use wire::{check_fields, ChatCompletionBody, CompletionBody, EmbeddingInput, EmbeddingsBody};
+use wire::{parse_body, ChatCompletionBody, CompletionBody, EmbeddingInput, EmbeddingsBody};
 
 /// The most texts one embeddings request may carry (OpenAI's limit).
 const MAX_EMBEDDING_INPUTS: usize = 2048;
@@ -40,8 +40,8 @@ pub async fn chat_completions(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    check_fields(&body, ChatCompletionBody::FIELDS)?;
-    let call = from_value::<ChatCompletionBody>(body)?.into_call()?;
+    let (body, sampling) = parse_body::<ChatCompletionBody>(body)?;
+    let call = body.into_call(sampling)?;
     let lease = state.pool.chat(&call.model, waits(&headers)).await?;
     let events = lease.model.model.chat_stream(call.request);
     let shape = Shape::new(Kind::Chat, call.model, call.include_usage);
@@ -54,8 +54,8 @@ pub async fn completions(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    check_fields(&body, CompletionBody::FIELDS)?;
-    let call = from_value::<CompletionBody>(body)?.into_call()?;
+    let (body, sampling) = parse_body::<CompletionBody>(body)?;
+    let call = body.into_call(sampling)?;
     let lease = state.pool.chat(&call.model, waits(&headers)).await?;
     let events = lease.model.model.complete_stream(call.request);
     let shape = Shape::new(Kind::Completion, call.model, call.include_usage);

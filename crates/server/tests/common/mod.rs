@@ -70,3 +70,33 @@ pub fn events(body: &str) -> (Vec<serde_json::Value>, bool) {
         .collect();
     (values, done)
 }
+
+/// A running server that can be stopped like a real one (the shutdown signal, then the wait).
+pub struct Running {
+    pub base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), ServeError>>,
+}
+
+impl Running {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends the shutdown signal and waits for the server to end.
+    pub async fn stop(mut self) -> Result<(), ServeError> {
+        let _ = self.stop.take().expect("stopped once").send(());
+        self.task.await.expect("the server task does not panic")
+    }
+}
+
+/// Starts `config` with `resolver` on a free port, until [`Running::stop`].
+pub async fn serve(config: ServerConfig, resolver: Resolver) -> Running {
+    let server = Server::bind(config, resolver).await.expect("the server binds a free loopback port");
+    let base = format!("http://{}", server.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    Running { base, stop: Some(stop), task }
+}
