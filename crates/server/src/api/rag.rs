@@ -15,11 +15,12 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use temper_core::{EventStream, GenerationParams, StreamEvent};
+use temper_engine::LocalModel;
 use temper_models::{DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL};
 use temper_rag::answer::{citations, source_label, source_title};
 use temper_rag::{
-    AskOptions, FileContents, Hit, IngestOptions, LoadOptions, Mode, NoProgress, RagError, Retriever,
-    SearchOptions, SqliteStore, TokenCounter, VectorStore, WordPieceEstimate, NOT_IN_DOCUMENTS,
+    AskOptions, FileContents, GroundedRequest, Hit, IngestOptions, LoadOptions, Mode, NoProgress, RagError,
+    Retriever, SearchOptions, SqliteStore, TokenCounter, VectorStore, WordPieceEstimate, NOT_IN_DOCUMENTS,
 };
 
 use super::{blocking, check_params, event_stream, plain_name, Events};
@@ -83,8 +84,7 @@ pub async fn collections(State(state): State<Arc<AppState>>) -> Result<Json<Valu
     Ok(Json(json!({ "collections": collections })))
 }
 
-/// Reads every `file` part into the collection, by its file name; a name that could be a path
-/// or a file over the size limit refuses the whole request before anything is stored.
+/// Reads every `file` part into the collection, by its file name.
 pub async fn upload(
     State(state): State<Arc<AppState>>,
     UrlPath(collection): UrlPath<String>,
@@ -92,45 +92,11 @@ pub async fn upload(
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Json<Value>, ApiError> {
     check_collection(&collection)?;
-    let mut multipart = multipart.map_err(|rejection| {
+    let multipart = multipart.map_err(|rejection| {
         let message = format!("send the files as multipart/form-data: {}", rejection.body_text());
         ApiError::bad_request(message, None)
     })?;
-    let mut files: Vec<FileContents> = Vec::new();
-    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
-        if field.name() != Some("file") {
-            let message = format!(
-                "unexpected part `{}`; send each file as a part named `file`",
-                field.name().unwrap_or_default()
-            );
-            return Err(ApiError::bad_request(message, None));
-        }
-        let name = field.file_name().unwrap_or_default().to_owned();
-        plain_name(&name).map_err(|reason| {
-            ApiError::bad_request(format!("the file name `{name}` {reason}"), Some("file"))
-        })?;
-        if files.iter().any(|f| f.name == name) {
-            return Err(ApiError::bad_request(format!("`{name}` is sent twice"), Some("file")));
-        }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
-            if (bytes.len() + chunk.len()) as u64 > state.rag.max_file_bytes {
-                let message = format!(
-                    "`{name}` is larger than the server's limit of {} bytes",
-                    state.rag.max_file_bytes
-                );
-                return Err(ApiError {
-                    status: StatusCode::PAYLOAD_TOO_LARGE,
-                    ..ApiError::bad_request(message, Some("file"))
-                });
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        files.push(FileContents { name, bytes });
-    }
-    if files.is_empty() {
-        return Err(ApiError::bad_request("no files: send each file as a part named `file`", Some("file")));
-    }
+    let files = read_files(multipart, state.rag.max_file_bytes).await?;
     let embedder = state.pool.embeddings(DEFAULT_EMBEDDING_MODEL, waits(&headers)).await?;
     let report = blocking(move || {
         let options = IngestOptions {
@@ -158,6 +124,43 @@ pub async fn upload(
         .map(|s| json!({ "file": s.path.to_string_lossy(), "reason": s.reason }))
         .collect();
     Ok(Json(json!({ "ingested": ingested, "skipped": skipped })))
+}
+
+/// The `file` parts, each at most `limit` bytes (never more is held). A name that could be a
+/// path, a name sent twice or a file too large refuses the whole request, before anything is
+/// stored.
+async fn read_files(mut multipart: Multipart, limit: u64) -> Result<Vec<FileContents>, ApiError> {
+    let mut files: Vec<FileContents> = Vec::new();
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        if field.name() != Some("file") {
+            let message = format!(
+                "unexpected part `{}`; send each file as a part named `file`",
+                field.name().unwrap_or_default()
+            );
+            return Err(ApiError::bad_request(message, None));
+        }
+        let name = field.file_name().unwrap_or_default().to_owned();
+        plain_name(&name).map_err(|reason| {
+            ApiError::bad_request(format!("the file name `{name}` {reason}"), Some("file"))
+        })?;
+        if files.iter().any(|f| f.name == name) {
+            return Err(ApiError::bad_request(format!("`{name}` is sent twice"), Some("file")));
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+            if (bytes.len() + chunk.len()) as u64 > limit {
+                let message = format!("`{name}` is larger than the server's limit of {limit} bytes");
+                let error = ApiError::bad_request(message, Some("file"));
+                return Err(ApiError { status: StatusCode::PAYLOAD_TOO_LARGE, ..error });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        files.push(FileContents { name, bytes });
+    }
+    if files.is_empty() {
+        return Err(ApiError::bad_request("no files: send each file as a part named `file`", Some("file")));
+    }
+    Ok(files)
 }
 
 fn multipart_error(error: axum::extract::multipart::MultipartError) -> ApiError {
@@ -279,7 +282,6 @@ pub async fn ask(
     ApiJson(body): ApiJson<AskBody>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    check_collection(&body.collection)?;
     check_params(&body.params)?;
     let model = body.model.clone().unwrap_or_else(|| DEFAULT_CHAT_MODEL.to_owned());
     let chat = state.pool.chat(&model, waits(&headers)).await?;
@@ -291,24 +293,7 @@ pub async fn ask(
         return Err(ApiError::bad_request(message, Some("model")));
     };
     let embedder = state.pool.embeddings(DEFAULT_EMBEDDING_MODEL, waits(&headers)).await?;
-    let grounding = {
-        let state = state.clone();
-        blocking(move || {
-            let options = AskOptions {
-                context_window: local.summary().context_window,
-                params: body.params,
-                ..AskOptions::default()
-            };
-            let count = |text: &str| local.tokenize(text, false).map_or(text.len(), |ids| ids.len());
-            let search = SearchOptions { k: default_k(), ..SearchOptions::default() };
-            state.rag.read(|store| {
-                let retriever = retriever(store, &embedder, &body.collection);
-                let grounding = temper_rag::ground(&retriever, &body.question, &search, &options, &count);
-                tokio::runtime::Handle::current().block_on(grounding)
-            })
-        })
-        .await?
-    };
+    let grounding = ground(state.clone(), embedder, local, body).await?;
     let (sink, response) = event_stream();
     let Some(grounded) = grounding else {
         tokio::spawn(async move { not_in_documents(&sink).await });
@@ -317,7 +302,11 @@ pub async fn ask(
     let mut events =
         temper_rag::grounded_stream(chat.model.model.chat_stream(grounded.request), &grounded.sources);
     // The first event is awaited here, so that a request the model refuses gets its status.
-    let first = match events.next().await {
+    let first = tokio::select! {
+        event = events.next() => event,
+        _ = state.terminating() => return Err(ApiError::shutting_down()),
+    };
+    let first = match first {
         Some(Ok(event)) => event,
         Some(Err(error)) => return Err(error.into()),
         None => return Err(ApiError::internal("the model ended its answer without a word")),
@@ -325,6 +314,31 @@ pub async fn ask(
     let sources = json!({ "type": "sources", "sources": numbered(&grounded.sources) });
     tokio::spawn(relay(state, chat, sources, first, events, sink, started));
     Ok(response)
+}
+
+/// Retrieves for the question and fits the relevant chunks into the model's window, with the
+/// model's own tokenizer, as `temper rag ask` does.
+async fn ground(
+    state: Arc<AppState>,
+    embedder: Lease<Embeddings>,
+    local: Arc<LocalModel>,
+    body: AskBody,
+) -> Result<Option<GroundedRequest>, ApiError> {
+    blocking(move || {
+        let options = AskOptions {
+            context_window: local.summary().context_window,
+            params: body.params,
+            ..AskOptions::default()
+        };
+        let count = |text: &str| local.tokenize(text, false).map_or(text.len(), |ids| ids.len());
+        let search = SearchOptions { k: default_k(), ..SearchOptions::default() };
+        state.rag.read(|store| {
+            let retriever = retriever(store, &embedder, &body.collection);
+            let grounding = temper_rag::ground(&retriever, &body.question, &search, &options, &count);
+            tokio::runtime::Handle::current().block_on(grounding)
+        })
+    })
+    .await
 }
 
 /// The answer when no chunk is relevant enough: said, not guessed by the model.
