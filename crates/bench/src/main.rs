@@ -6,6 +6,7 @@
 //! the other's caches or threads.
 
 mod ann;
+mod loadtest;
 mod peer;
 mod python;
 mod report;
@@ -35,6 +36,9 @@ enum Commands {
     /// Nearest-neighbour search over synthetic embeddings: exact, temper-rag's HNSW, and
     /// hnswlib at the same parameters.
     Vectors(ann::Args),
+    /// Streaming clients against `temper serve` and llama.cpp's llama-server, side by side:
+    /// time to first token, inter-token latency and aggregate tokens/s per concurrency.
+    Serve(loadtest::Args),
     /// One measurement of one side, printed as a line of JSON (run by `engine`).
     #[command(hide = true)]
     Side(SideArgs),
@@ -146,6 +150,7 @@ fn main() -> Result<()> {
         Commands::Engine(args) => engine(args),
         Commands::Retrieval(args) => retrieval::run(&args),
         Commands::Vectors(args) => ann::run(&args),
+        Commands::Serve(args) => loadtest::run(&args),
         Commands::Side(args) => {
             let sample = match args.peer {
                 Peer::Temper => peer::temper(&args)?,

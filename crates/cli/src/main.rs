@@ -190,6 +190,9 @@ fn main() -> ExitCode {
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
+            if let Some(hint) = output::hint(&err) {
+                eprintln!("hint: {hint}");
+            }
             ExitCode::FAILURE
         }
     }

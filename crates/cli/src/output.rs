@@ -190,6 +190,16 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
         .any(|e| e.kind() == io::ErrorKind::BrokenPipe)
 }
 
+/// What the command line can do about an error that libraries describe without naming flags.
+pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
+    err.chain().find_map(|cause| match cause.downcast_ref::<temper_core::Error>()? {
+        temper_core::Error::ContextOverflow { .. } => {
+            Some("--ctx TOKENS loads the model with a larger context window; --truncate drops the oldest prompt tokens")
+        }
+        _ => None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

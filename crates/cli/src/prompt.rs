@@ -8,7 +8,8 @@ use std::sync::Arc;
 use clap::{Args, Subcommand, ValueEnum};
 use temper_core::{EmbeddingModel, Message};
 use temper_prompt::{
-    parse_vars, Document, Layout, PassageRanker, Prompt, PromptCounter, PromptFile, RunOptions, RunReport,
+    parse_vars, Document, FinalPrompt, Layout, PassageRanker, Prompt, PromptCounter, PromptFile, RunOptions,
+    RunReport,
 };
 
 use crate::options::{GenArgs, ModelArgs};
@@ -25,6 +26,10 @@ pub enum PromptCommand {
         /// Also load the model and print the prompt's exact token count (on stderr).
         #[arg(long)]
         tokens: bool,
+        /// Print the exact text the model reads, after its chat template, instead of the
+        /// messages (loads the model; implies --tokens).
+        #[arg(long = "final", conflicts_with = "json")]
+        final_text: bool,
         /// Print the messages as a JSON array of {role, content}.
         #[arg(long)]
         json: bool,
@@ -120,7 +125,9 @@ fn model_for(args: &ModelArgs, file: &PromptFile) -> ModelArgs {
 
 pub fn run(command: PromptCommand) -> anyhow::Result<()> {
     match command {
-        PromptCommand::Render { prompt, model, tokens, json } => render(&prompt, &model, tokens, json),
+        PromptCommand::Render { prompt, model, tokens, final_text, json } => {
+            render(&prompt, &model, Show { tokens: tokens || final_text, final_text, json })
+        }
         PromptCommand::Run { prompt, gen, doc_strategy, answer_only, self_consistency, json } => {
             let loaded = prompt.load(self_consistency.is_some())?;
             let mut gen = gen;
@@ -164,24 +171,35 @@ pub fn run(command: PromptCommand) -> anyhow::Result<()> {
     }
 }
 
-fn render(args: &PromptArgs, model: &ModelArgs, tokens: bool, json: bool) -> anyhow::Result<()> {
+/// What `prompt render` prints.
+struct Show {
+    tokens: bool,
+    final_text: bool,
+    json: bool,
+}
+
+fn render(args: &PromptArgs, model: &ModelArgs, show: Show) -> anyhow::Result<()> {
     let loaded = args.load(false)?;
     let messages = loaded.prompt.messages(&loaded.documents, &loaded.layout)?;
-    if tokens {
+    if show.tokens {
         let model = model_for(model, &loaded.file);
         let local = model.load_local("prompt render --tokens")?;
+        let final_prompt = FinalPrompt::of(&local, &messages, &loaded.file.params)?;
         notice(&format!(
             "{} tokens for {} (context window {})",
-            local.count_messages(&messages)?,
+            final_prompt.tokens,
             model.name(),
-            local.context_window()
+            final_prompt.context_window
         ));
+        if show.final_text {
+            write!(io::stdout().lock(), "{}", final_prompt.text)?;
+            return Ok(());
+        }
     }
-    if json {
+    if show.json {
         return print_json(&messages);
     }
-    let mut out = io::stdout().lock();
-    write!(out, "{}", show_messages(&messages))?;
+    write!(io::stdout().lock(), "{}", show_messages(&messages))?;
     Ok(())
 }
 

@@ -110,9 +110,6 @@ struct RetrievalArgs {
 
 impl RetrievalArgs {
     fn options(&self) -> anyhow::Result<(SearchOptions, Option<Mmr>)> {
-        if self.k == 0 {
-            anyhow::bail!("--k must be at least 1");
-        }
         let mmr = match self.mmr {
             Some(lambda) if !(0.0..=1.0).contains(&lambda) => anyhow::bail!("--mmr must be between 0 and 1"),
             other => other.map(|lambda| Mmr { lambda }),
@@ -127,11 +124,16 @@ impl RetrievalArgs {
     }
 }
 
+/// The store file of `--db`, else `$TEMPER_HOME/rag.db`: the one place that chooses it.
+pub fn db_path(db: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match db {
+        Some(path) => Ok(path),
+        None => Ok(ModelStore::from_env()?.root().join("rag.db")),
+    }
+}
+
 pub fn run(args: RagArgs) -> anyhow::Result<()> {
-    let db = match &args.db {
-        Some(path) => path.clone(),
-        None => ModelStore::from_env()?.root().join("rag.db"),
-    };
+    let db = db_path(args.db.clone())?;
     let mut store = SqliteStore::open(&db)?;
     let collection = args.collection.as_str();
     match args.command {
@@ -238,18 +240,6 @@ pub fn ingest(
     Ok(())
 }
 
-fn retrieve(
-    store: &SqliteStore,
-    embedder: &Embedder,
-    collection: &str,
-    query: &str,
-    options: &SearchOptions,
-    reranker: Option<&dyn Reranker>,
-) -> anyhow::Result<Vec<temper_rag::Hit>> {
-    let retriever = Retriever { store, embedder, collection, reranker };
-    Ok(block_on(retriever.search(query, options))?)
-}
-
 fn search(
     store: &SqliteStore,
     collection: &str,
@@ -259,7 +249,9 @@ fn search(
 ) -> anyhow::Result<()> {
     let (options, mmr) = args.options()?;
     let reranker = mmr.as_ref().map(|m| m as &dyn Reranker);
-    let hits = retrieve(store, &embedder()?, collection, query, &options, reranker)?;
+    let embedder = embedder()?;
+    let retriever = Retriever { store, embedder: &embedder, collection, reranker };
+    let hits = block_on(retriever.search(query, &options))?;
     if json {
         return output::print_json(&hits);
     }
@@ -316,8 +308,8 @@ pub fn answer(
         "`temper rag ask` fits the documents with the model's own tokenizer, so it needs a local model \
          (a catalog name or a GGUF path), not a remote profile",
     )?;
-    let hits =
-        retrieve(store, embedder, question.collection, question.text, question.options, question.reranker)?;
+    let retriever =
+        Retriever { store, embedder, collection: question.collection, reranker: question.reranker };
     let options = temper_rag::AskOptions {
         min_similarity: question.min_similarity,
         context_window: local.summary().context_window,
@@ -325,7 +317,8 @@ pub fn answer(
         ..Default::default()
     };
     let count = |text: &str| local.tokenize(text, false).map_or(text.len(), |ids| ids.len());
-    let Some(grounded) = temper_rag::prepare(question.text, hits, &options, &count)? else {
+    let grounding = temper_rag::ground(&retriever, question.text, question.options, &options, &count);
+    let Some(grounded) = block_on(grounding)? else {
         writeln!(out, "{}", temper_rag::NOT_IN_DOCUMENTS)?;
         return Ok(());
     };

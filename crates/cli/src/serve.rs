@@ -1,6 +1,8 @@
-//! `temper serve`: the OpenAI-compatible server (temper-server) with the CLI's model names.
+//! `temper serve`: the OpenAI-compatible server (temper-server) with the CLI's model names,
+//! RAG store and eval reports.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -48,6 +50,15 @@ pub struct ServeArgs {
     /// Seconds running answers get to finish after Ctrl-C or SIGTERM.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub grace: u64,
+    /// The RAG store of /api/rag (default: $TEMPER_HOME/rag.db, the one `temper rag` uses).
+    #[arg(long, value_name = "PATH")]
+    pub rag_db: Option<PathBuf>,
+    /// Uploaded files larger than this many bytes are refused.
+    #[arg(long, default_value_t = temper_rag::LoadOptions::default().max_file_bytes, value_name = "BYTES")]
+    pub max_file_bytes: u64,
+    /// The folder of the HTML reports `temper eval run --html` wrote, served under /api/eval.
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    pub reports: PathBuf,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -59,6 +70,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.parallel
     );
     anyhow::ensure!(args.max_loaded >= 1, "--max-loaded must be at least 1");
+    anyhow::ensure!(args.reports.is_dir(), "--reports {} is not a folder", args.reports.display());
     let models = if args.models.is_empty() { vec![DEFAULT_CHAT_MODEL.to_owned()] } else { args.models };
     let config = ServerConfig {
         host: args.host,
@@ -77,6 +89,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         preload: models,
         grace: Duration::from_secs(args.grace),
         header_timeout: Duration::from_secs(30),
+        rag_db: crate::rag::db_path(args.rag_db)?,
+        rag_max_file_bytes: args.max_file_bytes,
+        reports: args.reports,
     };
     init_logging();
     block_on(async {

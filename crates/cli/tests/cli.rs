@@ -211,6 +211,10 @@ fn an_overlong_prompt_fails_unless_truncation_is_asked_for() {
     assert!(err.contains("64"), "{err}");
     let numbers: Vec<u64> = err.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect();
     assert!(numbers.iter().any(|&n| n > 64), "the prompt's length is not named: {err}");
+    assert!(
+        err.contains("hint: --ctx TOKENS") && err.contains("--truncate"),
+        "the CLI names its flags: {err}"
+    );
 
     let out = success(&run(&home, &[&args[..], &["--truncate", "--json", question.as_str()]].concat(), b""));
     let answer: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}:\n{out}"));
@@ -355,6 +359,60 @@ fn prompt_render_prints_the_exact_messages_in_order() {
         messages[0]["content"].as_str().unwrap().contains("Answer only from the documents."),
         "{messages}"
     );
+}
+
+#[test]
+fn the_final_prompt_is_the_text_the_server_renders() {
+    let Some(home) = real_home() else { return };
+    let file = example("prompts/classify-sentiment.toml");
+    let args = ["prompt", "render", &file, "--var", "review=Too <b>loud</b>."];
+    let shown = run(&home, &[&args[..], &["--final"]].concat(), b"");
+    let text = success(&shown);
+    assert!(text.starts_with("<|im_start|>system\nYou label product reviews."), "{text}");
+    assert!(text.ends_with("Review: Too <b>loud</b>.<|im_end|>\n<|im_start|>assistant\n"), "{text}");
+    let messages: Value =
+        serde_json::from_str(&success(&run(&home, &[&args[..], &["--json"]].concat(), b""))).unwrap();
+
+    // The playground's "show the final prompt": the same messages through POST /api/render.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let rendered: Value = runtime.block_on(async {
+        let dir = empty_home();
+        let resolver = temper_models::Resolver::new(
+            temper_models::ModelStore::new(&home),
+            temper_models::Profiles::default(),
+            std::sync::Arc::new(|_| ()),
+        );
+        let config = temper_server::ServerConfig {
+            host: "127.0.0.1".parse().unwrap(),
+            port: 0,
+            api_keys: temper_server::ApiKeys::default(),
+            pool: temper_server::PoolOptions {
+                load: temper_engine::LoadOptions::default(),
+                queue_limit: 4,
+                idle_unload: std::time::Duration::from_secs(60),
+                max_loaded: 1,
+            },
+            preload: Vec::new(),
+            grace: std::time::Duration::from_secs(1),
+            header_timeout: std::time::Duration::from_secs(10),
+            rag_db: dir.path().join("rag.db"),
+            rag_max_file_bytes: 1 << 20,
+            reports: dir.path().to_owned(),
+        };
+        let server = temper_server::Server::bind(config, resolver).await.unwrap();
+        let url = format!("http://{}/api/render", server.local_addr());
+        let serving = tokio::spawn(server.run(std::future::pending()));
+        let body = serde_json::json!({ "model": "smollm2-135m-instruct", "messages": messages });
+        let answer = reqwest::Client::new().post(url).json(&body).send().await.unwrap();
+        serving.abort();
+        answer.json().await.unwrap()
+    });
+    assert_eq!(rendered["text"], text);
+    let tokens = format!(
+        "{} tokens for smollm2-135m-instruct (context window {})",
+        rendered["tokens"], rendered["context_window"]
+    );
+    assert!(stderr(&shown).contains(&tokens), "{}", stderr(&shown));
 }
 
 #[test]

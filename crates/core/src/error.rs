@@ -14,7 +14,7 @@ pub enum Error {
     /// The prompt does not fit in the context window. Nothing is truncated unless asked.
     #[error(
         "the prompt is {prompt_tokens} tokens but the context window is {context_window} tokens; \
-         shorten the prompt, raise the context window (--ctx), or allow truncation (--truncate)"
+         shorten the prompt, use a larger context window, or allow truncation"
     )]
     ContextOverflow { prompt_tokens: usize, context_window: usize },
 

@@ -184,7 +184,7 @@ impl LocalModel {
         let (events, stream) = unbounded_channel();
         let job = text.and_then(|text| {
             params.validate()?;
-            let window = self.window(&params)?;
+            let window = self.context_window_for(&params)?;
             let mut prompt = self.prompt_ids(&text)?;
             fit_context(&mut prompt, window, &params, truncate, self.tokenizer.add_bos())?;
             let received = Instant::now();
@@ -198,7 +198,9 @@ impl LocalModel {
         Box::pin(futures::stream::poll_fn(move |cx| stream.poll_recv(cx)))
     }
 
-    fn window(&self, params: &GenerationParams) -> Result<usize> {
+    /// The context window a request with `params` gets: its own `context_window`, which may
+    /// not exceed the one the model was loaded with, else that one.
+    pub fn context_window_for(&self, params: &GenerationParams) -> Result<usize> {
         let loaded = self.summary.context_window;
         match params.context_window.map(|w| w as usize) {
             Some(w) if w > loaded => Err(Error::invalid_param(

@@ -1,5 +1,6 @@
 //! Reports of an evaluation: a table for the terminal, JSON, and one self-contained HTML file
-//! (inline CSS, SVG and a few lines of script; nothing fetched from anywhere).
+//! (inline CSS and SVG, no script, nothing fetched from anywhere, so that it works where a
+//! Content-Security-Policy forbids scripts, as `temper serve` sends it).
 
 use std::fmt::Write;
 
@@ -79,10 +80,7 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}\
 th{background:#f3f3f3}pre{white-space:pre-wrap;margin:0;max-width:40em}.fail{background:#fff0f0}\
 .pass{background:#f0fff0}.charts{display:flex;flex-wrap:wrap;gap:2em}svg text{font-size:11px}\
-.failing-only tr.pass{display:none}details{margin:1em 0}summary{cursor:pointer;font-weight:bold}";
-
-const SCRIPT: &str = "function failingOnly(box){document.querySelectorAll('.rows').forEach(\
-function(t){t.classList.toggle('failing-only',box.checked)})}";
+body:has(#failing-only:checked) .rows tr.pass{display:none}details{margin:1em 0}summary{cursor:pointer;font-weight:bold}";
 
 /// The whole report as one HTML page: a score per variant, latency and cost against score, and
 /// every row with its output and failing assertions.
@@ -91,7 +89,7 @@ pub fn html(title: &str, reports: &[VariantReport]) -> String {
     let _ = write!(
         page,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style>\
-         <script>{SCRIPT}</script></head><body>\n<h1>{}</h1>\n",
+         </head><body>\n<h1>{}</h1>\n",
         escape(title),
         escape(title)
     );
@@ -113,7 +111,7 @@ pub fn html(title: &str, reports: &[VariantReport]) -> String {
     let points = |x: fn(&VariantReport) -> f64| reports.iter().map(|r| (x(r), r.score)).collect::<Vec<_>>();
     page.push_str(&scatter("median latency (ms) against score", &points(|r| r.latency_ms)));
     page.push_str(&scatter("cost (USD) against score", &points(|r| r.cost_usd)));
-    page.push_str("</div>\n<p><label><input type=\"checkbox\" onchange=\"failingOnly(this)\"> show failing rows only</label></p>\n");
+    page.push_str("</div>\n<p><label><input type=\"checkbox\" id=\"failing-only\"> show failing rows only</label></p>\n");
     for (i, (r, line)) in reports.iter().zip(&lines).enumerate() {
         let _ = writeln!(
             page,

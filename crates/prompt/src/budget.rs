@@ -2,7 +2,7 @@
 //! and all, with its own tokenizer), and fitting documents into the context window.
 
 use serde::Serialize;
-use temper_core::{ChatRequest, Message};
+use temper_core::{ChatRequest, GenerationParams, Message};
 use temper_engine::LocalModel;
 use temper_rag::chunk::{ChunkOptions, Chunker};
 use temper_rag::load::{Position, Section};
@@ -29,9 +29,7 @@ pub trait PromptCounter: Send + Sync {
 impl PromptCounter for LocalModel {
     fn count_messages(&self, messages: &[Message]) -> Result<usize> {
         let text = self.render_chat(&ChatRequest::new(messages.to_vec()))?;
-        let ids = self.tokenize(&text, true)?;
-        let bos = self.tokenizer().bos_id().filter(|_| self.tokenizer().add_bos());
-        Ok(ids.len() + usize::from(bos.is_some() && ids.first() != bos.as_ref()))
+        count_rendered(self, &text)
     }
 
     fn count_text(&self, text: &str) -> Result<usize> {
@@ -40,6 +38,31 @@ impl PromptCounter for LocalModel {
 
     fn context_window(&self) -> usize {
         self.summary().context_window
+    }
+}
+
+/// Tokens of a conversation the chat template has rendered.
+fn count_rendered(model: &LocalModel, text: &str) -> Result<usize> {
+    let ids = model.tokenize(text, true)?;
+    let bos = model.tokenizer().bos_id().filter(|_| model.tokenizer().add_bos());
+    Ok(ids.len() + usize::from(bos.is_some() && ids.first() != bos.as_ref()))
+}
+
+/// What a local model reads for a conversation: the text after its chat template, that
+/// text's tokens, and the context window it must fit in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FinalPrompt {
+    pub text: String,
+    pub tokens: usize,
+    pub context_window: usize,
+}
+
+impl FinalPrompt {
+    /// `messages` as `model` reads them, with the window a request with `params` gets.
+    pub fn of(model: &LocalModel, messages: &[Message], params: &GenerationParams) -> Result<FinalPrompt> {
+        let text = model.render_chat(&ChatRequest::new(messages.to_vec()))?;
+        let tokens = count_rendered(model, &text)?;
+        Ok(FinalPrompt { text, tokens, context_window: model.context_window_for(params)? })
     }
 }
 

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use temper_core::{ChatRequest, EventStream, GenerationParams, Message, StreamEvent};
 
 use crate::chunk::TokenCounter;
-use crate::retrieve::Hit;
+use crate::retrieve::{Hit, Retriever, SearchOptions};
 use crate::{RagError, Result};
 
 /// What `ask` says when no retrieved chunk is relevant, instead of letting the model guess.
@@ -66,9 +66,9 @@ pub fn source_label(hit: &Hit) -> String {
     format!("{}, {}{heading}", hit.chunk.path, hit.chunk.position)
 }
 
-/// A source as the prompt names it: its heading path, or its file's name. Paths and line
-/// numbers are noise to a small model, which tends to copy them into the answer.
-fn prompt_label(hit: &Hit) -> String {
+/// A source's title, as the prompt names it: its heading path, or its file's name. Paths and
+/// line numbers are noise to a small model, which tends to copy them into the answer.
+pub fn source_title(hit: &Hit) -> String {
     if hit.chunk.heading.is_empty() {
         let path = std::path::Path::new(&hit.chunk.path);
         path.file_name().map_or_else(|| hit.chunk.path.clone(), |n| n.to_string_lossy().into_owned())
@@ -119,7 +119,7 @@ pub fn prepare(
     let mut sources = Vec::new();
     let mut context = String::new();
     for hit in relevant {
-        let block = format!("[{}] {}\n{}\n\n", sources.len() + 1, prompt_label(&hit), prompt_text(&hit));
+        let block = format!("[{}] {}\n{}\n\n", sources.len() + 1, source_title(&hit), prompt_text(&hit));
         let tokens = count.count(&block);
         if tokens > budget {
             break;
@@ -140,6 +140,19 @@ pub fn prepare(
     let request =
         ChatRequest::new(vec![Message::system(INSTRUCTIONS), Message::user(user)]).with_params(params);
     Ok(Some(GroundedRequest { request, sources }))
+}
+
+/// Retrieves the chunks for `question` and builds the grounded request from the relevant ones,
+/// as [`prepare`] does; `None` when none is relevant.
+pub async fn ground(
+    retriever: &Retriever<'_>,
+    question: &str,
+    search: &SearchOptions,
+    options: &AskOptions,
+    count: &dyn TokenCounter,
+) -> Result<Option<GroundedRequest>> {
+    let hits = retriever.search(question, search).await?;
+    prepare(question, hits, options, count)
 }
 
 /// The numbers in a citation like `[2]` or `[1, 3]`; `None` if `text` is not one.

@@ -1,6 +1,8 @@
 //! Ingestion as a stream: load → chunk → embed in batches → store, one document per
-//! transaction, skipping files whose content hash is already stored.
+//! transaction, skipping files whose content hash is already stored. Files come from disk
+//! (paths and folders) or from the caller (uploads, by name and bytes).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -8,7 +10,7 @@ use serde_json::json;
 use temper_core::EmbeddingModel;
 
 use crate::chunk::{ChunkOptions, Chunker, TokenCounter};
-use crate::load::{discover, load_file, LoadOptions, Skipped};
+use crate::load::{discover, load_file, parse, too_large, Kind, LoadOptions, LoadedFile, Skipped};
 use crate::store::{NewDocument, VectorStore};
 use crate::{Chunk, RagError, Result};
 
@@ -57,6 +59,45 @@ pub struct IngestReport {
     /// Chunks embedded and stored by this run.
     pub chunks: usize,
     pub skipped: Vec<Skipped>,
+    /// Every document that was not skipped, with what became of it.
+    pub documents: Vec<DocumentReport>,
+}
+
+/// One document of an ingestion.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DocumentReport {
+    /// Its key in the collection: the file's absolute path, or the name it was given.
+    pub path: String,
+    pub status: DocumentStatus,
+    /// Chunks embedded and stored for it by this run (none when unchanged).
+    pub chunks: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DocumentStatus {
+    Added,
+    Updated,
+    /// Stored already with the same content.
+    Unchanged,
+}
+
+/// A file given by its name and bytes rather than read from disk: an upload. The name is the
+/// document's key in the collection and is never opened as a path.
+#[derive(Clone, Debug)]
+pub struct FileContents {
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Reports nothing, for callers without a progress bar.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoProgress;
+
+impl IngestProgress for NoProgress {
+    fn start(&mut self, _: usize) {}
+    fn file_read(&mut self, _: &Path, _: usize) {}
+    fn stored(&mut self, _: usize) {}
 }
 
 /// A document read and chunked, waiting for its vectors.
@@ -78,10 +119,6 @@ pub async fn ingest(
     options: &IngestOptions,
     progress: &mut dyn IngestProgress,
 ) -> Result<IngestReport> {
-    if options.batch_size == 0 {
-        return Err(RagError::invalid("batch size", "must be at least 1"));
-    }
-    let chunker = Chunker::new(options.chunk, counter)?;
     let roots: Vec<PathBuf> = roots
         .iter()
         .map(|r| {
@@ -89,91 +126,172 @@ pub async fn ingest(
                 .map_err(|source| RagError::Io { context: format!("cannot resolve {}", r.display()), source })
         })
         .collect::<Result<_>>()?;
-    let (files, mut skipped) = discover(&roots, &options.globs)?;
-    let collection = &options.collection;
-    store.ensure_collection(collection, embedder.name(), embedder.dimensions())?;
-    let stored = store.document_hashes(collection)?;
-    let mut report = IngestReport::default();
-    progress.start(files.len());
-    let mut pending: Vec<Pending> = Vec::new();
+    let (files, skipped) = discover(&roots, &options.globs)?;
+    let mut run = Run::start(store, embedder, counter, options, progress, files.len())?;
+    run.report.skipped = skipped;
     for file in &files {
-        let key = file.to_string_lossy().into_owned();
-        let loaded = match load_file(file, &options.load) {
-            Ok(loaded) => loaded,
-            Err(reason) => {
-                skipped.push(Skipped { path: file.clone(), reason });
-                progress.file_read(file, 0);
-                continue;
-            }
-        };
-        let known = stored.get(&key);
-        if known == Some(&loaded.hash) {
-            report.unchanged += 1;
-            progress.file_read(file, 0);
-            continue;
-        }
-        let chunks: Vec<Chunk> = loaded.sections.iter().flat_map(|s| chunker.chunk(s)).collect();
-        progress.file_read(file, chunks.len());
-        let metadata = json!({
-            "path": key,
-            "name": file.file_name().map(|n| n.to_string_lossy()),
-            "ext": file.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()),
-            "kind": loaded.kind.as_str(),
-        });
-        pending.push(Pending { path: key, hash: loaded.hash, metadata, chunks, new: known.is_none() });
-        if pending.iter().map(|p| p.chunks.len()).sum::<usize>() >= options.batch_size {
-            flush(store, embedder, collection, &mut pending, options.batch_size, &mut report, progress)
-                .await?;
-        }
+        run.add(file.to_string_lossy().into_owned(), load_file(file, &options.load)).await?;
     }
-    flush(store, embedder, collection, &mut pending, options.batch_size, &mut report, progress).await?;
+    let stored = std::mem::take(&mut run.stored);
+    let (store, mut report) = run.finish().await?;
     // Gone from disk, under a root this run read: removed. A file that is still there but
     // could not be read keeps what was stored.
     for path in stored.keys() {
         let under_root = roots.iter().any(|r| Path::new(path).starts_with(r));
-        if under_root && !Path::new(path).exists() && store.remove_document(collection, path)? {
+        if under_root && !Path::new(path).exists() && store.remove_document(&options.collection, path)? {
             report.removed += 1;
         }
     }
-    report.skipped = skipped;
     Ok(report)
 }
 
-/// Embeds the pending documents' chunks in batches, then stores each document in its own
-/// transaction.
-async fn flush(
+/// Reads files given by their contents into the collection, each under its name: a name
+/// stored with the same content is left alone, with other content replaced. Files that cannot
+/// be used (too large, binary, no text) come back in `skipped`; nothing is removed.
+pub async fn ingest_contents(
     store: &mut dyn VectorStore,
     embedder: &dyn EmbeddingModel,
-    collection: &str,
-    pending: &mut Vec<Pending>,
-    batch_size: usize,
-    report: &mut IngestReport,
+    counter: &dyn TokenCounter,
+    files: &[FileContents],
+    options: &IngestOptions,
     progress: &mut dyn IngestProgress,
-) -> Result<()> {
-    let texts: Vec<String> = pending.iter().flat_map(|p| p.chunks.iter().map(|c| c.text.clone())).collect();
-    let mut vectors = Vec::with_capacity(texts.len());
-    for batch in texts.chunks(batch_size) {
-        let embedded = embedder.embed(batch).await?;
-        if embedded.len() != batch.len() {
-            return Err(RagError::invalid(
-                "embedder output",
-                format!("{} returned {} vectors for {} texts", embedder.name(), embedded.len(), batch.len()),
-            ));
-        }
-        vectors.extend(embedded);
-    }
-    let mut vectors = vectors.into_iter();
-    for doc in pending.drain(..) {
-        let chunks: Vec<(Chunk, Vec<f32>)> = doc.chunks.into_iter().zip(vectors.by_ref()).collect();
-        let document = NewDocument { path: &doc.path, hash: &doc.hash, metadata: &doc.metadata };
-        store.put_document(collection, &document, &chunks)?;
-        if doc.new {
-            report.added += 1;
+) -> Result<IngestReport> {
+    let mut run = Run::start(store, embedder, counter, options, progress, files.len())?;
+    for file in files {
+        let size = file.bytes.len() as u64;
+        let loaded = if size > options.load.max_file_bytes {
+            Err(too_large(size, options.load.max_file_bytes))
         } else {
-            report.updated += 1;
-        }
-        report.chunks += chunks.len();
-        progress.stored(chunks.len());
+            parse(Kind::of(Path::new(&file.name)), &file.bytes, &options.load)
+        };
+        run.add(file.name.clone(), loaded).await?;
     }
-    Ok(())
+    Ok(run.finish().await?.1)
+}
+
+/// One ingestion under way: the documents waiting for vectors, and what was done so far.
+struct Run<'a> {
+    store: &'a mut dyn VectorStore,
+    embedder: &'a dyn EmbeddingModel,
+    chunker: Chunker<'a>,
+    options: &'a IngestOptions,
+    progress: &'a mut dyn IngestProgress,
+    /// Path → content hash of the documents stored before this run.
+    stored: HashMap<String, String>,
+    pending: Vec<Pending>,
+    report: IngestReport,
+}
+
+impl<'a> Run<'a> {
+    /// Opens the collection for `files` files.
+    fn start(
+        store: &'a mut dyn VectorStore,
+        embedder: &'a dyn EmbeddingModel,
+        counter: &'a dyn TokenCounter,
+        options: &'a IngestOptions,
+        progress: &'a mut dyn IngestProgress,
+        files: usize,
+    ) -> Result<Run<'a>> {
+        if options.batch_size == 0 {
+            return Err(RagError::invalid("batch size", "must be at least 1"));
+        }
+        let chunker = Chunker::new(options.chunk, counter)?;
+        store.ensure_collection(&options.collection, embedder.name(), embedder.dimensions())?;
+        let stored = store.document_hashes(&options.collection)?;
+        progress.start(files);
+        Ok(Run {
+            store,
+            embedder,
+            chunker,
+            options,
+            progress,
+            stored,
+            pending: Vec::new(),
+            report: IngestReport::default(),
+        })
+    }
+
+    /// The document `path`, as loaded (or the reason it could not be): skipped, unchanged, or
+    /// chunked and queued for embedding.
+    async fn add(&mut self, path: String, loaded: std::result::Result<LoadedFile, String>) -> Result<()> {
+        let name = Path::new(&path);
+        let loaded = match loaded {
+            Ok(loaded) => loaded,
+            Err(reason) => {
+                self.progress.file_read(name, 0);
+                self.report.skipped.push(Skipped { path: name.to_owned(), reason });
+                return Ok(());
+            }
+        };
+        let known = self.stored.get(&path);
+        if known == Some(&loaded.hash) {
+            self.progress.file_read(name, 0);
+            self.report.unchanged += 1;
+            let status = DocumentStatus::Unchanged;
+            self.report.documents.push(DocumentReport { path, status, chunks: 0 });
+            return Ok(());
+        }
+        let chunks: Vec<Chunk> = loaded.sections.iter().flat_map(|s| self.chunker.chunk(s)).collect();
+        self.progress.file_read(name, chunks.len());
+        let metadata = json!({
+            "path": path,
+            "name": name.file_name().map(|n| n.to_string_lossy()),
+            "ext": name.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()),
+            "kind": loaded.kind.as_str(),
+        });
+        let new = known.is_none();
+        self.pending.push(Pending { path, hash: loaded.hash, metadata, chunks, new });
+        if self.pending.iter().map(|p| p.chunks.len()).sum::<usize>() >= self.options.batch_size {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Stores what is still pending; gives the store back with the report.
+    async fn finish(mut self) -> Result<(&'a mut dyn VectorStore, IngestReport)> {
+        self.flush().await?;
+        Ok((self.store, self.report))
+    }
+
+    /// Embeds the pending documents' chunks in batches, then stores each document in its own
+    /// transaction.
+    async fn flush(&mut self) -> Result<()> {
+        let (embedder, batch_size) = (self.embedder, self.options.batch_size);
+        let texts: Vec<String> =
+            self.pending.iter().flat_map(|p| p.chunks.iter().map(|c| c.text.clone())).collect();
+        let mut vectors = Vec::with_capacity(texts.len());
+        for batch in texts.chunks(batch_size) {
+            let embedded = embedder.embed(batch).await?;
+            if embedded.len() != batch.len() {
+                return Err(RagError::invalid(
+                    "embedder output",
+                    format!(
+                        "{} returned {} vectors for {} texts",
+                        embedder.name(),
+                        embedded.len(),
+                        batch.len()
+                    ),
+                ));
+            }
+            vectors.extend(embedded);
+        }
+        let mut vectors = vectors.into_iter();
+        for doc in self.pending.drain(..) {
+            let chunks: Vec<(Chunk, Vec<f32>)> = doc.chunks.into_iter().zip(vectors.by_ref()).collect();
+            let document = NewDocument { path: &doc.path, hash: &doc.hash, metadata: &doc.metadata };
+            self.store.put_document(&self.options.collection, &document, &chunks)?;
+            let report = &mut self.report;
+            let status = if doc.new {
+                report.added += 1;
+                DocumentStatus::Added
+            } else {
+                report.updated += 1;
+                DocumentStatus::Updated
+            };
+            report.chunks += chunks.len();
+            report.documents.push(DocumentReport { path: doc.path, status, chunks: chunks.len() });
+            self.progress.stored(chunks.len());
+        }
+        Ok(())
+    }
 }

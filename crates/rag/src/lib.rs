@@ -10,10 +10,15 @@ pub mod retrieve;
 pub mod store;
 pub mod vector;
 
-pub use answer::{grounded_stream, prepare, AskOptions, GroundedRequest, MIN_SIMILARITY, NOT_IN_DOCUMENTS};
+pub use answer::{
+    ground, grounded_stream, prepare, AskOptions, GroundedRequest, MIN_SIMILARITY, NOT_IN_DOCUMENTS,
+};
 pub use chunk::{Chunk, ChunkOptions, Chunker, TokenCounter, WordPieceEstimate};
 pub use error::{RagError, Result};
-pub use ingest::{ingest, IngestOptions, IngestProgress, IngestReport};
+pub use ingest::{
+    ingest, ingest_contents, DocumentReport, DocumentStatus, FileContents, IngestOptions, IngestProgress,
+    IngestReport, NoProgress,
+};
 pub use load::{Kind, LoadOptions, Position, Skipped};
 pub use retrieve::{Hit, Mmr, Mode, Reranker, Retriever, SearchOptions};
 pub use store::{CollectionInfo, Filter, SqliteStore, VectorStore};

@@ -156,10 +156,15 @@ pub fn discover(roots: &[PathBuf], globs: &[String]) -> Result<(Vec<PathBuf>, Ve
 pub fn load_file(path: &Path, options: &LoadOptions) -> std::result::Result<LoadedFile, String> {
     let size = std::fs::metadata(path).map_err(|e| format!("unreadable: {e}"))?.len();
     if size > options.max_file_bytes {
-        return Err(format!("too large: {size} bytes (the limit is {})", options.max_file_bytes));
+        return Err(too_large(size, options.max_file_bytes));
     }
     let bytes = std::fs::read(path).map_err(|e| format!("unreadable: {e}"))?;
     parse(Kind::of(path), &bytes, options)
+}
+
+/// Why a file of `size` bytes is skipped.
+pub(crate) fn too_large(size: u64, limit: u64) -> String {
+    format!("too large: {size} bytes (the limit is {limit})")
 }
 
 /// Splits the bytes of a file of `kind` into sections.

@@ -134,6 +134,9 @@ impl Retriever<'_> {
         if query.trim().is_empty() {
             return Err(RagError::invalid("query", "is empty"));
         }
+        if options.k == 0 {
+            return Err(RagError::invalid("k", "must be at least 1"));
+        }
         let info = self.store.collection(self.collection)?;
         if info.embedder != self.embedder.name() {
             return Err(RagError::EmbedderMismatch {

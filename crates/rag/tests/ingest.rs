@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use rand::Rng;
 use temper_core::EmbeddingModel;
-use temper_rag::{ingest, ChunkOptions, Filter, IngestOptions, IngestReport, SqliteStore, VectorStore};
+use temper_rag::{
+    ingest, ingest_contents, ChunkOptions, DocumentStatus, FileContents, Filter, IngestOptions, IngestReport,
+    LoadOptions, SqliteStore, VectorStore,
+};
 
 use common::{HashedWords, Recorded};
 
@@ -115,6 +118,73 @@ fn re_ingesting_adds_updates_skips_and_removes() {
     let md_only = IngestOptions { globs: vec!["*.md".into()], ..options() };
     let narrowed = run(&db, &roots, &md_only);
     assert_eq!((narrowed.unchanged, narrowed.removed), (1, 0), "{narrowed:?}");
+}
+
+#[test]
+fn contents_are_ingested_under_their_names_and_never_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rag.db");
+    let options =
+        IngestOptions { load: LoadOptions { max_file_bytes: 64, ..LoadOptions::default() }, ..options() };
+    let ingest = |files: &[(&str, &[u8])]| {
+        let files: Vec<FileContents> = files
+            .iter()
+            .map(|(name, bytes)| FileContents { name: (*name).into(), bytes: bytes.to_vec() })
+            .collect();
+        let mut store = SqliteStore::open(&db).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let counter = common::words;
+        rt.block_on(ingest_contents(
+            &mut store,
+            &HashedWords,
+            &counter,
+            &files,
+            &options,
+            &mut Recorded::default(),
+        ))
+        .unwrap()
+    };
+    let status = |report: &IngestReport| -> Vec<(String, DocumentStatus, usize)> {
+        report.documents.iter().map(|d| (d.path.clone(), d.status, d.chunks)).collect()
+    };
+    let first = ingest(&[
+        ("fish.md", b"# Fish\nSalmon swim upstream.\n"),
+        ("../../escape.txt", b"Rust checks borrows."),
+        ("image.png", b"\x89PNG\0\0"),
+        ("big.txt", &[b'a'; 65]),
+    ]);
+    assert_eq!(
+        status(&first),
+        [("fish.md".into(), DocumentStatus::Added, 1), ("../../escape.txt".into(), DocumentStatus::Added, 1)]
+    );
+    let skipped: Vec<(String, &str)> =
+        first.skipped.iter().map(|s| (s.path.display().to_string(), s.reason.as_str())).collect();
+    assert_eq!(
+        skipped,
+        [
+            ("image.png".into(), "binary (contains NUL bytes)"),
+            ("big.txt".into(), "too large: 65 bytes (the limit is 64)")
+        ]
+    );
+    assert!(!dir.path().join("../../escape.txt").exists(), "a name is a key, never a path");
+    let store = SqliteStore::open(&db).unwrap();
+    assert_eq!(texts_of(&store, Path::new("fish.md")), ["# Fish\nSalmon swim upstream."]);
+
+    let again = ingest(&[
+        ("fish.md", b"# Fish\nTrout live in cold rivers.\n"),
+        ("../../escape.txt", b"Rust checks borrows."),
+    ]);
+    assert_eq!(
+        status(&again),
+        [
+            ("../../escape.txt".into(), DocumentStatus::Unchanged, 0),
+            ("fish.md".into(), DocumentStatus::Updated, 1)
+        ],
+        "unchanged ones are known at once, the others once stored"
+    );
+    assert_eq!((again.added, again.updated, again.unchanged, again.removed), (0, 1, 1, 0));
+    assert_eq!(texts_of(&store, Path::new("fish.md")), ["# Fish\nTrout live in cold rivers."]);
+    assert_eq!(store.collection("default").unwrap().documents, 2, "nothing is removed");
 }
 
 #[test]

@@ -137,6 +137,39 @@ impl From<ResolveError> for ApiError {
     }
 }
 
+impl From<temper_prompt::PromptError> for ApiError {
+    fn from(error: temper_prompt::PromptError) -> ApiError {
+        use temper_prompt::PromptError;
+        match error {
+            // The place is in the text the client sent (a prompt file, a template).
+            PromptError::File { line, column, message, .. } => {
+                ApiError::bad_request(format!("line {line}, column {column}: {message}"), None)
+            }
+            PromptError::Invalid { ref what, .. } => ApiError::bad_request(error.to_string(), Some(what)),
+            PromptError::Overflow { .. } => ApiError {
+                code: Some("context_length_exceeded"),
+                ..ApiError::bad_request(error.to_string(), Some("messages"))
+            },
+            PromptError::Model(error) => error.into(),
+            other => ApiError::internal(chain(&other)),
+        }
+    }
+}
+
+impl From<temper_rag::RagError> for ApiError {
+    fn from(error: temper_rag::RagError) -> ApiError {
+        use temper_rag::RagError;
+        match error {
+            RagError::NoCollection(_) => ApiError::not_found(error.to_string(), "collection_not_found"),
+            RagError::Invalid { .. } | RagError::EmbedderMismatch { .. } => {
+                ApiError::bad_request(error.to_string(), None)
+            }
+            RagError::Model(error) => error.into(),
+            other => ApiError::internal(chain(&other)),
+        }
+    }
+}
+
 /// A JSON body parsed as `T`. Unlike axum's `Json`, every failure is an OpenAI-shaped error that
 /// names the field at fault and where it is, and no content type is demanded (curl's `-d`
 /// sends a form type).

@@ -1,12 +1,15 @@
 #![doc = include_str!("../README.md")]
 
+mod api;
 mod auth;
 mod error;
 mod metrics;
 mod openai;
+mod playground;
 mod pool;
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,6 +53,13 @@ pub struct ServerConfig {
     /// How long a client may take to send a request's headers, and an idle connection may stay
     /// open between requests.
     pub header_timeout: Duration,
+    /// The RAG store of `/api/rag` (the CLI's is `$TEMPER_HOME/rag.db`); opened on first use.
+    pub rag_db: PathBuf,
+    /// Uploaded files larger than this are refused (the CLI skips files larger than
+    /// [`temper_rag::LoadOptions`]' default).
+    pub rag_max_file_bytes: u64,
+    /// The folder whose `.html` files `/api/eval/reports` lists and serves.
+    pub reports: PathBuf,
 }
 
 /// Why the server did not start or stopped.
@@ -78,6 +88,10 @@ pub struct AppState {
     ready: AtomicBool,
     /// Turns true when the grace period after a shutdown signal is over.
     terminate: watch::Receiver<bool>,
+    rag: api::RagStore,
+    reports: PathBuf,
+    /// Held by the model pull under way.
+    pulls: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -115,6 +129,9 @@ impl Server {
             keys: config.api_keys.clone(),
             ready: AtomicBool::new(config.preload.is_empty()),
             terminate: terminated,
+            rag: api::RagStore::new(config.rag_db.clone(), config.rag_max_file_bytes),
+            reports: config.reports.clone(),
+            pulls: tokio::sync::Mutex::new(()),
         });
         Ok(Server { listener, state, terminate, config })
     }
@@ -204,7 +221,8 @@ async fn unload_idle(state: Arc<AppState>) {
     }
 }
 
-/// Every route, behind the key check and the request counter.
+/// Every route, behind the request counter; all but `/health` and the playground's page behind
+/// the key check.
 pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .route("/v1/chat/completions", post(openai::chat_completions))
@@ -213,9 +231,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(openai::models))
         .route("/v1/models/{*id}", get(openai::model))
         .route("/metrics", get(metrics))
+        .merge(api::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
     Router::new()
         .merge(api)
+        .merge(playground::routes())
         .route("/health", get(health))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -239,7 +259,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 
 async fn not_found(request: Request) -> ApiError {
     let message = format!(
-        "no route {} {}; the API is under /v1 (docs/server.md)",
+        "no route {} {}; the API is under /v1 and /api (docs/server.md)",
         request.method(),
         request.uri().path()
     );

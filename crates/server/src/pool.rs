@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use temper_core::{ChatModel, EmbeddingModel};
 use temper_embed::{EmbedOptions, Embedder};
-use temper_engine::LoadOptions;
+use temper_engine::{LoadOptions, LocalModel};
 use temper_models::{find, ModelKind, Resolver, Silent, Target};
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 
@@ -25,6 +25,8 @@ pub enum Use {
 #[derive(Clone)]
 pub struct Chat {
     pub model: Arc<dyn ChatModel>,
+    /// The local engine behind it, for its chat template and tokenizer.
+    pub local: Option<Arc<LocalModel>>,
 }
 
 /// An embedding model as the routes use it.
@@ -135,9 +137,15 @@ impl Pool {
             .map_err(|_| ApiError::queue_full(name, self.options.queue_limit))?;
         *entry.last_used.lock().expect("never poisoned") = Instant::now();
         if !wait && !entry.model.initialized() {
+            // Load in the background (once, however many ask) and tell the client to come back.
+            let (resolver, load, owned) = (self.resolver.clone(), self.options.load.clone(), name.to_owned());
+            tokio::spawn(async move {
+                let _ = entry.model.get_or_try_init(|| load_model(resolver, load, kind, &owned)).await;
+            });
             return Err(ApiError::loading(name));
         }
-        match entry.model.get_or_try_init(|| self.load(kind, name)).await {
+        let load = || load_model(self.resolver.clone(), self.options.load.clone(), kind, name);
+        match entry.model.get_or_try_init(load).await {
             Ok(loaded) => Ok((loaded.clone(), place)),
             Err(error) => {
                 // No entry for what cannot load: names clients make up must not pile up here.
@@ -173,22 +181,6 @@ impl Pool {
         });
         entries.insert((kind, name.to_owned()), entry.clone());
         entry
-    }
-
-    /// Loads on a blocking thread: a pull or a load takes seconds and must not stall the server.
-    async fn load(&self, kind: Use, name: &str) -> Result<Loaded, ApiError> {
-        let started = Instant::now();
-        let resolver = self.resolver.clone();
-        let load = self.options.load.clone();
-        let owned = name.to_owned();
-        let loaded = tokio::task::spawn_blocking(move || load_blocking(&resolver, kind, &owned, load))
-            .await
-            .map_err(|e| ApiError::internal(format!("loading `{name}` failed: {e}")))?;
-        match &loaded {
-            Ok(_) => tracing::info!(model = name, seconds = started.elapsed().as_secs_f64(), "loaded"),
-            Err(error) => tracing::warn!(model = name, error = error.message, "cannot load"),
-        }
-        loaded
     }
 
     /// Unloads the models unused for longer than the idle limit; the server calls this
@@ -235,11 +227,30 @@ fn check_use(kind: Use, name: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Loads on a blocking thread: a pull or a load takes seconds and must not stall the server.
+async fn load_model(
+    resolver: Resolver,
+    load: LoadOptions,
+    kind: Use,
+    name: &str,
+) -> Result<Loaded, ApiError> {
+    let started = Instant::now();
+    let owned = name.to_owned();
+    let loaded = tokio::task::spawn_blocking(move || load_blocking(&resolver, kind, &owned, load))
+        .await
+        .map_err(|e| ApiError::internal(format!("loading `{name}` failed: {e}")))?;
+    match &loaded {
+        Ok(_) => tracing::info!(model = name, seconds = started.elapsed().as_secs_f64(), "loaded"),
+        Err(error) => tracing::warn!(model = name, error = error.message, "cannot load"),
+    }
+    loaded
+}
+
 fn load_blocking(resolver: &Resolver, kind: Use, name: &str, load: LoadOptions) -> Result<Loaded, ApiError> {
     match kind {
         Use::Chat => {
             let loaded = resolver.chat(name, load, &Silent)?;
-            Ok(Loaded::Chat(Chat { model: loaded.model }))
+            Ok(Loaded::Chat(Chat { model: loaded.model, local: loaded.local }))
         }
         Use::Embeddings => {
             let options = EmbedOptions { threads: load.threads, ..Default::default() };

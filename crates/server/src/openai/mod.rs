@@ -1,7 +1,7 @@
 //! The OpenAI-compatible routes under `/v1`: chat completions, text completions, embeddings and
 //! the model list.
 
-mod wire;
+pub(crate) mod wire;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,16 +21,16 @@ use temper_models::{catalog, ModelKind};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::error::{from_value, ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson};
 use crate::pool::Lease;
 use crate::AppState;
-use wire::{check_fields, ChatCompletionBody, CompletionBody, EmbeddingInput, EmbeddingsBody};
+use wire::{parse_body, ChatCompletionBody, CompletionBody, EmbeddingInput, EmbeddingsBody};
 
 /// The most texts one embeddings request may carry (OpenAI's limit).
 const MAX_EMBEDDING_INPUTS: usize = 2048;
 
 /// Whether the client asked for a 503 instead of waiting while the model loads.
-fn waits(headers: &HeaderMap) -> bool {
+pub(crate) fn waits(headers: &HeaderMap) -> bool {
     !headers.get("x-temper-no-wait").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true") || v == "1")
 }
 
@@ -40,8 +40,8 @@ pub async fn chat_completions(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    check_fields(&body, ChatCompletionBody::FIELDS)?;
-    let call = from_value::<ChatCompletionBody>(body)?.into_call()?;
+    let (body, sampling) = parse_body::<ChatCompletionBody>(body)?;
+    let call = body.into_call(sampling)?;
     let lease = state.pool.chat(&call.model, waits(&headers)).await?;
     let events = lease.model.model.chat_stream(call.request);
     let shape = Shape::new(Kind::Chat, call.model, call.include_usage);
@@ -54,8 +54,8 @@ pub async fn completions(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    check_fields(&body, CompletionBody::FIELDS)?;
-    let call = from_value::<CompletionBody>(body)?.into_call()?;
+    let (body, sampling) = parse_body::<CompletionBody>(body)?;
+    let call = body.into_call(sampling)?;
     let lease = state.pool.chat(&call.model, waits(&headers)).await?;
     let events = lease.model.model.complete_stream(call.request);
     let shape = Shape::new(Kind::Completion, call.model, call.include_usage);
@@ -193,7 +193,7 @@ fn message(response: &ChatResponse) -> Value {
     message
 }
 
-fn usage(response: &ChatResponse) -> Value {
+pub(crate) fn usage(response: &ChatResponse) -> Value {
     let usage = response.usage;
     let mut value = json!({
         "prompt_tokens": usage.prompt_tokens,

@@ -4,14 +4,15 @@
 
 use std::collections::BTreeMap;
 
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use temper_core::{
     ChatRequest, CompletionRequest, GenerationParams, Message, ResponseFormat, Role, Tool, ToolCall,
     ToolChoice,
 };
 
-use crate::error::ApiError;
+use crate::error::{from_value, ApiError};
 
 /// One string or several, as `stop` and `input` take them.
 #[derive(Deserialize)]
@@ -30,10 +31,11 @@ impl OneOrMany {
     }
 }
 
-/// The sampling fields both generation routes share, OpenAI's and Temper's extensions. serde
-/// cannot deny unknown fields through `flatten`, so the routes check their keys against these
-/// lists first ([`check_fields`]).
+/// The sampling fields both generation routes share, OpenAI's and Temper's extensions. They are
+/// parsed apart from the rest of the body ([`parse_body`]): through serde's `flatten`, unknown
+/// fields could not be refused and errors would lose the field's name.
 #[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct Sampling {
     pub temperature: Option<f32>,
     pub top_p: Option<f32>,
@@ -108,27 +110,22 @@ const SAMPLING_FIELDS: &[&str] = &[
     "truncate",
 ];
 
-/// A 400 naming the first key of `body` that is neither one of `fields` nor a sampling field.
-pub fn check_fields(body: &Value, fields: &[&str]) -> Result<(), ApiError> {
-    let Some(object) = body.as_object() else {
+/// A generation route's body: its own fields as `T`, its sampling fields as [`Sampling`].
+pub fn parse_body<T: DeserializeOwned>(body: Value) -> Result<(T, Sampling), ApiError> {
+    let Value::Object(mut rest) = body else {
         return Err(ApiError::bad_request("the request body must be a JSON object", None));
     };
-    match object
-        .keys()
-        .find(|key| !fields.contains(&key.as_str()) && !SAMPLING_FIELDS.contains(&key.as_str()))
-    {
-        Some(key) => Err(ApiError::bad_request(format!("unknown field `{key}`"), Some(key))),
-        None => Ok(()),
-    }
+    let sampling: Map<String, Value> =
+        SAMPLING_FIELDS.iter().filter_map(|key| rest.remove_entry(*key)).collect();
+    Ok((from_value(Value::Object(rest))?, from_value(Value::Object(sampling))?))
 }
 
-/// `POST /v1/chat/completions`.
+/// `POST /v1/chat/completions`, but for its sampling fields.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ChatCompletionBody {
     pub model: String,
     pub messages: Vec<WireMessage>,
-    #[serde(flatten)]
-    pub sampling: Sampling,
     pub max_completion_tokens: Option<u32>,
     #[serde(default)]
     pub stream: bool,
@@ -142,8 +139,15 @@ pub struct ChatCompletionBody {
     pub response_format: Option<WireResponseFormat>,
     pub n: Option<u32>,
     pub logit_bias: Option<BTreeMap<String, f32>>,
-    // `user`, `metadata`, `store` and `service_tier` are OpenAI's bookkeeping: accepted (they
-    // are in FIELDS) and not read.
+    /// OpenAI's bookkeeping: accepted, not read.
+    #[serde(rename = "user")]
+    _user: Option<IgnoredAny>,
+    #[serde(rename = "metadata")]
+    _metadata: Option<IgnoredAny>,
+    #[serde(rename = "store")]
+    _store: Option<IgnoredAny>,
+    #[serde(rename = "service_tier")]
+    _service_tier: Option<IgnoredAny>,
 }
 
 /// A message as OpenAI sends it: content as a string, or as parts of which only text is served.
@@ -241,27 +245,7 @@ pub struct ChatCall {
 }
 
 impl ChatCompletionBody {
-    pub const FIELDS: &[&str] = &[
-        "model",
-        "messages",
-        "max_completion_tokens",
-        "stream",
-        "stream_options",
-        "logprobs",
-        "top_logprobs",
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-        "response_format",
-        "n",
-        "logit_bias",
-        "user",
-        "metadata",
-        "store",
-        "service_tier",
-    ];
-
-    pub fn into_call(self) -> Result<ChatCall, ApiError> {
+    pub fn into_call(self, sampling: Sampling) -> Result<ChatCall, ApiError> {
         refuse_n(self.n)?;
         refuse_logit_bias(self.logit_bias.as_ref())?;
         if self.parallel_tool_calls == Some(false) {
@@ -277,7 +261,7 @@ impl ChatCompletionBody {
             .enumerate()
             .map(|(i, m)| m.into_message(i))
             .collect::<Result<_, _>>()?;
-        let (params, truncate) = self.sampling.params(self.max_completion_tokens)?;
+        let (params, truncate) = sampling.params(self.max_completion_tokens)?;
         let tools = self
             .tools
             .unwrap_or_default()
@@ -337,7 +321,7 @@ impl ChatCompletionBody {
 }
 
 impl WireMessage {
-    fn into_message(self, index: usize) -> Result<Message, ApiError> {
+    pub fn into_message(self, index: usize) -> Result<Message, ApiError> {
         let at = |field: &str| format!("messages[{index}].{field}");
         let role = match self.role.as_str() {
             "system" | "developer" => Role::System,
@@ -406,13 +390,12 @@ impl WireTool {
     }
 }
 
-/// `POST /v1/completions`: raw text, no chat template.
+/// `POST /v1/completions` (raw text, no chat template), but for its sampling fields.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CompletionBody {
     pub model: String,
     pub prompt: OneOrMany,
-    #[serde(flatten)]
-    pub sampling: Sampling,
     #[serde(default)]
     pub stream: bool,
     pub stream_options: Option<StreamOptions>,
@@ -422,6 +405,9 @@ pub struct CompletionBody {
     pub suffix: Option<String>,
     pub logprobs: Option<u32>,
     pub logit_bias: Option<BTreeMap<String, f32>>,
+    /// OpenAI's bookkeeping: accepted, not read.
+    #[serde(rename = "user")]
+    _user: Option<IgnoredAny>,
 }
 
 /// What a completion body asks for.
@@ -433,21 +419,7 @@ pub struct CompletionCall {
 }
 
 impl CompletionBody {
-    pub const FIELDS: &[&str] = &[
-        "model",
-        "prompt",
-        "stream",
-        "stream_options",
-        "n",
-        "best_of",
-        "echo",
-        "suffix",
-        "logprobs",
-        "logit_bias",
-        "user",
-    ];
-
-    pub fn into_call(self) -> Result<CompletionCall, ApiError> {
+    pub fn into_call(self, sampling: Sampling) -> Result<CompletionCall, ApiError> {
         refuse_n(self.n)?;
         refuse_n(self.best_of).map_err(|e| ApiError { param: Some("best_of".into()), ..e })?;
         refuse_logit_bias(self.logit_bias.as_ref())?;
@@ -476,7 +448,7 @@ impl CompletionBody {
                 return Err(ApiError::bad_request(message, Some("prompt")));
             }
         };
-        let (params, truncate) = self.sampling.params(None)?;
+        let (params, truncate) = sampling.params(None)?;
         let include_usage = self.stream_options.is_some_and(|o| o.include_usage);
         let request = CompletionRequest { prompt, params, truncate };
         Ok(CompletionCall { model: self.model, request, stream: self.stream, include_usage })
@@ -493,7 +465,7 @@ pub struct EmbeddingsBody {
     pub dimensions: Option<usize>,
     /// OpenAI's bookkeeping: accepted, not read.
     #[serde(rename = "user")]
-    _user: Option<serde::de::IgnoredAny>,
+    _user: Option<IgnoredAny>,
 }
 
 /// Texts, or token ids (which only the model that made them could read back).
@@ -501,7 +473,7 @@ pub struct EmbeddingsBody {
 #[serde(untagged)]
 pub enum EmbeddingInput {
     Texts(OneOrMany),
-    Tokens(serde::de::IgnoredAny),
+    Tokens(IgnoredAny),
 }
 
 fn refuse_n(n: Option<u32>) -> Result<(), ApiError> {
@@ -529,9 +501,8 @@ mod tests {
     use crate::error::parse_json;
 
     fn call(body: &str) -> Result<ChatCall, ApiError> {
-        let value: Value = parse_json(body.as_bytes())?;
-        check_fields(&value, ChatCompletionBody::FIELDS)?;
-        crate::error::from_value::<ChatCompletionBody>(value)?.into_call()
+        let (body, sampling) = parse_body::<ChatCompletionBody>(parse_json(body.as_bytes())?)?;
+        body.into_call(sampling)
     }
 
     #[test]
