@@ -80,6 +80,11 @@ struct EngineArgs {
     /// with the one before it.
     #[arg(long)]
     prefix: Option<usize>,
+    /// Also measure tg through `LocalModel`, the path `temper ask` and the server take: the decode
+    /// tok/s its responses report for one greedy request at a time, loaded with 1 sequence and
+    /// with 8 (as `temper serve` loads it), a round of each alternately.
+    #[arg(long)]
+    local: bool,
     /// Where to write the results (a section per model is replaced or added).
     #[arg(long, default_value = "docs/benchmarks.md")]
     out: PathBuf,

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::serve::{median, Serving};
+use crate::serve::{median, Serving, SERVER_SEQUENCES};
 use crate::{Peer, Sample};
 
 /// One figure of a sample.
@@ -117,13 +117,30 @@ impl Section {
             }
         }
         let serving = &self.serving;
-        if serving.single.is_some() || serving.prefix.is_some() {
+        if serving.single.is_some() || serving.prefix.is_some() || serving.local.is_some() {
             let _ = writeln!(
                 s,
                 "\nServing through `LocalModel` ({} threads, greedy, medians of 3 rounds):\n",
                 serving.threads
             );
             let _ = writeln!(s, "| measurement | value |\n| --- | --- |");
+            if let Some((one, many)) = serving.local {
+                let tg = self.rows.iter().find(|r| r.threads == serving.threads).map(|row| {
+                    median(&mut row.samples[0].iter().map(|sample| sample.tg_tps).collect::<Vec<_>>())
+                });
+                let of_tg = |value: f64| {
+                    tg.map_or(String::new(), |tg| format!(" ({:.0}% of tg{})", 100.0 * value / tg, self.tg))
+                };
+                for (sequences, value) in [(1, one), (SERVER_SEQUENCES, many)] {
+                    let _ = writeln!(
+                        s,
+                        "| 1 request, {} tokens, loaded with {sequences} sequence{}: decode (tok/s, as it reports) | {value:.1}{} |",
+                        self.tg,
+                        if sequences == 1 { "" } else { "s" },
+                        of_tg(value)
+                    );
+                }
+            }
             if let Some(single) = serving.single {
                 let _ = writeln!(s, "| 1 request, {} tokens (tok/s) | {single:.1} |", self.tg);
                 for &(n, many) in &serving.concurrent {
@@ -207,6 +224,7 @@ mod tests {
                 single: Some(100.0),
                 concurrent: vec![(4, 250.0), (8, 300.0)],
                 prefix: Some((400, 1000.0, 50.0)),
+                local: Some((95.0, 90.0)),
             },
             load: "1 1 1".into(),
         }
@@ -237,6 +255,12 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("(ms) | 50.0 (5% of cold) |"), "{table}");
+        let decode = "| 1 request, 128 tokens, loaded with 8 sequences: decode (tok/s, as it reports) | 90.0 (90% of tg128) |";
+        assert!(table.contains(decode), "{table}");
+        assert!(
+            table.contains("loaded with 1 sequence: decode (tok/s, as it reports) | 95.0 (95% of tg128) |"),
+            "{table}"
+        );
     }
 
     #[test]

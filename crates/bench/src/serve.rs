@@ -22,7 +22,13 @@ pub struct Serving {
     pub concurrent: Vec<(usize, f64)>,
     /// (prefix tokens, first request's TTFT in ms, second request's TTFT in ms).
     pub prefix: Option<(usize, f64, f64)>,
+    /// Decode tok/s of one request as `LocalModel` reports it, loaded with 1 and with
+    /// [`SERVER_SEQUENCES`] sequences.
+    pub local: Option<(f64, f64)>,
 }
+
+/// Sequences `temper serve` loads a model with.
+pub const SERVER_SEQUENCES: usize = 8;
 
 pub fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
@@ -36,13 +42,32 @@ pub fn median(values: &mut [f64]) -> f64 {
 pub fn measure(path: &Path, name: &str, args: &EngineArgs) -> Result<Serving> {
     let threads = args.threads.iter().copied().max().unwrap_or(1);
     let mut serving = Serving { threads, ..Serving::default() };
+    if args.concurrent.is_empty() && args.prefix.is_none() && !args.local {
+        return Ok(serving);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let load = |sequences| {
+        let options = LoadOptions { threads: Some(threads), context_window: Some(args.ctx), sequences };
+        LocalModel::load(path, name, options).with_context(|| format!("loading {name}"))
+    };
+    if args.local {
+        let (one, many) = (load(Some(1))?, load(Some(SERVER_SEQUENCES))?);
+        let (mut alone, mut among) = (Vec::new(), Vec::new());
+        let rounds = args.pairs.max(ROUNDS);
+        for round in 0..rounds {
+            alone.push(runtime.block_on(decode(&one, round, args.tg))?);
+            among.push(runtime.block_on(decode(&many, round, args.tg))?);
+            eprintln!(
+                "{name} LocalModel round {round}: 1 sequence {:.1} tok/s, {SERVER_SEQUENCES} sequences {:.1} tok/s",
+                alone[round], among[round]
+            );
+        }
+        serving.local = Some((median(&mut alone), median(&mut among)));
+    }
     if args.concurrent.is_empty() && args.prefix.is_none() {
         return Ok(serving);
     }
-    let sequences = args.concurrent.iter().max().map(|&n| n.max(2));
-    let options = LoadOptions { threads: Some(threads), context_window: Some(args.ctx), sequences };
-    let model = LocalModel::load(path, name, options).with_context(|| format!("loading {name}"))?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let model = load(args.concurrent.iter().max().map(|&n| n.max(2)))?;
     if !args.concurrent.is_empty() {
         // Each round measures one request, then every count, side by side.
         let mut single = Vec::new();
@@ -106,6 +131,19 @@ async fn generate(model: &LocalModel, ids: std::ops::Range<usize>, max_tokens: u
         tokens += u64::from(answer?.usage.completion_tokens);
     }
     Ok(tokens as f64 / secs)
+}
+
+/// The decode tok/s `model` reports for one greedy completion of `max_tokens`; a new prompt
+/// each `round`.
+async fn decode(model: &LocalModel, round: usize, max_tokens: usize) -> Result<f64> {
+    let params = GenerationParams {
+        temperature: Some(0.0),
+        max_tokens: Some(u32::try_from(max_tokens)?),
+        ..GenerationParams::default()
+    };
+    let prompt = format!("Count from {}: {}, {},", 100 * round + 1, 100 * round + 1, 100 * round + 2);
+    let answer = model.complete(CompletionRequest { prompt, params, truncate: false }).await?;
+    Ok(answer.timings.decode_tokens_per_second)
 }
 
 /// Text of at least `tokens` tokens, different for each `round` from its first token on, so that

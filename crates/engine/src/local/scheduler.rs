@@ -104,8 +104,12 @@ impl Worker {
         }
     }
 
+    /// Serves jobs until every sender is gone. The loop runs on one of the pool's threads, as
+    /// a benchmark's decoding loop does: handing each step to the pool from outside would cost
+    /// thread wake-ups on every token (the pool has no other work, so blocking one of its
+    /// threads while idle delays nothing).
     pub fn serve(mut self, inbox: mpsc::Receiver<Job>, pool: rayon::ThreadPool) {
-        loop {
+        pool.install(move || loop {
             // Block only when there is nothing to do; otherwise take whatever has arrived and
             // let it join the running batch.
             if !self.busy() {
@@ -115,11 +119,9 @@ impl Worker {
                 }
             }
             self.waiting.extend(inbox.try_iter());
-            pool.install(|| {
-                self.admit();
-                self.step();
-            });
-        }
+            self.admit();
+            self.step();
+        });
     }
 
     fn busy(&self) -> bool {
