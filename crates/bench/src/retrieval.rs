@@ -277,7 +277,7 @@ fn store_corpus(
     embedder: &Embedder,
     vectors: &[Vec<f32>],
 ) -> anyhow::Result<SqliteStore> {
-    let mut store = SqliteStore::open(db)?;
+    let mut store = SqliteStore::create(db)?;
     store.ensure_collection(COLLECTION, embedder.name(), embedder.dimensions())?;
     let metadata = serde_json::json!({});
     for ((id, text), vector) in data.ids.iter().zip(&data.documents).zip(vectors) {

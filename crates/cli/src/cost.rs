@@ -8,13 +8,25 @@ use temper_models::cost::{report as day_totals, CallLog, Estimate, Traffic};
 use temper_models::ModelStore;
 
 use crate::options::resolver;
-use crate::output::{print_json, usd};
+use crate::output::{notice, print_json, usd};
 
 /// `temper cost report`: the call log summed per day and model.
 pub fn report(json: bool) -> anyhow::Result<()> {
     let store = ModelStore::from_env()?;
     let log = CallLog::in_home(store.root());
-    let totals = day_totals(&log.read()?);
+    let contents = log.read()?;
+    if let Some(first) = contents.bad_lines.first() {
+        let count = contents.bad_lines.len();
+        notice(&format!(
+            "warning: skipped {count} {} of {} that {} (line {}: {})",
+            if count == 1 { "line" } else { "lines" },
+            log.path().display(),
+            if count == 1 { "is not a call record" } else { "are not call records" },
+            first.line,
+            first.reason
+        ));
+    }
+    let totals = day_totals(&contents.records);
     if json {
         return print_json(&totals);
     }

@@ -161,6 +161,8 @@ enum ModelsCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Check the SHA-256 of every file of installed models (default: all installed).
+    Verify { names: Vec<String> },
     /// Show what the catalog and the store know about a model.
     Info { name: String },
     /// Remove an installed model.
@@ -224,6 +226,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 models::compare(models::Comparison { models, prompt, system, params, json })
             }
             ModelsCommand::Pull { names, all, force } => models::pull(names, all, force),
+            ModelsCommand::Verify { names } => models::verify(names),
             ModelsCommand::Info { name } => models::info(&name),
             ModelsCommand::Rm { name } => models::remove(&name),
         },

@@ -17,13 +17,18 @@ pub fn list() -> anyhow::Result<()> {
     let mut out = io::stdout();
     writeln!(out, "{:width$}  {:10}  {:>10}  DESCRIPTION", "NAME", "KIND", "INSTALLED")?;
     for model in &models {
-        let installed = match model.size_on_disk {
-            Some(size) => human_bytes(size),
-            None => "no".to_owned(),
+        let installed = match (model.size_on_disk, &model.damage) {
+            (Some(_), Some(_)) => "damaged".to_owned(),
+            (Some(size), None) => human_bytes(size),
+            (None, _) => "no".to_owned(),
         };
         let (name, kind, description) =
             (model.entry.name, model.entry.kind.to_string(), model.entry.description);
         writeln!(out, "{name:width$}  {kind:10}  {installed:>10}  {description}")?;
+    }
+    for model in models.iter().filter(|m| m.damage.is_some()) {
+        let (name, damage) = (model.entry.name, model.damage.as_deref().unwrap_or_default());
+        writeln!(out, "\n{name} is damaged: {damage}; `temper models pull {name}` repairs it")?;
     }
     writeln!(out, "\nstore: {}", store.root().display())?;
     let resolver = resolver()?;
@@ -154,28 +159,59 @@ fn print_comparison(results: &[Run]) -> anyhow::Result<()> {
 
 /// Pulls `names`, every catalog model with `all`, or else the default chat model and embedder.
 /// Installed models are skipped unless `force`: installs are atomic and verified, so one that is
-/// present is complete.
+/// present with the catalog's sizes is complete; a damaged one is pulled again.
 pub fn pull(names: Vec<String>, all: bool, force: bool) -> anyhow::Result<()> {
     let store = ModelStore::from_env()?;
-    let names = if all {
-        catalog().iter().map(|entry| entry.name.to_owned()).collect()
-    } else if names.is_empty() {
-        vec![DEFAULT_CHAT_MODEL.to_owned(), DEFAULT_EMBEDDING_MODEL.to_owned()]
-    } else {
-        names
-    };
-    let installed = store.list();
-    for name in &names {
-        let present = installed.iter().find(|m| m.entry.name == name).and_then(|m| m.path.as_ref());
-        match present {
-            Some(path) if !force => {
+    for name in &chosen(names, all) {
+        let status = store.status_of(name)?;
+        match (&status.path, &status.damage) {
+            (Some(path), _) if !force => {
                 notice(&format!("{name} is already installed at {} (--force pulls it again)", path.display()))
+            }
+            (_, Some(damage)) => {
+                notice(&format!("{name} is damaged ({damage}); pulling it again"));
+                store.pull(name, &ConsoleProgress::default())?;
             }
             _ => {
                 store.pull(name, &ConsoleProgress::default())?;
             }
         }
     }
+    Ok(())
+}
+
+/// `names`, every catalog model with `all`, or else the default chat model and embedder.
+fn chosen(names: Vec<String>, all: bool) -> Vec<String> {
+    if all {
+        catalog().iter().map(|entry| entry.name.to_owned()).collect()
+    } else if names.is_empty() {
+        vec![DEFAULT_CHAT_MODEL.to_owned(), DEFAULT_EMBEDDING_MODEL.to_owned()]
+    } else {
+        names
+    }
+}
+
+/// Checks the SHA-256 of every file of `names` (default: every installed model); fails if any
+/// is damaged or not installed.
+pub fn verify(names: Vec<String>) -> anyhow::Result<()> {
+    let store = ModelStore::from_env()?;
+    let names = match names.is_empty() {
+        true => store.list().into_iter().filter(|m| m.size_on_disk.is_some()).map(|m| m.entry.name.to_owned()).collect(),
+        false => names,
+    };
+    anyhow::ensure!(!names.is_empty(), "no model is installed; `temper models pull` installs the defaults");
+    let mut out = io::stdout();
+    let mut bad = Vec::new();
+    for name in &names {
+        match store.verify(name) {
+            Ok(_) => writeln!(out, "{name}: ok")?,
+            Err(err) => {
+                writeln!(out, "{name}: {err}")?;
+                bad.push(name.as_str());
+            }
+        }
+    }
+    anyhow::ensure!(bad.is_empty(), "{} of {} models failed verification: {}", bad.len(), names.len(), bad.join(", "));
     Ok(())
 }
 

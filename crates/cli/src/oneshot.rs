@@ -62,7 +62,7 @@ fn rag_tour(loaded: &Loaded, out: &mut impl Write) -> anyhow::Result<()> {
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
     writeln!(out, "Answering from documents: {} files in {}", QUICKSTART_CORPUS.len(), corpus.display())?;
-    let mut store = SqliteStore::open(&dir.join("rag.db"))?;
+    let mut store = SqliteStore::create(&dir.join("rag.db"))?;
     let options = IngestOptions { collection: "quickstart".into(), ..Default::default() };
     let embedder = rag::embedder()?;
     rag::ingest(&mut store, &embedder, &[corpus], &options)?;

@@ -59,11 +59,13 @@ pub async fn stream_answer(mut stream: EventStream, out: &mut impl Write) -> any
     anyhow::bail!("the model's stream ended before the answer was complete")
 }
 
-/// Prints a value (a response, token ids) as JSON on one line.
+/// Prints a value (a response, token ids) as JSON on one line. Serialized first, so that a
+/// closed pipe (`| head`) comes back as the `io::Error` that `main` knows, not wrapped in a
+/// `serde_json::Error`.
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    let mut out = io::stdout().lock();
-    serde_json::to_writer(&mut out, value)?;
-    writeln!(out)?;
+    let mut line = serde_json::to_vec(value)?;
+    line.push(b'\n');
+    io::stdout().lock().write_all(&line)?;
     Ok(())
 }
 

@@ -108,7 +108,9 @@ struct Filled {
 impl PromptArgs {
     fn load(&self, cot: bool) -> anyhow::Result<Filled> {
         let file = PromptFile::load(&self.file)?;
-        let prompt = file.prompt(&parse_vars(&self.vars)?)?;
+        let given = parse_vars(&self.vars)?;
+        file.check_given(&given)?;
+        let prompt = file.prompt(&given)?;
         let documents = self.docs.iter().map(|path| Document::load(path)).collect::<Result<_, _>>()?;
         let layout = Layout { grounded: self.only_docs, cot: self.cot || cot };
         if self.only_docs && self.docs.is_empty() {
@@ -129,6 +131,12 @@ pub fn run(command: PromptCommand) -> anyhow::Result<()> {
             render(&prompt, &model, Show { tokens: tokens || final_text, final_text, json })
         }
         PromptCommand::Run { prompt, gen, doc_strategy, answer_only, self_consistency, json } => {
+            if let Some(n) = self_consistency.filter(|&n| n < 2) {
+                anyhow::bail!(
+                    "--self-consistency {n}: it samples N reasoning paths and answers with the majority, so N \
+                     must be at least 2 (leave it out for one answer)"
+                );
+            }
             let loaded = prompt.load(self_consistency.is_some())?;
             let mut gen = gen;
             gen.model = model_for(&gen.model, &loaded.file);

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use temper_core::{ChatModel, GenerationParams};
+use temper_core::{ChatModel, EmbeddingModel, GenerationParams};
 use temper_embed::{EmbedOptions, Embedder};
 use temper_models::{ConsoleProgress, ModelStore, DEFAULT_EMBEDDING_MODEL};
 use temper_rag::answer::source_label;
@@ -134,8 +134,9 @@ pub fn db_path(db: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 
 pub fn run(args: RagArgs) -> anyhow::Result<()> {
     let db = db_path(args.db.clone())?;
-    let mut store = SqliteStore::open(&db)?;
     let collection = args.collection.as_str();
+    // Only ingestion creates a store; reading commands open it read-only, so a mistyped --db
+    // creates nothing and a store the user may only read can be searched.
     match args.command {
         RagCommand::Ingest { paths, glob, field, chunk_tokens, overlap, max_file_bytes } => {
             let options = IngestOptions {
@@ -145,13 +146,19 @@ pub fn run(args: RagArgs) -> anyhow::Result<()> {
                 chunk: ChunkOptions { max_tokens: chunk_tokens, overlap },
                 ..Default::default()
             };
-            ingest(&mut store, &embedder()?, &paths, &options)
+            options.chunk.validate()?;
+            let embedder = embedder()?;
+            check_chunk_size(&options.chunk, &embedder)?;
+            ingest(&mut SqliteStore::create(&db)?, &embedder, &paths, &options)
         }
-        RagCommand::Search { query, retrieval, json } => search(&store, collection, &query, &retrieval, json),
+        RagCommand::Search { query, retrieval, json } => {
+            search(&SqliteStore::open_read_only(&db)?, collection, &query, &retrieval, json)
+        }
         RagCommand::Ask { question, retrieval, min_similarity, gen } => {
-            ask(&store, collection, &question, &retrieval, min_similarity, &gen)
+            ask(&SqliteStore::open_read_only(&db)?, collection, &question, &retrieval, min_similarity, &gen)
         }
         RagCommand::Collections => {
+            let store = SqliteStore::open_read_only(&db)?;
             let mut out = io::stdout();
             writeln!(out, "{:20}  {:>9}  {:>7}  EMBEDDER", "COLLECTION", "DOCUMENTS", "CHUNKS")?;
             for c in store.collections()? {
@@ -165,6 +172,11 @@ pub fn run(args: RagArgs) -> anyhow::Result<()> {
             Ok(())
         }
         RagCommand::Stats { check } => {
+            // A full check needs write access for FTS5's part; without it the rest is checked.
+            let store = match check {
+                true => SqliteStore::open(&db).or_else(|_| SqliteStore::open_read_only(&db))?,
+                false => SqliteStore::open_read_only(&db)?,
+            };
             let c = store.collection(collection)?;
             let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
             let mut out = io::stdout();
@@ -172,17 +184,33 @@ pub fn run(args: RagArgs) -> anyhow::Result<()> {
             writeln!(out, "embedder:   {} ({} dimensions)", c.embedder, c.dimensions)?;
             writeln!(out, "store:      {} ({})", db.display(), output::human_bytes(size))?;
             if check {
-                store.check()?;
-                writeln!(out, "check:      ok")?;
+                match store.check()?.full_text {
+                    true => writeln!(out, "check:      ok")?,
+                    false => writeln!(out, "check:      ok (not the full-text index: FTS5 checks it as a write)")?,
+                }
             }
             Ok(())
         }
         RagCommand::Rm => {
-            store.remove_collection(collection)?;
+            SqliteStore::open(&db)?.remove_collection(collection)?;
             writeln!(io::stdout(), "removed collection {collection}")?;
             Ok(())
         }
     }
+}
+
+/// Chunks longer than the embedder reads would be cut short when embedded: refused before any
+/// work. (Its counts include the two special tokens, as the embedder's window does.)
+fn check_chunk_size(chunk: &ChunkOptions, embedder: &Embedder) -> anyhow::Result<()> {
+    let window = embedder.max_seq_length();
+    anyhow::ensure!(
+        chunk.max_tokens <= window,
+        "--chunk-tokens {} is more than the embedder {} reads ({window} tokens): longer chunks would be cut \
+         short when embedded",
+        chunk.max_tokens,
+        embedder.name()
+    );
+    Ok(())
 }
 
 /// A progress bar over files, with chunks stored and their rate in its message.

@@ -66,6 +66,7 @@ pub fn summarize(args: &SummarizeArgs) -> anyhow::Result<()> {
     let article = std::fs::read_to_string(&args.file)
         .map_err(|e| anyhow::anyhow!("cannot read the article {}: {e}", args.file.display()))?;
     let options = CodOptions { rounds: args.rounds, words: args.words, params: args.gen.params()? };
+    options.check(&article).map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
     let model = args.gen.model.load()?.model;
     let report = block_on(cod::summarize(model.as_ref(), &article, &options))?;
     if args.json {
@@ -112,6 +113,7 @@ pub fn answer(args: &AnswerArgs) -> anyhow::Result<()> {
         params: args.gen.params()?,
         ..SotOptions::default()
     };
+    options.validate()?;
     // One sequence per point, so that a local model expands every point in one batch.
     let load = LoadOptions { sequences: Some(options.max_points), ..args.gen.model.load_options() };
     let loaded = load_model(&resolver()?, args.gen.model.name(), load)?;

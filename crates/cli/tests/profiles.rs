@@ -312,3 +312,48 @@ fn eval_run_refuses_a_bad_spec_before_any_call() {
     assert!(err.contains("rows.jsonl:1: equals compares with the row's expected value"), "{err}");
     assert!(server.requests().is_empty());
 }
+
+#[test]
+fn a_local_profile_that_cannot_load_falls_back_and_is_named() {
+    let server = Server::start(vec![answer("From the fallback.")]);
+    let broken = "[models.broken]\nbackend = \"local\"\nmodel = \"/no/such/model.gguf\"\nfallback = [\"spare\"]\n";
+    let dir = project(&(broken.to_owned() + &remote("spare", &server, "")));
+    let output = temper(dir.path(), &["ask", "--model", "broken", "--json", "Hi"]);
+    let json: Value = serde_json::from_str(&ok(&output)).unwrap();
+    assert_eq!((json["text"].as_str(), json["model"].as_str()), (Some("From the fallback."), Some("spare")));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`broken` of profile `broken` cannot be loaded (no such file: /no/such/model.gguf); trying `spare`"),
+        "{stderr}"
+    );
+
+    // Every member failing: the profile is named with each reason.
+    let alone = "[models.alone]\nbackend = \"local\"\nmodel = \"/no/such/model.gguf\"\n";
+    let both = broken.replace("spare", "alone") + alone;
+    let dir = project(&both);
+    let err = failed(&temper(dir.path(), &["ask", "--model", "broken", "Hi"]));
+    assert!(
+        err.contains("profile `broken`: no model of its chain could be loaded: broken: no such file: /no/such/model.gguf; alone: no such file: /no/such/model.gguf"),
+        "{err}"
+    );
+    let err = failed(&temper(dir.path(), &["ask", "--model", "alone", "Hi"]));
+    assert!(err.starts_with("error: profile `alone`\n  caused by: no such file: /no/such/model.gguf"), "{err}");
+}
+
+#[test]
+fn a_bad_line_in_the_call_log_is_skipped_and_counted() {
+    let server = Server::start(vec![answer("Hi there!"), answer("Again.")]);
+    let dir = project(&remote("gpt", &server, ""));
+    ok(&temper(dir.path(), &["ask", "--model", "gpt", "Greet me"]));
+    // A line torn by a crash, without its newline: the next record must not be glued to it.
+    let log = dir.path().join("home/calls.jsonl");
+    let mut text = std::fs::read(&log).unwrap();
+    text.extend_from_slice(b"{\"unix_time\": 17, \"mod");
+    std::fs::write(&log, text).unwrap();
+    ok(&temper(dir.path(), &["ask", "--model", "gpt", "Greet me"]));
+    let output = temper(dir.path(), &["cost", "report", "--json"]);
+    let totals: Value = serde_json::from_str(&ok(&output)).unwrap();
+    assert_eq!(totals[0]["calls"], 2, "{totals}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("skipped 1 line of") && stderr.contains("calls.jsonl that is not a call record (line 2: "), "{stderr}");
+}

@@ -51,3 +51,16 @@ impl Error {
         Error::Io { context: context.into(), source }
     }
 }
+
+/// An error and every cause below it, on one line (`Display` of most errors shows only the
+/// top, which alone may say no more than "error sending request").
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

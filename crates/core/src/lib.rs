@@ -7,7 +7,7 @@ mod params;
 mod response;
 mod tools;
 
-pub use error::{Error, Result};
+pub use error::{error_chain, Error, Result};
 pub use message::{Message, Role};
 pub use model::{collect_response, ChatModel, ChatRequest, CompletionRequest, EmbeddingModel, EventStream};
 pub use params::GenerationParams;

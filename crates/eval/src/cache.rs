@@ -40,27 +40,40 @@ impl Cache {
                 .map_err(|e| error(format!("cannot create {}: {e}", dir.display())))?;
         }
         let connection = Connection::open(path).map_err(|e| error(e.to_string()))?;
-        let setup = || -> rusqlite::Result<()> {
-            connection.busy_timeout(Duration::from_secs(10))?;
-            connection.execute_batch(
-                "CREATE TABLE IF NOT EXISTS calls (
-                    key TEXT PRIMARY KEY,
-                    model TEXT NOT NULL,
-                    response TEXT NOT NULL,
-                    latency_ms REAL NOT NULL,
-                    created_at INTEGER NOT NULL
-                )",
-            )?;
+        let setup = || -> std::result::Result<(), String> {
+            let sql = |e: rusqlite::Error| e.to_string();
+            connection.busy_timeout(Duration::from_secs(10)).map_err(sql)?;
+            // Another program's database is refused before anything is written to it.
+            let (tables, ours): (i64, i64) = connection
+                .query_row(
+                    "SELECT count(*), count(*) FILTER (WHERE name = 'calls') FROM sqlite_master WHERE type = 'table'",
+                    [],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .map_err(sql)?;
+            if tables > ours {
+                return Err("it is a database of something else".into());
+            }
+            connection
+                .execute_batch(
+                    "CREATE TABLE IF NOT EXISTS calls (
+                        key TEXT PRIMARY KEY,
+                        model TEXT NOT NULL,
+                        response TEXT NOT NULL,
+                        latency_ms REAL NOT NULL,
+                        created_at INTEGER NOT NULL
+                    )",
+                )
+                .map_err(sql)?;
             // A table of the same name with other columns is not this cache.
             connection
                 .query_row("SELECT key, model, response, latency_ms FROM calls LIMIT 1", [], |_| Ok(()))
-                .optional()?;
+                .optional()
+                .map_err(sql)?;
             Ok(())
         };
-        setup().map_err(|e| {
-            error(format!(
-                "not a usable cache ({e}); it was left as it is: move it away, or run with --no-cache"
-            ))
+        setup().map_err(|why| {
+            error(format!("not a usable cache ({why}); it was left as it is: move it away, or run with --no-cache"))
         })?;
         Ok(Cache { path: path.to_owned(), connection: Mutex::new(connection) })
     }
@@ -148,6 +161,19 @@ mod tests {
         let cache = Cache::open(&path).unwrap();
         assert_eq!(cache.get("k").unwrap(), Some(call));
         assert_eq!(cache.get("other").unwrap(), None);
+    }
+
+    #[test]
+    fn another_programs_database_is_refused_and_not_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("other.db");
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("CREATE TABLE notes (x TEXT); INSERT INTO notes VALUES ('mine');").unwrap();
+        drop(other);
+        let before = std::fs::read(&path).unwrap();
+        let err = Cache::open(&path).err().expect("refused").to_string();
+        assert!(err.contains("not a usable cache (it is a database of something else)"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), before, "no table was added");
     }
 
     #[test]

@@ -51,10 +51,16 @@ pub fn load(path: &Path, expected: &str) -> Result<Vec<Row>> {
     let bytes = std::fs::read(path).map_err(|e| {
         EvalError::invalid(path.display().to_string(), format!("cannot read the dataset: {e}"))
     })?;
+    parse(path, &bytes, expected)
+}
+
+/// The rows of `bytes`, the contents of the dataset file at `path` (its extension says the
+/// format; it is named in errors), as [`load`] reads them.
+pub fn parse(path: &Path, bytes: &[u8], expected: &str) -> Result<Vec<Row>> {
     let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     let rows = match extension.as_str() {
-        "jsonl" | "ndjson" => jsonl(path, &bytes, expected)?,
-        "csv" => csv(path, &bytes, expected)?,
+        "jsonl" | "ndjson" => jsonl(path, bytes, expected)?,
+        "csv" => csv(path, bytes, expected)?,
         _ => {
             return Err(EvalError::invalid(
                 path.display().to_string(),

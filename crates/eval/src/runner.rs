@@ -156,6 +156,17 @@ impl Evaluator {
             .zip(targets)
             .enumerate()
             .map(|(index, (row, targets))| {
+                // The prompt file's [vars] are samples for `prompt run`: a row graded with them
+                // would be graded on text it does not hold.
+                let missing = variant.prompt.missing_variables(&row.vars);
+                if !missing.is_empty() {
+                    let names: Vec<String> = missing.iter().map(|name| format!("`{name}`")).collect();
+                    return Err(row.error(format!(
+                        "no {} for the prompt {} (a row must give every variable its template uses)",
+                        names.join(", "),
+                        variant.prompt.path.display()
+                    )));
+                }
                 let prompt = variant.prompt.prompt(&row.vars).map_err(|e| row.error(e.to_string()))?;
                 let messages =
                     prompt.messages(&[], &Layout::default()).map_err(|e| row.error(e.to_string()))?;

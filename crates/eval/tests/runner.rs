@@ -165,9 +165,20 @@ fn bad_rows_fail_before_any_model_call() {
     let evaluator = evaluator(model.clone(), settings(vec![assertion("equals", None, 1.0)]), None);
     let variants = [variant("Review: {{ review }}"), variant("Review: {{ text }}")];
     let err = block_on(evaluator.evaluate_all(&variants, &rows())).unwrap_err().to_string();
-    assert!(err.starts_with("rows.jsonl:1: label.toml:2:"), "{err}");
-    assert!(err.contains("`text` is undefined"), "{err}");
+    assert!(err.starts_with("rows.jsonl:1: no `text` for the prompt label.toml"), "{err}");
     assert_eq!(calls(&model), 0, "nothing is asked when a row of any variant cannot be rendered");
+
+    // The prompt file's sample value is not data: a row without the variable is an error, not
+    // a grade of the sample's answer.
+    let mut sampled = variant("Review: {{ review }}");
+    let text = "template = \"Review: {{ review }}\"\n[vars]\nreview = \"Great sample\"\n";
+    sampled.prompt = PromptFile::parse(Path::new("label.toml"), text).unwrap();
+    let mut rows_without = rows();
+    rows_without[2].vars.clear();
+    rows_without[2].source = "rows.jsonl:3".into();
+    let err = block_on(evaluator.evaluate(&sampled, &rows_without)).unwrap_err().to_string();
+    assert!(err.starts_with("rows.jsonl:3: no `review` for the prompt label.toml"), "{err}");
+    assert_eq!(calls(&model), 0);
 
     let mut no_expected = rows();
     no_expected[1].expected = None;

@@ -82,14 +82,28 @@ pub struct CallLog {
     path: PathBuf,
 }
 
-/// A line of the log that is not a record.
+/// The call log could not be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CallLogError {
     #[error("cannot {action} the call log {}: {source}", path.display())]
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
-    #[error("{}:{line}: not a call record: {reason}", path.display())]
-    BadLine { path: PathBuf, line: usize, reason: String },
+}
+
+/// A line of the log that is not a record: skipped when reading, and counted.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BadLine {
+    /// 1-based.
+    pub line: usize,
+    pub reason: String,
+}
+
+/// What the log holds: its records, and the lines that are not records (a line torn by a full
+/// disk or a crash, or one edited by hand). One bad line loses only itself.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CallLogContents {
+    pub records: Vec<CallRecord>,
+    pub bad_lines: Vec<BadLine>,
 }
 
 impl CallLog {
@@ -102,41 +116,61 @@ impl CallLog {
         &self.path
     }
 
-    /// Appends one record (one `write` of one line, so concurrent writers do not interleave).
+    /// Appends one record as one whole line (one `write`, so concurrent writers do not
+    /// interleave). A last line left without its newline (by a crash or a full disk) is ended
+    /// first, so the record is not glued to it.
     pub fn append(&self, record: &CallRecord) -> Result<(), CallLogError> {
         let io = |action| move |source| CallLogError::Io { action, path: self.path.clone(), source };
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(io("create the directory of"))?;
         }
-        let mut line = serde_json::to_string(record).map_err(|e| CallLogError::BadLine {
-            path: self.path.clone(),
-            line: 0,
-            reason: e.to_string(),
-        })?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(io("open"))?;
+        let mut line = String::new();
+        if !ends_with_newline(&mut file).map_err(io("read"))? {
+            line.push('\n');
+        }
+        // A record is plain data: it always serializes.
+        line.push_str(&serde_json::to_string(record).unwrap_or_default());
         line.push('\n');
-        let mut file = OpenOptions::new().create(true).append(true).open(&self.path).map_err(io("open"))?;
         file.write_all(line.as_bytes()).map_err(io("write to"))
     }
 
-    /// Every record; no file means no calls yet.
-    pub fn read(&self) -> Result<Vec<CallRecord>, CallLogError> {
-        let text = match std::fs::read_to_string(&self.path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+    /// Every record, and the lines that are not records; no file means no calls yet.
+    pub fn read(&self) -> Result<CallLogContents, CallLogError> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(CallLogContents::default()),
             Err(source) => return Err(CallLogError::Io { action: "read", path: self.path.clone(), source }),
         };
-        text.lines()
-            .enumerate()
-            .filter(|(_, line)| !line.trim().is_empty())
-            .map(|(i, line)| {
-                serde_json::from_str(line).map_err(|e| CallLogError::BadLine {
-                    path: self.path.clone(),
-                    line: i + 1,
-                    reason: e.to_string(),
-                })
-            })
-            .collect()
+        let mut contents = CallLogContents::default();
+        for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match serde_json::from_slice(line) {
+                Ok(record) => contents.records.push(record),
+                Err(e) => contents.bad_lines.push(BadLine { line: i + 1, reason: e.to_string() }),
+            }
+        }
+        Ok(contents)
     }
+}
+
+/// True when `file` is empty or its last byte is a newline.
+fn ends_with_newline(file: &mut std::fs::File) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    if file.seek(SeekFrom::End(0))? == 0 {
+        return Ok(true);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8];
+    file.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
 }
 
 /// The calls of one model on one day.
@@ -292,7 +326,7 @@ mod tests {
     fn log_and_report() {
         let home = tempfile::tempdir().unwrap();
         let log = CallLog::in_home(home.path());
-        assert_eq!(log.read().unwrap(), vec![]);
+        assert_eq!(log.read().unwrap(), CallLogContents::default());
         let day1 = 19_723 * 86_400;
         let record = |t: u64, model: &str, p: u32, c: u32, cost: Option<f64>| CallRecord {
             unix_time: t,
@@ -312,8 +346,8 @@ mod tests {
         for r in &records {
             log.append(r).unwrap();
         }
-        assert_eq!(log.read().unwrap(), records);
-        let totals = report(&log.read().unwrap());
+        assert_eq!(log.read().unwrap().records, records);
+        let totals = report(&log.read().unwrap().records);
         assert_eq!(totals.len(), 3);
         assert_eq!((totals[0].day.as_str(), totals[0].model.as_str()), ("2024-01-01", "gpt-mini"));
         assert_eq!((totals[0].calls, totals[0].prompt_tokens, totals[0].completion_tokens), (2, 300, 60));
@@ -322,8 +356,24 @@ mod tests {
         assert_eq!((totals[1].model.as_str(), totals[1].unpriced_calls), ("local", 1));
         assert_eq!((totals[2].day.as_str(), totals[2].calls), ("2024-01-02", 1));
 
-        std::fs::write(log.path(), "{\"unix_time\": 1}\n").unwrap();
-        let err = log.read().unwrap_err().to_string();
-        assert!(err.contains("calls.jsonl:1") && err.contains("model"), "{err}");
+    }
+
+    #[test]
+    fn bad_lines_are_skipped_and_counted_and_a_torn_line_is_not_glued_to_the_next() {
+        let home = tempfile::tempdir().unwrap();
+        let log = CallLog::in_home(home.path());
+        let good = CallRecord::now("local", &Usage { prompt_tokens: 3, completion_tokens: 4 }, None);
+        // A record without its model, control bytes, bytes that are not UTF-8, and a last line
+        // torn mid-record.
+        std::fs::write(log.path(), b"{\"unix_time\": 1}\n\x00\x01\n\xff\xfe\n{\"unix_time\": 5, \"mod").unwrap();
+        log.append(&good).unwrap();
+        log.append(&good).unwrap();
+        let contents = log.read().unwrap();
+        assert_eq!(contents.records, vec![good.clone(), good]);
+        let lines: Vec<usize> = contents.bad_lines.iter().map(|b| b.line).collect();
+        assert_eq!(lines, vec![1, 2, 3, 4]);
+        assert!(contents.bad_lines[0].reason.contains("model"), "{:?}", contents.bad_lines);
+        let bytes = std::fs::read(log.path()).unwrap();
+        assert!(bytes.ends_with(b"\n") && bytes.split(|&b| b == b'\n').count() == 7, "whole lines only");
     }
 }

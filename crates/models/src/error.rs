@@ -12,9 +12,21 @@ pub enum StoreError {
     #[error("no such file: {}", path.display())]
     NoSuchFile { path: PathBuf },
 
+    /// A path-like model argument that exists but is neither a file nor a folder (a device, a
+    /// pipe): nothing a model can be read from.
+    #[error("{} is not a regular file; a model is a GGUF file (or an embedder's folder)", path.display())]
+    NotAModelFile { path: PathBuf },
+
     /// An operation on an installed model when the model is not installed.
-    #[error("model `{name}` is not installed (pull it with `temper pull {name}`)")]
+    #[error(
+        "model `{name}` is not installed (`temper models list` shows what is; `temper models pull {name}` installs it)"
+    )]
     NotInstalled { name: String },
+
+    /// An installed model whose files are not what the catalog says: cut short, missing, or
+    /// changed.
+    #[error("model `{name}` is damaged: {reason}; `temper models pull {name}` repairs it")]
+    Damaged { name: String, reason: String },
 
     #[error("cannot find the home directory for the model store; set TEMPER_HOME (or HOME)")]
     NoHome,

@@ -37,13 +37,16 @@ impl Pip {
             command: self.command.clone(),
             detail: "the command is empty".to_owned(),
         })?;
-        Command::new(program)
+        let mut command = Command::new(program);
+        command
             .args(words)
             .args(args)
             // No prompts (there is nobody to answer) and no self-update check.
             .env("PIP_NO_INPUT", "1")
             .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
-            .stdin(Stdio::null())
+            .stdin(Stdio::null());
+        end_with_this_thread(&mut command);
+        command
             .output()
             .map_err(|e| StoreError::PipNotFound { command: self.command.clone(), detail: e.to_string() })
     }
@@ -97,6 +100,32 @@ impl Pip {
         }
     }
 }
+
+/// Has the kernel kill the child when the thread that starts it ends: a pull stopped by
+/// SIGTERM or SIGKILL leaves no pip downloading on its own. (The thread waits for pip, so it
+/// outlives it in every other case.)
+#[cfg(target_os = "linux")]
+fn end_with_this_thread(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id();
+    // SAFETY: the hook runs in the child between fork and exec, where only async-signal-safe
+    // calls are allowed: prctl and getppid are, and nothing here allocates or takes a lock.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before the request took effect.
+            if libc::getppid() as u32 != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn end_with_this_thread(_command: &mut Command) {}
 
 /// The last lines pip wrote to stderr (or stdout, when stderr is empty), for error messages.
 fn tail(output: &Output) -> String {

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use temper_core::GenerationParams;
-use temper_providers::{ApiKey, ProviderConfig, TokenCounter, UnsupportedParams, Vendor, WarningSink};
+use temper_providers::{
+    ApiKey, ProviderConfig, TokenCounter, UnsupportedParams, Vendor, WarningSink, MAX_RETRIES,
+};
 
 use crate::cost::Prices;
 
@@ -126,8 +128,10 @@ impl Profile {
         config.api_key =
             self.api_key_env.as_deref().map(ApiKey::from_env).transpose().map_err(backend_error)?;
         if let Some(seconds) = self.timeout_secs {
-            config.timeouts.response = Duration::from_secs_f64(seconds);
-            config.timeouts.idle = Duration::from_secs_f64(seconds);
+            let timeout = Duration::from_secs_f64(seconds);
+            config.timeouts.response = timeout;
+            config.timeouts.idle = timeout;
+            config.timeouts.total = config.timeouts.total.max(timeout);
         }
         if let Some(retries) = self.max_retries {
             config.retry.max_retries = retries;
@@ -153,6 +157,12 @@ impl Profile {
         }
         if self.timeout_secs.is_some_and(|t| !t.is_finite() || t <= 0.0) {
             return Err("timeout_secs must be more than 0".into());
+        }
+        if self.max_retries.is_some_and(|r| r > MAX_RETRIES) {
+            return Err(format!(
+                "max_retries must be at most {MAX_RETRIES}: with backoff of up to 20 s a retry, more would keep \
+                 a failing request going for many minutes"
+            ));
         }
         if self.model.trim().is_empty() {
             return Err("model must not be empty".into());
@@ -303,6 +313,11 @@ model = "smollm2-135m-instruct"
         assert!(err.contains("input_price_per_mtok"), "{err}");
         let err = parse("[models.a]\nbackend = \"openai\"\nmodel = \"x\"\n").unwrap_err().to_string();
         assert!(err.contains("api_key_env"), "{err}");
+        let err = parse("[models.a]\nbackend = \"ollama\"\nmodel = \"x\"\nmax_retries = 1000000\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("profile `a`") && err.contains("max_retries must be at most 10"), "{err}");
+        assert!(parse("[models.a]\nbackend = \"ollama\"\nmodel = \"x\"\nmax_retries = 10\n").is_ok());
     }
 
     #[test]

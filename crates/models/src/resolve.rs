@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use temper_core::{ChatModel, EmbeddingModel};
+use temper_core::{error_chain, ChatModel, EmbeddingModel};
 use temper_embed::{EmbedOptions, Embedder};
 use temper_engine::gguf::Gguf;
 use temper_engine::tokenizer::Tokenizer;
@@ -13,7 +13,7 @@ use temper_engine::{LoadOptions, LocalModel};
 use temper_providers::{HttpEmbedder, HttpModel, ProviderConfig, ProviderError, TokenCounter, WarningSink};
 
 use crate::cost::CallLog;
-use crate::DEFAULT_CHAT_MODEL;
+use crate::{find, ModelKind, DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL};
 use crate::{Fallback, Metered, ModelStore, Profile, ProfileError, Profiles, PullProgress, StoreError};
 
 /// Why a name could not become a model.
@@ -39,6 +39,33 @@ pub enum ResolveError {
         #[source]
         source: Box<ProviderError>,
     },
+
+    /// A profile whose model could not be loaded (the source says why).
+    #[error("profile `{name}`")]
+    InProfile {
+        name: String,
+        #[source]
+        source: Box<ResolveError>,
+    },
+
+    /// No model of a profile's fallback chain could be loaded.
+    #[error("profile `{name}`: no model of its chain could be loaded: {}", .failures.join("; "))]
+    ChainFailed { name: String, failures: Vec<String> },
+
+    /// A catalog model used for what it is not: an embedder as a chat model, or the reverse.
+    #[error("`{name}` is {is}; {wanted}")]
+    WrongKind { name: String, is: String, wanted: String },
+
+    /// A chat model given as a folder (a chat model is a GGUF file).
+    #[error("{} is a folder; a chat model is a GGUF file (a folder holds an embedding model)", path.display())]
+    FolderAsChatModel { path: PathBuf },
+
+    /// An embedding model given as a file (an embedding model is a folder).
+    #[error(
+        "{} is a file; an embedding model is a folder holding config.json, tokenizer.json and model.safetensors",
+        path.display()
+    )]
+    FileAsEmbedder { path: PathBuf },
 
     /// The model file was found but the engine cannot load it.
     #[error("cannot load model `{name}`")]
@@ -153,20 +180,42 @@ impl Resolver {
     /// Loads chat model `name` with its fallback chain, pulling catalog models with `progress`
     /// if needed. Every answer is priced (when the profile has prices) and logged for
     /// `temper cost report`.
+    ///
+    /// A member of a profile's chain that cannot be loaded (a missing file, a model the engine
+    /// refuses) is skipped with a warning, and the next one is tried; when none loads, the error
+    /// names the profile and says why each failed.
     pub fn chat(
         &self,
         name: &str,
         options: LoadOptions,
         progress: &dyn PullProgress,
     ) -> Result<Loaded, ResolveError> {
+        let chain = self.profiles.chain(name);
         let mut members = Vec::new();
         let mut local = None;
-        for member in self.profiles.chain(name) {
-            let loaded = self.chat_member(&member, options.clone(), progress)?;
+        let mut failures = Vec::new();
+        for (index, member) in chain.iter().enumerate() {
+            let loaded = match self.chat_member(member, options.clone(), progress) {
+                Ok(loaded) => loaded,
+                Err(err) if chain.len() == 1 => return Err(self.in_profile(name, err)),
+                Err(err) => {
+                    let reason = error_chain(&err);
+                    if let Some(next) = chain.get(index + 1) {
+                        (self.warnings)(format!(
+                            "`{member}` of profile `{name}` cannot be loaded ({reason}); trying `{next}`"
+                        ));
+                    }
+                    failures.push(format!("{member}: {reason}"));
+                    continue;
+                }
+            };
             if members.is_empty() {
                 local = loaded.local;
             }
             members.push(loaded.model);
+        }
+        if members.is_empty() {
+            return Err(ResolveError::ChainFailed { name: name.to_owned(), failures });
         }
         let model = match members.len() {
             1 => members.remove(0),
@@ -190,6 +239,15 @@ impl Resolver {
         loaded.local.ok_or_else(|| ResolveError::NotLocal { name: name.to_owned(), what: what.to_owned() })
     }
 
+    /// `err` as the failure of profile `name`, when `name` is a profile (its errors otherwise
+    /// speak of its model's file, which the user did not type).
+    fn in_profile(&self, name: &str, err: ResolveError) -> ResolveError {
+        match self.profiles.get(name) {
+            Some(_) => ResolveError::InProfile { name: name.to_owned(), source: Box::new(err) },
+            None => err,
+        }
+    }
+
     /// One model of a chain, metered under its name.
     fn chat_member(
         &self,
@@ -208,7 +266,17 @@ impl Resolver {
                 (Arc::new(model), None)
             }
             Target::Local(target) => {
+                if let Some(entry) = find(target).filter(|e| e.kind == ModelKind::Embedding) {
+                    return Err(ResolveError::WrongKind {
+                        name: entry.name.to_owned(),
+                        is: "an embedding model".into(),
+                        wanted: format!("this needs a chat model such as {DEFAULT_CHAT_MODEL}"),
+                    });
+                }
                 let path = self.path(target, profile.is_some(), progress)?;
+                if path.is_dir() {
+                    return Err(ResolveError::FolderAsChatModel { path });
+                }
                 let local = LocalModel::load(&path, name, options)
                     .map_err(|source| ResolveError::Load { name: name.to_owned(), source })?;
                 for warning in local.warnings() {
@@ -253,7 +321,17 @@ impl Resolver {
         options: EmbedOptions,
         progress: &dyn PullProgress,
     ) -> Result<Embedder, ResolveError> {
+        if let Some(entry) = find(name).filter(|e| e.kind != ModelKind::Embedding) {
+            return Err(ResolveError::WrongKind {
+                name: entry.name.to_owned(),
+                is: format!("a {} model", entry.kind),
+                wanted: format!("embeddings need an embedding model such as {DEFAULT_EMBEDDING_MODEL}"),
+            });
+        }
         let dir = self.path(name, from_profile, progress)?;
+        if !dir.is_dir() {
+            return Err(ResolveError::FileAsEmbedder { path: dir });
+        }
         Embedder::load(&dir, name, options)
             .map_err(|source| ResolveError::LoadEmbedder { name: name.to_owned(), source })
     }

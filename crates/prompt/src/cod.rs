@@ -40,6 +40,20 @@ pub struct CodOptions {
     pub params: GenerationParams,
 }
 
+impl CodOptions {
+    /// Refuses what cannot be summarized, before any model call: too few rounds or words, or
+    /// an article with no text.
+    pub fn check(&self, article: &str) -> Result<()> {
+        if self.rounds == 0 || self.words < 10 {
+            return Err(PromptError::invalid("chain of density", "needs at least 1 round and 10 words"));
+        }
+        if article.trim().is_empty() {
+            return Err(PromptError::invalid("article", "it is empty: there is nothing to summarize"));
+        }
+        Ok(())
+    }
+}
+
 impl Default for CodOptions {
     fn default() -> Self {
         CodOptions { rounds: 5, words: 80, params: GenerationParams::default() }
@@ -75,9 +89,7 @@ const SYSTEM: &str = "You help write dense summaries of articles.";
 
 /// Runs the chain of density over `article`.
 pub async fn summarize(model: &dyn ChatModel, article: &str, options: &CodOptions) -> Result<CodReport> {
-    if options.rounds == 0 || options.words < 10 {
-        return Err(PromptError::invalid("chain of density", "needs at least 1 round and 10 words"));
-    }
+    options.check(article)?;
     let article = article.trim();
     let mut report = CodReport::default();
     // Entities added so far; named by any round; named by a round whose summary failed.

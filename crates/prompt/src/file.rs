@@ -2,7 +2,7 @@
 //! with variables, a default model and parameters, an optional JSON-schema output format and
 //! test cases. Every error points at its line and column in the file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -188,6 +188,36 @@ impl PromptFile {
         Ok(PromptFile { system, examples, ..self.clone() })
     }
 
+    /// The variables the system message and the template read.
+    pub fn variables_used(&self) -> BTreeSet<String> {
+        let mut used = self.template.variables();
+        used.extend(self.system.iter().flat_map(Template::variables));
+        used
+    }
+
+    /// Refuses a variable given that the prompt does not read (a typo like `reveiw` would
+    /// otherwise go unnoticed while the file's sample value fills `review`), naming the one it
+    /// probably meant.
+    pub fn check_given(&self, given: &BTreeMap<String, Value>) -> Result<()> {
+        let used = self.variables_used();
+        let Some(unused) = given.keys().find(|name| !used.contains(*name)) else { return Ok(()) };
+        let reason = match closest(unused, &used) {
+            Some(meant) => format!("the prompt does not use `{unused}`; did you mean `{meant}`?"),
+            None if used.is_empty() => format!("the prompt does not use `{unused}`: it has no variables"),
+            None => format!(
+                "the prompt does not use `{unused}`; it uses {}",
+                used.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")
+            ),
+        };
+        Err(PromptError::invalid(format!("variable `{unused}` of {}", self.path.display()), reason))
+    }
+
+    /// The variables of `vars` that the prompt reads but `vars` lacks: what a dataset row must
+    /// not leave out, since the file's sample values are not data.
+    pub fn missing_variables(&self, vars: &BTreeMap<String, Value>) -> Vec<String> {
+        self.variables_used().into_iter().filter(|name| !vars.contains_key(name)).collect()
+    }
+
     /// The file's default variables overridden by `overrides`.
     pub fn variables(&self, overrides: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
         let mut vars = self.vars.clone();
@@ -206,6 +236,38 @@ pub fn parse_vars(args: &[String]) -> Result<BTreeMap<String, Value>> {
             _ => Err(PromptError::invalid("variable", format!("`{arg}` is not NAME=VALUE"))),
         })
         .collect()
+}
+
+/// The name of `names` nearest to `typed`, if it is near enough to be a typo (an edit
+/// distance of at most a third of its length, and at least 1).
+fn closest<'a>(typed: &str, names: &'a BTreeSet<String>) -> Option<&'a str> {
+    let limit = (typed.chars().count() / 3).max(1);
+    names
+        .iter()
+        .map(|name| (edit_distance(typed, name), name))
+        .filter(|&(distance, _)| distance <= limit)
+        .min()
+        .map(|(_, name)| name.as_str())
+}
+
+/// Levenshtein distance, with a swap of two neighbours counting once (`reveiw` → `review`).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    // Rows i-2, i-1 and i of the table.
+    let mut before: Vec<usize> = Vec::new();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut row = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let substitution = previous[j - 1] + usize::from(a[i - 1] != b[j - 1]);
+            row[j] = substitution.min(previous[j] + 1).min(row[j - 1] + 1);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                row[j] = row[j].min(before[j - 2] + 1);
+            }
+        }
+        before = std::mem::replace(&mut previous, row);
+    }
+    previous[b.len()]
 }
 
 /// The 1-based line and column (in characters) of a byte offset.
@@ -240,6 +302,34 @@ mod tests {
 
     fn parse(text: &str) -> Result<PromptFile> {
         PromptFile::parse(Path::new("p.toml"), text)
+    }
+
+    #[test]
+    fn a_variable_the_prompt_does_not_use_is_refused_with_the_one_meant() {
+        let file = parse(
+            "system = \"You review {{ product }}.\"\ntemplate = \"{% set n = 2 %}{{ review }} {{ n }} {% for i in range(n) %}{{ i }}{% endfor %}\"\n[vars]\nreview = \"x\"\n",
+        )
+        .unwrap();
+        let used: Vec<String> = file.variables_used().into_iter().collect();
+        assert_eq!(used, ["product", "review"], "not what it sets, nor its loop variables or functions");
+        let given = |name: &str| BTreeMap::from([(name.to_owned(), Value::from("v"))]);
+        assert!(file.check_given(&given("review")).is_ok());
+        let err = file.check_given(&given("reveiw")).unwrap_err().to_string();
+        assert_eq!(err, "invalid variable `reveiw` of p.toml: the prompt does not use `reveiw`; did you mean `review`?");
+        let err = file.check_given(&given("topic")).unwrap_err().to_string();
+        assert!(err.ends_with("the prompt does not use `topic`; it uses `product`, `review`"), "{err}");
+        let plain = parse("template = \"Hello\"").unwrap();
+        let err = plain.check_given(&given("x")).unwrap_err().to_string();
+        assert!(err.ends_with("it has no variables"), "{err}");
+        assert_eq!(file.missing_variables(&given("review")), ["product"]);
+    }
+
+    #[test]
+    fn edit_distance_counts_a_swap_once() {
+        assert_eq!(edit_distance("reveiw", "review"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("café", "cafe"), 1);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use temper_core::{ChatModel, ChatResponse, GenerationParams, Message};
 
 use crate::retry::{ask_until, Retry, ATTEMPTS};
 use crate::run::generate;
-use crate::Result;
+use crate::{PromptError, Result};
 
 /// How a skeleton-of-thought answer is made.
 #[derive(Clone, Debug)]
@@ -35,6 +35,22 @@ pub struct SotOptions {
     /// model. The caller's own `params.repeat_penalty` comes first.
     pub skeleton_repeat_penalty: Option<f32>,
     pub params: GenerationParams,
+}
+
+impl SotOptions {
+    /// Refuses options that cannot give an answer, before any model call.
+    pub fn validate(&self) -> Result<()> {
+        if self.point_tokens == 0 {
+            return Err(PromptError::invalid("point tokens", "must be at least 1: a point needs room to be expanded"));
+        }
+        if self.min_points == 0 || self.min_points > self.max_points {
+            return Err(PromptError::invalid(
+                "points",
+                format!("need 1 ≤ min_points ≤ max_points, got {} and {}", self.min_points, self.max_points),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for SotOptions {
@@ -117,6 +133,7 @@ point, in one or two sentences.";
 
 /// Answers `question` by skeleton of thought.
 pub async fn answer(model: &dyn ChatModel, question: &str, options: &SotOptions) -> Result<SotAnswer> {
+    options.validate()?;
     let started = Instant::now();
     let points = skeleton(model, question, options).await?;
     let skeleton_ms = ms(started);

@@ -1,7 +1,7 @@
 //! Templates of a prompt file (minijinja), with errors mapped back to the file's lines: a
 //! template's line 3 is the file's line where the string starts plus 2.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -54,6 +54,20 @@ impl Template {
         let env = self.environment();
         let template = env.template_from_str(&self.source).map_err(|e| self.error(&e))?;
         template.render(vars).map_err(|e| self.error(&e))
+    }
+
+    /// The variables the template reads (not those it sets itself, nor functions such as
+    /// `range`).
+    pub fn variables(&self) -> BTreeSet<String> {
+        let env = self.environment();
+        let globals: BTreeSet<&str> = env.globals().map(|(name, _)| name).collect();
+        // The syntax was checked when the template was made.
+        env.template_from_str(&self.source)
+            .map(|t| t.undeclared_variables(false))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|name| !globals.contains(name.as_str()))
+            .collect()
     }
 
     fn environment(&self) -> Environment<'static> {

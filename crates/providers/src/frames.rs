@@ -15,26 +15,44 @@ pub(crate) struct Frame {
     pub data: String,
 }
 
-/// Buffers bytes until a whole frame has arrived.
+/// The longest frame accepted: far beyond any real event, short of exhausting memory when a
+/// server sends a line that never ends.
+pub(crate) const MAX_FRAME_BYTES: usize = 16 << 20;
+
+/// Buffers bytes until a whole frame has arrived. Every byte is examined once, however the
+/// body is split, so a long frame costs linear time.
 #[derive(Debug)]
 pub(crate) struct Decoder {
     framing: Framing,
     buffer: Vec<u8>,
+    /// How much of `buffer` has been searched for the end of a frame.
+    scanned: usize,
 }
 
 impl Decoder {
     pub(crate) fn new(framing: Framing) -> Decoder {
-        Decoder { framing, buffer: Vec::new() }
+        Decoder { framing, buffer: Vec::new(), scanned: 0 }
     }
 
-    /// The frames completed by `bytes`; a frame that is not UTF-8 is an error.
+    /// The frames completed by `bytes`; a frame that is not UTF-8, or longer than
+    /// [`MAX_FRAME_BYTES`], is an error.
     pub(crate) fn push(&mut self, bytes: &[u8]) -> Result<Vec<Frame>, String> {
         self.buffer.extend_from_slice(bytes);
         let mut frames = Vec::new();
-        while let Some((end, skip)) = self.boundary() {
-            let raw: Vec<u8> = self.buffer.drain(..end + skip).take(end).collect();
-            let text = String::from_utf8(raw).map_err(|e| format!("an event is not UTF-8: {e}"))?;
-            frames.extend(self.frame(&text));
+        let mut start = 0;
+        while let Some((end, next)) = self.boundary(start) {
+            let text = std::str::from_utf8(&self.buffer[start..end])
+                .map_err(|e| format!("an event is not UTF-8: {e}"))?;
+            frames.extend(self.frame(text));
+            start = next;
+        }
+        self.buffer.drain(..start);
+        self.scanned -= start;
+        if self.buffer.len() > MAX_FRAME_BYTES {
+            return Err(format!(
+                "an event is longer than {} MiB without ending; the server is not sending a stream Temper reads",
+                MAX_FRAME_BYTES >> 20
+            ));
         }
         Ok(frames)
     }
@@ -48,19 +66,29 @@ impl Decoder {
         }
     }
 
-    /// Where the first complete frame ends and how long its terminator is.
-    fn boundary(&self) -> Option<(usize, usize)> {
-        match self.framing {
-            Framing::Ndjson => self.buffer.iter().position(|&b| b == b'\n').map(|at| (at, 1)),
-            Framing::Sse => {
-                let lf = self.buffer.windows(2).position(|w| w == b"\n\n").map(|at| (at, 2));
-                let crlf = self.buffer.windows(4).position(|w| w == b"\r\n\r\n").map(|at| (at, 4));
-                match (lf, crlf) {
-                    (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
-                    (a, b) => a.or(b),
-                }
+    /// The end of the first complete frame at or after `start`, and where the next one starts.
+    /// A frame ends at a newline (NDJSON) or a blank line (SSE: `\n\n` or `\r\n\r\n`), so only
+    /// newlines not yet seen are looked at, each with the bytes just before it.
+    fn boundary(&mut self, start: usize) -> Option<(usize, usize)> {
+        let from = self.scanned.max(start);
+        for (offset, _) in self.buffer[from..].iter().enumerate().filter(|(_, &b)| b == b'\n') {
+            let at = from + offset;
+            let ends = |terminator: &[u8]| {
+                at + 1 >= start + terminator.len() && self.buffer[..=at].ends_with(terminator)
+            };
+            let found = match self.framing {
+                Framing::Ndjson => Some(at),
+                Framing::Sse if ends(b"\r\n\r\n") => Some(at - 3),
+                Framing::Sse if ends(b"\n\n") => Some(at - 1),
+                Framing::Sse => None,
+            };
+            if let Some(end) = found {
+                self.scanned = at + 1;
+                return Some((end, at + 1));
             }
         }
+        self.scanned = self.buffer.len();
+        None
     }
 
     fn frame(&self, text: &str) -> Option<Frame> {
@@ -131,6 +159,50 @@ mod tests {
         assert!(decoder.finish().is_err());
         assert_eq!(decoder.push(b":2}\n").unwrap().len(), 1);
         assert!(decoder.finish().is_ok());
+    }
+
+    /// The frames of `body` pushed in pieces of `size` bytes.
+    fn decode(framing: Framing, body: &[u8], size: usize) -> Result<Vec<Frame>, String> {
+        let mut decoder = Decoder::new(framing);
+        let mut frames = Vec::new();
+        for piece in body.chunks(size.max(1)) {
+            frames.extend(decoder.push(piece)?);
+        }
+        decoder.finish()?;
+        Ok(frames)
+    }
+
+    #[test]
+    fn frames_do_not_depend_on_how_the_body_is_split() {
+        let sse = b"data: a\n\n\n\ndata: b\r\n\r\nevent: e\ndata: c\ndata: d\n\n: ping\n\n";
+        let whole = decode(Framing::Sse, sse, sse.len()).unwrap();
+        assert_eq!(whole.iter().map(|f| f.data.as_str()).collect::<Vec<_>>(), ["a", "b", "c\nd"]);
+        let ndjson = b"{\"a\":1}\r\n\n{\"b\":2}\n";
+        let lines = decode(Framing::Ndjson, ndjson, ndjson.len()).unwrap();
+        for size in 1..8 {
+            assert_eq!(decode(Framing::Sse, sse, size).unwrap(), whole, "pieces of {size}");
+            assert_eq!(decode(Framing::Ndjson, ndjson, size).unwrap(), lines, "pieces of {size}");
+        }
+    }
+
+    #[test]
+    fn a_long_line_is_read_in_linear_time_and_an_endless_one_is_refused() {
+        // 8 MiB arriving in 1 KiB pieces: quadratic scanning would take minutes.
+        let started = std::time::Instant::now();
+        let mut decoder = Decoder::new(Framing::Sse);
+        let piece = [b'x'; 1024];
+        decoder.push(b"data: ").unwrap();
+        for _ in 0..8 << 10 {
+            assert!(decoder.push(&piece).unwrap().is_empty());
+        }
+        let frames = decoder.push(b"\n\n").unwrap();
+        assert_eq!(frames[0].data.len(), 8 << 20);
+        assert!(started.elapsed().as_secs_f64() < 2.0, "took {:?}", started.elapsed());
+
+        let mut decoder = Decoder::new(Framing::Ndjson);
+        let big = vec![b'x'; 1 << 20];
+        let err = (0..=MAX_FRAME_BYTES >> 20).find_map(|_| decoder.push(&big).err()).expect("refused");
+        assert!(err.contains("longer than 16 MiB"), "{err}");
     }
 
     #[test]

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 
+pub(crate) use temper_core::error_chain;
+
 use crate::frames::preview;
 use crate::retry::parse_retry_after;
 use crate::{vendors, ProviderError, Shared};
@@ -17,6 +19,9 @@ pub struct Timeouts {
     pub response: Duration,
     /// Between two pieces of a streamed body: a stream that goes quiet this long is broken.
     pub idle: Duration,
+    /// From sending the request to the end of a streamed answer: a server that trickles a byte
+    /// now and then, never quiet for `idle`, is cut off here.
+    pub total: Duration,
 }
 
 impl Default for Timeouts {
@@ -25,6 +30,7 @@ impl Default for Timeouts {
             connect: Duration::from_secs(10),
             response: Duration::from_secs(120),
             idle: Duration::from_secs(60),
+            total: Duration::from_secs(600),
         }
     }
 }
@@ -138,17 +144,4 @@ async fn attempt(
     };
     let message = shared.scrub(&message);
     Err((ProviderError::Http { vendor, url, status: status.as_u16(), message, attempts: 1 }, retry_after))
-}
-
-/// An error and its causes on one line (reqwest's own message alone says only "error sending
-/// request").
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -3,6 +3,8 @@
 mod embeddings;
 mod error;
 mod frames;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod http;
 mod params;
 mod retry;
@@ -20,7 +22,7 @@ pub use embeddings::HttpEmbedder;
 pub use error::ProviderError;
 pub use http::Timeouts;
 pub use params::UnsupportedParams;
-pub use retry::{BreakerPolicy, RetryPolicy};
+pub use retry::{BreakerPolicy, RetryPolicy, MAX_RETRIES};
 pub use secret::ApiKey;
 pub use vendors::ANTHROPIC_DEFAULT_MAX_TOKENS;
 
@@ -178,7 +180,7 @@ impl Shared {
             key: config.api_key,
             client,
             timeouts: config.timeouts,
-            retry: config.retry,
+            retry: RetryPolicy { max_retries: config.retry.max_retries.min(MAX_RETRIES), ..config.retry },
             breaker: retry::Breaker::new(config.breaker),
             unsupported: config.unsupported,
             counter: config.counter,

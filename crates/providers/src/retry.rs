@@ -5,11 +5,15 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
+/// The most retries a policy makes: with backoff of up to 20 s a retry, more would keep a
+/// failing request going for many minutes rather than report it.
+pub const MAX_RETRIES: u32 = 10;
+
 /// How often and how patiently to retry a request that failed for a transient reason
 /// (HTTP 429, 5xx, a timeout, a broken connection).
 #[derive(Clone, Debug, PartialEq)]
 pub struct RetryPolicy {
-    /// Retries after the first attempt; 0 never retries.
+    /// Retries after the first attempt; 0 never retries. At most [`MAX_RETRIES`] are made.
     pub max_retries: u32,
     /// The wait before the first retry; each later wait doubles, up to `max_delay`.
     pub base_delay: Duration,

@@ -94,17 +94,17 @@ impl Run {
                 Some(Box::pin(response.bytes_stream().map(|chunk| chunk.map(|bytes| bytes.to_vec()))));
             return Ok(());
         };
-        let idle = self.shared.timeouts.idle;
-        let bytes = match tokio::time::timeout(idle, body.next()).await {
+        let timeouts = &self.shared.timeouts;
+        let left = timeouts.total.saturating_sub(self.started.elapsed());
+        let (wait, what, timeout) = if left < timeouts.idle {
+            (left, "the whole answer took too long", timeouts.total)
+        } else {
+            (timeouts.idle, "the stream went quiet", timeouts.idle)
+        };
+        let bytes = match tokio::time::timeout(wait, body.next()).await {
             Err(_) => {
                 let url = self.shared.url.clone();
-                return Err(ProviderError::Timeout {
-                    vendor,
-                    url,
-                    what: "the stream went quiet",
-                    timeout: idle,
-                    attempts: 1,
-                });
+                return Err(ProviderError::Timeout { vendor, url, what, timeout, attempts: 1 });
             }
             Ok(None) => {
                 self.decoder.finish().map_err(|reason| ProviderError::StreamBroken { vendor, reason })?;

@@ -175,6 +175,20 @@ async fn a_stream_that_goes_quiet_times_out() {
 }
 
 #[tokio::test]
+async fn a_stream_that_trickles_is_cut_off_at_the_total_timeout() {
+    // A piece every 0.3 s, never quiet for the 0.4 s idle timeout, for 6 s in all.
+    let hel = chunk("Hel");
+    let pieces = std::iter::repeat_n(hel.as_str(), 20).map(|c| (None, c));
+    let reply = Reply::stream("text/event-stream", sse(pieces)).paced(Duration::from_millis(300));
+    let (server, model) = server_model(vec![reply]);
+    let started = Instant::now();
+    let err = events(&model, hello()).await.unwrap_err();
+    assert!(err.contains("did not answer within 1.5 s (the whole answer took too long)"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[tokio::test]
 async fn malformed_json_in_the_stream_is_a_clear_error() {
     let hel = chunk("Hel");
     let reply =

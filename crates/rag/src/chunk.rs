@@ -1,7 +1,9 @@
 //! Token-aware recursive chunking: a section that is too long is cut at paragraphs, then
 //! lines, then sentences, then words (then characters, for a word longer than a chunk), and
 //! the pieces are packed back into chunks of at most `max_tokens`, each starting with up to
-//! `overlap` tokens of the one before.
+//! `overlap` tokens of the one before. A chunk also holds at most [`MAX_CHARS_PER_TOKEN`]
+//! characters a token, whatever the counter says: a tokenizer sees a run of letters longer
+//! than its longest word as one unknown token, and a megabyte without a space must still be cut.
 
 use std::ops::Range;
 
@@ -79,6 +81,11 @@ impl ChunkOptions {
     }
 }
 
+/// The most characters a chunk holds per token of `max_tokens`. Tokens of real text average
+/// four to five characters; eight leaves room for long words and numbers while bounding what a
+/// counter that sees one token in a long run of letters lets through.
+pub const MAX_CHARS_PER_TOKEN: usize = 8;
+
 /// A piece of a document, ready to embed.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Chunk {
@@ -87,28 +94,34 @@ pub struct Chunk {
     pub heading: Vec<String>,
 }
 
-/// Where a level cuts: after paragraph breaks, newlines, sentence ends, or spaces.
+/// Where a level cuts: after paragraph breaks, newlines, sentence ends, or spaces; then every
+/// `n` characters, halving `n` until single characters.
 #[derive(Clone, Copy)]
 enum Level {
     Paragraph,
     Line,
     Sentence,
     Word,
-    Char,
+    Chars(usize),
 }
 
 impl Level {
-    fn next(self) -> Level {
+    /// The level below this one; `max_chars` is the longest piece that may fit.
+    fn next(self, max_chars: usize) -> Level {
         match self {
             Level::Paragraph => Level::Line,
             Level::Line => Level::Sentence,
             Level::Sentence => Level::Word,
-            Level::Word | Level::Char => Level::Char,
+            Level::Word => Level::Chars(max_chars),
+            Level::Chars(n) => Level::Chars((n / 2).max(1)),
         }
     }
 
     /// Byte offsets in `text` just after each cut.
     fn cuts(self, text: &str) -> Vec<usize> {
+        if let Level::Chars(n) = self {
+            return text.char_indices().skip(n).step_by(n).map(|(i, _)| i).collect();
+        }
         let mut cuts = Vec::new();
         let mut chars = text.char_indices().peekable();
         while let Some((i, c)) = chars.next() {
@@ -122,7 +135,7 @@ impl Level {
                         || matches!(c, '。' | '！' | '？')
                 }
                 Level::Word => c.is_whitespace() && next.is_some_and(|n| !n.is_whitespace()),
-                Level::Char => true,
+                Level::Chars(_) => unreachable!("handled above"),
             };
             if cut && end < text.len() {
                 cuts.push(end);
@@ -130,6 +143,13 @@ impl Level {
         }
         cuts
     }
+}
+
+/// A piece that fits in a chunk: where it is, its tokens and its characters.
+struct Atom {
+    range: Range<usize>,
+    tokens: usize,
+    chars: usize,
 }
 
 /// Cuts sections into chunks.
@@ -151,16 +171,22 @@ impl<'a> Chunker<'a> {
         let mut atoms = Vec::new();
         self.atoms(text, 0..text.len(), Level::Paragraph, &mut atoms);
         let mut chunks = Vec::new();
+        let max_chars = self.options.max_tokens.saturating_mul(MAX_CHARS_PER_TOKEN);
         let mut start = 0;
         while start < atoms.len() {
             // Pack as many atoms as fit.
             let mut end = start;
-            let mut tokens = 0;
-            while end < atoms.len() && (end == start || tokens + atoms[end].1 <= self.options.max_tokens) {
-                tokens += atoms[end].1;
+            let (mut tokens, mut chars) = (0, 0);
+            while end < atoms.len()
+                && (end == start
+                    || tokens + atoms[end].tokens <= self.options.max_tokens
+                        && chars + atoms[end].chars <= max_chars)
+            {
+                tokens += atoms[end].tokens;
+                chars += atoms[end].chars;
                 end += 1;
             }
-            let range = atoms[start].0.start..atoms[end - 1].0.end;
+            let range = atoms[start].range.start..atoms[end - 1].range.end;
             if let Some(chunk) = self.make(section, range) {
                 chunks.push(chunk);
             }
@@ -170,8 +196,8 @@ impl<'a> Chunker<'a> {
             // Step back over up to `overlap` tokens, always moving forward.
             let mut next = end;
             let mut carried = 0;
-            while next > start + 1 && carried + atoms[next - 1].1 <= self.options.overlap {
-                carried += atoms[next - 1].1;
+            while next > start + 1 && carried + atoms[next - 1].tokens <= self.options.overlap {
+                carried += atoms[next - 1].tokens;
                 next -= 1;
             }
             start = next;
@@ -197,16 +223,20 @@ impl<'a> Chunker<'a> {
     }
 
     /// Splits `range` of `text` into pieces that each fit, with their token counts.
-    fn atoms(&self, text: &str, range: Range<usize>, level: Level, out: &mut Vec<(Range<usize>, usize)>) {
+    fn atoms(&self, text: &str, range: Range<usize>, level: Level, out: &mut Vec<Atom>) {
         let piece = &text[range.clone()];
-        let tokens = self.counter.count(piece);
-        if tokens <= self.options.max_tokens || matches!(level, Level::Char) && piece.chars().count() == 1 {
-            out.push((range, tokens));
+        let max_chars = self.options.max_tokens.saturating_mul(MAX_CHARS_PER_TOKEN);
+        // Counting characters stops early: a long piece is only compared with the limit.
+        let short = piece.chars().nth(max_chars).is_none();
+        let tokens = if short { self.counter.count(piece) } else { usize::MAX };
+        let single = matches!(level, Level::Chars(1)) && piece.chars().nth(1).is_none();
+        if tokens <= self.options.max_tokens || single {
+            out.push(Atom { range, tokens, chars: piece.chars().count() });
             return;
         }
         let mut from = range.start;
         for cut in level.cuts(piece).into_iter().map(|c| range.start + c).chain([range.end]) {
-            self.atoms(text, from..cut, level.next(), out);
+            self.atoms(text, from..cut, level.next(max_chars), out);
             from = cut;
         }
     }
@@ -267,6 +297,26 @@ mod tests {
         assert_eq!(texts, vec!["abcd", "efgh", "ij"]);
         let c = chunker.chunk(&section("ééééé"));
         assert_eq!(c.len(), 2, "cuts fall on character boundaries");
+    }
+
+    #[test]
+    fn text_a_counter_sees_as_one_token_is_still_cut_to_size() {
+        // Whitespace-separated words: a megabyte without a space counts as one "token", as a
+        // WordPiece tokenizer sees it as one unknown token.
+        let counter = words;
+        let chunker = Chunker::new(ChunkOptions { max_tokens: 200, overlap: 30 }, &counter).unwrap();
+        let max_chars = 200 * MAX_CHARS_PER_TOKEN;
+        let text = "é".repeat(1 << 20);
+        let started = std::time::Instant::now();
+        let c = chunker.chunk(&section(&text));
+        assert!(started.elapsed().as_secs_f64() < 5.0, "took {:?}", started.elapsed());
+        assert!(c.iter().all(|c| c.text.chars().count() <= max_chars), "a chunk is over {max_chars} characters");
+        assert_eq!(c.iter().map(|c| c.text.chars().count()).sum::<usize>(), 1 << 20, "nothing lost, no overlap");
+        // Long words among normal ones: every chunk within both limits.
+        let mixed = format!("one two {} three four", "y".repeat(5000));
+        let c = chunker.chunk(&section(&mixed));
+        assert!(c.len() >= 4, "{}", c.len());
+        assert!(c.iter().all(|c| c.text.chars().count() <= max_chars && words(&c.text) <= 200));
     }
 
     #[test]

@@ -11,6 +11,11 @@ pub enum RagError {
     #[error("the store {path} cannot be used: {reason}")]
     BadStore { path: PathBuf, reason: String },
 
+    /// A command that reads a store was given a path where there is none; only ingestion
+    /// creates one.
+    #[error("there is no store at {}; `temper rag ingest` creates one (check the --db path)", path.display())]
+    NoStore { path: PathBuf },
+
     /// A store operation failed.
     #[error("store: {context}: {source}")]
     Store { context: String, source: rusqlite::Error },

@@ -109,8 +109,10 @@ struct Pending {
     new: bool,
 }
 
-/// Reads `roots` into the collection. Unchanged files are skipped by hash, changed ones
-/// replaced, and documents under `roots` whose file no longer exists are removed.
+/// Reads `roots` into the collection, each document under its file's canonical path. Unchanged
+/// files are skipped by hash, changed ones replaced, and documents under `roots` whose file no
+/// longer exists are removed (so a file moved inside a root is removed from its old path and
+/// added at its new one).
 pub async fn ingest(
     store: &mut dyn VectorStore,
     embedder: &dyn EmbeddingModel,
@@ -119,11 +121,13 @@ pub async fn ingest(
     options: &IngestOptions,
     progress: &mut dyn IngestProgress,
 ) -> Result<IngestReport> {
+    // A document is its file's canonical path: `corpus/../corpus/a.md` or a symlinked folder
+    // naming a file already stored finds it rather than adding it twice.
     let roots: Vec<PathBuf> = roots
         .iter()
         .map(|r| {
-            std::path::absolute(r)
-                .map_err(|source| RagError::Io { context: format!("cannot resolve {}", r.display()), source })
+            std::fs::canonicalize(r)
+                .map_err(|source| RagError::Io { context: format!("cannot read {}", r.display()), source })
         })
         .collect::<Result<_>>()?;
     let (files, skipped) = discover(&roots, &options.globs)?;

@@ -121,8 +121,10 @@ pub struct LoadedFile {
 
 /// The files under `roots` that ingestion reads: folders are walked honouring `.gitignore`
 /// (inside a git repository or not), `.ignore` and hidden files; `globs` (`*.md`, `!target/**`)
-/// narrow the walk, and a file a glob names is taken even if ignored or hidden. A file named directly is taken as it is. Returns the files, sorted, and
-/// the paths that could not be walked.
+/// narrow the walk, and a file a glob names is taken even if ignored or hidden. A file named
+/// directly is taken as it is. Symbolic links met inside a folder are not followed (no loops,
+/// nothing from outside the folder) but listed as skipped. Returns the files, sorted, and the
+/// paths that were skipped or could not be walked.
 pub fn discover(roots: &[PathBuf], globs: &[String]) -> Result<(Vec<PathBuf>, Vec<Skipped>)> {
     let mut files = Vec::new();
     let mut skipped = Vec::new();
@@ -141,6 +143,11 @@ pub fn discover(roots: &[PathBuf], globs: &[String]) -> Result<(Vec<PathBuf>, Ve
         let walker = ignore::WalkBuilder::new(root).require_git(false).overrides(overrides).build();
         for entry in walker {
             match entry {
+                Ok(entry) if entry.path_is_symlink() => skipped.push(Skipped {
+                    path: entry.into_path(),
+                    reason: "a symbolic link (links inside a folder are not followed; name the target to ingest it)"
+                        .into(),
+                }),
                 Ok(entry) if entry.file_type().is_some_and(|t| t.is_file()) => files.push(entry.into_path()),
                 Ok(_) => {}
                 Err(err) => skipped.push(Skipped { path: root.clone(), reason: err.to_string() }),

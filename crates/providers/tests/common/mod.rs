@@ -28,6 +28,7 @@ pub fn config(vendor: Vendor, base_url: String) -> (ProviderConfig, Arc<Mutex<Ve
         connect: Duration::from_secs(2),
         response: Duration::from_millis(400),
         idle: Duration::from_millis(400),
+        total: Duration::from_millis(1500),
     };
     config.warn = Arc::new(move |message| sink.lock().unwrap().push(message));
     (config, warnings)

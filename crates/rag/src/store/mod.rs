@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use serde_json::Value;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, StoreCheck};
 
 use crate::chunk::Chunk;
 use crate::load::Position;

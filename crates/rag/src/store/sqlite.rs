@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
 use serde_json::Value;
 
 use super::{ChunkId, CollectionInfo, Filter, NewDocument, StoredChunk, VectorStore};
@@ -81,10 +81,30 @@ struct DenseIndex {
     hnsw: Option<Hnsw>,
 }
 
+/// What [`SqliteStore::check`] checked, beyond the file and the tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreCheck {
+    /// Whether the full-text index was checked against the chunks (not on a read-only store).
+    pub full_text: bool,
+}
+
+/// How a store is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    /// Created (with its folder) if missing: only ingestion does this.
+    Create,
+    /// An existing store, to change.
+    Write,
+    /// An existing store, to read: nothing in the file is changed, and a file the user may
+    /// read but not write works.
+    Read,
+}
+
 /// The SQLite store.
 pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
+    access: Access,
     hnsw_params: HnswParams,
     hnsw_min_chunks: usize,
     /// Collection id → its vectors, loaded on the first dense search and kept while unchanged.
@@ -92,32 +112,72 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the store at `path`. A file that is not a Temper store, or
-    /// is damaged, is an error naming it; nothing in it is changed.
+    /// Opens the store at `path`, creating it (and its folder) if there is none: what
+    /// ingestion uses. A file that is not a Temper store, or is damaged, is an error naming
+    /// it; nothing in it is changed.
+    pub fn create(path: &Path) -> Result<SqliteStore> {
+        Self::open_as(path, Access::Create)
+    }
+
+    /// Opens the existing store at `path` to change it; no store there is
+    /// [`RagError::NoStore`] (a mistyped path creates nothing).
     pub fn open(path: &Path) -> Result<SqliteStore> {
+        Self::open_as(path, Access::Write)
+    }
+
+    /// Opens the existing store at `path` read-only, for searching and listing: the file is
+    /// not changed (not even its journal mode), and one the user may only read works.
+    pub fn open_read_only(path: &Path) -> Result<SqliteStore> {
+        Self::open_as(path, Access::Read)
+    }
+
+    fn open_as(path: &Path, access: Access) -> Result<SqliteStore> {
         let bad = |reason: String| RagError::BadStore { path: path.to_owned(), reason };
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| bad(format!("cannot create its folder: {e}")))?;
-        }
-        let conn = Connection::open(path).map_err(|e| bad(e.to_string()))?;
-        let setup = || -> rusqlite::Result<i64> {
-            conn.busy_timeout(std::time::Duration::from_secs(10))?;
-            conn.pragma_update(None, "journal_mode", "WAL")?;
-            // In WAL mode NORMAL loses nothing when the process dies; only a power cut can
-            // roll back the last transactions, and never leaves a half one.
-            conn.pragma_update(None, "synchronous", "NORMAL")?;
-            conn.pragma_update(None, "foreign_keys", "ON")?;
-            conn.query_row("PRAGMA user_version", [], |r| r.get(0))
-        };
-        let version = setup().map_err(|e| bad(e.to_string()))?;
-        let tables: i64 = conn
-            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
-            .map_err(|e| bad(e.to_string()))?;
-        match version {
-            0 if tables == 0 => {
-                let create = format!("BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;");
-                conn.execute_batch(&create).map_err(|e| bad(format!("cannot create the schema: {e}")))?;
+        let flags = match access {
+            Access::Create => {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| bad(format!("cannot create its folder: {e}")))?;
+                }
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
             }
+            Access::Write | Access::Read => {
+                if !path.exists() {
+                    return Err(RagError::NoStore { path: path.to_owned() });
+                }
+                match access {
+                    Access::Read => OpenFlags::SQLITE_OPEN_READ_ONLY,
+                    _ => OpenFlags::SQLITE_OPEN_READ_WRITE,
+                }
+            }
+        };
+        let flags = flags | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let mut conn = Connection::open_with_flags(path, flags).map_err(|e| bad(e.to_string()))?;
+        if access == Access::Read && !readable(&conn) && !wal_path(path).exists() {
+            // A WAL store in a folder the user may not write: SQLite cannot make the shared-memory
+            // file that reading needs. With no WAL file there is no writer whose pages could be
+            // missed, so the file alone is the store: read it as immutable.
+            conn = Connection::open_with_flags(immutable_uri(path), flags).map_err(|e| bad(e.to_string()))?;
+        }
+        // SQLite falls back to reading a file it may not write; a command that writes says so
+        // now rather than fail halfway.
+        if access != Access::Read && conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+            return Err(bad(
+                "it is read-only for this user (search, ask, collections and stats still read it)".into(),
+            ));
+        }
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| bad(e.to_string()))?;
+        // What the file is, read before anything is written to it: another program's database
+        // must come out of here exactly as it went in.
+        let (version, tables): (i64, i64) = conn
+            .query_row("SELECT (SELECT user_version FROM pragma_user_version), count(*) FROM sqlite_master", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(|e| bad(e.to_string()))?;
+        let empty = version == 0 && tables == 0;
+        match version {
+            0 if empty && access == Access::Create => {}
+            0 if empty => return Err(bad("it is an empty database, not a Temper store".into())),
             0 => return Err(bad("it is an SQLite database of something else, not a Temper store".into())),
             SCHEMA_VERSION => {}
             v if v > SCHEMA_VERSION => {
@@ -126,6 +186,20 @@ impl SqliteStore {
                 )))
             }
             v => return Err(bad(format!("unknown schema version {v}"))),
+        }
+        if access != Access::Read {
+            let setup = || -> rusqlite::Result<()> {
+                conn.pragma_update(None, "journal_mode", "WAL")?;
+                // In WAL mode NORMAL loses nothing when the process dies; only a power cut can
+                // roll back the last transactions, and never leaves a half one.
+                conn.pragma_update(None, "synchronous", "NORMAL")?;
+                conn.pragma_update(None, "foreign_keys", "ON")
+            };
+            setup().map_err(|e| bad(e.to_string()))?;
+        }
+        if empty {
+            let create = format!("BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;");
+            conn.execute_batch(&create).map_err(|e| bad(format!("cannot create the schema: {e}")))?;
         }
         // Damage in the pages holding the schema or the tables shows here, before any write.
         let check: String =
@@ -136,6 +210,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn,
             path: path.to_owned(),
+            access,
             hnsw_params: HnswParams::default(),
             hnsw_min_chunks: 20_000,
             cache: Mutex::new(HashMap::new()),
@@ -235,7 +310,7 @@ impl SqliteStore {
     }
 
     /// The stored graph if it matches this generation and these parameters, else a new one,
-    /// which is stored for the next process.
+    /// which is stored for the next process (unless the store is open read-only).
     fn hnsw(&self, collection: i64, generation: i64, dimensions: usize, vectors: &[f32]) -> Result<Hnsw> {
         let p = self.hnsw_params;
         let stored: Option<Vec<u8>> = self
@@ -254,6 +329,10 @@ impl SqliteStore {
             }
         }
         let index = Hnsw::build(dimensions, vectors, p)?;
+        if self.access == Access::Read {
+            // Kept for this process only; the next one that may write saves it.
+            return Ok(index);
+        }
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO hnsw (collection_id, generation, m, ef_construction, graph) VALUES (?, ?, ?, ?, ?)",
@@ -265,8 +344,9 @@ impl SqliteStore {
 
     /// Checks the whole file and the invariants between tables: SQLite's integrity check,
     /// FTS5's, and one vector per chunk. Slower than `open`'s quick check; for tests and
-    /// `temper rag stats --check`.
-    pub fn check(&self) -> Result<()> {
+    /// `temper rag stats --check`. FTS5 runs its check as a write, so a store opened read-only
+    /// skips it: the result says whether it ran.
+    pub fn check(&self) -> Result<StoreCheck> {
         let bad = |reason: String| RagError::BadStore { path: self.path.clone(), reason };
         let integrity: String = self
             .conn
@@ -275,9 +355,12 @@ impl SqliteStore {
         if integrity != "ok" {
             return Err(bad(format!("it is damaged: {integrity}")));
         }
-        self.conn
-            .execute("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)", [])
-            .map_err(|e| bad(format!("the full-text index does not match the chunks: {e}")))?;
+        let full_text = self.access != Access::Read;
+        if full_text {
+            self.conn
+                .execute("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)", [])
+                .map_err(|e| bad(format!("the full-text index does not match the chunks: {e}")))?;
+        }
         let orphans: i64 = self
             .conn
             .query_row(
@@ -291,7 +374,7 @@ impl SqliteStore {
         if orphans != 0 {
             return Err(bad(format!("{orphans} chunks or vectors have lost their other half")));
         }
-        Ok(())
+        Ok(StoreCheck { full_text })
     }
 
     /// The cache, even if a panic elsewhere poisoned its lock: it holds only copies.
@@ -305,6 +388,33 @@ impl SqliteStore {
             reason: format!("a stored vector is damaged: {reason}"),
         }
     }
+}
+
+/// Whether the connection can read the schema (opening is lazy: failures show at the first read).
+fn readable(conn: &Connection) -> bool {
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)).is_ok()
+}
+
+/// SQLite's write-ahead log of the store at `path`.
+fn wal_path(path: &Path) -> PathBuf {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
+}
+
+/// `file:PATH?immutable=1`, with every byte of the path that could be read as URI syntax
+/// escaped.
+fn immutable_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let mut uri = String::from("file:");
+    for &byte in absolute.as_os_str().as_bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'.' | b'_' | b'-' | b'~' => uri.push(byte as char),
+            _ => uri.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    uri + "?immutable=1"
 }
 
 /// Appends a little-endian f32 blob of `dimensions` values to `out`.

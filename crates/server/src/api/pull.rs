@@ -86,6 +86,7 @@ impl PullProgress for Reporter {
                 self.progress("extracting", 0, total_bytes);
             }
             Stage::Verifying => self.progress("verifying", 0, 0),
+            Stage::Waiting { .. } => self.progress("waiting", 0, 0),
             // The end is the pull's result; a first use does not happen in an explicit pull.
             Stage::FirstUse { .. } | Stage::Installed { .. } | Stage::Failed => {}
         }

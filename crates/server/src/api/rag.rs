@@ -67,7 +67,7 @@ impl RagStore {
         let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
         let store = match &mut *slot {
             Some(store) => store,
-            None => slot.insert(SqliteStore::open(&self.path).inspect_err(|error| {
+            None => slot.insert(SqliteStore::create(&self.path).inspect_err(|error| {
                 tracing::warn!("the RAG store cannot be opened: {error}");
             })?),
         };
