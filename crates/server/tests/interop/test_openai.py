@@ -2,6 +2,7 @@
 it points its base URL at Temper."""
 
 import base64
+import math
 import struct
 
 import openai
@@ -60,6 +61,19 @@ def test_extensions_pass_through_extra_body(client):
     answer = ask(client, "Hi", max_tokens=8, extra_body={"top_k": 1, "min_p": 0.05, "repeat_penalty": 1.1})
     greedy = ask(client, "Hi", max_tokens=8, temperature=0)
     assert answer.choices[0].message.content == greedy.choices[0].message.content, "top_k 1 is greedy"
+
+
+def test_logprobs_of_the_chosen_tokens_and_their_alternatives(client):
+    answer = ask(client, "Name a colour.", temperature=0, max_tokens=8, logprobs=True, top_logprobs=3)
+    tokens = answer.choices[0].logprobs.content
+    assert 0 < len(tokens) <= 8
+    assert "".join(t.token for t in tokens) == answer.choices[0].message.content
+    for token in tokens:
+        assert token.logprob <= 0 and len(token.top_logprobs) == 3
+        # Greedy: the chosen token is the likeliest one.
+        assert token.top_logprobs[0].token == token.token
+        assert token.top_logprobs[0].logprob == pytest.approx(token.logprob, abs=1e-4)
+        assert sum(math.exp(alt.logprob) for alt in token.top_logprobs) <= 1.0 + 1e-4
 
 
 def test_completions_continue_raw_text(client):
