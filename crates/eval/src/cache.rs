@@ -73,7 +73,9 @@ impl Cache {
             Ok(())
         };
         setup().map_err(|why| {
-            error(format!("not a usable cache ({why}); it was left as it is: move it away, or run with --no-cache"))
+            error(format!(
+                "not a usable cache ({why}); it was left as it is: move it away, or run with --no-cache"
+            ))
         })?;
         Ok(Cache { path: path.to_owned(), connection: Mutex::new(connection) })
     }
