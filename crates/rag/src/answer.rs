@@ -16,7 +16,7 @@ pub const NOT_IN_DOCUMENTS: &str = "The documents do not contain the answer to t
 
 /// The least cosine similarity between question and chunk for the chunk to count as relevant,
 /// for all-MiniLM-L6-v2. In the sentence-transformers reference vectors
-/// (`shared/fixtures/all-minilm-l6-v2`), every pair of unrelated texts is below 0.23 and the
+/// (`crates/embed/tests/fixtures/all-minilm-l6-v2`), every pair of unrelated texts is below 0.23 and the
 /// related pairs (a paraphrase, a question and its answer) are above 0.57; 0.3 sits above
 /// all the unrelated ones with a margin, and well below related ones.
 pub const MIN_SIMILARITY: f32 = 0.3;
