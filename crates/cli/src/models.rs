@@ -196,7 +196,12 @@ fn chosen(names: Vec<String>, all: bool) -> Vec<String> {
 pub fn verify(names: Vec<String>) -> anyhow::Result<()> {
     let store = ModelStore::from_env()?;
     let names = match names.is_empty() {
-        true => store.list().into_iter().filter(|m| m.size_on_disk.is_some()).map(|m| m.entry.name.to_owned()).collect(),
+        true => store
+            .list()
+            .into_iter()
+            .filter(|m| m.size_on_disk.is_some())
+            .map(|m| m.entry.name.to_owned())
+            .collect(),
         false => names,
     };
     anyhow::ensure!(!names.is_empty(), "no model is installed; `temper models pull` installs the defaults");
@@ -211,7 +216,13 @@ pub fn verify(names: Vec<String>) -> anyhow::Result<()> {
             }
         }
     }
-    anyhow::ensure!(bad.is_empty(), "{} of {} models failed verification: {}", bad.len(), names.len(), bad.join(", "));
+    anyhow::ensure!(
+        bad.is_empty(),
+        "{} of {} models failed verification: {}",
+        bad.len(),
+        names.len(),
+        bad.join(", ")
+    );
     Ok(())
 }
 

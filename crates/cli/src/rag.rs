@@ -186,7 +186,9 @@ pub fn run(args: RagArgs) -> anyhow::Result<()> {
             if check {
                 match store.check()?.full_text {
                     true => writeln!(out, "check:      ok")?,
-                    false => writeln!(out, "check:      ok (not the full-text index: FTS5 checks it as a write)")?,
+                    false => {
+                        writeln!(out, "check:      ok (not the full-text index: FTS5 checks it as a write)")?
+                    }
                 }
             }
             Ok(())

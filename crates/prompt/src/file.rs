@@ -315,7 +315,10 @@ mod tests {
         let given = |name: &str| BTreeMap::from([(name.to_owned(), Value::from("v"))]);
         assert!(file.check_given(&given("review")).is_ok());
         let err = file.check_given(&given("reveiw")).unwrap_err().to_string();
-        assert_eq!(err, "invalid variable `reveiw` of p.toml: the prompt does not use `reveiw`; did you mean `review`?");
+        assert_eq!(
+            err,
+            "invalid variable `reveiw` of p.toml: the prompt does not use `reveiw`; did you mean `review`?"
+        );
         let err = file.check_given(&given("topic")).unwrap_err().to_string();
         assert!(err.ends_with("the prompt does not use `topic`; it uses `product`, `review`"), "{err}");
         let plain = parse("template = \"Hello\"").unwrap();

@@ -41,7 +41,10 @@ impl SotOptions {
     /// Refuses options that cannot give an answer, before any model call.
     pub fn validate(&self) -> Result<()> {
         if self.point_tokens == 0 {
-            return Err(PromptError::invalid("point tokens", "must be at least 1: a point needs room to be expanded"));
+            return Err(PromptError::invalid(
+                "point tokens",
+                "must be at least 1: a point needs room to be expanded",
+            ));
         }
         if self.min_points == 0 || self.min_points > self.max_points {
             return Err(PromptError::invalid(

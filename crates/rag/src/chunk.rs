@@ -310,8 +310,15 @@ mod tests {
         let started = std::time::Instant::now();
         let c = chunker.chunk(&section(&text));
         assert!(started.elapsed().as_secs_f64() < 5.0, "took {:?}", started.elapsed());
-        assert!(c.iter().all(|c| c.text.chars().count() <= max_chars), "a chunk is over {max_chars} characters");
-        assert_eq!(c.iter().map(|c| c.text.chars().count()).sum::<usize>(), 1 << 20, "nothing lost, no overlap");
+        assert!(
+            c.iter().all(|c| c.text.chars().count() <= max_chars),
+            "a chunk is over {max_chars} characters"
+        );
+        assert_eq!(
+            c.iter().map(|c| c.text.chars().count()).sum::<usize>(),
+            1 << 20,
+            "nothing lost, no overlap"
+        );
         // Long words among normal ones: every chunk within both limits.
         let mixed = format!("one two {} three four", "y".repeat(5000));
         let c = chunker.chunk(&section(&mixed));

@@ -397,7 +397,8 @@ fn a_second_pull_of_the_same_model_waits_for_the_first_and_takes_its_result() {
     let fx = Fixture::new();
     // pip that takes a second, so the two pulls overlap.
     let slow = fx.dir.path().join("slow-pip.sh");
-    fs::write(&slow, format!("sleep 1\nexec sh {} \"$@\"\n", fx.dir.path().join("pip.sh").display())).unwrap();
+    fs::write(&slow, format!("sleep 1\nexec sh {} \"$@\"\n", fx.dir.path().join("pip.sh").display()))
+        .unwrap();
     let store = fx.store.clone().with_pip(format!("sh {}", slow.display()));
     let first = {
         let store = store.clone();
@@ -413,7 +414,11 @@ fn a_second_pull_of_the_same_model_waits_for_the_first_and_takes_its_result() {
     let (first_path, first_stages) = first.join().expect("the first pull's thread");
     assert_eq!(first_path.expect("the first pull"), second);
     assert_eq!(first_stages.last().map(String::as_str), Some("installed tiny"));
-    assert_eq!(*progress.stages.borrow(), ["waiting tiny", "installed tiny"], "it waited, then took the result");
+    assert_eq!(
+        *progress.stages.borrow(),
+        ["waiting tiny", "installed tiny"],
+        "it waited, then took the result"
+    );
     assert_eq!(fs::read(&second).unwrap(), GGUF);
     assert_eq!(fx.models_listing(), ["tiny"], "no staging folder is left");
 }
@@ -430,10 +435,17 @@ fn a_damaged_model_is_not_installed_verify_finds_it_and_pull_repairs_it() {
     assert_eq!(fx.store.installed_path("joined"), None);
     let status = fx.store.status_of("joined").unwrap();
     let damage = status.damage.expect("damage is reported");
-    assert_eq!(damage, format!("joined.gguf is {} bytes where the catalog says {}", whole.len() - 5, whole.len()));
+    assert_eq!(
+        damage,
+        format!("joined.gguf is {} bytes where the catalog says {}", whole.len() - 5, whole.len())
+    );
     assert!(status.size_on_disk.is_some());
     let err = fx.store.resolve("joined", &Silent).expect_err("a damaged model is not used").to_string();
-    assert!(err.contains("model `joined` is damaged: joined.gguf is") && err.contains("`temper models pull joined` repairs it"), "{err}");
+    assert!(
+        err.contains("model `joined` is damaged: joined.gguf is")
+            && err.contains("`temper models pull joined` repairs it"),
+        "{err}"
+    );
     assert!(fx.store.info("joined").unwrap().to_string().contains("installed: damaged"));
     fx.store.pull("joined", &Silent).expect("repair");
     assert_eq!(fs::read(&path).unwrap(), whole);

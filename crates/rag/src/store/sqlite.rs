@@ -170,9 +170,11 @@ impl SqliteStore {
         // What the file is, read before anything is written to it: another program's database
         // must come out of here exactly as it went in.
         let (version, tables): (i64, i64) = conn
-            .query_row("SELECT (SELECT user_version FROM pragma_user_version), count(*) FROM sqlite_master", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT (SELECT user_version FROM pragma_user_version), count(*) FROM sqlite_master",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .map_err(|e| bad(e.to_string()))?;
         let empty = version == 0 && tables == 0;
         match version {
@@ -410,7 +412,9 @@ fn immutable_uri(path: &Path) -> String {
     let mut uri = String::from("file:");
     for &byte in absolute.as_os_str().as_bytes() {
         match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'.' | b'_' | b'-' | b'~' => uri.push(byte as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'.' | b'_' | b'-' | b'~' => {
+                uri.push(byte as char)
+            }
             _ => uri.push_str(&format!("%{byte:02X}")),
         }
     }
