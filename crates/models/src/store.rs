@@ -251,9 +251,12 @@ impl ModelStore {
     }
 
     fn pull_entry(&self, entry: &CatalogEntry, progress: &dyn PullProgress) -> Result<PathBuf, StoreError> {
+        // A copy installed before the wait is one this pull was asked to replace; a copy that
+        // appeared during it was pulled by whoever held the lock, and once is enough. (The lock
+        // may also be held for a moment by a child forked elsewhere in this process.)
+        let installed_before = self.installed_entry_path(entry).is_some();
         let lock = self.lock(entry, progress)?;
-        if lock.waited {
-            // Another process pulled it meanwhile; once is enough.
+        if lock.waited && !installed_before {
             if let Some(path) = self.installed_entry_path(entry) {
                 progress.stage(Stage::Installed { model: entry.name, path: &path });
                 return Ok(path);
