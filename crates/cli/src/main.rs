@@ -82,6 +82,7 @@ enum Command {
         /// Parse special tokens such as <|im_start|> instead of treating them as text.
         #[arg(long)]
         special: bool,
+        /// The text to tokenize; `-` reads it from stdin.
         text: String,
     },
     /// Print embeddings of TEXT… as a JSON array with one array of floats per text.
@@ -94,6 +95,7 @@ enum Command {
         /// How many of the largest logits to print.
         #[arg(long, default_value_t = 20)]
         top: usize,
+        /// The prompt; `-` reads it from stdin.
         prompt: String,
     },
     /// Ingest documents, search them, and answer questions from them with citations.

@@ -316,14 +316,15 @@ fn eval_run_refuses_a_bad_spec_before_any_call() {
 #[test]
 fn a_local_profile_that_cannot_load_falls_back_and_is_named() {
     let server = Server::start(vec![answer("From the fallback.")]);
-    let broken = "[models.broken]\nbackend = \"local\"\nmodel = \"/no/such/model.gguf\"\nfallback = [\"spare\"]\n";
+    let broken =
+        "[models.broken]\nbackend = \"local\"\nmodel = \"/no/such/model.gguf\"\nfallback = [\"spare\"]\n";
     let dir = project(&(broken.to_owned() + &remote("spare", &server, "")));
     let output = temper(dir.path(), &["ask", "--model", "broken", "--json", "Hi"]);
     let json: Value = serde_json::from_str(&ok(&output)).unwrap();
     assert_eq!((json["text"].as_str(), json["model"].as_str()), (Some("From the fallback."), Some("spare")));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("`broken` of profile `broken` cannot be loaded (no such file: /no/such/model.gguf); trying `spare`"),
+        stderr.contains("profile `broken` cannot be loaded (no such file: /no/such/model.gguf); trying its fallback `spare`"),
         "{stderr}"
     );
 
@@ -337,7 +338,10 @@ fn a_local_profile_that_cannot_load_falls_back_and_is_named() {
         "{err}"
     );
     let err = failed(&temper(dir.path(), &["ask", "--model", "alone", "Hi"]));
-    assert!(err.starts_with("error: profile `alone`\n  caused by: no such file: /no/such/model.gguf"), "{err}");
+    assert!(
+        err.starts_with("error: profile `alone`\n  caused by: no such file: /no/such/model.gguf"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -355,5 +359,9 @@ fn a_bad_line_in_the_call_log_is_skipped_and_counted() {
     let totals: Value = serde_json::from_str(&ok(&output)).unwrap();
     assert_eq!(totals[0]["calls"], 2, "{totals}");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("skipped 1 line of") && stderr.contains("calls.jsonl that is not a call record (line 2: "), "{stderr}");
+    assert!(
+        stderr.contains("skipped 1 line of")
+            && stderr.contains("calls.jsonl that is not a call record (line 2: "),
+        "{stderr}"
+    );
 }
