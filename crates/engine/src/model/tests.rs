@@ -253,6 +253,9 @@ fn values_that_would_make_the_logits_nan_are_refused_by_name() {
     // (an abort, not an error).
     let err = refuse(llama().meta("llama.block_count", MetaValue::U32(0xd700_0001)));
     assert!(err.contains("3607101441 layers need at least 32463912969 tensors, but the file has"), "{err}");
+    let found = include_bytes!("../../tests/fixtures/fuzz/gguf-block-count.gguf");
+    let err = Model::from_gguf(Gguf::from_bytes(found.to_vec()).unwrap()).err().unwrap().to_string();
+    assert!(err.contains("3607101441 layers need at least 32463912969 tensors, but the file has 2"), "{err}");
     let err = refuse(llama().meta("llama.attention.key_length", MetaValue::U64(u64::MAX / 2)));
     assert!(err.contains("is more than memory can address"), "{err}");
     let err = refuse(llama().meta("llama.context_length", MetaValue::U32(0)));
