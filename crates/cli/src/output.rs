@@ -227,10 +227,9 @@ fn core_hint(error: &temper_core::Error) -> Option<&'static str> {
         temper_core::Error::ContextOverflow { .. } => {
             Some("--ctx TOKENS loads the model with a larger context window; --truncate drops the oldest prompt tokens")
         }
-        temper_core::Error::InvalidParam { name, .. } if name == "context_window" => Some(
-            "--ctx TOKENS sets the context window: at most what the model was trained on, and its KV cache \
-             must fit in memory",
-        ),
+        temper_core::Error::InvalidParam { name, .. } if name == "context_window" => {
+            Some("--ctx TOKENS sets the context window the model is loaded with")
+        }
         temper_core::Error::InvalidParam { name, .. } if name == "threads" => {
             Some("--threads N sets the threads; without it every core is used")
         }

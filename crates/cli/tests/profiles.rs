@@ -364,4 +364,8 @@ fn a_bad_line_in_the_call_log_is_skipped_and_counted() {
             && stderr.contains("calls.jsonl that is not a call record (line 2: "),
         "{stderr}"
     );
+    std::fs::write(&log, "garbage\n{\"unix_time\": 1}\n").unwrap();
+    let output = temper(dir.path(), &["cost", "report"]);
+    assert!(ok(&output).starts_with("no call records in "), "{}", ok(&output));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("skipped 2 lines of"));
 }
