@@ -223,6 +223,11 @@ fn run(command: Command) -> anyhow::Result<()> {
                     (Some(prompt), None) => prompt,
                     (None, None) => anyhow::bail!("give a prompt or --prompt-file"),
                 };
+                // Before any model is loaded: each would refuse it on its own.
+                anyhow::ensure!(
+                    !prompt.trim().is_empty(),
+                    "the prompt is empty: there is nothing to compare"
+                );
                 let params = temper_core::GenerationParams { temperature, max_tokens, ..Default::default() };
                 params.validate()?;
                 models::compare(models::Comparison { models, prompt, system, params, json })

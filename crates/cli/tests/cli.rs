@@ -116,6 +116,9 @@ fn an_empty_question_or_text_is_refused_before_loading_a_model() {
     }
     let err = failure(&run(home.path(), &["complete", "-"], b"\n"));
     assert!(err.starts_with("error: the text is empty: there is nothing to continue"), "{err}");
+    let err =
+        failure(&run(home.path(), &["models", "compare", "--models", "smollm2-135m-instruct", " "], b""));
+    assert!(err.starts_with("error: the prompt is empty: there is nothing to compare"), "{err}");
 }
 
 #[test]
@@ -714,6 +717,8 @@ fn mistaken_models_are_named_in_the_users_terms_before_any_work() {
     assert!(err.contains("model.gguf is a file; an embedding model is a folder"), "{err}");
     let err = failure(&run(home.path(), &["answer", "--point-tokens", "0", "Why?"], b""));
     assert!(err.contains("invalid point tokens: must be at least 1"), "{err}");
+    let err = failure(&run(home.path(), &["answer", " "], b""));
+    assert!(err.contains("invalid question: it is empty: there is nothing to answer"), "{err}");
     let empty = home.path().join("empty.txt");
     std::fs::write(&empty, " \n").unwrap();
     let err = failure(&run(home.path(), &["summarize", empty.to_str().unwrap()], b""));
