@@ -32,7 +32,9 @@ pub fn report(json: bool) -> anyhow::Result<()> {
     }
     let mut out = io::stdout();
     if totals.is_empty() {
-        writeln!(out, "no calls logged yet in {}", log.path().display())?;
+        // A log of nothing but bad lines is not a log of no calls.
+        let what = if contents.bad_lines.is_empty() { "no calls logged yet" } else { "no call records" };
+        writeln!(out, "{what} in {}", log.path().display())?;
         return Ok(());
     }
     let width = totals.iter().map(|t| t.model.len()).max().unwrap_or(0).max(5);

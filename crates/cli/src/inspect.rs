@@ -1,16 +1,19 @@
 //! `tokenize` and `logits`: how users and tests look inside the engine (they mirror llama.cpp's
 //! tokenize tool and its logits dump).
 
+use crate::oneshot::text_argument;
 use crate::options::ModelArgs;
 use crate::output;
 
 pub fn tokenize(args: &ModelArgs, special: bool, text: &str) -> anyhow::Result<()> {
-    let ids = args.load_local("tokenize")?.tokenize(text, special)?;
+    let text = text_argument(text, "text")?;
+    let ids = args.load_local("tokenize")?.tokenize(&text, special)?;
     output::print_json(&ids)
 }
 
 pub fn logits(args: &ModelArgs, top: usize, prompt: &str) -> anyhow::Result<()> {
-    let logits = args.load_local("logits")?.last_logits(prompt)?;
+    let prompt = text_argument(prompt, "prompt")?;
+    let logits = args.load_local("logits")?.last_logits(&prompt)?;
     output::print_json(&top_logits(&logits, top))
 }
 

@@ -82,6 +82,7 @@ enum Command {
         /// Parse special tokens such as <|im_start|> instead of treating them as text.
         #[arg(long)]
         special: bool,
+        /// The text to tokenize; `-` reads it from stdin.
         text: String,
     },
     /// Print embeddings of TEXT… as a JSON array with one array of floats per text.
@@ -94,6 +95,7 @@ enum Command {
         /// How many of the largest logits to print.
         #[arg(long, default_value_t = 20)]
         top: usize,
+        /// The prompt; `-` reads it from stdin.
         prompt: String,
     },
     /// Ingest documents, search them, and answer questions from them with citations.
@@ -221,6 +223,11 @@ fn run(command: Command) -> anyhow::Result<()> {
                     (Some(prompt), None) => prompt,
                     (None, None) => anyhow::bail!("give a prompt or --prompt-file"),
                 };
+                // Before any model is loaded: each would refuse it on its own.
+                anyhow::ensure!(
+                    !prompt.trim().is_empty(),
+                    "the prompt is empty: there is nothing to compare"
+                );
                 let params = temper_core::GenerationParams { temperature, max_tokens, ..Default::default() };
                 params.validate()?;
                 models::compare(models::Comparison { models, prompt, system, params, json })

@@ -88,6 +88,8 @@ pub fn ask(
 ) -> anyhow::Result<()> {
     let params = args.gen.params()?;
     let question = text_argument(question, "question")?;
+    // Said in the command's terms, and before a model is loaded (the engine refuses it too).
+    anyhow::ensure!(!question.trim().is_empty(), "the question is empty: there is nothing to answer");
     let model = args.gen.model.load()?.model;
     let mut messages = args.opening();
     messages.push(Message::user(question));
@@ -99,6 +101,7 @@ pub fn ask(
 pub fn complete(args: &GenArgs, json: bool, text: &str) -> anyhow::Result<()> {
     let params = args.params()?;
     let prompt = text_argument(text, "text")?;
+    anyhow::ensure!(!prompt.trim().is_empty(), "the text is empty: there is nothing to continue");
     let model = args.model.load()?.model;
     answer(model.complete_stream(CompletionRequest { prompt, params, truncate: args.truncate }), json)
 }
@@ -113,7 +116,7 @@ fn answer(stream: EventStream, json: bool) -> anyhow::Result<()> {
 }
 
 /// The argument itself, or stdin when it is `-`.
-fn text_argument(argument: &str, what: &str) -> anyhow::Result<String> {
+pub fn text_argument(argument: &str, what: &str) -> anyhow::Result<String> {
     if argument != "-" {
         return Ok(argument.to_owned());
     }

@@ -194,12 +194,65 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 
 /// What the command line can do about an error that libraries describe without naming flags.
 pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
-    err.chain().find_map(|cause| match cause.downcast_ref::<temper_core::Error>()? {
+    use temper_eval::EvalError;
+    use temper_prompt::PromptError;
+    use temper_rag::RagError;
+    err.chain().find_map(|cause| {
+        if let Some(error) = cause.downcast_ref::<temper_core::Error>() {
+            return core_hint(error);
+        }
+        // Transparent wrappers hide the core error from the chain: look inside them.
+        match cause.downcast_ref::<EvalError>() {
+            Some(EvalError::Cache { .. }) => return Some("--no-cache runs without the cache"),
+            Some(EvalError::Prompt(error)) => return prompt_hint(error),
+            _ => {}
+        }
+        if let Some(error) = cause.downcast_ref::<PromptError>() {
+            return prompt_hint(error);
+        }
+        match cause.downcast_ref::<RagError>()? {
+            RagError::Invalid { what, .. } if what == "context window" => Some(
+                "--ctx TOKENS loads the model with a larger context window; --max-tokens N keeps fewer tokens \
+                 for the answer",
+            ),
+            RagError::NoStore { .. } => Some("--db PATH names the store; without it, it is $TEMPER_HOME/rag.db"),
+            RagError::Model(error) => core_hint(error),
+            _ => None,
+        }
+    })
+}
+
+fn core_hint(error: &temper_core::Error) -> Option<&'static str> {
+    match error {
         temper_core::Error::ContextOverflow { .. } => {
             Some("--ctx TOKENS loads the model with a larger context window; --truncate drops the oldest prompt tokens")
         }
+        temper_core::Error::InvalidParam { name, .. } if name == "context_window" => {
+            Some("--ctx TOKENS sets the context window the model is loaded with")
+        }
+        temper_core::Error::InvalidParam { name, .. } if name == "threads" => {
+            Some("--threads N sets the threads; without it every core is used")
+        }
         _ => None,
-    })
+    }
+}
+
+fn prompt_hint(error: &temper_prompt::PromptError) -> Option<&'static str> {
+    use temper_prompt::PromptError;
+    match error {
+        PromptError::Overflow { .. } => Some(
+            "--ctx TOKENS loads the model with a larger context window; --doc-strategy truncate or map-reduce \
+             fits the documents in",
+        ),
+        PromptError::File { message, .. } if message.contains("is undefined") => {
+            Some("--var NAME=VALUE gives a variable its value")
+        }
+        PromptError::Invalid { what, .. } if what == "document strategy" => {
+            Some("--max-tokens N keeps fewer tokens for each answer")
+        }
+        PromptError::Model(error) => core_hint(error),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -261,6 +314,33 @@ mod tests {
         assert!(text.contains("max_tokens = 4\n"), "{text}");
         assert!(text.contains("stop = [\"a b\"]\n"), "{text}");
         assert!(text.ends_with("(every other parameter: the vendor's default)\n"), "{text}");
+    }
+
+    #[test]
+    fn hints_name_the_flags_that_library_errors_do_not() {
+        let context = |name: &str| {
+            anyhow::Error::new(temper_core::Error::invalid_param(name, "too large")).context("loading")
+        };
+        assert!(hint(&context("context_window"))
+            .unwrap()
+            .starts_with("--ctx TOKENS sets the context window"));
+        assert!(hint(&context("threads")).unwrap().starts_with("--threads N"));
+        assert_eq!(hint(&context("top_p")), None);
+        let overflow =
+            anyhow::Error::new(temper_core::Error::ContextOverflow { prompt_tokens: 9, context_window: 8 });
+        assert!(hint(&overflow).unwrap().contains("--truncate"));
+        let inside = anyhow::Error::new(temper_rag::RagError::Model(temper_core::Error::ContextOverflow {
+            prompt_tokens: 9,
+            context_window: 8,
+        }));
+        assert!(hint(&inside).unwrap().contains("--truncate"), "a wrapped core error is looked into");
+        let overflow =
+            temper_prompt::PromptError::Overflow { prompt_tokens: 9, answer_tokens: 2, context_window: 8 };
+        assert!(hint(&anyhow::Error::new(overflow)).unwrap().contains("--doc-strategy"));
+        let cache = temper_eval::EvalError::Cache { path: "c.sqlite".into(), reason: "junk".into() };
+        assert_eq!(hint(&anyhow::Error::new(cache)), Some("--no-cache runs without the cache"));
+        let store = temper_rag::RagError::NoStore { path: "typo.db".into() };
+        assert!(hint(&anyhow::Error::new(store)).unwrap().starts_with("--db PATH"));
     }
 
     #[test]

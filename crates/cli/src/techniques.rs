@@ -113,7 +113,7 @@ pub fn answer(args: &AnswerArgs) -> anyhow::Result<()> {
         params: args.gen.params()?,
         ..SotOptions::default()
     };
-    options.validate()?;
+    options.check(&args.question)?;
     // One sequence per point, so that a local model expands every point in one batch.
     let load = LoadOptions { sequences: Some(options.max_points), ..args.gen.model.load_options() };
     let loaded = load_model(&resolver()?, args.gen.model.name(), load)?;

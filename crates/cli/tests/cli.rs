@@ -104,6 +104,24 @@ fn out_of_range_parameters_are_refused_by_name() {
 }
 
 #[test]
+fn an_empty_question_or_text_is_refused_before_loading_a_model() {
+    let home = empty_home();
+    // The store is empty and pip is `false`: loading the model would fail on pip instead.
+    for (args, input) in [(&["ask", ""][..], &b""[..]), (&["ask", "-"], b""), (&["ask", "-"], b" \n\t")] {
+        let err = failure(&run(home.path(), args, input));
+        assert!(
+            err.starts_with("error: the question is empty: there is nothing to answer"),
+            "{args:?}: {err}"
+        );
+    }
+    let err = failure(&run(home.path(), &["complete", "-"], b"\n"));
+    assert!(err.starts_with("error: the text is empty: there is nothing to continue"), "{err}");
+    let err =
+        failure(&run(home.path(), &["models", "compare", "--models", "smollm2-135m-instruct", " "], b""));
+    assert!(err.starts_with("error: the prompt is empty: there is nothing to compare"), "{err}");
+}
+
+#[test]
 fn a_question_on_stdin_must_be_utf8() {
     let home = empty_home();
     let err = failure(&run(home.path(), &["ask", "-"], b"caf\xe9?"));
@@ -298,10 +316,13 @@ fn embed_needs_a_text_and_names_what_is_wrong_with_the_model() {
     assert!(stderr(&usage).contains("<TEXTS>"), "{}", stderr(&usage));
     let err = failure(&run(home.path(), &["embed", "--model", "/no/such/model", "hi"], b""));
     assert!(err.contains("/no/such/model"), "{err}");
-    // A directory that is not a model: the first file missing is named.
+    // A folder that is not a model, said so rather than as a file that cannot be read.
     let dir = home.path().to_str().unwrap();
     let err = failure(&run(home.path(), &["embed", "--model", dir, "hi"], b""));
-    assert!(err.contains(&format!("{dir}/config.json")), "{err}");
+    assert!(
+        err.contains(&format!("{dir} holds no config.json; an embedding model is a folder holding")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -426,7 +447,11 @@ fn bad_prompt_files_are_refused_with_their_line_and_column() {
     let err = render("template = \"Hi\"\n[[examples]]\nprompt = \"a\"\n");
     assert!(err.contains("bad.toml:2:1: missing field `response`"), "{err}");
     let err = render("system = \"s\"\ntemplate = '''\nDear {{ name }},\n'''\n");
-    assert!(err.contains("bad.toml:3:9: template: `name` is undefined"), "{err}");
+    assert!(
+        err.contains("bad.toml:3:9: template: `name` is undefined; give it a value, or set one under [vars]"),
+        "{err}"
+    );
+    assert!(err.ends_with("\nhint: --var NAME=VALUE gives a variable its value\n"), "{err}");
     let err = render("template = \"Hi\"\nmodel = [\n");
     assert!(err.contains("bad.toml:3:1: invalid array"), "{err}");
 }
@@ -446,7 +471,11 @@ fn documents_that_do_not_fit_are_refused_with_the_overflow() {
     let doc = example("articles/rosetta.txt");
     let args = ["prompt", "run", &file, "--ctx", "256", "--doc", &doc];
     let err = failure(&run(&home, &args, b""));
-    assert!(err.contains("tokens too many"), "{err}");
+    assert!(err.contains("tokens too many; shorten the documents, use a larger context window"), "{err}");
+    assert!(
+        err.contains("\nhint: --ctx TOKENS loads the model with a larger context window; --doc-strategy"),
+        "{err}"
+    );
     let out = run(&home, &[&args[..], &["--doc-strategy", "truncate", "--json"]].concat(), b"");
     let report: Value = serde_json::from_str(&success(&out)).unwrap();
     assert_eq!(report["cuts"][0]["total_words"], 295, "{report}");
@@ -617,6 +646,10 @@ fn rag_reading_commands_create_no_store_and_name_the_missing_one() {
             err.contains(&format!("there is no store at {typo}; `temper rag ingest` creates one")),
             "{err}"
         );
+        assert!(
+            err.ends_with("\nhint: --db PATH names the store; without it, it is $TEMPER_HOME/rag.db\n"),
+            "{err}"
+        );
         let err = failure(&run(home.path(), command, b""));
         assert!(err.contains("there is no store at"), "{err}");
     }
@@ -684,6 +717,8 @@ fn mistaken_models_are_named_in_the_users_terms_before_any_work() {
     assert!(err.contains("model.gguf is a file; an embedding model is a folder"), "{err}");
     let err = failure(&run(home.path(), &["answer", "--point-tokens", "0", "Why?"], b""));
     assert!(err.contains("invalid point tokens: must be at least 1"), "{err}");
+    let err = failure(&run(home.path(), &["answer", " "], b""));
+    assert!(err.contains("invalid question: it is empty: there is nothing to answer"), "{err}");
     let empty = home.path().join("empty.txt");
     std::fs::write(&empty, " \n").unwrap();
     let err = failure(&run(home.path(), &["summarize", empty.to_str().unwrap()], b""));
@@ -703,6 +738,24 @@ fn prompt_options_that_would_be_ignored_are_refused() {
 }
 
 #[test]
+fn absurd_contexts_and_threads_are_refused_or_cut_down_with_a_word() {
+    let Some(home) = real_home() else { return };
+    for ctx in ["10000000", "20000"] {
+        let err = failure(&run(&home, &["ask", "--max-tokens", "4", "--ctx", ctx, "hi"], b""));
+        let refusal = format!("{ctx} tokens is more than the 8192 smollm2-135m-instruct was trained on");
+        assert!(err.contains(&refusal), "{err}");
+        assert!(err.contains("\nhint: --ctx TOKENS sets the context window"), "{err}");
+    }
+    let err = failure(&run(&home, &["complete", "--ctx", "1", "--truncate", "--max-tokens", "4", "hi"], b""));
+    assert!(err.contains("1 token cannot hold even one prompt token and one generated token"), "{err}");
+    let output = run(&home, &["ask", "--max-tokens", "2", "--threads", "1000", "hi"], b"");
+    success(&output);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let warning = format!("1000 threads asked for, but this machine has {cores} cores: using {cores}");
+    assert!(stderr(&output).contains(&warning), "{}", stderr(&output));
+}
+
+#[test]
 fn a_closed_pipe_ends_tokenize_quietly_as_it_ends_ask() {
     let Some(home) = real_home() else { return };
     for args in [&["tokenize", "hello there"][..], &["ask", "--max-tokens", "8", "Hi"]] {
@@ -716,6 +769,27 @@ fn a_closed_pipe_ends_tokenize_quietly_as_it_ends_ask() {
         let output = child.wait_with_output().unwrap();
         assert!(output.status.success(), "{args:?}: {}", stderr(&output));
         assert!(!stderr(&output).contains("Broken pipe"), "{}", stderr(&output));
+    }
+    // A long text on stdin, whose ids fill many pipe buffers.
+    let mut child = temper(&home)
+        .args(["tokenize", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start temper");
+    drop(child.stdout.take());
+    child.stdin.take().unwrap().write_all("hello there ".repeat(20_000).as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success() && stderr(&output).is_empty(), "{}", stderr(&output));
+}
+
+#[test]
+fn tokenize_and_logits_read_stdin_for_a_dash() {
+    let Some(home) = real_home() else { return };
+    for command in ["tokenize", "logits"] {
+        let from_stdin = success(&run(&home, &[command, "-"], b"hello there"));
+        assert_eq!(from_stdin, success(&run(&home, &[command, "hello there"], b"")), "{command}");
     }
 }
 
@@ -798,4 +872,32 @@ fn a_damaged_model_is_listed_as_damaged_and_pull_does_not_call_it_installed() {
     let out = run(home.path(), &["models", "verify"], b"");
     assert!(stdout(&out).contains("damaged"), "{}", stdout(&out));
     assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn a_second_pull_of_a_model_says_it_waits_for_the_first() {
+    let home = empty_home();
+    let (script, started) = (home.path().join("pip.sh"), home.path().join("started"));
+    let fake = format!(
+        "case \"$1\" in --version) echo fake; exit 0;; esac\ntouch {}\nsleep 2\nexit 1\n",
+        started.display()
+    );
+    std::fs::write(&script, fake).unwrap();
+    let pull = || {
+        temper(home.path())
+            .env("TEMPER_PIP", format!("sh {}", script.display()))
+            .args(["models", "pull", "smollm2-135m-instruct"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let first = pull();
+    wait_for(|| started.exists().then_some(()));
+    let err = stderr(&pull().wait_with_output().unwrap());
+    assert!(
+        err.contains("another pull of smollm2-135m-instruct is running; waiting for it to finish"),
+        "{err}"
+    );
+    first.wait_with_output().unwrap();
 }

@@ -324,7 +324,7 @@ fn a_local_profile_that_cannot_load_falls_back_and_is_named() {
     assert_eq!((json["text"].as_str(), json["model"].as_str()), (Some("From the fallback."), Some("spare")));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("`broken` of profile `broken` cannot be loaded (no such file: /no/such/model.gguf); trying `spare`"),
+        stderr.contains("profile `broken` cannot be loaded (no such file: /no/such/model.gguf); trying its fallback `spare`"),
         "{stderr}"
     );
 
@@ -364,4 +364,8 @@ fn a_bad_line_in_the_call_log_is_skipped_and_counted() {
             && stderr.contains("calls.jsonl that is not a call record (line 2: "),
         "{stderr}"
     );
+    std::fs::write(&log, "garbage\n{\"unix_time\": 1}\n").unwrap();
+    let output = temper(dir.path(), &["cost", "report"]);
+    assert!(ok(&output).starts_with("no call records in "), "{}", ok(&output));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("skipped 2 lines of"));
 }

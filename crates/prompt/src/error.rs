@@ -23,7 +23,7 @@ pub enum PromptError {
     #[error(
         "the prompt is {prompt_tokens} tokens and {answer_tokens} more are kept for the answer, \
          but the context window is {context_window} tokens: {} tokens too many; shorten the documents, \
-         raise --ctx, or choose --doc-strategy truncate or map-reduce",
+         use a larger context window, or the truncate or map-reduce document strategy",
         prompt_tokens + answer_tokens - context_window
     )]
     Overflow { prompt_tokens: usize, answer_tokens: usize, context_window: usize },

@@ -211,7 +211,10 @@ async fn map_reduce(
     }
     Err(PromptError::invalid(
         "document strategy",
-        format!("map-reduce: the partial answers still do not fit after {MAX_REDUCE_ROUNDS} rounds; lower --max-tokens"),
+        format!(
+            "map-reduce: the partial answers still do not fit after {MAX_REDUCE_ROUNDS} rounds; a smaller max_tokens \
+             leaves them more room"
+        ),
     ))
 }
 

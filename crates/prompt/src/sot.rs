@@ -38,8 +38,12 @@ pub struct SotOptions {
 }
 
 impl SotOptions {
-    /// Refuses options that cannot give an answer, before any model call.
-    pub fn validate(&self) -> Result<()> {
+    /// Refuses options that cannot give an answer, and a question with no text, before any
+    /// model call (the skeleton of nothing would be asked for again and again).
+    pub fn check(&self, question: &str) -> Result<()> {
+        if question.trim().is_empty() {
+            return Err(PromptError::invalid("question", "it is empty: there is nothing to answer"));
+        }
         if self.point_tokens == 0 {
             return Err(PromptError::invalid(
                 "point tokens",
@@ -136,7 +140,7 @@ point, in one or two sentences.";
 
 /// Answers `question` by skeleton of thought.
 pub async fn answer(model: &dyn ChatModel, question: &str, options: &SotOptions) -> Result<SotAnswer> {
-    options.validate()?;
+    options.check(question)?;
     let started = Instant::now();
     let points = skeleton(model, question, options).await?;
     let skeleton_ms = ms(started);
@@ -349,6 +353,18 @@ mod tests {
 
     use super::*;
     use crate::scripted::{block_on, Scripted};
+
+    #[test]
+    fn an_empty_question_and_options_that_cannot_answer_are_refused() {
+        let options = SotOptions::default();
+        options.check("Why?").unwrap();
+        let err = options.check(" \n").unwrap_err().to_string();
+        assert_eq!(err, "invalid question: it is empty: there is nothing to answer");
+        let err = SotOptions { point_tokens: 0, ..options.clone() }.check("Why?").unwrap_err().to_string();
+        assert!(err.starts_with("invalid point tokens: must be at least 1"), "{err}");
+        let err = SotOptions { min_points: 0, ..options }.check("Why?").unwrap_err().to_string();
+        assert!(err.starts_with("invalid points: need 1"), "{err}");
+    }
 
     #[test]
     fn points_come_from_numbered_or_bulleted_lines() {

@@ -89,7 +89,7 @@ impl Template {
         if error.kind() == minijinja::ErrorKind::UndefinedError {
             let expression = range.and_then(|r| self.source.get(r)).unwrap_or("a variable");
             message = format!(
-                "{}: `{expression}` is undefined; pass it with --var NAME=VALUE or set it under [vars]",
+                "{}: `{expression}` is undefined; give it a value, or set one under [vars]",
                 self.field
             );
         }

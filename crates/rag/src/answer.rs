@@ -111,7 +111,7 @@ pub fn prepare(
             "context window",
             format!(
                 "{} tokens leave no room for sources after the instructions, the question and {answer_tokens} tokens of answer; \
-                 raise --ctx or lower --max-tokens",
+                 a larger context window or a smaller max_tokens leaves room",
                 options.context_window
             ),
         )
@@ -131,7 +131,10 @@ pub fn prepare(
     if sources.is_empty() {
         return Err(RagError::invalid(
             "context window",
-            format!("{} tokens cannot hold even the best source; raise --ctx", options.context_window),
+            format!(
+                "{} tokens cannot hold even the best source; a larger context window can",
+                options.context_window
+            ),
         ));
     }
     // Small models follow what comes last best, so the citation format is repeated there.

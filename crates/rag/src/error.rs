@@ -13,7 +13,7 @@ pub enum RagError {
 
     /// A command that reads a store was given a path where there is none; only ingestion
     /// creates one.
-    #[error("there is no store at {}; `temper rag ingest` creates one (check the --db path)", path.display())]
+    #[error("there is no store at {}; `temper rag ingest` creates one (check the path)", path.display())]
     NoStore { path: PathBuf },
 
     /// A store operation failed.

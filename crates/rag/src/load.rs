@@ -137,9 +137,9 @@ pub fn discover(roots: &[PathBuf], globs: &[String]) -> Result<(Vec<PathBuf>, Ve
         }
         let mut overrides = ignore::overrides::OverrideBuilder::new(root);
         for glob in globs {
-            overrides.add(glob).map_err(|e| RagError::invalid(format!("--glob `{glob}`"), e.to_string()))?;
+            overrides.add(glob).map_err(|e| RagError::invalid(format!("glob `{glob}`"), e.to_string()))?;
         }
-        let overrides = overrides.build().map_err(|e| RagError::invalid("--glob", e.to_string()))?;
+        let overrides = overrides.build().map_err(|e| RagError::invalid("glob", e.to_string()))?;
         let walker = ignore::WalkBuilder::new(root).require_git(false).overrides(overrides).build();
         for entry in walker {
             match entry {

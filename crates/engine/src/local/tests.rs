@@ -63,6 +63,8 @@ async fn a_context_beyond_the_trained_length_is_refused_with_both_numbers() {
     let (_dir, model) = load(tiny(), LoadOptions { context_window: Some(257), ..Default::default() });
     let err = model.err().unwrap().to_string();
     assert!(err.contains("257 tokens is more than the 256 tiny was trained on"), "{err}");
+    // The engine is a library: the command line adds its flags in a hint.
+    assert!(!err.contains("--"), "{err}");
     let (_dir, model) = load(tiny(), LoadOptions { context_window: Some(256), ..Default::default() });
     assert_eq!(model.unwrap().summary().context_window, 256);
 }
@@ -87,6 +89,7 @@ fn a_cache_larger_than_memory_is_refused_and_one_per_sequence_is_warned_about() 
     let mut warnings = Vec::new();
     let err = check_cache_memory(3 * gib, 1, 10_000_000, 2 * gib, &mut warnings).unwrap_err().to_string();
     assert!(err.contains("10000000 tokens needs a 3.0 GiB KV cache, but only 2.0 GiB"), "{err}");
+    assert!(!err.contains("--"), "{err}");
     check_cache_memory(gib, 8, 4096, 20 * gib, &mut warnings).unwrap();
     assert!(warnings.is_empty());
     check_cache_memory(gib, 8, 4096, 3 * gib, &mut warnings).unwrap();
@@ -146,4 +149,13 @@ async fn an_empty_prompt_is_refused_before_generating() {
     assert!(err.contains("`messages`") && err.contains("nothing to answer"), "{err}");
     let err = chat(vec![Message::system("Be brief."), Message::user("  ")]).await.unwrap_err().to_string();
     assert!(err.contains("`messages[1].content`") && err.contains("nothing to answer"), "{err}");
+}
+
+#[tokio::test]
+async fn a_request_window_beyond_the_loaded_one_is_refused_without_naming_flags() {
+    let (_dir, model) = load(tiny(), LoadOptions { context_window: Some(64), ..Default::default() });
+    let params = GenerationParams { context_window: Some(128), ..greedy(4) };
+    let err = model.unwrap().complete(complete("abc", params)).await.unwrap_err().to_string();
+    assert!(err.contains("128 is larger than the 64 tokens this model was loaded with"), "{err}");
+    assert!(!err.contains("--"), "{err}");
 }

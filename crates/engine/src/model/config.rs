@@ -108,11 +108,12 @@ impl ModelConfig {
             attention_scale: 1.0 / (head_dim as f32).sqrt(),
             arch_name,
         };
-        config.check()?;
+        config.check(g.tensors.len())?;
         Ok(config)
     }
 
-    fn check(&self) -> Result<(), GgufError> {
+    /// Checks the hyperparameters against each other and against the `tensors` in the file.
+    fn check(&self, tensors: usize) -> Result<(), GgufError> {
         let bad = |reason: String| GgufError::Invalid {
             what: format!("{} hyperparameters", self.arch_name),
             offset: 0,
@@ -125,6 +126,24 @@ impl ModelConfig {
             || self.head_dim == 0
         {
             return Err(bad("a layer, embedding, head or head size count is zero".into()));
+        }
+        // Each layer has tensors of its own (at least the norms, attention and feed-forward
+        // ones): more layers than that is damage, not a model, and room would be reserved for
+        // all of them before the first missing tensor were found.
+        const TENSORS_PER_LAYER: usize = 9;
+        if self.layers > tensors / TENSORS_PER_LAYER {
+            return Err(bad(format!(
+                "{} layers need at least {} tensors, but the file has {tensors}",
+                self.layers,
+                self.layers.saturating_mul(TENSORS_PER_LAYER)
+            )));
+        }
+        let heads = self.heads.max(self.kv_heads);
+        if heads.checked_mul(self.head_dim).is_none() {
+            return Err(bad(format!(
+                "{heads} heads of size {} is more than memory can address",
+                self.head_dim
+            )));
         }
         if !self.heads.is_multiple_of(self.kv_heads) {
             return Err(bad(format!(

@@ -424,6 +424,30 @@ fn a_second_pull_of_the_same_model_waits_for_the_first_and_takes_its_result() {
 }
 
 #[test]
+fn a_pull_that_waited_still_replaces_the_copy_installed_before_it() {
+    let fx = Fixture::new();
+    fx.store.pull("tiny", &Silent).expect("first pull");
+    let marker = fx.models().join("tiny").join("marker");
+    fs::write(&marker, b"old copy").expect("marker");
+    // Someone else holds the lock for a moment (another pull, or a child process forked with
+    // its file still open) while the model is already installed.
+    let holder = File::options().write(true).open(fx.store.root().join("locks/tiny.lock")).unwrap();
+    holder.lock().unwrap();
+    let store = fx.store.clone();
+    let pull = std::thread::spawn(move || {
+        let progress = Recorder::default();
+        let path = store.pull("tiny", &progress).map_err(|e| e.to_string());
+        (path, progress.stages.into_inner())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(holder);
+    let (path, stages) = pull.join().unwrap();
+    path.expect("the pull");
+    assert_eq!(stages.first().map(String::as_str), Some("waiting tiny"), "{stages:?}");
+    assert!(!marker.exists(), "the pull replaced the copy it was asked to replace");
+}
+
+#[test]
 fn a_damaged_model_is_not_installed_verify_finds_it_and_pull_repairs_it() {
     let fx = Fixture::new();
     let path = fx.store.pull("joined", &Silent).expect("pull");
