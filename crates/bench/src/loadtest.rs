@@ -213,7 +213,9 @@ async fn ask(
 
 /// `clients` clients asking one after another until the time is up.
 async fn measure(server: &Server, model: &str, clients: usize, args: &Args) -> Run {
-    let client = reqwest::Client::new();
+    // A connection per request: llama-server closes a kept-alive connection after a stream,
+    // and a request sent on it in that moment fails without reaching the server.
+    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().expect("an HTTP client");
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.seconds);
     let tasks = (0..clients).map(|i| {
