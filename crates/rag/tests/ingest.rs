@@ -198,10 +198,10 @@ fn a_document_reached_by_another_path_is_the_same_document() {
     std::os::unix::fs::symlink(&corpus, &link).unwrap();
     let db = dir.path().join("rag.db");
 
-    let first = run(&db, &[corpus.clone()], &options());
+    let first = run(&db, std::slice::from_ref(&corpus), &options());
     assert_eq!(first.added, 2, "{first:?}");
     for other in [corpus.join("../corpus/doc002.md"), link.join("doc002.md"), link.clone()] {
-        let again = run(&db, &[other.clone()], &options());
+        let again = run(&db, std::slice::from_ref(&other), &options());
         assert_eq!((again.added, again.updated), (0, 0), "{} added a copy: {again:?}", other.display());
     }
     let store = SqliteStore::open_read_only(&db).unwrap();
@@ -225,7 +225,7 @@ fn symbolic_links_inside_a_folder_are_listed_as_skipped() {
     std::os::unix::fs::symlink(&outside, corpus.join("folder-link")).unwrap();
     std::os::unix::fs::symlink(&corpus, corpus.join("loop")).unwrap();
 
-    let report = run(&dir.path().join("rag.db"), &[corpus.clone()], &options());
+    let report = run(&dir.path().join("rag.db"), std::slice::from_ref(&corpus), &options());
     assert_eq!(report.added, 1, "{report:?}");
     let mut skipped: Vec<String> =
         report.skipped.iter().map(|s| s.path.file_name().unwrap().to_string_lossy().into_owned()).collect();
