@@ -1,8 +1,10 @@
 //! Profiles, remote backends, fallback and cost through the `temper` binary, against loopback
 //! servers that speak OpenAI's chat completions wire format. No model is needed.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 use temper_testserver::{sse, Reply, Server};
@@ -12,15 +14,7 @@ const KEY: &str = "sk-cli-5ecret-0123456789abcdef";
 
 /// `temper ARGS` run in `dir`, with its store in `dir/home` and the test key in the environment.
 fn temper(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_temper"))
-        .args(args)
-        .current_dir(dir)
-        .env("TEMPER_HOME", dir.join("home"))
-        .env("TEMPER_PIP", "false")
-        .env(KEY_VAR, KEY)
-        .env_remove("CI")
-        .output()
-        .expect("cannot run temper")
+    common::temper_in(dir).args(args).env(KEY_VAR, KEY).output().expect("cannot run temper")
 }
 
 fn ok(output: &Output) -> String {
@@ -316,7 +310,8 @@ fn eval_run_refuses_a_bad_spec_before_any_call() {
 #[test]
 fn a_local_profile_that_cannot_load_falls_back_and_is_named() {
     let server = Server::start(vec![answer("From the fallback.")]);
-    let broken = "[models.broken]\nbackend = \"local\"\nmodel = \"/no/such/model.gguf\"\nfallback = [\"spare\"]\n";
+    let broken =
+        "[models.broken]\nbackend = \"local\"\nmodel = \"/no/such/model.gguf\"\nfallback = [\"spare\"]\n";
     let dir = project(&(broken.to_owned() + &remote("spare", &server, "")));
     let output = temper(dir.path(), &["ask", "--model", "broken", "--json", "Hi"]);
     let json: Value = serde_json::from_str(&ok(&output)).unwrap();
@@ -337,7 +332,10 @@ fn a_local_profile_that_cannot_load_falls_back_and_is_named() {
         "{err}"
     );
     let err = failed(&temper(dir.path(), &["ask", "--model", "alone", "Hi"]));
-    assert!(err.starts_with("error: profile `alone`\n  caused by: no such file: /no/such/model.gguf"), "{err}");
+    assert!(
+        err.starts_with("error: profile `alone`\n  caused by: no such file: /no/such/model.gguf"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -355,5 +353,9 @@ fn a_bad_line_in_the_call_log_is_skipped_and_counted() {
     let totals: Value = serde_json::from_str(&ok(&output)).unwrap();
     assert_eq!(totals[0]["calls"], 2, "{totals}");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("skipped 1 line of") && stderr.contains("calls.jsonl that is not a call record (line 2: "), "{stderr}");
+    assert!(
+        stderr.contains("skipped 1 line of")
+            && stderr.contains("calls.jsonl that is not a call record (line 2: "),
+        "{stderr}"
+    );
 }

@@ -39,7 +39,7 @@ const GEMMA_TEMPLATE: &str = r#"
 /// Why a chat template cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
-    #[error("chat template metadata: {0}")]
+    #[error("chat template metadata")]
     Gguf(#[from] GgufError),
     #[error(
         "the model has no chat template ({KEY_TEMPLATE}) and Temper has none built in for architecture \

@@ -86,7 +86,7 @@ pub struct CallLog {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CallLogError {
-    #[error("cannot {action} the call log {}: {source}", path.display())]
+    #[error("cannot {action} the call log {}", path.display())]
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
 }
 
@@ -124,12 +124,8 @@ impl CallLog {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).map_err(io("create the directory of"))?;
         }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(io("open"))?;
+        let mut file =
+            OpenOptions::new().create(true).read(true).append(true).open(&self.path).map_err(io("open"))?;
         let mut line = String::new();
         if !ends_with_newline(&mut file).map_err(io("read"))? {
             line.push('\n');
@@ -355,7 +351,6 @@ mod tests {
         assert!(close(totals[0].cost, 0.000_081));
         assert_eq!((totals[1].model.as_str(), totals[1].unpriced_calls), ("local", 1));
         assert_eq!((totals[2].day.as_str(), totals[2].calls), ("2024-01-02", 1));
-
     }
 
     #[test]
@@ -365,7 +360,8 @@ mod tests {
         let good = CallRecord::now("local", &Usage { prompt_tokens: 3, completion_tokens: 4 }, None);
         // A record without its model, control bytes, bytes that are not UTF-8, and a last line
         // torn mid-record.
-        std::fs::write(log.path(), b"{\"unix_time\": 1}\n\x00\x01\n\xff\xfe\n{\"unix_time\": 5, \"mod").unwrap();
+        std::fs::write(log.path(), b"{\"unix_time\": 1}\n\x00\x01\n\xff\xfe\n{\"unix_time\": 5, \"mod")
+            .unwrap();
         log.append(&good).unwrap();
         log.append(&good).unwrap();
         let contents = log.read().unwrap();

@@ -225,7 +225,7 @@ fn a_store_opened_read_only_is_searched_checked_and_left_unchanged() {
     assert_eq!(store.dense_search("c", &q, 3, &Filter::default()).unwrap().len(), 3);
     assert_eq!(store.text_search("c", "upstream", 3, &Filter::default()).unwrap().len(), 3);
     assert_eq!(store.check().unwrap(), temper_rag::store::StoreCheck { full_text: false });
-    let err = store.remove_collection("c").unwrap_err().to_string();
+    let err = temper_core::error_chain(&store.remove_collection("c").unwrap_err());
     assert!(err.contains("readonly") || err.contains("read-only"), "{err}");
     drop(store);
     assert_eq!(std::fs::read(&path).unwrap(), before, "reading changed the file");
