@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 use std::time::Instant;
 
-use temper_core::{ChatModel, ChatRequest, ChatResponse, GenerationParams, Message};
+use temper_core::{error_chain, ChatModel, ChatRequest, ChatResponse, GenerationParams, Message};
 use temper_engine::LoadOptions;
 use temper_models::{catalog, ConsoleProgress, ModelStore, DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL};
 
@@ -103,7 +103,7 @@ pub fn compare(comparison: Comparison) -> anyhow::Result<()> {
                     serde_json::json!({ "model": name, "latency_ms": latency_ms, "response": response })
                 }
                 Err(err) => {
-                    serde_json::json!({ "model": name, "latency_ms": latency_ms, "error": err.to_string() })
+                    serde_json::json!({ "model": name, "latency_ms": latency_ms, "error": error_chain(err) })
                 }
             })
             .collect();
@@ -151,7 +151,7 @@ fn print_comparison(results: &[Run]) -> anyhow::Result<()> {
         writeln!(out, "\n── {name} ──")?;
         match result {
             Ok(r) => writeln!(out, "{}", r.text.trim_end())?,
-            Err(err) => writeln!(out, "error: {err}")?,
+            Err(err) => writeln!(out, "error: {}", error_chain(&err))?,
         }
     }
     Ok(())
@@ -211,7 +211,7 @@ pub fn verify(names: Vec<String>) -> anyhow::Result<()> {
         match store.verify(name) {
             Ok(_) => writeln!(out, "{name}: ok")?,
             Err(err) => {
-                writeln!(out, "{name}: {err}")?;
+                writeln!(out, "{name}: {}", error_chain(&err))?;
                 bad.push(name.as_str());
             }
         }

@@ -1,8 +1,10 @@
 //! Profiles, remote backends, fallback and cost through the `temper` binary, against loopback
 //! servers that speak OpenAI's chat completions wire format. No model is needed.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 use temper_testserver::{sse, Reply, Server};
@@ -12,15 +14,7 @@ const KEY: &str = "sk-cli-5ecret-0123456789abcdef";
 
 /// `temper ARGS` run in `dir`, with its store in `dir/home` and the test key in the environment.
 fn temper(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_temper"))
-        .args(args)
-        .current_dir(dir)
-        .env("TEMPER_HOME", dir.join("home"))
-        .env("TEMPER_PIP", "false")
-        .env(KEY_VAR, KEY)
-        .env_remove("CI")
-        .output()
-        .expect("cannot run temper")
+    common::temper_in(dir).args(args).env(KEY_VAR, KEY).output().expect("cannot run temper")
 }
 
 fn ok(output: &Output) -> String {

@@ -34,7 +34,8 @@ pub enum Error {
     #[error("{0}")]
     Backend(String),
 
-    #[error("{context}: {source}")]
+    /// A file or stream operation failed; `context` says which, the source says why.
+    #[error("{context}")]
     Io { context: String, source: std::io::Error },
 }
 
@@ -63,4 +64,17 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_says_each_cause_once() {
+        let cause = std::io::Error::new(std::io::ErrorKind::NotFound, "no such thing");
+        let err = Error::io("cannot read p.toml", cause);
+        assert_eq!(err.to_string(), "cannot read p.toml");
+        assert_eq!(error_chain(&err), "cannot read p.toml: no such thing");
+    }
 }

@@ -242,28 +242,22 @@ mod tests {
         }
     }
 
-    /// Counts letters: a vector per text, enough to check the trait works behind `Arc<dyn>`.
-    struct LetterCounts;
+    /// A text's length in bytes and in words: a vector per text, enough to check the trait works
+    /// behind `Arc<dyn>`. Not temper-testkit's fakes: testkit depends on this crate.
+    struct Lengths;
 
     #[async_trait]
-    impl EmbeddingModel for LetterCounts {
+    impl EmbeddingModel for Lengths {
         fn name(&self) -> &str {
-            "letters"
+            "lengths"
         }
 
         fn dimensions(&self) -> usize {
-            26
+            2
         }
 
         async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
-            Ok(texts
-                .iter()
-                .map(|t| {
-                    let mut v = vec![0.0; 26];
-                    t.bytes().filter(u8::is_ascii_lowercase).for_each(|b| v[(b - b'a') as usize] += 1.0);
-                    v
-                })
-                .collect())
+            Ok(texts.iter().map(|t| vec![t.len() as f32, t.split_whitespace().count() as f32]).collect())
         }
     }
 
@@ -294,10 +288,10 @@ mod tests {
 
     #[tokio::test]
     async fn embedders_work_behind_arc_dyn() {
-        let model: Arc<dyn EmbeddingModel> = Arc::new(LetterCounts);
-        let vectors = model.embed(&["abba".to_string(), "c".to_string()]).await.unwrap();
-        assert_eq!((vectors[0][0], vectors[0][1], vectors[1][2]), (2.0, 2.0, 1.0));
-        assert_eq!(model.dimensions(), 26);
+        let model: Arc<dyn EmbeddingModel> = Arc::new(Lengths);
+        let vectors = model.embed(&["ab ba".to_string(), "c".to_string()]).await.unwrap();
+        assert_eq!(vectors, [[5.0, 2.0], [1.0, 1.0]]);
+        assert_eq!(model.dimensions(), 2);
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@ pub type Result<T, E = EmbedError> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum EmbedError {
     /// A file of the model directory is missing or unreadable.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
 
     /// A file of the model directory is readable but not usable.

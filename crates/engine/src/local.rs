@@ -17,7 +17,9 @@ use std::path::Path;
 use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
-use temper_core::{ChatModel, ChatRequest, CompletionRequest, Error, EventStream, GenerationParams, Result};
+use temper_core::{
+    error_chain, ChatModel, ChatRequest, CompletionRequest, Error, EventStream, GenerationParams, Result,
+};
 use tokio::sync::mpsc::unbounded_channel;
 
 use crate::gguf::Gguf;
@@ -61,10 +63,11 @@ impl LocalModel {
     /// Loads a GGUF file and starts its scheduler thread.
     pub fn load(path: &Path, name: &str, options: LoadOptions) -> Result<LocalModel> {
         let invalid = |reason: String| Error::invalid_model(path, reason);
-        let gguf = Gguf::open(path).map_err(|e| invalid(e.to_string()))?;
-        let tokenizer = Tokenizer::from_gguf(&gguf).map_err(|e| invalid(format!("tokenizer: {e}")))?;
-        let template = ChatTemplate::from_gguf(&gguf, &tokenizer).map_err(|e| e.to_string());
-        let model = Model::from_gguf(gguf).map_err(|e| invalid(e.to_string()))?;
+        let gguf = Gguf::open(path).map_err(|e| invalid(error_chain(&e)))?;
+        let tokenizer =
+            Tokenizer::from_gguf(&gguf).map_err(|e| invalid(format!("tokenizer: {}", error_chain(&e))))?;
+        let template = ChatTemplate::from_gguf(&gguf, &tokenizer).map_err(|e| error_chain(&e));
+        let model = Model::from_gguf(gguf).map_err(|e| invalid(error_chain(&e)))?;
         let config = &model.config;
         if tokenizer.vocab_size() != config.vocab {
             return Err(invalid(format!(

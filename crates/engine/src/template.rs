@@ -9,7 +9,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use minijinja::{context, Environment, Error, ErrorKind, Value};
-use temper_core::Message;
+use temper_core::{error_chain, Message};
 
 use crate::gguf::{Gguf, GgufError};
 use crate::tokenizer::Tokenizer;
@@ -39,7 +39,7 @@ const GEMMA_TEMPLATE: &str = r#"
 /// Why a chat template cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
-    #[error("chat template metadata: {0}")]
+    #[error("chat template metadata")]
     Gguf(#[from] GgufError),
     #[error(
         "the model has no chat template ({KEY_TEMPLATE}) and Temper has none built in for architecture \
@@ -50,17 +50,6 @@ pub enum TemplateError {
     Syntax(String),
     #[error("the chat template failed to render: {0}")]
     Render(String),
-}
-
-/// minijinja's message names the problem and the template line; add its causes.
-fn describe(error: &Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
 }
 
 /// A model's chat format, ready to render conversations.
@@ -113,14 +102,15 @@ impl ChatTemplate {
             let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
             strftime(&format, now)
         });
-        env.add_template_owned(NAME, source.to_string()).map_err(|e| TemplateError::Syntax(describe(&e)))?;
+        env.add_template_owned(NAME, source.to_string())
+            .map_err(|e| TemplateError::Syntax(error_chain(&e)))?;
         Ok(ChatTemplate { env, bos_token: bos_token.to_string(), eos_token: eos_token.to_string(), add_bos })
     }
 
     /// The prompt text for `messages`; with `add_generation_prompt`, it ends where the assistant's
     /// reply begins. It never starts with BOS when the engine adds BOS itself.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String, TemplateError> {
-        let template = self.env.get_template(NAME).map_err(|e| TemplateError::Render(describe(&e)))?;
+        let template = self.env.get_template(NAME).map_err(|e| TemplateError::Render(error_chain(&e)))?;
         let text = template
             .render(context! {
                 messages => Value::from_serialize(messages),
@@ -128,7 +118,7 @@ impl ChatTemplate {
                 bos_token => &self.bos_token,
                 eos_token => &self.eos_token,
             })
-            .map_err(|e| TemplateError::Render(describe(&e)))?;
+            .map_err(|e| TemplateError::Render(error_chain(&e)))?;
         let bos = self.bos_token.as_str();
         match text.strip_prefix(bos) {
             Some(rest) if self.add_bos && !bos.is_empty() => Ok(rest.to_string()),

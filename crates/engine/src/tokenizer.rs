@@ -59,7 +59,7 @@ const END_OF_TURN_TEXTS: &[&str] = &[
 /// Why a tokenizer cannot be built, or a text cannot be encoded.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
-    #[error("tokenizer metadata: {0}")]
+    #[error("tokenizer metadata")]
     Gguf(#[from] GgufError),
     #[error(
         "tokenizer model `{0}` ({KEY_MODEL}) is not supported; Temper reads `gpt2` (byte-level BPE) \

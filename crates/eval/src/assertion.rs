@@ -476,7 +476,7 @@ impl Assertion {
                 let vectors = embedder
                     .embed(&[output.to_owned(), t.clone()])
                     .await
-                    .map_err(|e| format!("the embedder failed: {e}"))?;
+                    .map_err(|e| format!("the embedder failed: {}", temper_core::error_chain(&e)))?;
                 let similarity = match vectors.as_slice() {
                     [a, b] => cosine(a, b),
                     _ => return Err(format!("the embedder returned {} vectors for 2 texts", vectors.len())),

@@ -61,7 +61,7 @@ pub async fn judge(judge: &dyn ChatModel, task: &Task<'_>) -> Result<Verdict, St
     ask_until(judge, messages, &params, JUDGE_ATTEMPTS, "the judge", parse_verdict, Retry::WithReason)
         .await
         .map(|checked| checked.value)
-        .map_err(|e| e.to_string())
+        .map_err(|e| temper_core::error_chain(&e))
 }
 
 /// Reads a verdict from a reply. `pass` and `score` may be strings ("true", "0.8"); a missing

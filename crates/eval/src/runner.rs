@@ -12,7 +12,8 @@ use futures::{stream, StreamExt};
 use serde::Serialize;
 use serde_json::Value;
 use temper_core::{
-    ChatModel, ChatRequest, EmbeddingModel, EventStream, GenerationParams, Message, Role, StreamEvent,
+    error_chain, ChatModel, ChatRequest, EmbeddingModel, EventStream, GenerationParams, Message, Role,
+    StreamEvent,
 };
 use temper_prompt::{Layout, PromptFile};
 
@@ -167,9 +168,9 @@ impl Evaluator {
                         variant.prompt.path.display()
                     )));
                 }
-                let prompt = variant.prompt.prompt(&row.vars).map_err(|e| row.error(e.to_string()))?;
+                let prompt = variant.prompt.prompt(&row.vars).map_err(|e| row.error(error_chain(&e)))?;
                 let messages =
-                    prompt.messages(&[], &Layout::default()).map_err(|e| row.error(e.to_string()))?;
+                    prompt.messages(&[], &Layout::default()).map_err(|e| row.error(error_chain(&e)))?;
                 Ok(Prepared { index, row: row.clone(), messages, targets: targets.clone() })
             })
             .collect()
@@ -221,7 +222,7 @@ impl Evaluator {
         let call = match model.call(temper_prompt::run::request(report.messages.clone(), params)).await {
             Ok(call) => call,
             Err(e) => {
-                report.error = Some(e.to_string());
+                report.error = Some(error_chain(&e));
                 return report;
             }
         };
@@ -275,7 +276,7 @@ struct Call {
 
 impl Caller {
     async fn call(&self, request: ChatRequest) -> temper_core::Result<Call> {
-        let cache_error = |e: EvalError| temper_core::Error::Backend(e.to_string());
+        let cache_error = |e: EvalError| temper_core::Error::Backend(error_chain(&e));
         // The key (the request serialized and hashed) only when there is a cache to look in.
         let cached = self.cache.as_ref().map(|cache| (cache, Cache::key(&self.name, &request)));
         if let Some((cache, key)) = &cached {

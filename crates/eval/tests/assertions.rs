@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 use temper_eval::assertion::{Graders, Observation};
 use temper_eval::{Assertion, AssertionOutcome, AssertionSpec};
 
-use common::{block_on, calls, last, row, Letters, Scripted};
+use common::{block_on, calls, last, row, Scripted};
+use temper_testkit::Letters;
 
 fn assertion(kind: &str, value: Option<Value>) -> Assertion {
     Assertion::new(AssertionSpec { kind: kind.into(), value, ..Default::default() })

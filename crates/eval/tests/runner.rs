@@ -13,7 +13,8 @@ use temper_core::{ChatModel, GenerationParams};
 use temper_eval::{report, Assertion, AssertionSpec, Cache, Evaluator, Row, Settings, Variant};
 use temper_prompt::PromptFile;
 
-use common::{block_on, calls, last, row, Letters, Priced, Scripted};
+use common::{block_on, calls, last, row, Priced, Scripted};
+use temper_testkit::Letters;
 
 fn assertion(kind: &str, value: Option<Value>, weight: f64) -> Assertion {
     Assertion::new(AssertionSpec { kind: kind.into(), value, weight: Some(weight), ..Default::default() })

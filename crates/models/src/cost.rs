@@ -86,7 +86,7 @@ pub struct CallLog {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CallLogError {
-    #[error("cannot {action} the call log {}: {source}", path.display())]
+    #[error("cannot {action} the call log {}", path.display())]
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
 }
 

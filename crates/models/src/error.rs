@@ -65,7 +65,7 @@ pub enum StoreError {
     HashMismatch { model: String, file: String, expected: String, actual: String },
 
     /// A file system operation failed.
-    #[error("cannot {action} {}: {source} (check free disk space and permissions)", path.display())]
+    #[error("cannot {action} {} (check free disk space and permissions)", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,

@@ -60,7 +60,7 @@ impl Walk {
                 return Some(Ok(StreamEvent::Done(response)));
             }
             Some(Ok(event)) => return Some(Ok(event)),
-            Some(Err(err)) => err.to_string(),
+            Some(Err(err)) => temper_core::error_chain(&err),
             None => "the stream ended before the answer was complete".to_owned(),
         };
         self.current = None;

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use temper_core::{ChatModel, ChatRequest, CompletionRequest, EventStream, GenerationParams, StreamEvent};
+use temper_core::{
+    error_chain, ChatModel, ChatRequest, CompletionRequest, EventStream, GenerationParams, StreamEvent,
+};
 use temper_providers::WarningSink;
 
 use crate::cost::{CallLog, CallRecord, Prices};
@@ -71,7 +73,7 @@ impl Metered {
         let record = move |record: CallRecord| {
             if let Some(log) = &log {
                 if let Err(err) = log.append(&record) {
-                    warn(err.to_string());
+                    warn(error_chain(&err));
                 }
             }
         };
@@ -83,7 +85,7 @@ impl Metered {
                 Ok(StreamEvent::Done(response))
             }
             Err(err) => {
-                record(CallRecord::failed(&name, &err.to_string()));
+                record(CallRecord::failed(&name, &error_chain(&err)));
                 Err(err)
             }
             other => other,

@@ -19,7 +19,7 @@ pub const CONFIG_FILE: &str = "temper.toml";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProfileError {
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
 
     /// Not valid TOML, or not the profile format (toml's message names the line).
@@ -39,8 +39,12 @@ pub enum ProfileError {
     KeyInConfig { path: PathBuf, profile: String },
 
     /// The profile's key variable is unset (or another backend setting is unusable).
-    #[error("profile `{profile}`: {error}")]
-    Backend { profile: String, error: Box<temper_providers::ProviderError> },
+    #[error("profile `{profile}`")]
+    Backend {
+        profile: String,
+        #[source]
+        error: Box<temper_providers::ProviderError>,
+    },
 }
 
 /// Which engine runs a profile's model.
@@ -349,7 +353,8 @@ model = "smollm2-135m-instruct"
         )
         .unwrap();
         let warn: WarningSink = std::sync::Arc::new(|_| {});
-        let err = profiles.get("a").unwrap().provider_config("a", None, warn).unwrap_err().to_string();
-        assert!(err.contains("profile `a`") && err.contains("TEMPER_TEST_UNSET_KEY_VAR"), "{err}");
+        let err = profiles.get("a").unwrap().provider_config("a", None, warn).unwrap_err();
+        let err = temper_core::error_chain(&err);
+        assert!(err.starts_with("profile `a`: environment variable TEMPER_TEST_UNSET_KEY_VAR"), "{err}");
     }
 }

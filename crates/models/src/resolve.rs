@@ -252,11 +252,12 @@ impl Resolver {
     }
 
     /// `err` as the failure of profile `name`, when `name` is a profile (its errors otherwise
-    /// speak of its model's file, which the user did not type).
+    /// speak of its model's file, which the user did not type). Errors of the profile itself
+    /// already name it or its file, and are not named twice.
     fn in_profile(&self, name: &str, err: ResolveError) -> ResolveError {
-        match self.profiles.get(name) {
-            Some(_) => ResolveError::InProfile { name: name.to_owned(), source: Box::new(err) },
-            None => err,
+        match (&err, self.profiles.get(name)) {
+            (_, None) | (ResolveError::Backend { .. } | ResolveError::Profile(_), _) => err,
+            _ => ResolveError::InProfile { name: name.to_owned(), source: Box::new(err) },
         }
     }
 

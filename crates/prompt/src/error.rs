@@ -12,7 +12,7 @@ pub enum PromptError {
     File { path: PathBuf, line: usize, column: usize, message: String },
 
     /// A prompt file that cannot be read.
-    #[error("cannot read the prompt file {}: {source}", path.display())]
+    #[error("cannot read the prompt file {}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
 
     /// A value given by the caller that cannot be used (a variable, a document, an option).

@@ -111,40 +111,16 @@ fn in_order(passages: &[Document], indices: &[usize]) -> Vec<Document> {
 
 #[cfg(test)]
 mod tests {
-    use async_trait::async_trait;
     use futures::executor::block_on;
 
     use super::*;
     use crate::budget::tests::WordCounter;
     use crate::render::{Layout, Prompt};
-
-    /// One dimension per distinct word (of a fixed vocabulary): texts that share words point the
-    /// same way.
-    struct Words;
-
-    const VOCABULARY: [&str; 6] = ["salmon", "spawn", "river", "upstream", "tax", "invoice"];
-
-    #[async_trait]
-    impl EmbeddingModel for Words {
-        fn name(&self) -> &str {
-            "words"
-        }
-        fn dimensions(&self) -> usize {
-            VOCABULARY.len()
-        }
-        async fn embed(&self, texts: &[String]) -> temper_core::Result<Vec<Vec<f32>>> {
-            Ok(texts
-                .iter()
-                .map(|t| {
-                    let t = t.to_lowercase();
-                    VOCABULARY.iter().map(|w| t.matches(w).count() as f32).collect()
-                })
-                .collect())
-        }
-    }
+    use temper_testkit::HashedWords;
 
     fn long_document() -> Document {
-        let filler = |n: usize| vec!["filler text"; n].join(" ");
+        // Stop words, which HashedWords skips: only the two real sentences point anywhere.
+        let filler = |n: usize| vec!["and the"; n].join(" ");
         let text = format!(
             "{}\n\nSalmon swim upstream to spawn in the river where they hatched.\n\n{}\n\nThe tax invoice is due in March.\n\n{}",
             filler(300),
@@ -160,7 +136,7 @@ mod tests {
         let layout = Layout::default();
         let fitting =
             Fitting { prompt: &prompt, layout: &layout, answer_tokens: 50, counter: &WordCounter(600) };
-        let ranker = PassageRanker::of(Arc::new(Words));
+        let ranker = PassageRanker::of(Arc::new(HashedWords));
         let (documents, retrieval) = block_on(retrieve(&fitting, &[long_document()], &ranker)).unwrap();
         assert!(fitting.budget(&documents).unwrap().fits());
         assert!(documents.len() > 1 && retrieval.passages > documents.len(), "{retrieval:?}");
@@ -179,7 +155,7 @@ mod tests {
         let layout = Layout::default();
         let fitting =
             Fitting { prompt: &prompt, layout: &layout, answer_tokens: 50, counter: &WordCounter(60) };
-        let ranker = PassageRanker::of(Arc::new(Words));
+        let ranker = PassageRanker::of(Arc::new(HashedWords));
         let err = block_on(retrieve(&fitting, &[long_document()], &ranker)).unwrap_err().to_string();
         assert!(err.contains("context window is 60 tokens"), "{err}");
     }

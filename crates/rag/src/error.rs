@@ -17,7 +17,7 @@ pub enum RagError {
     NoStore { path: PathBuf },
 
     /// A store operation failed.
-    #[error("store: {context}: {source}")]
+    #[error("store: {context}")]
     Store { context: String, source: rusqlite::Error },
 
     #[error("there is no collection named `{0}`; `temper rag collections` lists them")]
@@ -44,7 +44,7 @@ pub enum RagError {
     #[error(transparent)]
     Model(#[from] temper_core::Error),
 
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io { context: String, source: std::io::Error },
 }
 

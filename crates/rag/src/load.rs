@@ -9,6 +9,8 @@ use serde_json::Value;
 
 use crate::{RagError, Result};
 
+mod html;
+
 /// Where a piece of text is in its source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "unit", content = "n")]
@@ -184,7 +186,7 @@ pub fn parse(kind: Kind, bytes: &[u8], options: &LoadOptions) -> std::result::Re
         let text = utf8_text(bytes)?;
         match kind {
             Kind::Markdown => markdown_sections(text),
-            Kind::Html => html_sections(text),
+            Kind::Html => html::sections(text),
             Kind::Json => json_records(text, &options.json_fields)?,
             Kind::Jsonl => jsonl_records(text, &options.json_fields)?,
             Kind::Csv => csv_rows(text)?,
@@ -264,144 +266,6 @@ fn atx_heading(line: &str) -> Option<(usize, String)> {
     }
     let title = after.trim().trim_end_matches('#').trim().to_owned();
     Some((level, title))
-}
-
-/// The text of HTML without its tags, script, style or comments, split at `<h1>`…`<h6>`.
-/// Every newline of the source is kept (tags and skipped content are replaced by their
-/// newlines alone), so a chunk's line number is its line in the HTML file.
-fn html_sections(html: &str) -> Vec<Section> {
-    let mut sections = Vec::new();
-    let mut path: Vec<(usize, String)> = Vec::new();
-    let mut current = String::new();
-    let mut start_line = 1u32;
-    let mut line = 1u32;
-    let mut heading: Option<(usize, String)> = None;
-    let mut rest = html;
-    let newlines = |s: &str| s.bytes().filter(|&b| b == b'\n').count();
-    while !rest.is_empty() {
-        let Some(lt) = rest.find('<') else {
-            push_html_text(rest, &mut current, &mut heading);
-            break;
-        };
-        push_html_text(&rest[..lt], &mut current, &mut heading);
-        line += newlines(&rest[..lt]) as u32;
-        rest = &rest[lt..];
-        // The markup to skip: a comment, a script/style element with its content, or a tag.
-        let lower: String = rest.chars().take(12).collect::<String>().to_ascii_lowercase();
-        let end = if rest.starts_with("<!--") {
-            rest.find("-->").map_or(rest.len(), |e| e + 3)
-        } else if let Some(name) = ["script", "style", "noscript", "template"].into_iter().find(|n| {
-            lower.starts_with(&format!("<{n}"))
-                && !lower[n.len() + 1..].starts_with(|c: char| c.is_alphanumeric())
-        }) {
-            let close = format!("</{name}");
-            rest.to_ascii_lowercase()
-                .find(&close)
-                .map_or(rest.len(), |e| e + rest[e..].find('>').map_or(rest.len() - e, |g| g + 1))
-        } else {
-            rest.find('>').map_or(rest.len(), |e| e + 1)
-        };
-        let markup = &rest[..end];
-        let name: String = markup
-            .trim_start_matches('<')
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '/')
-            .collect::<String>()
-            .to_ascii_lowercase();
-        let level = match name.as_bytes() {
-            [b'h', d @ b'1'..=b'6'] => Some((d - b'0') as usize),
-            _ => None,
-        };
-        match (level, name.strip_prefix('/')) {
-            (Some(level), _) => {
-                // A heading opens a new section.
-                if !current.trim().is_empty() {
-                    sections.push(Section {
-                        text: std::mem::take(&mut current),
-                        position: Position::Line(start_line),
-                        heading: path.iter().map(|(_, h)| h.clone()).collect(),
-                    });
-                }
-                current.clear();
-                start_line = line;
-                heading = Some((level, String::new()));
-            }
-            (None, Some(closed)) if closed.len() == 2 && closed.starts_with('h') && heading.is_some() => {
-                if let Some((level, title)) = heading.take() {
-                    path.retain(|(l, _)| *l < level);
-                    path.push((level, title.split_whitespace().collect::<Vec<_>>().join(" ")));
-                }
-            }
-            _ => {}
-        }
-        // Tags separate words; their newlines stay so lines keep their numbers.
-        let breaks = newlines(markup);
-        if breaks == 0 {
-            current.push(' ');
-        }
-        current.extend(std::iter::repeat_n('\n', breaks));
-        line += breaks as u32;
-        rest = &rest[end..];
-    }
-    if !current.trim().is_empty() {
-        sections.push(Section {
-            text: current,
-            position: Position::Line(start_line),
-            heading: path.iter().map(|(_, h)| h.clone()).collect(),
-        });
-    }
-    sections
-}
-
-fn push_html_text(raw: &str, current: &mut String, heading: &mut Option<(usize, String)>) {
-    let text = decode_entities(raw);
-    if let Some((_, title)) = heading {
-        title.push_str(&text);
-    }
-    current.push_str(&text);
-}
-
-/// `&amp;`, `&lt;`, `&#39;`, `&#x263A;` and the other common named entities.
-fn decode_entities(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(amp) = rest.find('&') {
-        out.push_str(&rest[..amp]);
-        rest = &rest[amp..];
-        let entity = rest[1..].find(';').filter(|&e| e <= 10).map(|e| &rest[1..e + 1]);
-        let decoded = entity.and_then(|name| match name {
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            "nbsp" => Some(' '),
-            "mdash" => Some('—'),
-            "ndash" => Some('–'),
-            "hellip" => Some('…'),
-            "copy" => Some('©'),
-            _ => {
-                let code = name.strip_prefix('#')?;
-                let n = match code.strip_prefix(['x', 'X']) {
-                    Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-                    None => code.parse().ok()?,
-                };
-                char::from_u32(n)
-            }
-        });
-        match (entity, decoded) {
-            (Some(name), Some(c)) => {
-                out.push(c);
-                rest = &rest[name.len() + 2..];
-            }
-            _ => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 /// A record's text: `field: value` lines of the chosen fields (or of all of them).
@@ -534,23 +398,116 @@ mod tests {
         assert_eq!(atx_heading("    # code"), None);
     }
 
+    /// Asserts the sections of `page`, each as (heading path, first line, text).
+    fn assert_html(page: &str, expected: &[(&[&str], u32, &str)]) {
+        let got: Vec<_> =
+            sections(Kind::Html, page).into_iter().map(|s| (s.heading, s.position, s.text)).collect();
+        let expected: Vec<_> = expected
+            .iter()
+            .map(|(path, line, text)| {
+                (
+                    path.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+                    Position::Line(*line),
+                    text.to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(got, expected);
+    }
+
     #[test]
     fn html_gives_the_text_not_the_tags() {
-        let html = "<html><head><title>T</title><style>p { color: red }</style>\n\
+        let page = "<html><head><title>T</title><style>p { color: red }</style>\n\
                     <script>var x = '<p>';</script></head>\n<body><!-- note -->\n\
                     <h1>Fish &amp; Chips</h1>\n<p>Cod&nbsp;is <b>white</b> &#8212; &#x41;.</p>\n\
                     <h2>Price</h2>\n<p>Two &lt;pounds&gt;</p></body></html>";
-        let s = sections(Kind::Html, html);
-        let all: String = s.iter().map(|s| s.text.as_str()).collect();
-        for gone in ["<", "color", "var x", "note"] {
-            assert!(!all.contains(gone) || gone == "<" && all.contains("<pounds>"), "`{gone}` in {all:?}");
-        }
-        assert!(all.contains("Cod is  white  — A."), "{all:?}");
-        assert_eq!(s[1].heading, vec!["Fish & Chips"]);
-        assert_eq!(s[1].position, Position::Line(4));
-        assert_eq!(s[2].heading, vec!["Fish & Chips", "Price"]);
-        assert_eq!(s[2].position, Position::Line(6));
-        assert!(s[2].text.contains("Two <pounds>"));
+        assert_html(
+            page,
+            &[
+                (&[], 1, "T \n\n\n"),
+                (&["Fish & Chips"], 4, "Fish & Chips \nCod is white — A. \n"),
+                (&["Fish & Chips", "Price"], 6, "Price \nTwo <pounds> "),
+            ],
+        );
+    }
+
+    #[test]
+    fn html_of_a_real_page_keeps_lists_tables_and_lines() {
+        let page = r#"<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>Caf&eacute; guide &ndash; Oslo</title>
+  <style>h1 > a { content: "</style-not>"; }</style>
+  <script type="module">if (a < b && c > d) { document.write("<h2>fake</h2>"); } // </p></script>
+</head>
+<body>
+<nav><ul><li><a href="/">Home</a><li><a href="/menu">Menu</a></ul></nav>
+<!-- <h2>Commented out</h2> -->
+<h1 class="title"
+    id="top">Caf&eacute;s &amp; bakeries</h1>
+<p>Open 7&ndash;17, closed on Mondays&hellip; prices in NOK &copy; 2024.
+<p>Tom&#39;s &quot;pick&quot;: the <em>kanelbolle</em>.<br>Ask for it warm.
+<h2>Menu
+<ul>
+  <li>Drinks
+    <ul><li>Coffee</li><li>Tea &amp co</li></ul>
+  <li>Pastry
+</ul>
+<table>
+  <thead><tr><th>Item<th>Price</tr></thead>
+  <tbody>
+    <tr><td>Coffee</td><td>35</td></tr>
+    <tr><td>Bun<td>42
+  </tbody>
+</table>
+<template><h2>Hidden</h2><p>template text</p></template>
+<noscript><p>Enable JavaScript</p></noscript>
+<h3>Notes</h3>
+<div>Unclosed <b>bold <i>and italic
+</body>
+"#;
+        assert_html(
+            page,
+            &[
+                (&[], 1, "\n\n\n  \n  Café guide – Oslo \n  \n  \n\n\nHome Menu \n\n"),
+                (
+                    &["Cafés & bakeries"],
+                    12,
+                    "\nCafés & bakeries \nOpen 7–17, closed on Mondays… prices in NOK © 2024.\n\
+                     Tom's \"pick\": the kanelbolle. Ask for it warm.\n",
+                ),
+                (
+                    &["Cafés & bakeries", "Menu"],
+                    16,
+                    "Menu\n\n  Drinks\n    Coffee Tea & co \n  Pastry\n\n\n  Item | Price \n  \n    \
+                     Coffee | 35 \n    Bun | 42\n  \n\n\n\n",
+                ),
+                (&["Cafés & bakeries", "Menu", "Notes"], 31, "Notes \nUnclosed bold and italic\n\n"),
+            ],
+        );
+    }
+
+    #[test]
+    fn malformed_html_ends_where_a_browser_ends_it() {
+        // A `>` inside a quoted attribute, a bare `<`, an unknown entity, a stray end tag, a
+        // heading left open, and a comment that never closes.
+        let page = "<p title=\"a > b\">x &lt; y, a < b &bogus; &amp</p></div><h2>Open heading<p>Body\
+                    <h3>Next</h3>text <!-- never closed <p>lost";
+        assert_html(
+            page,
+            &[
+                (&[], 1, "x < y, a < b &bogus; & "),
+                (&["Open heading"], 1, "Open heading Body"),
+                (&["Open heading", "Next"], 1, "Next text "),
+            ],
+        );
+        // A script ends at its first end tag; one left open takes the rest of the file.
+        let scripts =
+            "before<script>if (a</script>b) {}\n</script>after <SCRIPT>x</script >end<style>\n</style";
+        assert_html(scripts, &[(&[], 1, "beforeb) {}\nafter end\n")]);
+        // Windows line ends count as one line each.
+        assert_html("a\r\nb<h1>\r\nT</h1>\r\nc", &[(&[], 1, "a\nb"), (&["T"], 2, "\nT \nc")]);
     }
 
     #[test]

@@ -12,7 +12,8 @@ use temper_engine::{LoadOptions, LocalModel};
 use temper_rag::answer::citations;
 use temper_rag::{ingest, AskOptions, IngestOptions, Retriever, SearchOptions, SqliteStore, MIN_SIMILARITY};
 
-use common::{HashedWords, Recorded};
+use common::Recorded;
+use temper_testkit::HashedWords;
 
 fn cosine(a: &[f64], b: &[f64]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();

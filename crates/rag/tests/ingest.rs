@@ -12,7 +12,8 @@ use temper_rag::{
     LoadOptions, SqliteStore, VectorStore,
 };
 
-use common::{HashedWords, Recorded};
+use common::Recorded;
+use temper_testkit::HashedWords;
 
 fn options() -> IngestOptions {
     IngestOptions { chunk: ChunkOptions { max_tokens: 40, overlap: 5 }, batch_size: 8, ..Default::default() }
@@ -57,7 +58,7 @@ impl EmbeddingModel for Paced {
 fn texts_of(store: &SqliteStore, path: &Path) -> Vec<String> {
     let filter = Filter::parse(&[format!("path={}", path.display())]).unwrap();
     let ids: Vec<i64> = store
-        .dense_search("default", &common::embed_one("x"), usize::MAX >> 1, &filter)
+        .dense_search("default", &HashedWords::vector("x"), usize::MAX >> 1, &filter)
         .unwrap()
         .into_iter()
         .map(|h| h.0)

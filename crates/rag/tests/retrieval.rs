@@ -12,7 +12,8 @@ use temper_rag::{
     VectorStore,
 };
 
-use common::{HashedWords, Recorded};
+use common::Recorded;
+use temper_testkit::HashedWords;
 
 const CORPUS: &[(&str, &str)] = &[
     ("fish.md", "# Salmon\nSalmon swim upstream in autumn to spawn in cold rivers.\n"),
@@ -111,12 +112,12 @@ fn the_hnsw_path_agrees_with_the_exact_scan() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("rag.db");
     let mut store = SqliteStore::create(&db).unwrap();
-    store.ensure_collection("default", "hashed-words", common::DIMENSIONS).unwrap();
+    store.ensure_collection("default", "hashed-words", HashedWords::DIMENSIONS).unwrap();
     let metadata = serde_json::json!({});
     // Random directions: no ties, so the exact top 10 is well defined.
     let mut rng = rand::rngs::StdRng::seed_from_u64(9);
     let mut random =
-        || -> Vec<f32> { (0..common::DIMENSIONS).map(|_| rng.gen_range(-1.0f32..1.0)).collect() };
+        || -> Vec<f32> { (0..HashedWords::DIMENSIONS).map(|_| rng.gen_range(-1.0f32..1.0)).collect() };
     for i in 0..600 {
         let chunk = temper_rag::Chunk {
             text: format!("record {i}"),

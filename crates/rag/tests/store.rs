@@ -1,11 +1,10 @@
 //! The store contract, run against SQLite (a later store runs the same `contract`), and the
 //! errors a damaged or foreign store file gives.
 
-mod common;
-
 use serde_json::json;
 use temper_rag::store::NewDocument;
 use temper_rag::{Chunk, Filter, Position, RagError, SqliteStore, VectorStore};
+use temper_testkit::HashedWords;
 
 fn chunk(text: &str, line: u32) -> Chunk {
     Chunk { text: text.into(), position: Position::Line(line), heading: vec!["Top".into(), "Sub".into()] }
@@ -15,7 +14,7 @@ fn with_vectors(chunks: Vec<Chunk>) -> Vec<(Chunk, Vec<f32>)> {
     chunks
         .into_iter()
         .map(|c| {
-            let v = common::embed_one(&c.text);
+            let v = HashedWords::vector(&c.text);
             (c, v)
         })
         .collect()
@@ -31,7 +30,7 @@ fn put(store: &mut dyn VectorStore, path: &str, hash: &str, kind: &str, texts: &
 /// What every `VectorStore` must do.
 fn contract(store: &mut dyn VectorStore) {
     assert!(matches!(store.collection("c"), Err(RagError::NoCollection(_))));
-    store.ensure_collection("c", "hashed-words", common::DIMENSIONS).unwrap();
+    store.ensure_collection("c", "hashed-words", HashedWords::DIMENSIONS).unwrap();
     let err = store.ensure_collection("c", "other", 3).unwrap_err();
     assert!(matches!(err, RagError::EmbedderMismatch { .. }), "{err}");
 
@@ -61,7 +60,7 @@ fn contract(store: &mut dyn VectorStore) {
         "punctuation is not an error"
     );
 
-    let q = common::embed_one("eagles high");
+    let q = HashedWords::vector("eagles high");
     let dense = store.dense_search("c", &q, 1, &Filter::default()).unwrap();
     assert_eq!(store.chunks(&[dense[0].0]).unwrap()[0].text, "eagles fly high");
     assert!(dense[0].1 > 0.7 && dense[0].1 <= 1.0001, "cosine {}", dense[0].1);
@@ -78,7 +77,9 @@ fn contract(store: &mut dyn VectorStore) {
     let metadata = json!({});
     let doc = NewDocument { path: "/b.txt", hash: "h9", metadata: &metadata };
     assert!(store.put_document("c", &doc, &[(chunk("x", 1), vec![1.0; 3])]).is_err());
-    assert!(store.put_document("c", &doc, &[(chunk("x", 1), vec![f32::NAN; common::DIMENSIONS])]).is_err());
+    assert!(store
+        .put_document("c", &doc, &[(chunk("x", 1), vec![f32::NAN; HashedWords::DIMENSIONS])])
+        .is_err());
     assert_eq!(store.document_hashes("c").unwrap()["/b.txt"], "h2");
     assert!(store.dense_search("c", &[1.0], 1, &Filter::default()).is_err());
     assert!(store.chunks(&[987654]).is_err());
@@ -125,7 +126,7 @@ fn a_damaged_or_foreign_file_is_a_clear_error_and_is_left_alone() {
     let damaged = dir.path().join("damaged.db");
     {
         let mut store = SqliteStore::create(&damaged).unwrap();
-        store.ensure_collection("c", "hashed-words", common::DIMENSIONS).unwrap();
+        store.ensure_collection("c", "hashed-words", HashedWords::DIMENSIONS).unwrap();
         for i in 0..40 {
             put(
                 &mut store,
@@ -211,7 +212,7 @@ fn a_store_opened_read_only_is_searched_checked_and_left_unchanged() {
     let path = dir.path().join("rag.db");
     {
         let mut store = SqliteStore::create(&path).unwrap();
-        store.ensure_collection("c", "hashed-words", common::DIMENSIONS).unwrap();
+        store.ensure_collection("c", "hashed-words", HashedWords::DIMENSIONS).unwrap();
         for i in 0..30 {
             put(&mut store, &format!("/{i}"), "h", "text", &[&format!("salmon number {i} swims upstream")]);
         }
@@ -221,11 +222,11 @@ fn a_store_opened_read_only_is_searched_checked_and_left_unchanged() {
     // A graph built by a reader is not saved into the store it only reads.
     store.set_hnsw(temper_rag::hnsw::HnswParams::default(), 10);
     assert_eq!(store.collection("c").unwrap().documents, 30);
-    let q = common::embed_one("salmon number 7");
+    let q = HashedWords::vector("salmon number 7");
     assert_eq!(store.dense_search("c", &q, 3, &Filter::default()).unwrap().len(), 3);
     assert_eq!(store.text_search("c", "upstream", 3, &Filter::default()).unwrap().len(), 3);
     assert_eq!(store.check().unwrap(), temper_rag::store::StoreCheck { full_text: false });
-    let err = store.remove_collection("c").unwrap_err().to_string();
+    let err = temper_core::error_chain(&store.remove_collection("c").unwrap_err());
     assert!(err.contains("readonly") || err.contains("read-only"), "{err}");
     drop(store);
     assert_eq!(std::fs::read(&path).unwrap(), before, "reading changed the file");

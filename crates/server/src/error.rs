@@ -7,6 +7,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::json;
+pub(crate) use temper_core::error_chain as chain;
 use temper_models::ResolveError;
 
 /// An error answer.
@@ -95,18 +96,6 @@ impl IntoResponse for ApiError {
         }
         response
     }
-}
-
-/// An error and every cause below it, on one line.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 impl From<temper_core::Error> for ApiError {

@@ -1,6 +1,6 @@
-//! What Temper's integration tests share: where the real catalog models are installed (asked of
-//! temper-models' store, exactly as the CLI finds them), and the reference fixtures kept inside
-//! the repository.
+//! What Temper's tests share: where the real catalog models are installed (asked of
+//! temper-models' store, exactly as the CLI finds them), the reference fixtures kept inside the
+//! repository, and fake embedders ([`HashedWords`], [`Letters`]).
 //!
 //! A real-model test calls [`smollm2`] (or another lookup) and returns early on `None`: locally a
 //! missing model skips the test with a message, under CI (`CI=true`) it fails the test, because
@@ -9,6 +9,9 @@
 use std::path::{Path, PathBuf};
 
 use temper_models::ModelStore;
+
+mod embedders;
+pub use embedders::{HashedWords, Letters};
 
 /// The model store of `$TEMPER_HOME` (default `~/.cache/temper`).
 pub fn store() -> ModelStore {

@@ -14,7 +14,7 @@ pub enum TuneError {
     Limits(String),
 
     /// The objective (the evaluator behind it) failed.
-    #[error("the evaluation failed: {0}")]
+    #[error("the evaluation failed")]
     Objective(#[source] Box<dyn std::error::Error + Send + Sync>),
 
     /// A tuned prompt file that cannot be written.

@@ -16,7 +16,7 @@ const DEFAULT_ALIGNMENT: u64 = 32;
 /// What is wrong with a GGUF file.
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
-    #[error("cannot read the file: {0}")]
+    #[error("cannot read the file")]
     Io(#[from] std::io::Error),
     #[error("not a GGUF file (the first bytes are {0:?}, not \"GGUF\")")]
     BadMagic([u8; 4]),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
-use temper_core::{Error, GenerationParams, Result, StreamEvent};
+use temper_core::{error_chain, Error, GenerationParams, Result, StreamEvent};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::sequence::{Sequence, Step};
@@ -276,7 +276,7 @@ impl Worker {
         let logits = &mut self.logits[slot * vocab..(slot + 1) * vocab];
         self.model
             .forward(cache, fresh, &mut self.scratch, logits)
-            .map_err(|e| Error::Backend(format!("{}: {e}", self.name)))
+            .map_err(|e| Error::Backend(format!("{}: {}", self.name, error_chain(&e))))
     }
 
     /// One forward pass for every active sequence, then a token sampled for each that has read
@@ -324,7 +324,7 @@ impl Worker {
             std::panic::catch_unwind(AssertUnwindSafe(|| model.forward_many(&mut inputs, scratch, logits)));
         let error = match ran {
             Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(format!("{}: {e}", self.name)),
+            Ok(Err(e)) => Some(format!("{}: {}", self.name, error_chain(&e))),
             Err(panic) => Some(panic_message(panic)),
         };
         if let Some(error) = error {

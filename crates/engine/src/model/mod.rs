@@ -62,7 +62,7 @@ pub enum ForwardError {
     ContextFull { needed: usize, capacity: usize },
     #[error("a batch of {sequences} sequences needs a token or more for each, at most {MAX_BATCH} in all ({tokens} given), and a logits row for each ({logits} values given)")]
     BatchShape { sequences: usize, tokens: usize, logits: usize },
-    #[error("cannot allocate the KV cache for {positions} positions ({bytes}): {source}")]
+    #[error("cannot allocate the KV cache for {positions} positions ({bytes})")]
     OutOfMemory { positions: usize, bytes: String, source: std::collections::TryReserveError },
     #[error(transparent)]
     Kernel(#[from] quant::QuantError),

@@ -1,14 +1,13 @@
 //! Helpers of temper-eval's tests: the prompt crate's scripted chat model (its `scripted`
-//! feature), a price on its answers, a small deterministic embedder, and rows.
+//! feature), a price on its answers, and rows (the fake embedder is temper-testkit's `Letters`).
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use futures::StreamExt;
 use serde_json::Value;
-use temper_core::{ChatModel, ChatRequest, EmbeddingModel, EventStream, StreamEvent};
+use temper_core::{ChatModel, ChatRequest, EventStream, StreamEvent};
 use temper_eval::Row;
 
 pub use temper_prompt::scripted::{block_on, Scripted};
@@ -43,34 +42,6 @@ impl ChatModel for Priced {
             }
             other => other,
         }))
-    }
-}
-
-/// Counts letters a–z: texts made of the same letters point the same way.
-pub struct Letters;
-
-#[async_trait]
-impl EmbeddingModel for Letters {
-    fn name(&self) -> &str {
-        "letters"
-    }
-
-    fn dimensions(&self) -> usize {
-        26
-    }
-
-    async fn embed(&self, texts: &[String]) -> temper_core::Result<Vec<Vec<f32>>> {
-        Ok(texts
-            .iter()
-            .map(|t| {
-                let mut v = vec![0.0; 26];
-                t.to_lowercase()
-                    .bytes()
-                    .filter(u8::is_ascii_lowercase)
-                    .for_each(|b| v[(b - b'a') as usize] += 1.0);
-                v
-            })
-            .collect())
     }
 }
 

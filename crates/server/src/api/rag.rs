@@ -68,7 +68,7 @@ impl RagStore {
         let store = match &mut *slot {
             Some(store) => store,
             None => slot.insert(SqliteStore::create(&self.path).inspect_err(|error| {
-                tracing::warn!("the RAG store cannot be opened: {error}");
+                tracing::warn!("the RAG store cannot be opened: {}", crate::error::chain(error));
             })?),
         };
         Ok(work(store)?)
