@@ -116,7 +116,8 @@ fn hints_name_commands_that_exist() {
     let stderr = printed_error(&temper(dir.path(), &["rag", "search", "--db", "none.db", "hello"]));
     assert_eq!(
         stderr,
-        "error: there is no store at none.db; `temper rag ingest` creates one (check the --db path)\n"
+        "error: there is no store at none.db; `temper rag ingest` creates one (check the path)\n\
+         hint: --db PATH names the store; without it, it is $TEMPER_HOME/rag.db\n"
     );
     assert_hints_are_commands(dir.path(), &stderr);
 }
