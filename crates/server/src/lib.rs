@@ -103,6 +103,24 @@ impl AppState {
             std::future::pending::<()>().await;
         }
     }
+
+    /// The first event of an answer, awaited before anything is sent so that a request the
+    /// model refuses gets its own status; a shutdown ends the wait.
+    async fn first_event(
+        &self,
+        events: &mut temper_core::EventStream,
+    ) -> Result<temper_core::StreamEvent, ApiError> {
+        use futures::StreamExt;
+        let first = tokio::select! {
+            event = events.next() => event,
+            _ = self.terminating() => return Err(ApiError::shutting_down()),
+        };
+        match first {
+            Some(Ok(event)) => Ok(event),
+            Some(Err(error)) => Err(error.into()),
+            None => Err(ApiError::internal("the model ended its answer without a word")),
+        }
+    }
 }
 
 /// A bound server, ready to run.

@@ -29,6 +29,17 @@ fn resolver() -> temper_models::Resolver {
     common::resolver(temper_models::Profiles::default())
 }
 
+/// A server on the default model with the test defaults changed by `adjust`, or `None` (the
+/// test skips) when the model is not installed here.
+async fn serve_local(
+    adjust: impl FnOnce(&mut temper_server::ServerConfig),
+) -> Option<(tempfile::TempDir, common::Running)> {
+    temper_testkit::smollm2()?;
+    let (dir, mut config) = config();
+    adjust(&mut config);
+    Some((dir, common::serve(config, resolver()).await))
+}
+
 fn chat(content: &str, extra: Value) -> Value {
     let mut body = json!({ "model": MODEL, "messages": [{ "role": "user", "content": content }] });
     body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
@@ -55,11 +66,7 @@ async fn error(response: Response, status: StatusCode) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streamed_and_whole_answers_agree_and_carry_usage() {
-    if temper_testkit::smollm2().is_none() {
-        return;
-    }
-    let (_dir, config) = config();
-    let server = common::serve(config, resolver()).await;
+    let Some((_dir, server)) = serve_local(|_| {}).await else { return };
     let client = Client::new();
     let body = chat("Name three colours.", json!({ "temperature": 0, "max_tokens": 24, "seed": 1 }));
     let whole: Value = post(&client, &server.url("/v1/chat/completions"), &body).await.json().await.unwrap();
@@ -102,11 +109,7 @@ async fn streamed_and_whole_answers_agree_and_carry_usage() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_openai_errors_that_name_the_field() {
-    if temper_testkit::smollm2().is_none() {
-        return;
-    }
-    let (_dir, config) = config();
-    let server = common::serve(config, resolver()).await;
+    let Some((_dir, server)) = serve_local(|_| {}).await else { return };
     let client = Client::new();
     let url = server.url("/v1/chat/completions");
 
@@ -228,13 +231,14 @@ async fn queue_depth(client: &Client, server: &common::Running) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_is_429_and_a_client_that_leaves_frees_its_place() {
-    if temper_testkit::smollm2().is_none() {
+    let Some((_dir, server)) = serve_local(|config| {
+        config.pool.queue_limit = 1;
+        config.pool.load.sequences = Some(1);
+    })
+    .await
+    else {
         return;
-    }
-    let (_dir, mut config) = config();
-    config.pool.queue_limit = 1;
-    config.pool.load.sequences = Some(1);
-    let server = common::serve(config, resolver()).await;
+    };
     let client = Client::new();
     let url = server.url("/v1/completions");
     let long = json!({ "model": MODEL, "prompt": "1, 2, 3, 4,", "max_tokens": 1500, "stream": true, "temperature": 0 });
@@ -263,12 +267,13 @@ async fn a_full_queue_is_429_and_a_client_that_leaves_frees_its_place() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_refuses_new_connections_and_ends_running_answers_after_the_grace_period() {
-    if temper_testkit::smollm2().is_none() {
+    let Some((_dir, server)) = serve_local(|config| {
+        config.grace = Duration::from_millis(500);
+    })
+    .await
+    else {
         return;
-    }
-    let (_dir, mut config) = config();
-    config.grace = Duration::from_millis(500);
-    let server = common::serve(config, resolver()).await;
+    };
     let client = Client::new();
     let url = server.url("/v1/completions");
     let long = json!({ "model": MODEL, "prompt": "1, 2, 3, 4,", "max_tokens": 1800, "stream": true, "temperature": 0 });
@@ -295,11 +300,7 @@ async fn shutdown_refuses_new_connections_and_ends_running_answers_after_the_gra
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_answers_equal_the_same_answers_one_at_a_time() {
-    if temper_testkit::smollm2().is_none() {
-        return;
-    }
-    let (_dir, config) = config();
-    let server = common::serve(config, resolver()).await;
+    let Some((_dir, server)) = serve_local(|_| {}).await else { return };
     let client = Client::new();
     let url = server.url("/v1/chat/completions");
     let questions = ["What is rain?", "Name a fruit.", "Why is the sky blue?", "Say hello."];
@@ -398,11 +399,7 @@ async fn embeddings_match_the_local_embedder_as_floats_and_base64() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_will_not_wait_gets_a_503_while_the_model_loads() {
-    if temper_testkit::smollm2().is_none() {
-        return;
-    }
-    let (_dir, config) = config();
-    let server = common::serve(config, resolver()).await;
+    let Some((_dir, server)) = serve_local(|_| {}).await else { return };
     let client = Client::new();
     let url = server.url("/v1/chat/completions");
     let body = chat("Hi", json!({ "max_tokens": 4 }));

@@ -301,16 +301,7 @@ pub async fn ask(
     };
     let mut events =
         temper_rag::grounded_stream(chat.model.model.chat_stream(grounded.request), &grounded.sources);
-    // The first event is awaited here, so that a request the model refuses gets its status.
-    let first = tokio::select! {
-        event = events.next() => event,
-        _ = state.terminating() => return Err(ApiError::shutting_down()),
-    };
-    let first = match first {
-        Some(Ok(event)) => event,
-        Some(Err(error)) => return Err(error.into()),
-        None => return Err(ApiError::internal("the model ended its answer without a word")),
-    };
+    let first = state.first_event(&mut events).await?;
     let sources = json!({ "type": "sources", "sources": numbered(&grounded.sources) });
     tokio::spawn(relay(state, chat, sources, first, events, sink, started));
     Ok(response)

@@ -232,15 +232,7 @@ async fn generate<M: Send + 'static>(
     stream: bool,
     started: Instant,
 ) -> Result<Response, ApiError> {
-    let first = tokio::select! {
-        event = events.next() => event,
-        _ = state.terminating() => return Err(ApiError::shutting_down()),
-    };
-    let first = match first {
-        Some(Ok(event)) => event,
-        Some(Err(error)) => return Err(error.into()),
-        None => return Err(ApiError::internal("the model ended its answer without a word")),
-    };
+    let first = state.first_event(&mut events).await?;
     if matches!(first, StreamEvent::Delta(_)) {
         state.metrics.first_token(started.elapsed());
     }
