@@ -22,15 +22,7 @@ async fn an_exported_prompt_file_reads_back_unchanged() {
         ],
         "params": {"temperature": 0.7, "top_p": 0.9, "top_k": 40, "max_tokens": 128, "stop": ["\n\n"], "seed": 42}
     });
-    let exported: Value = client
-        .post(format!("{base}/api/prompt-file/export"))
-        .json(&parts)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let exported: Value = common::post_json(&client, &format!("{base}/api/prompt-file/export"), &parts).await;
     let toml = exported["toml"].as_str().unwrap_or_else(|| panic!("{exported}"));
 
     // What `temper prompt run FILE` reads.
@@ -45,30 +37,15 @@ async fn an_exported_prompt_file_reads_back_unchanged() {
     let vars = BTreeMap::from([("input".to_owned(), json!("Say farewell."))]);
     assert_eq!(file.prompt(&vars).unwrap().task, "Say farewell.");
 
-    let imported: Value = client
-        .post(format!("{base}/api/prompt-file/import"))
-        .json(&json!({ "toml": toml }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let imported: Value =
+        common::post_json(&client, &format!("{base}/api/prompt-file/import"), &json!({ "toml": toml })).await;
     for field in ["description", "model", "system", "examples", "params"] {
         assert_eq!(imported[field], parts[field], "{field}: {imported}");
     }
     assert_eq!(imported["template"], "{{ input }}");
     assert_eq!((imported["vars"].clone(), imported["tests"].clone()), (json!({}), json!([])));
     // What import gives, export takes: saving an opened file loses nothing.
-    let again: Value = client
-        .post(format!("{base}/api/prompt-file/export"))
-        .json(&imported)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let again: Value = common::post_json(&client, &format!("{base}/api/prompt-file/export"), &imported).await;
     assert_eq!(again["toml"], toml);
     server.abort();
 }

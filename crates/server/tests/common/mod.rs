@@ -100,3 +100,8 @@ pub async fn serve(config: ServerConfig, resolver: Resolver) -> Running {
     }));
     Running { base, stop: Some(stop), task }
 }
+
+/// The JSON answer to a POST of `body` to `url`, whatever its status.
+pub async fn post_json(client: &reqwest::Client, url: &str, body: &serde_json::Value) -> serde_json::Value {
+    client.post(url).json(body).send().await.unwrap().json().await.unwrap()
+}
