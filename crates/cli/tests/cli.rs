@@ -10,7 +10,12 @@ use serde_json::Value;
 /// `temper` with its store at `home`. Pulls fail fast instead of downloading (`TEMPER_PIP`), so
 /// a test that would pull by mistake fails rather than fetching a model.
 fn temper(home: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_temper"));
+    temper_at(Path::new(env!("CARGO_BIN_EXE_temper")), home)
+}
+
+/// `temper` run from `program`, a copy of the binary.
+fn temper_at(program: &Path, home: &Path) -> Command {
+    let mut command = Command::new(program);
     command.env("TEMPER_HOME", home).env("TEMPER_PIP", "false").env_remove("CI");
     command
 }
@@ -670,10 +675,17 @@ fn a_store_the_user_may_only_read_is_read_and_left_unchanged() {
     let before = std::fs::read(&db).unwrap();
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o444)).unwrap();
     std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
-    // Root may write anything: run as `nobody`, who may only read, as a user would be.
+    // Root may write anything: run as `nobody`, who may only read, as a user would be. nobody
+    // may not be allowed into the build's folder (a clone in a private temporary folder, say),
+    // so it runs a copy of the binary from a folder anyone may enter.
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+    let bin = empty_home();
+    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let program = bin.path().join("temper");
+    std::fs::copy(env!("CARGO_BIN_EXE_temper"), &program).unwrap();
     let as_reader = |args: &[&str]| {
-        let mut command = temper(home.path());
-        if std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0) {
+        let mut command = temper_at(&program, home.path());
+        if root {
             command.uid(65534).gid(65534);
         }
         command.args(args).output().expect("cannot run temper")
