@@ -27,7 +27,7 @@ use crate::model::{KvCache, Model, MAX_BATCH};
 use crate::template::ChatTemplate;
 use crate::tokenizer::Tokenizer;
 use crate::{memory, quant, summary::ModelSummary};
-use scheduler::{Job, Worker};
+use scheduler::{Job, Request, Worker};
 
 /// The context window used when neither the caller nor the request sets one.
 pub const DEFAULT_CONTEXT_WINDOW: usize = 4096;
@@ -191,7 +191,7 @@ impl LocalModel {
             let mut prompt = self.prompt_ids(&text)?;
             fit_context(&mut prompt, window, &params, truncate, self.tokenizer.add_bos())?;
             let received = Instant::now();
-            Ok(Job::Generate { prompt, params, window, logprobs, events: events.clone(), received })
+            Ok(Job::Generate(Request { prompt, params, window, logprobs, events: events.clone(), received }))
         });
         let sent = job.and_then(|job| self.jobs.send(job).map_err(|_| stopped()));
         if let Err(error) = sent {

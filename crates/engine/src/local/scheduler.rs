@@ -17,33 +17,35 @@ use crate::sampler::all_finite;
 use crate::tokenizer::Tokenizer;
 
 pub(super) enum Job {
-    Generate {
-        prompt: Vec<u32>,
-        params: GenerationParams,
-        window: usize,
-        logprobs: Option<u32>,
-        events: Events,
-        received: Instant,
-    },
-    Logits {
-        prompt: Vec<u32>,
-        reply: mpsc::Sender<Result<Vec<f32>>>,
-    },
+    Generate(Request),
+    Logits { prompt: Vec<u32>, reply: mpsc::Sender<Result<Vec<f32>>> },
 }
 
 pub(super) type Events = UnboundedSender<Result<StreamEvent>>;
 
+/// A generation as the caller asked for it, checked and tokenized: what a sequence starts from.
+pub(super) struct Request {
+    pub prompt: Vec<u32>,
+    pub params: GenerationParams,
+    /// The context window this request may fill.
+    pub window: usize,
+    /// Alternatives to record with each token's log-probability, if any.
+    pub logprobs: Option<u32>,
+    pub events: Events,
+    pub received: Instant,
+}
+
 impl Job {
     fn prompt(&self) -> &[u32] {
         match self {
-            Job::Generate { prompt, .. } | Job::Logits { prompt, .. } => prompt,
+            Job::Generate(Request { prompt, .. }) | Job::Logits { prompt, .. } => prompt,
         }
     }
 
     /// Answers the job with `error` instead of running it.
     fn fail(self, error: Error) {
         match self {
-            Job::Generate { events, .. } => drop(events.send(Err(error))),
+            Job::Generate(request) => drop(request.events.send(Err(error))),
             Job::Logits { reply, .. } => drop(reply.send(Err(error))),
         }
     }
@@ -239,10 +241,10 @@ impl Worker {
                 });
                 let _ = reply.send(result);
             }
-            Job::Generate { prompt, params, window, logprobs, events, received } => {
-                let evaluated = prompt.len() - reuse_prefix(&mut self.slots[slot].cache, &prompt);
-                let seq = Sequence::new(prompt, params, window, logprobs, events, received, evaluated);
-                self.slots[slot].seq = Some(seq);
+            Job::Generate(request) => {
+                let reused = reuse_prefix(&mut self.slots[slot].cache, &request.prompt);
+                let evaluated = request.prompt.len() - reused;
+                self.slots[slot].seq = Some(Sequence::new(request, evaluated));
             }
         }
     }

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use temper_core::{ChatResponse, Error, FinishReason, GenerationParams, StreamEvent, Timings, Usage};
 
-use super::scheduler::Events;
+use super::scheduler::{Events, Request};
 use crate::logprobs::LogprobRecorder;
 use crate::sampler::Sampler;
 use crate::stop::{StopMatcher, Utf8Decoder};
@@ -46,15 +46,8 @@ pub(super) enum Step {
 
 impl Sequence {
     /// A sequence for `prompt`, of which the last `evaluated` tokens are still to be read.
-    pub fn new(
-        prompt: Vec<u32>,
-        params: GenerationParams,
-        window: usize,
-        logprobs: Option<u32>,
-        events: Events,
-        received: Instant,
-        evaluated: usize,
-    ) -> Sequence {
+    pub fn new(request: Request, evaluated: usize) -> Sequence {
+        let Request { prompt, params, window, logprobs, events, received } = request;
         Sequence {
             sampler: Sampler::new(&params),
             stops: StopMatcher::new(&params.stop),
