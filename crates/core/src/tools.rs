@@ -73,6 +73,27 @@ pub enum ResponseFormat {
         #[serde(default)]
         strict: bool,
     },
+    /// Text matching a Lark grammar (a Temper extension: local models only).
+    Grammar {
+        grammar: String,
+    },
+    /// Text matching a regular expression (a Temper extension: local models only).
+    Regex {
+        pattern: String,
+    },
+}
+
+impl ResponseFormat {
+    /// The format's name as the API spells it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ResponseFormat::Text => "text",
+            ResponseFormat::JsonObject => "json_object",
+            ResponseFormat::JsonSchema { .. } => "json_schema",
+            ResponseFormat::Grammar { .. } => "grammar",
+            ResponseFormat::Regex { .. } => "regex",
+        }
+    }
 }
 
 /// The log-probability of one generated token and of the likeliest tokens in its place.

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod constraint;
 pub mod dtype;
 pub mod gguf;
 mod local;
@@ -12,6 +13,7 @@ pub mod stop;
 mod summary;
 pub mod template;
 pub mod tokenizer;
+mod tool_calls;
 
 pub use local::{LoadOptions, LocalModel, DEFAULT_CONTEXT_WINDOW, DEFAULT_SEQUENCES};
 pub use summary::ModelSummary;

@@ -19,13 +19,16 @@ use std::time::Instant;
 
 use temper_core::{
     error_chain, ChatModel, ChatRequest, CompletionRequest, Error, EventStream, GenerationParams, Result,
+    Role, ToolChoice,
 };
 use tokio::sync::mpsc::unbounded_channel;
 
+use crate::constraint::{self, Grammars, Guide};
 use crate::gguf::Gguf;
 use crate::model::{KvCache, Model, MAX_BATCH};
 use crate::template::ChatTemplate;
 use crate::tokenizer::Tokenizer;
+use crate::tool_calls;
 use crate::{memory, quant, summary::ModelSummary};
 use scheduler::{Job, Request, Worker};
 
@@ -56,6 +59,8 @@ pub struct LocalModel {
     warnings: Vec<String>,
     tokenizer: Arc<Tokenizer>,
     template: std::result::Result<ChatTemplate, String>,
+    /// Compiles the grammars of constrained answers for this model's vocabulary.
+    grammars: Grammars,
     jobs: mpsc::Sender<Job>,
 }
 
@@ -113,7 +118,8 @@ impl LocalModel {
             .name("temper-scheduler".into())
             .spawn(move || worker.serve(inbox, pool))
             .map_err(|e| Error::Backend(format!("cannot start the engine's scheduler: {e}")))?;
-        Ok(LocalModel { name: name.to_string(), summary, warnings, tokenizer, template, jobs })
+        let grammars = Grammars::new(tokenizer.clone());
+        Ok(LocalModel { name: name.to_string(), summary, warnings, tokenizer, template, grammars, jobs })
     }
 
     pub fn summary(&self) -> &ModelSummary {
@@ -136,13 +142,36 @@ impl LocalModel {
         self.tokenizer.encode(text, parse_special).map_err(|e| Error::Backend(format!("tokenizer: {e}")))
     }
 
-    /// The conversation as the model's chat template renders it, ready to continue.
+    /// The conversation as the model's chat template renders it, ready to continue, with the
+    /// tools it offers (see [`crate::tool_calls`]).
     pub fn render_chat(&self, request: &ChatRequest) -> Result<String> {
         let template = self
             .template
             .as_ref()
             .map_err(|reason| Error::Unsupported(format!("{}: {reason}", self.name)))?;
-        template.render(&request.messages, true).map_err(|e| Error::Backend(format!("chat template: {e}")))
+        let talks_tools = !request.tools.is_empty()
+            || request.messages.iter().any(|m| !m.tool_calls.is_empty() || m.role == Role::Tool);
+        let rendered = if !talks_tools || template.renders_tools() {
+            let tools = if request.tool_choice == ToolChoice::None { &[][..] } else { &request.tools };
+            template.render_with_tools(&request.messages, tools, true)
+        } else {
+            let messages =
+                tool_calls::describe_tools(&request.messages, &request.tools, &request.tool_choice);
+            template.render(&messages, true)
+        };
+        rendered.map_err(|e| Error::Backend(format!("chat template: {e}")))
+    }
+
+    /// How the answer to `request` is decoded: the grammar of its tools or response format,
+    /// compiled now so that a schema or grammar that cannot be enforced fails before any token.
+    fn decoding(&self, request: &ChatRequest) -> Result<Decoding> {
+        let format = request.structured_format();
+        let (grammar, what) = match tool_calls::tool_grammar(&request.tools, &request.tool_choice, format) {
+            Some(grammar) if !request.tools.is_empty() => (Some(grammar), "tools"),
+            _ => (format.and_then(constraint::format_grammar), "response_format"),
+        };
+        let guide = grammar.map(|g| self.grammars.compile(g, what)).transpose()?;
+        Ok(Decoding { logprobs: request.logprobs, guide, reads_calls: what == "tools" })
     }
 
     /// The logits of the last position of a raw prompt (special tokens parsed, the
@@ -175,23 +204,31 @@ impl LocalModel {
         Ok(ids)
     }
 
-    /// Tokenizes, checks the context, and hands the request to the scheduler; `logprobs` asks
-    /// for each token's log-probability and that many alternatives.
+    /// Tokenizes, checks the context, and hands the request to the scheduler.
     fn generate(
         &self,
-        text: Result<String>,
+        text: Result<(String, Decoding)>,
         params: GenerationParams,
         truncate: bool,
-        logprobs: Option<u32>,
     ) -> EventStream {
         let (events, stream) = unbounded_channel();
-        let job = text.and_then(|text| {
+        let job = text.and_then(|(text, Decoding { logprobs, guide, reads_calls })| {
             params.validate()?;
             let window = self.context_window_for(&params)?;
             let mut prompt = self.prompt_ids(&text)?;
             fit_context(&mut prompt, window, &params, truncate, self.tokenizer.add_bos())?;
             let received = Instant::now();
-            Ok(Job::Generate(Request { prompt, params, window, logprobs, events: events.clone(), received }))
+            let events = events.clone();
+            Ok(Job::Generate(Request {
+                prompt,
+                params,
+                window,
+                logprobs,
+                guide,
+                reads_calls,
+                events,
+                received,
+            }))
         });
         let sent = job.and_then(|job| self.jobs.send(job).map_err(|_| stopped()));
         if let Err(error) = sent {
@@ -217,6 +254,16 @@ impl LocalModel {
             None => Ok(loaded),
         }
     }
+}
+
+/// What a generation needs beyond its prompt and parameters.
+#[derive(Default)]
+struct Decoding {
+    /// Alternatives to record with each token's log-probability, if any.
+    logprobs: Option<u32>,
+    guide: Option<Guide>,
+    /// Whether the request offered tools, so that the answer is read for calls.
+    reads_calls: bool,
 }
 
 /// The threads to run on: every core by default, and no more than the cores, since more only
@@ -313,20 +360,11 @@ impl ChatModel for LocalModel {
     }
 
     fn chat_stream(&self, request: ChatRequest) -> EventStream {
-        let features: Vec<_> =
-            request.requested_features().into_iter().filter(|&f| f != "logprobs").collect();
-        if !features.is_empty() {
-            let message = format!(
-                "the local engine does not support {} yet; use an OpenAI-compatible server for them",
-                features.join(", ")
-            );
-            return Box::pin(futures::stream::once(async move { Err(Error::Unsupported(message)) }));
-        }
-        let text = request.validate().and_then(|()| {
+        let prepared = request.validate().and_then(|()| {
             check_last_message(&request)?;
-            self.render_chat(&request)
+            Ok((self.render_chat(&request)?, self.decoding(&request)?))
         });
-        self.generate(text, request.params, request.truncate, request.logprobs)
+        self.generate(prepared, request.params, request.truncate)
     }
 
     /// Raw completions carry no log-probabilities: [`CompletionRequest`] has no field to ask.
@@ -336,7 +374,7 @@ impl ChatModel for LocalModel {
         } else {
             Ok(request.prompt)
         };
-        self.generate(text, request.params, request.truncate, None)
+        self.generate(text.map(|text| (text, Decoding::default())), request.params, request.truncate)
     }
 }
 

@@ -9,10 +9,11 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use minijinja::{context, Environment, Error, ErrorKind, Value};
-use temper_core::{error_chain, Message};
+use temper_core::{error_chain, Message, Tool};
 
 use crate::gguf::{Gguf, GgufError};
 use crate::tokenizer::Tokenizer;
+use crate::tool_calls;
 
 const KEY_TEMPLATE: &str = "tokenizer.chat_template";
 const NAME: &str = "chat_template";
@@ -60,6 +61,7 @@ pub struct ChatTemplate {
     eos_token: String,
     /// Whether the engine adds BOS by id, so the rendered text must not start with it.
     add_bos: bool,
+    renders_tools: bool,
 }
 
 impl ChatTemplate {
@@ -104,16 +106,39 @@ impl ChatTemplate {
         });
         env.add_template_owned(NAME, source.to_string())
             .map_err(|e| TemplateError::Syntax(error_chain(&e)))?;
-        Ok(ChatTemplate { env, bos_token: bos_token.to_string(), eos_token: eos_token.to_string(), add_bos })
+        Ok(ChatTemplate {
+            env,
+            bos_token: bos_token.to_string(),
+            eos_token: eos_token.to_string(),
+            add_bos,
+            renders_tools: source.contains("tools"),
+        })
     }
 
     /// The prompt text for `messages`; with `add_generation_prompt`, it ends where the assistant's
     /// reply begins. It never starts with BOS when the engine adds BOS itself.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String, TemplateError> {
+        self.render_with_tools(messages, &[], add_generation_prompt)
+    }
+
+    /// Whether the template writes the request's `tools` itself (else they are described in
+    /// the system message, see [`crate::tool_calls`]).
+    pub fn renders_tools(&self) -> bool {
+        self.renders_tools
+    }
+
+    /// Renders the conversation with the tools it may call, which the template must render.
+    pub fn render_with_tools(
+        &self,
+        messages: &[Message],
+        tools: &[Tool],
+        add_generation_prompt: bool,
+    ) -> Result<String, TemplateError> {
         let template = self.env.get_template(NAME).map_err(|e| TemplateError::Render(error_chain(&e)))?;
         let text = template
             .render(context! {
-                messages => Value::from_serialize(messages),
+                messages => Value::from_serialize(tool_calls::template_messages(messages)),
+                tools => (!tools.is_empty()).then(|| Value::from_serialize(tool_calls::template_tools(tools))),
                 add_generation_prompt,
                 bos_token => &self.bos_token,
                 eos_token => &self.eos_token,

@@ -427,6 +427,16 @@ impl Tokenizer {
     pub fn is_end_of_generation(&self, id: u32) -> bool {
         self.end_of_generation.contains(&id)
     }
+
+    /// The tokens that end the reply (see [`Tokenizer::is_end_of_generation`]), in id order.
+    pub fn end_of_generation(&self) -> &[u32] {
+        &self.end_of_generation
+    }
+
+    /// Whether `id` stands for no text: a control, unknown or unused token.
+    pub fn is_special(&self, id: u32) -> bool {
+        self.kinds.get(id as usize).is_some_and(|kind| kind.is_special() || *kind == TokenKind::Unused)
+    }
 }
 
 /// The byte a GPT-2 byte-level character stands for: printable bytes stand for themselves, the

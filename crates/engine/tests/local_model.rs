@@ -133,9 +133,16 @@ async fn bad_parameters_are_refused_before_generating() {
     let err = model.chat(question("hi", p)).await.unwrap_err();
     let text = err.to_string();
     assert!(text.contains("100000") && text.contains("4096") && !text.contains("--"), "{err}");
-    let json = question("hi", params(0.0, 8)).with_response_format(temper_core::ResponseFormat::JsonObject);
-    let err = model.chat(json.with_logprobs(1)).await.unwrap_err();
-    assert!(err.to_string().contains("does not support response_format yet"), "{err}");
+    let bad_schema = temper_core::ResponseFormat::JsonSchema {
+        name: "s".into(),
+        schema: serde_json::json!({"type": "object", "required": 3}),
+        strict: true,
+    };
+    let err = model.chat(question("hi", params(0.0, 8)).with_response_format(bad_schema)).await.unwrap_err();
+    assert!(
+        err.to_string().contains("`response_format`: cannot be enforced: Expected array for 'required'"),
+        "{err}"
+    );
     let err = model.chat(question("hi", params(0.0, 8)).with_logprobs(21)).await.unwrap_err();
     assert!(err.to_string().contains("`logprobs`: at most 20"), "{err}");
 }

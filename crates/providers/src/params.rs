@@ -1,6 +1,6 @@
 //! Checking generation parameters against what a vendor's API can carry.
 
-use temper_core::GenerationParams;
+use temper_core::{ChatRequest, GenerationParams, ResponseFormat};
 
 use crate::{ProviderError, Shared};
 
@@ -47,6 +47,25 @@ pub(crate) fn refuse(shared: &Shared, name: &'static str, reason: &'static str) 
             (shared.warn)(format!("{vendor} cannot honour `{name}` ({reason}); dropped it"));
             Ok(())
         }
+    }
+}
+
+/// Refuses (or, when the caller allows, drops with a warning) the response formats only the
+/// local engine enforces; says whether the request's format may be sent.
+pub(crate) fn vendor_can_enforce_format(
+    shared: &Shared,
+    request: &ChatRequest,
+) -> Result<bool, ProviderError> {
+    match request.structured_format() {
+        Some(ResponseFormat::Grammar { .. } | ResponseFormat::Regex { .. }) => {
+            refuse(
+                shared,
+                "response_format",
+                "grammar and regex formats are Temper extensions that only the local engine enforces",
+            )?;
+            Ok(false)
+        }
+        _ => Ok(true),
     }
 }
 

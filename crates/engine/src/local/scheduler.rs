@@ -11,6 +11,7 @@ use temper_core::{error_chain, Error, GenerationParams, Result, StreamEvent};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::sequence::{Sequence, Step};
+use crate::constraint::Guide;
 use crate::memory;
 use crate::model::{KvCache, Model, Scratch, MAX_BATCH};
 use crate::sampler::all_finite;
@@ -31,6 +32,10 @@ pub(super) struct Request {
     pub window: usize,
     /// Alternatives to record with each token's log-probability, if any.
     pub logprobs: Option<u32>,
+    /// The grammar the answer must follow, if any.
+    pub guide: Option<Guide>,
+    /// Whether the request offered tools, so that the answer is read for calls.
+    pub reads_calls: bool,
     pub events: Events,
     pub received: Instant,
 }
@@ -370,6 +375,7 @@ impl Worker {
         match seq.advance(logits, &self.tokenizer, cache_len, &self.name) {
             Step::Continue => self.slots[slot].seq = Some(seq),
             Step::Done(response) => seq.finish_with(response),
+            Step::Failed(error) => seq.fail(error),
             Step::Abandoned => {}
         }
     }

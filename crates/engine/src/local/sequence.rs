@@ -5,10 +5,12 @@ use std::time::Instant;
 use temper_core::{ChatResponse, Error, FinishReason, GenerationParams, StreamEvent, Timings, Usage};
 
 use super::scheduler::{Events, Request};
+use crate::constraint::Guide;
 use crate::logprobs::LogprobRecorder;
 use crate::sampler::Sampler;
 use crate::stop::{StopMatcher, Utf8Decoder};
 use crate::tokenizer::Tokenizer;
+use crate::tool_calls;
 
 /// A request being answered: its sampling and streaming state.
 pub(super) struct Sequence {
@@ -29,7 +31,12 @@ pub(super) struct Sequence {
     stops: StopMatcher,
     /// Present when the request asked for log-probabilities.
     logprobs: Option<LogprobRecorder>,
+    /// The grammar the answer follows, if any.
+    guide: Option<Guide>,
+    reads_calls: bool,
     text: String,
+    /// How much of `text` the caller has been sent.
+    sent: usize,
     generated: usize,
     first_token_at: Option<Instant>,
 }
@@ -40,6 +47,8 @@ pub(super) enum Step {
     Continue,
     /// Finished with this response.
     Done(ChatResponse),
+    /// Failed with this error.
+    Failed(Error),
     /// The caller went away.
     Abandoned,
 }
@@ -47,7 +56,7 @@ pub(super) enum Step {
 impl Sequence {
     /// A sequence for `prompt`, of which the last `evaluated` tokens are still to be read.
     pub fn new(request: Request, evaluated: usize) -> Sequence {
-        let Request { prompt, params, window, logprobs, events, received } = request;
+        let Request { prompt, params, window, logprobs, guide, reads_calls, events, received } = request;
         Sequence {
             sampler: Sampler::new(&params),
             stops: StopMatcher::new(&params.stop),
@@ -61,7 +70,10 @@ impl Sequence {
             history: prompt,
             utf8: Utf8Decoder::default(),
             logprobs: logprobs.map(LogprobRecorder::new),
+            guide,
+            reads_calls,
             text: String::new(),
+            sent: 0,
             generated: 0,
             first_token_at: None,
         }
@@ -99,10 +111,16 @@ impl Sequence {
         if self.events.is_closed() {
             return Step::Abandoned;
         }
+        if let Some(Err(error)) = self.guide.as_mut().map(|guide| guide.restrict(logits)) {
+            return Step::Failed(error);
+        }
         let token = self.sampler.sample(logits, &self.history);
         self.first_token_at.get_or_insert_with(Instant::now);
         if tokenizer.is_end_of_generation(token) {
             return self.finish(FinishReason::Stop, false, name);
+        }
+        if let Some(Err(error)) = self.guide.as_mut().map(|guide| guide.accept(token)) {
+            return Step::Failed(error);
         }
         self.generated += 1;
         self.history.push(token);
@@ -118,6 +136,10 @@ impl Sequence {
         if outcome.stopped {
             return self.finish(FinishReason::Stop, true, name);
         }
+        // A complete answer ends here rather than waiting for the model to end its turn.
+        if self.guide.as_ref().is_some_and(Guide::is_complete) {
+            return self.finish(FinishReason::Stop, false, name);
+        }
         let max_tokens = self.params.max_tokens.map_or(usize::MAX, |m| m as usize);
         if self.generated >= max_tokens || cache_len >= self.window {
             return self.finish(FinishReason::Length, false, name);
@@ -126,12 +148,26 @@ impl Sequence {
     }
 
     /// Sends `piece` to the caller; false when the caller went away.
+    /// Text that may be a tool call is held back until it is known not to be one.
     fn emit(&mut self, piece: String) -> bool {
         if piece.is_empty() {
             return true;
         }
         self.text.push_str(&piece);
-        self.events.send(Ok(StreamEvent::Delta(piece))).is_ok()
+        if self.reads_calls && tool_calls::may_be_call(&self.text) {
+            return true;
+        }
+        self.flush()
+    }
+
+    /// Sends the text not sent yet; false when the caller went away.
+    fn flush(&mut self) -> bool {
+        if self.sent == self.text.len() {
+            return true;
+        }
+        let unsent = self.text[self.sent..].to_string();
+        self.sent = self.text.len();
+        self.events.send(Ok(StreamEvent::Delta(unsent))).is_ok()
     }
 
     fn finish(&mut self, finish_reason: FinishReason, hit_stop: bool, name: &str) -> Step {
@@ -148,6 +184,16 @@ impl Sequence {
                 return Step::Abandoned;
             }
         }
+        let calls = match finish_reason {
+            FinishReason::Stop if self.reads_calls => {
+                tool_calls::parse_calls(&self.text, tool_calls::call_id)
+            }
+            _ => None,
+        };
+        let finish_reason = if calls.is_some() { FinishReason::ToolCalls } else { finish_reason };
+        if calls.is_none() && !self.flush() {
+            return Step::Abandoned;
+        }
         // A stop string ends the text before the tokens that spell it: their log-probabilities go too.
         let text_len = cut_short.then_some(self.text.len());
         let first = self.first_token_at.unwrap_or_else(Instant::now);
@@ -156,7 +202,8 @@ impl Sequence {
         Step::Done(ChatResponse {
             model: name.to_string(),
             logprobs: self.logprobs.take().map(|l| l.finish(text_len)),
-            text: std::mem::take(&mut self.text),
+            text: if calls.is_some() { String::new() } else { std::mem::take(&mut self.text) },
+            tool_calls: calls.unwrap_or_default(),
             finish_reason,
             usage: Usage {
                 prompt_tokens: self.prompt_tokens as u32,

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use temper_core::{ChatRequest, FinishReason, Message, ResponseFormat, Role, ToolChoice};
 
 use super::{call_arguments, count, function_tools, put, token_logprobs, CallPiece, Failure, Piece};
-use crate::params::{check, refuse};
+use crate::params::{check, refuse, vendor_can_enforce_format};
 use crate::{ProviderError, Shared, Vendor};
 
 pub(super) fn body(shared: &Shared, request: &ChatRequest) -> Result<Value, ProviderError> {
@@ -42,7 +42,8 @@ pub(super) fn body(shared: &Shared, request: &ChatRequest) -> Result<Value, Prov
             object.insert("tools".into(), function_tools(request));
         }
     }
-    match request.structured_format() {
+    let enforce = vendor_can_enforce_format(shared, request)?;
+    match request.structured_format().filter(|_| enforce) {
         Some(ResponseFormat::JsonObject) => {
             object.insert("format".into(), "json".into());
         }
@@ -50,7 +51,8 @@ pub(super) fn body(shared: &Shared, request: &ChatRequest) -> Result<Value, Prov
             object.insert("format".into(), schema.clone());
         }
         // Plain text is what Ollama answers with unasked.
-        None | Some(ResponseFormat::Text) => {}
+        None | Some(ResponseFormat::Text | ResponseFormat::Grammar { .. } | ResponseFormat::Regex { .. }) => {
+        }
     }
     if let Some(top) = request.logprobs {
         object.insert("logprobs".into(), Value::Bool(true));

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use temper_core::{ChatRequest, FinishReason, ResponseFormat, Role, ToolChoice};
 
 use super::{call_id, count, function_tools, put, token_logprobs, CallPiece, Failure, Piece};
-use crate::params::{check, within, Unsupported};
+use crate::params::{check, vendor_can_enforce_format, within, Unsupported};
 use crate::{ProviderError, Shared, Vendor};
 
 const UNSUPPORTED: &[Unsupported] = &[
@@ -38,7 +38,9 @@ pub(super) fn body(shared: &Shared, request: &ChatRequest) -> Result<Value, Prov
         object.insert("tools".into(), function_tools(request));
         object.insert("tool_choice".into(), tool_choice(&request.tool_choice));
     }
-    put(object, "response_format", request.response_format.as_ref().map(response_format));
+    if vendor_can_enforce_format(shared, request)? {
+        put(object, "response_format", request.response_format.as_ref().map(response_format));
+    }
     if let Some(top) = request.logprobs {
         object.insert("logprobs".into(), Value::Bool(true));
         object.insert("top_logprobs".into(), top.into());
@@ -85,6 +87,8 @@ fn response_format(format: &ResponseFormat) -> Value {
         ResponseFormat::JsonSchema { name, schema, strict } => {
             json!({ "type": "json_schema", "json_schema": { "name": name, "schema": schema, "strict": strict } })
         }
+        // Refused before the body is built (`vendor_can_enforce_format`).
+        ResponseFormat::Grammar { .. } | ResponseFormat::Regex { .. } => Value::Null,
     }
 }
 

@@ -224,7 +224,16 @@ pub struct NamedFunction {
 pub enum WireResponseFormat {
     Text,
     JsonObject,
-    JsonSchema { json_schema: JsonSchemaFormat },
+    JsonSchema {
+        json_schema: JsonSchemaFormat,
+    },
+    /// Temper's extensions, enforced by local models: a Lark grammar, a regular expression.
+    Grammar {
+        grammar: String,
+    },
+    Regex {
+        pattern: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -297,6 +306,8 @@ impl ChatCompletionBody {
                     Some("response_format.json_schema.schema"),
                 )),
             },
+            WireResponseFormat::Grammar { grammar } => Ok(ResponseFormat::Grammar { grammar }),
+            WireResponseFormat::Regex { pattern } => Ok(ResponseFormat::Regex { pattern }),
         });
         let logprobs = match (self.logprobs, self.top_logprobs) {
             (true, top) => Some(top.unwrap_or(0)),
