@@ -39,6 +39,9 @@ pub struct RunArgs {
     /// Rows asked at once [default: the spec's, else 4].
     #[arg(long, value_name = "N")]
     concurrency: Option<usize>,
+    /// Do not enforce the prompts' output schemas while decoding (only state them in the prompt).
+    #[arg(long)]
+    no_constrain: bool,
 }
 
 pub fn run(command: EvalCommand) -> anyhow::Result<()> {
@@ -53,6 +56,7 @@ fn run_spec(args: &RunArgs) -> anyhow::Result<()> {
         anyhow::ensure!(concurrency > 0, "--concurrency must be at least 1");
         spec.concurrency = concurrency;
     }
+    spec.constrain &= !args.no_constrain;
     let rows = spec.selected_rows()?;
     let variants = spec.variants(DEFAULT_CHAT_MODEL);
     let (evaluator, cache_path) = open_evaluator(&spec, args.no_cache, &Models::for_rows(spec.concurrency)?)?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use temper_core::{ChatRequest, GenerationParams, Message, ResponseFormat};
+use temper_core::{ChatRequest, GenerationParams, Message, ResponseFormat, ToolChoice};
 use temper_engine::{LoadOptions, LocalModel};
 pub use temper_models::Loaded;
 use temper_models::{ConsoleProgress, Resolver, DEFAULT_CHAT_MODEL};
@@ -144,14 +144,23 @@ impl ConversationArgs {
 #[derive(Args, Clone, Debug, Default)]
 pub struct AnswerShapeArgs {
     /// Offer these tools: a JSON file holding a list of {"name", "description", "parameters"}.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, visible_alias = "tool", value_name = "FILE")]
     pub tools: Option<PathBuf>,
-    /// Answer with JSON valid under the JSON schema in FILE.
-    #[arg(long, value_name = "FILE", conflicts_with = "json_object")]
+    /// Whether the model must call a tool: auto, none, required, or a tool's name.
+    #[arg(long, value_name = "CHOICE", requires = "tools")]
+    pub tool_choice: Option<String>,
+    /// Answer with JSON valid under the JSON schema in FILE; the answer printed is the JSON.
+    #[arg(long, value_name = "FILE", group = "format")]
     pub json_schema: Option<PathBuf>,
-    /// Answer with a JSON object.
-    #[arg(long)]
+    /// Answer with a JSON object; the answer printed is the JSON.
+    #[arg(long, group = "format")]
     pub json_object: bool,
+    /// Answer with text matching the Lark grammar in FILE (local models).
+    #[arg(long, value_name = "FILE", group = "format")]
+    pub grammar: Option<PathBuf>,
+    /// Answer with text matching this regular expression (local models).
+    #[arg(long, value_name = "REGEX", group = "format")]
+    pub regex: Option<String>,
     /// Return each token's log-probability and N alternatives (0 to 20).
     #[arg(long, value_name = "N")]
     pub logprobs: Option<u32>,
@@ -170,7 +179,19 @@ impl AnswerShapeArgs {
             request.response_format = Some(ResponseFormat::JsonSchema { name, schema, strict: true });
         } else if self.json_object {
             request.response_format = Some(ResponseFormat::JsonObject);
+        } else if let Some(path) = &self.grammar {
+            let grammar =
+                std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            request.response_format = Some(ResponseFormat::Grammar { grammar });
+        } else if let Some(pattern) = &self.regex {
+            request.response_format = Some(ResponseFormat::Regex { pattern: pattern.clone() });
         }
+        request.tool_choice = match self.tool_choice.as_deref() {
+            None | Some("auto") => ToolChoice::Auto,
+            Some("none") => ToolChoice::None,
+            Some("required") => ToolChoice::Required,
+            Some(name) => ToolChoice::Function(name.to_string()),
+        };
         request.logprobs = self.logprobs;
         request.validate()?;
         Ok(request)

@@ -28,6 +28,7 @@ pub enum Kind {
     Regex,
     StartsWith,
     IsJson,
+    JsonFields,
     Similar,
     RougeL,
     Levenshtein,
@@ -47,6 +48,7 @@ const KINDS: &[(&str, Kind)] = &[
     ("regex", Kind::Regex),
     ("starts-with", Kind::StartsWith),
     ("is-json", Kind::IsJson),
+    ("json-fields", Kind::JsonFields),
     ("similar", Kind::Similar),
     ("rouge-l", Kind::RougeL),
     ("levenshtein", Kind::Levenshtein),
@@ -70,6 +72,7 @@ impl Kind {
         matches!(
             self,
             Kind::Similar
+                | Kind::JsonFields
                 | Kind::RougeL
                 | Kind::Levenshtein
                 | Kind::LlmRubric
@@ -82,6 +85,8 @@ impl Kind {
     pub fn default_threshold(self) -> Option<f64> {
         match self {
             Kind::Similar | Kind::Levenshtein => Some(0.8),
+            // Every field right.
+            Kind::JsonFields => Some(1.0),
             Kind::RougeL => Some(0.5),
             _ => None,
         }
@@ -97,6 +102,7 @@ impl Kind {
         matches!(
             self,
             Kind::Equals
+                | Kind::JsonFields
                 | Kind::Contains
                 | Kind::Icontains
                 | Kind::StartsWith
@@ -214,6 +220,10 @@ fn check_value(kind: Kind, value: Option<Value>) -> Result<Option<Value>, String
         (_, None) => Err("needs a `value`".into()),
         (Kind::Equals, Some(Value::String(s))) => check_template(s).map(|()| value),
         (Kind::Equals, Some(_)) => Ok(value),
+        (Kind::JsonFields, Some(Value::Object(_))) => Ok(value),
+        (Kind::JsonFields, Some(v)) => {
+            Err(format!("`value` must be a table of the expected fields, not {v}"))
+        }
         (Kind::ContainsAny | Kind::ContainsAll, Some(v)) => {
             let items = v.as_array().filter(|a| !a.is_empty()).ok_or("`value` must be a list of strings")?;
             items.iter().try_for_each(text)?;
@@ -357,6 +367,8 @@ impl Assertion {
                 }
             },
             Kind::Equals if !value.is_string() => Target::Json(value),
+            Kind::JsonFields if value.is_object() => Target::Json(value),
+            Kind::JsonFields => return Err(format!("{what} needs an expected table of fields, not {value}")),
             _ => Target::Text(as_text(&value)?),
         })
     }
@@ -413,6 +425,25 @@ impl Assertion {
                 Ok(json) => binary(false, format!("the output's JSON {json} is not {expected}")),
                 Err(e) => binary(false, format!("the output holds no JSON to compare with {expected}: {e}")),
             },
+            (Kind::JsonFields, Target::Json(Value::Object(expected))) => {
+                let json = output_json(output).map_err(|e| format!("the output holds no JSON: {e}"))?;
+                let wrong: Vec<&String> = expected
+                    .iter()
+                    .filter(|(k, v)| !same_json(json.get(k.as_str()), v))
+                    .map(|(k, _)| k)
+                    .collect();
+                let score = 1.0 - wrong.len() as f64 / expected.len().max(1) as f64;
+                let found = if wrong.is_empty() {
+                    "every field is right".to_string()
+                } else {
+                    let wrong: Vec<String> = wrong.iter().map(|k| format!("`{k}`")).collect();
+                    format!("wrong or missing: {}", wrong.join(", "))
+                };
+                scored(
+                    score,
+                    format!("{} of {} fields right; {found}", expected.len() - wrong.len(), expected.len()),
+                )
+            }
             (Kind::Contains | Kind::Icontains, Target::Text(t)) => {
                 let found = if self.kind == Kind::Icontains {
                     output.to_lowercase().contains(&t.to_lowercase())
@@ -554,4 +585,13 @@ fn quote(text: &str) -> String {
 
 fn quote_all(texts: &[String]) -> String {
     texts.iter().map(|t| quote(t)).collect::<Vec<_>>().join(", ")
+}
+
+/// Whether an output's field equals the expected value, numbers by value (`1250` = `1250.0`).
+fn same_json(found: Option<&Value>, expected: &Value) -> bool {
+    match (found, expected) {
+        (Some(Value::Number(a)), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (Some(found), expected) => found == expected,
+        (None, _) => false,
+    }
 }

@@ -86,11 +86,15 @@ impl Cache {
 
     /// The key of `request` sent to the model named `model`.
     pub fn key(model: &str, request: &ChatRequest) -> String {
-        let content = serde_json::json!({
+        let mut content = serde_json::json!({
             "model": model,
             "messages": request.messages,
             "params": request.params,
         });
+        // Only when set, so that plain requests keep the keys they had.
+        if let Some(format) = &request.response_format {
+            content["response_format"] = serde_json::json!(format);
+        }
         let digest = Sha256::digest(content.to_string().as_bytes());
         digest.iter().map(|b| format!("{b:02x}")).collect()
     }

@@ -3,10 +3,11 @@
 //! more when the reply cannot be read, and a failed assertion, never an error, when it still
 //! cannot.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use temper_core::{ChatModel, GenerationParams, Message};
 use temper_prompt::json::extract_json;
 use temper_prompt::retry::{ask_until, Retry};
+use temper_prompt::run::structured_format;
 
 /// The judge is asked at most twice: once, and once more with the reason its reply was refused.
 pub const JUDGE_ATTEMPTS: usize = 2;
@@ -58,10 +59,32 @@ pub async fn judge(judge: &dyn ChatModel, task: &Task<'_>) -> Result<Verdict, St
     let messages = vec![Message::system(SYSTEM), Message::user(task.prompt())];
     // Greedy and short: the same request gives the same verdict, and the cache can serve it.
     let params = GenerationParams { temperature: Some(0.0), max_tokens: Some(200), ..Default::default() };
-    ask_until(judge, messages, &params, JUDGE_ATTEMPTS, "the judge", parse_verdict, Retry::WithReason)
-        .await
-        .map(|checked| checked.value)
-        .map_err(|e| temper_core::error_chain(&e))
+    // A local judge is held to the verdict's shape while decoding; a vendor's reply is read robustly.
+    let verdict = json!({
+        "type": "object",
+        "properties": {
+            "pass": {"type": "boolean"},
+            "score": {"type": "number", "minimum": 0, "maximum": 1},
+            "reason": {"type": "string", "maxLength": 300},
+        },
+        "required": ["pass", "score", "reason"],
+        "additionalProperties": false,
+    });
+    let format = structured_format(&verdict);
+    let attempts = JUDGE_ATTEMPTS;
+    ask_until(
+        judge,
+        messages,
+        &params,
+        attempts,
+        "the judge",
+        parse_verdict,
+        Retry::WithReason,
+        Some(&format),
+    )
+    .await
+    .map(|checked| checked.value)
+    .map_err(|e| temper_core::error_chain(&e))
 }
 
 /// Reads a verdict from a reply. `pass` and `score` may be strings ("true", "0.8"); a missing

@@ -45,6 +45,9 @@ pub struct Settings {
     /// The model that grades judged assertions (`llm-rubric`, `factuality`, `faithfulness`).
     pub judge: Option<String>,
     pub concurrency: usize,
+    /// Whether a prompt's output schema is asked of the backend as a response format, which
+    /// the local engine enforces while decoding.
+    pub constrain: bool,
 }
 
 impl Settings {
@@ -184,7 +187,15 @@ impl Evaluator {
             _ => None,
         };
         let rows: Vec<RowReport> = stream::iter(prepared)
-            .map(|row| self.run_row(row, &model, judge.as_ref(), &variant.params))
+            .map(|row| {
+                self.run_row(
+                    row,
+                    &model,
+                    judge.as_ref(),
+                    &variant.params,
+                    variant.prompt.output_schema.as_ref(),
+                )
+            })
             .buffered(self.settings.concurrency)
             .collect()
             .await;
@@ -203,6 +214,7 @@ impl Evaluator {
         model: &Caller,
         judge: Option<&Caller>,
         params: &GenerationParams,
+        schema: Option<&Value>,
     ) -> RowReport {
         let Prepared { index, row, messages, targets } = prepared;
         let mut report = RowReport {
@@ -219,7 +231,11 @@ impl Evaluator {
             cached: false,
             error: None,
         };
-        let call = match model.call(temper_prompt::run::request(report.messages.clone(), params)).await {
+        let mut request = temper_prompt::run::request(report.messages.clone(), params);
+        if self.settings.constrain {
+            request.response_format = schema.map(temper_prompt::run::structured_format);
+        }
+        let call = match model.call(request).await {
             Ok(call) => call,
             Err(e) => {
                 report.error = Some(error_chain(&e));

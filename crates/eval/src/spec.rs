@@ -36,6 +36,7 @@ struct RawSpec {
     judge: Option<String>,
     seed: Option<u64>,
     cache: Option<CacheSetting>,
+    constrain: Option<bool>,
     tune: Option<Value>,
 }
 
@@ -178,6 +179,8 @@ pub struct Spec {
     /// The seed of every request that sets none, and of the train/test split.
     pub seed: Option<u64>,
     pub cache: CacheSetting,
+    /// Whether a prompt's output schema is enforced while decoding (where the backend can).
+    pub constrain: bool,
     /// Settings of `temper tune`, kept as written.
     pub tune: Option<Value>,
 }
@@ -266,6 +269,7 @@ impl Spec {
                 CacheSetting::File(file) => CacheSetting::File(dir.join(file)),
                 other => other,
             },
+            constrain: raw.constrain.unwrap_or(true),
             tune: raw.tune,
         };
         spec.settings().check().map_err(|e| match e {
@@ -319,6 +323,7 @@ impl Spec {
             judge: None,
             seed: None,
             cache: CacheSetting::Default,
+            constrain: true,
             tune: None,
         })
     }
@@ -329,6 +334,7 @@ impl Spec {
             assertions: self.assertions.clone(),
             judge: self.judge.clone(),
             concurrency: self.concurrency,
+            constrain: self.constrain,
         }
     }
 

@@ -105,7 +105,7 @@ fn is_json_checks_the_whole_output_and_an_optional_schema() {
     let outcome = check(&with_schema, "{\"name\": 3}", None);
     assert_eq!(
         outcome.reason,
-        "the output's JSON does not follow the schema: $.name: expected string, found a number"
+        "the output's JSON does not follow the schema: /name: 3 is not of type \"string\""
     );
     let as_text = assertion("is-json", Some(json!(schema.to_string())));
     assert!(check(&as_text, "{\"name\": \"Ann\"}", None).pass, "a schema may be given as JSON text");
@@ -230,8 +230,8 @@ fn bad_configuration_is_refused_with_its_reason() {
     assert!(refused(spec("not-nothing", None)).contains("each may take a `not-` prefix"));
     assert!(refused(spec("regex", Some(json!("a(")))).starts_with("regex: invalid regex: "));
     assert_eq!(refused(spec("regex", None)), "regex: needs a `value`");
-    assert!(refused(spec("is-json", Some(json!({"oneOf": []}))))
-        .starts_with("is-json: invalid schema: the keyword `oneOf`"));
+    let empty_one_of = refused(spec("is-json", Some(json!({"oneOf": []}))));
+    assert!(empty_one_of.starts_with("is-json: invalid schema: /oneOf: []"), "{empty_one_of}");
     assert!(refused(spec("is-json", Some(json!("{not json"))))
         .starts_with("is-json: the schema is not valid JSON"));
     assert_eq!(

@@ -59,7 +59,7 @@ fn evaluator(model: Arc<dyn ChatModel>, settings: Settings, cache: Option<Arc<Ca
 }
 
 fn settings(assertions: Vec<Assertion>) -> Settings {
-    Settings { assertions, judge: None, concurrency: 2 }
+    Settings { assertions, judge: None, concurrency: 2, constrain: true }
 }
 
 #[test]
@@ -91,7 +91,12 @@ fn rows_are_asked_concurrently_within_the_limit() {
     let model = Arc::new(Scripted::new(|_| "positive".into()).with_delay(Duration::from_millis(30)));
     let rows: Vec<Row> =
         (0..7).map(|i| row(&[("review", &format!("r{i}"))], Some(json!("positive")))).collect();
-    let settings = Settings { assertions: vec![assertion("equals", None, 1.0)], judge: None, concurrency: 3 };
+    let settings = Settings {
+        assertions: vec![assertion("equals", None, 1.0)],
+        judge: None,
+        concurrency: 3,
+        constrain: true,
+    };
     let report =
         block_on(evaluator(model.clone(), settings, None).evaluate(&variant("{{ review }}"), &rows)).unwrap();
     assert_eq!(model.max_in_flight.load(Ordering::SeqCst), 3);
@@ -145,7 +150,8 @@ fn judge_calls_are_cached_and_counted_too() {
         }
     }));
     let checks = vec![assertion("llm-rubric", Some(json!("Is a sentiment label.")), 1.0)];
-    let settings = Settings { assertions: checks, judge: Some("judge".into()), concurrency: 4 };
+    let settings =
+        Settings { assertions: checks, judge: Some("judge".into()), concurrency: 4, constrain: true };
     let run = || {
         let cache = Arc::new(Cache::open(&path).unwrap());
         block_on(
@@ -240,7 +246,7 @@ fn reports_escape_outputs_and_fetch_nothing() {
     let lines: Vec<&str> = table.lines().collect();
     assert!(lines[0].starts_with("prompt      model     params"), "{table}");
     assert!(
-        lines[1].contains("seed=1 temperature=0.0")
+        lines[1].contains("temperature=0.0 seed=1")
             && lines[1].contains("0.000")
             && lines[1].contains("0.0%"),
         "{table}"

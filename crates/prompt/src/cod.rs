@@ -188,7 +188,9 @@ async fn missing_entities(
     let mut requests = 0;
     let mut reason = String::new();
     for (messages, attempts) in std::iter::once(whole).chain(by_passage) {
-        match ask_until(model, messages, &params, attempts, "missing entities", check, Retry::Afresh).await {
+        match ask_until(model, messages, &params, attempts, "missing entities", check, Retry::Afresh, None)
+            .await
+        {
             Ok(checked) => return Ok((checked.value, requests + checked.requests)),
             Err(PromptError::Unusable { attempts, reason: why, .. }) => {
                 requests += attempts;
@@ -271,7 +273,8 @@ async fn write_summary(
         true => Err("the summary repeats the request".to_owned()),
         false => check_summary(text, entities, &target),
     };
-    let rewritten = ask_until(model, messages, &params, ATTEMPTS, "summary", check, Retry::Afresh).await;
+    let rewritten =
+        ask_until(model, messages, &params, ATTEMPTS, "summary", check, Retry::Afresh, None).await;
     let (checked, spliced) = match (rewritten, previous) {
         (Ok(checked), _) => (checked, false),
         (Err(PromptError::Unusable { attempts, .. }), Some(previous)) => {
@@ -320,7 +323,7 @@ async fn splice(
         let summary = make_room(previous, sentence, held.len(), target)?;
         Ok((held, summary))
     };
-    ask_until(model, messages, &params, ATTEMPTS, "spliced summary", check, Retry::Afresh).await
+    ask_until(model, messages, &params, ATTEMPTS, "spliced summary", check, Retry::Afresh, None).await
 }
 
 /// Words a spliced sentence needs besides its entities.

@@ -1,9 +1,9 @@
 //! Asking until a reply passes a check: small models often miss a format on the first try, so
 //! each failed reply goes back to the model with the reason, and later attempts sample.
 
-use temper_core::{ChatModel, ChatResponse, GenerationParams, Message, Usage};
+use temper_core::{ChatModel, ChatResponse, GenerationParams, Message, ResponseFormat, Usage};
 
-use crate::run::generate;
+use crate::run::request;
 use crate::{PromptError, Result};
 
 /// Attempts at a usable reply, first included.
@@ -35,7 +35,9 @@ pub enum Retry {
 }
 
 /// Asks up to `attempts` times until `check` accepts the reply's text, each retry as `retry`
-/// says. `what` names the reply in the error.
+/// says. `what` names the reply in the error. `format` is asked of the backend; one that
+/// refuses it is asked without.
+#[allow(clippy::too_many_arguments)]
 pub async fn ask_until<T>(
     model: &dyn ChatModel,
     mut messages: Vec<Message>,
@@ -44,11 +46,24 @@ pub async fn ask_until<T>(
     what: &str,
     check: impl Fn(&str) -> std::result::Result<T, String>,
     retry: Retry,
+    mut format: Option<&ResponseFormat>,
 ) -> Result<Checked<T>> {
     let mut usage = Usage::default();
     let mut reason = String::from("no attempt was made");
     for attempt in 1..=attempts {
-        let response = generate(model, messages.clone(), &retry_params(params, attempt)).await?;
+        let params = retry_params(params, attempt);
+        let ask = |format: Option<&ResponseFormat>| {
+            let mut request = request(messages.clone(), &params);
+            request.response_format = format.cloned();
+            model.chat(request)
+        };
+        let response = match ask(format).await {
+            Err(temper_core::Error::Unsupported(_)) if format.is_some() => {
+                format = None;
+                ask(None).await?
+            }
+            response => response?,
+        };
         add_usage(&mut usage, &response.usage);
         match check(&response.text) {
             Ok(value) => return Ok(Checked { value, response, requests: attempt, usage }),
@@ -106,7 +121,8 @@ mod tests {
         let messages = vec![Message::user("Say ok.")];
         let params = GenerationParams::default();
         let checked =
-            block_on(ask_until(&model, messages.clone(), &params, 2, "ok", check, Retry::Afresh)).unwrap();
+            block_on(ask_until(&model, messages.clone(), &params, 2, "ok", check, Retry::Afresh, None))
+                .unwrap();
         assert_eq!(checked.requests, 2);
         let requests = model.requests.lock().unwrap();
         assert_eq!(requests[1].messages, messages);

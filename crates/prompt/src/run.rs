@@ -5,7 +5,7 @@
 use futures::future::try_join_all;
 use serde::Serialize;
 use serde_json::Value;
-use temper_core::{ChatModel, ChatRequest, ChatResponse, GenerationParams, Message, Usage};
+use temper_core::{ChatModel, ChatRequest, ChatResponse, GenerationParams, Message, ResponseFormat, Usage};
 
 use crate::budget::{Budget, Cut, Fitting, PromptCounter, DEFAULT_ANSWER_TOKENS};
 use crate::cot::{Reasoned, Vote};
@@ -91,10 +91,13 @@ pub struct Answer {
 
 /// The request for `messages`. Every request of this crate is built here.
 pub fn request(messages: Vec<Message>, params: &GenerationParams) -> ChatRequest {
-    // An output schema is enforced by checking the reply and retrying, not by
-    // `ChatRequest::response_format`: the local engine cannot constrain its decoding yet, and
-    // the same prompt must run on every backend.
     ChatRequest::new(messages).with_params(params.clone())
+}
+
+/// The response format of answers that must follow `schema`. Not `strict`, which some vendors
+/// allow only for schemas that require every property.
+pub fn structured_format(schema: &Value) -> ResponseFormat {
+    ResponseFormat::JsonSchema { name: "answer".into(), schema: schema.clone(), strict: false }
 }
 
 /// Sends one request.
@@ -251,8 +254,20 @@ pub async fn answer_with_schema(
     params: &GenerationParams,
 ) -> Result<Answer> {
     let check = |text: &str| extract_json(text).and_then(|json| validate(&json, schema).map(|()| json));
-    let checked =
-        ask_until(model, messages, params, ATTEMPTS, "structured output", check, Retry::WithReason).await?;
+    // The schema is enforced where the backend can (the local engine constrains its decoding);
+    // the reply is checked all the same, since one cut off by `max_tokens` is not JSON.
+    let format = structured_format(schema);
+    let checked = ask_until(
+        model,
+        messages,
+        params,
+        ATTEMPTS,
+        "structured output",
+        check,
+        Retry::WithReason,
+        Some(&format),
+    )
+    .await?;
     let mut answer = Answer::from_response(checked.response);
     (answer.json, answer.requests, answer.usage) = (Some(checked.value), checked.requests, checked.usage);
     Ok(answer)
@@ -357,7 +372,7 @@ mod tests {
         let err = block_on(run(&model, None, &prompt, &[], &RunOptions::default())).unwrap_err().to_string();
         assert_eq!(
             err,
-            "structured output: no usable reply after 3 attempts; the last one: $.name: expected string, found a number (the reply: {\"name\": 3})"
+            "structured output: no usable reply after 3 attempts; the last one: /name: 3 is not of type \"string\" (the reply: {\"name\": 3})"
         );
     }
 

@@ -224,7 +224,7 @@ pub async fn skeleton(model: &dyn ChatModel, question: &str, options: &SotOption
         points.truncate(max);
         Ok(points)
     };
-    Ok(ask_until(model, messages, &params, ATTEMPTS, "skeleton", check, Retry::WithReason).await?.value)
+    Ok(ask_until(model, messages, &params, ATTEMPTS, "skeleton", check, Retry::WithReason, None).await?.value)
 }
 
 /// Expands every point at once.
