@@ -12,6 +12,7 @@ mod python;
 mod report;
 mod retrieval;
 mod serve;
+mod structured;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -39,6 +40,8 @@ enum Commands {
     /// Streaming clients against `temper serve` and llama.cpp's llama-server, side by side:
     /// time to first token, inter-token latency and aggregate tokens/s per concurrency.
     Serve(loadtest::Args),
+    /// Decode tokens/s with a JSON-schema constraint against without, one stream and four.
+    Structured(structured::Args),
     /// One measurement of one side, printed as a line of JSON (run by `engine`).
     #[command(hide = true)]
     Side(SideArgs),
@@ -151,6 +154,7 @@ fn main() -> Result<()> {
         Commands::Retrieval(args) => retrieval::run(&args),
         Commands::Vectors(args) => ann::run(&args),
         Commands::Serve(args) => loadtest::run(&args),
+        Commands::Structured(args) => structured::run(&args),
         Commands::Side(args) => {
             let sample = match args.peer {
                 Peer::Temper => peer::temper(&args)?,
