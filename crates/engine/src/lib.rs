@@ -13,5 +13,5 @@ mod summary;
 pub mod template;
 pub mod tokenizer;
 
-pub use local::{LoadOptions, LocalModel, DEFAULT_CONTEXT_WINDOW, DEFAULT_SEQUENCES};
+pub use local::{FinalPrompt, LoadOptions, LocalModel, DEFAULT_CONTEXT_WINDOW, DEFAULT_SEQUENCES};
 pub use summary::ModelSummary;

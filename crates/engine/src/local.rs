@@ -18,7 +18,8 @@ use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use temper_core::{
-    error_chain, ChatModel, ChatRequest, CompletionRequest, Error, EventStream, GenerationParams, Result,
+    error_chain, ChatModel, ChatRequest, CompletionRequest, Error, EventStream, GenerationParams, Message,
+    Result, TokenCounter,
 };
 use tokio::sync::mpsc::unbounded_channel;
 
@@ -216,6 +217,48 @@ impl LocalModel {
             Some(w) => Ok(w),
             None => Ok(loaded),
         }
+    }
+}
+
+/// What a local model reads for a conversation: the text after its chat template, that
+/// text's tokens, and the context window it must fit in.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FinalPrompt {
+    pub text: String,
+    pub tokens: usize,
+    pub context_window: usize,
+}
+
+impl LocalModel {
+    /// `messages` as this model reads them, with the window a request with `params` gets.
+    pub fn final_prompt(&self, messages: &[Message], params: &GenerationParams) -> Result<FinalPrompt> {
+        let text = self.render_chat(&ChatRequest::new(messages.to_vec()))?;
+        let tokens = self.rendered_tokens(&text)?;
+        Ok(FinalPrompt { text, tokens, context_window: self.context_window_for(params)? })
+    }
+
+    /// Tokens of a conversation the chat template has rendered, counted as `prompt_ids` makes
+    /// them: the beginning-of-sequence token when the model wants one and the template did not
+    /// print it.
+    fn rendered_tokens(&self, text: &str) -> Result<usize> {
+        let ids = self.tokenize(text, true)?;
+        let bos = self.tokenizer.bos_id().filter(|_| self.tokenizer.add_bos());
+        Ok(ids.len() + usize::from(bos.is_some() && ids.first() != bos.as_ref()))
+    }
+}
+
+/// A local model counts with its chat template and tokenizer, as it does before generating.
+impl TokenCounter for LocalModel {
+    fn count_text(&self, text: &str) -> Result<usize> {
+        Ok(self.tokenize(text, false)?.len())
+    }
+
+    fn count_messages(&self, messages: &[Message]) -> Result<usize> {
+        self.rendered_tokens(&self.render_chat(&ChatRequest::new(messages.to_vec()))?)
+    }
+
+    fn context_window(&self) -> Option<usize> {
+        Some(self.summary.context_window)
     }
 }
 

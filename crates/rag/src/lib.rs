@@ -13,7 +13,7 @@ pub mod vector;
 pub use answer::{
     ground, grounded_stream, prepare, AskOptions, GroundedRequest, MIN_SIMILARITY, NOT_IN_DOCUMENTS,
 };
-pub use chunk::{Chunk, ChunkOptions, Chunker, TokenCounter, WordPieceEstimate};
+pub use chunk::{Chunk, ChunkOptions, Chunker, WordPieceEstimate};
 pub use error::{RagError, Result};
 pub use ingest::{
     ingest, ingest_contents, DocumentReport, DocumentStatus, FileContents, IngestOptions, IngestProgress,
