@@ -1,12 +1,11 @@
 #![doc = include_str!("../README.md")]
+#![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
-pub mod dtype;
 pub mod gguf;
 mod local;
 mod logprobs;
 mod memory;
 pub mod model;
-pub mod quant;
 pub mod sampler;
 pub mod stop;
 mod summary;

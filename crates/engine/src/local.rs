@@ -27,7 +27,7 @@ use crate::gguf::Gguf;
 use crate::model::{KvCache, Model, MAX_BATCH};
 use crate::template::ChatTemplate;
 use crate::tokenizer::Tokenizer;
-use crate::{memory, quant, summary::ModelSummary};
+use crate::{memory, summary::ModelSummary};
 use scheduler::{Job, Request, Worker};
 
 /// The context window used when neither the caller nor the request sets one.
@@ -101,7 +101,8 @@ impl LocalModel {
         if let Some(available) = memory::available() {
             check_cache_memory(cache_bytes, sequences, context_window, available, &mut warnings)?;
         }
-        let summary = ModelSummary::new(&model, context_window, threads, quant::cpu_level().to_string());
+        let summary =
+            ModelSummary::new(&model, context_window, threads, temper_kernels::cpu_level().to_string());
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("temper-engine-{i}"))

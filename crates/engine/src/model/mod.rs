@@ -10,9 +10,9 @@ pub use kv::KvCache;
 
 use rayon::prelude::*;
 
-use crate::dtype::GgmlType;
 use crate::gguf::{Gguf, GgufError, TensorInfo};
-use crate::quant;
+use temper_kernels::quant;
+use temper_kernels::GgmlType;
 
 /// The most prompt tokens one forward pass takes; longer prompts run in chunks of this size.
 pub const MAX_BATCH: usize = 256;
