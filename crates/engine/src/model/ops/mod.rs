@@ -1,4 +1,5 @@
-//! The small vector operations of the forward pass.
+//! The small vector operations of the forward pass: portable code here, and its x86 versions
+//! (f16 attention, SiLU) in `x86.rs`, picked by `temper_kernels::cpu_level`.
 
 use half::f16;
 
