@@ -214,7 +214,7 @@ fn show_messages(messages: &[Message]) -> String {
 }
 
 /// The answer on stdout; what the run did to get it on stderr.
-fn print_report(report: &RunReport, answer_only: bool) -> anyhow::Result<()> {
+pub fn print_report(report: &RunReport, answer_only: bool) -> anyhow::Result<()> {
     if let Some(budget) = &report.budget {
         notice(&format!(
             "prompt: {} tokens, {} kept for the answer, context window {}",
