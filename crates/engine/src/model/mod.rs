@@ -141,9 +141,9 @@ impl Model {
         Ok(())
     }
 
-    /// Several sequences' new tokens in one pass: `seqs[i].1` (a decode step's one token or a
-    /// chunk of a prompt) is appended to cache `seqs[i].0`, and `logits[i * vocab..]` gets the
-    /// logits of its last token. The weights are read once for all of them, which is what makes
+    /// Several sequences' new tokens in one pass: sequence `i`'s tokens (a decode step's one
+    /// token or a chunk of a prompt) are appended to its cache, and `logits[i * vocab..]` gets
+    /// the logits of its last token. The weights are read once for all of them, which is what makes
     /// batching pay.
     pub fn forward_many<B: Batch + ?Sized>(
         &self,
