@@ -59,7 +59,7 @@ fn temper_batched(model: &Model, args: &SideArgs, tokens: &[u32], scratch: &mut 
         let ids: Vec<[u32; 1]> = (0..args.batch).map(|s| [tokens[(i + s) % tokens.len()]]).collect();
         let mut seqs: Vec<(&mut KvCache, &[u32])> =
             caches.iter_mut().zip(&ids).map(|(c, id)| (c, &id[..])).collect();
-        model.forward_many(&mut seqs, scratch, &mut logits)
+        model.forward_many(&mut seqs[..], scratch, &mut logits)
     };
     for i in 0..WARM_UP.1 {
         step(&mut caches, scratch, i)?;

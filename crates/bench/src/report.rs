@@ -61,7 +61,7 @@ impl Section {
             self.tg,
             self.ctx,
             self.pairs,
-            temper_engine::quant::cpu_level(),
+            temper_kernels::cpu_level(),
             self.load
         );
         let names: Vec<&str> = self.peers.iter().map(|&p| peer_name(p)).collect();

@@ -110,5 +110,28 @@ pub fn run(args: &Args) -> Result<()> {
             constrained / free
         );
     }
+    compile_times(&model)
+}
+
+/// How long a schema takes to compile into a grammar, over the validity test's schemas: the
+/// time `chat_stream` takes to return, which is the compile plus tokenizing a short prompt.
+fn compile_times(model: &LocalModel) -> Result<()> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../engine/tests/fixtures/structured/schemas.jsonl");
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    let mut millis = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let case: serde_json::Value = serde_json::from_str(line)?;
+        let format =
+            ResponseFormat::JsonSchema { name: "case".into(), schema: case["schema"].clone(), strict: true };
+        let request = ChatRequest::new(vec![Message::user("Hi")])
+            .with_params(GenerationParams { max_tokens: Some(1), ..Default::default() })
+            .with_response_format(format);
+        let started = Instant::now();
+        drop(model.chat_stream(request));
+        millis.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    let count = millis.len();
+    let max = millis.iter().copied().fold(0.0, f64::max);
+    println!("grammar compile, {count} schemas: median {:.2} ms, max {max:.2} ms", median(&mut millis));
     Ok(())
 }

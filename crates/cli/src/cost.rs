@@ -3,15 +3,34 @@
 use std::io::{self, Write};
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, Subcommand};
 use temper_models::cost::{report as day_totals, CallLog, Estimate, Traffic};
 use temper_models::ModelStore;
 
 use crate::options::resolver;
 use crate::output::{notice, print_json, usd};
 
+#[derive(Subcommand)]
+pub enum CostCommand {
+    /// Sum the logged calls per model and day: calls, tokens, USD.
+    Report {
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare each priced profile with a VM at a fixed price: monthly cost and break-even traffic.
+    Estimate(EstimateArgs),
+}
+
+pub fn run(command: CostCommand) -> anyhow::Result<()> {
+    match command {
+        CostCommand::Report { json } => report(json),
+        CostCommand::Estimate(args) => estimate(&args),
+    }
+}
+
 /// `temper cost report`: the call log summed per day and model.
-pub fn report(json: bool) -> anyhow::Result<()> {
+fn report(json: bool) -> anyhow::Result<()> {
     let store = ModelStore::from_env()?;
     let log = CallLog::in_home(store.root());
     let contents = log.read()?;
@@ -79,7 +98,7 @@ pub struct EstimateArgs {
 }
 
 /// `temper cost estimate`: each priced profile per month against the VM, and the break-even.
-pub fn estimate(args: &EstimateArgs) -> anyhow::Result<()> {
+fn estimate(args: &EstimateArgs) -> anyhow::Result<()> {
     for (name, value) in [
         ("--requests-per-day", args.requests_per_day),
         ("--input-tokens", args.input_tokens),

@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
+use clap::Args;
 use temper_models::profiles::CONFIG_FILE;
 
 use crate::output::notice;
@@ -55,9 +56,16 @@ temperature = 0.2
 # base_url = "http://localhost:11434"
 "#;
 
-pub fn run(force: bool) -> anyhow::Result<()> {
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Replace an existing temper.toml.
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn run(args: &InitArgs) -> anyhow::Result<()> {
     let path = Path::new(CONFIG_FILE);
-    anyhow::ensure!(force || !path.exists(), "{CONFIG_FILE} already exists here; --force replaces it");
+    anyhow::ensure!(args.force || !path.exists(), "{CONFIG_FILE} already exists here; --force replaces it");
     let mut file = std::fs::File::create(path).with_context(|| format!("cannot create {CONFIG_FILE}"))?;
     file.write_all(EXAMPLE.as_bytes()).with_context(|| format!("cannot write {CONFIG_FILE}"))?;
     notice(&format!(

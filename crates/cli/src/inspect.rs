@@ -1,20 +1,44 @@
 //! `tokenize` and `logits`: how users and tests look inside the engine (they mirror llama.cpp's
 //! tokenize tool and its logits dump).
 
+use clap::Args;
+
 use crate::oneshot::text_argument;
 use crate::options::ModelArgs;
 use crate::output;
 
-pub fn tokenize(args: &ModelArgs, special: bool, text: &str) -> anyhow::Result<()> {
-    let text = text_argument(text, "text")?;
-    let ids = args.load_local("tokenize")?.tokenize(&text, special)?;
+#[derive(Args, Debug)]
+pub struct TokenizeArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Parse special tokens such as <|im_start|> instead of treating them as text.
+    #[arg(long)]
+    special: bool,
+    /// The text to tokenize; `-` reads it from stdin.
+    text: String,
+}
+
+pub fn tokenize(args: &TokenizeArgs) -> anyhow::Result<()> {
+    let text = text_argument(&args.text, "text")?;
+    let ids = args.model.load_local("tokenize")?.tokenize(&text, args.special)?;
     output::print_json(&ids)
 }
 
-pub fn logits(args: &ModelArgs, top: usize, prompt: &str) -> anyhow::Result<()> {
-    let prompt = text_argument(prompt, "prompt")?;
-    let logits = args.load_local("logits")?.last_logits(&prompt)?;
-    output::print_json(&top_logits(&logits, top))
+#[derive(Args, Debug)]
+pub struct LogitsArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// How many of the largest logits to print.
+    #[arg(long, default_value_t = 20)]
+    top: usize,
+    /// The prompt; `-` reads it from stdin.
+    prompt: String,
+}
+
+pub fn logits(args: &LogitsArgs) -> anyhow::Result<()> {
+    let prompt = text_argument(&args.prompt, "prompt")?;
+    let logits = args.model.load_local("logits")?.last_logits(&prompt)?;
+    output::print_json(&top_logits(&logits, args.top))
 }
 
 /// The `n` largest logits as `(id, logit)`, largest first.

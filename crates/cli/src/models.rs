@@ -3,6 +3,7 @@
 use std::io::{self, Write};
 use std::time::Instant;
 
+use clap::Subcommand;
 use temper_core::{error_chain, ChatModel, ChatRequest, ChatResponse, GenerationParams, Message};
 use temper_engine::LoadOptions;
 use temper_models::{catalog, ConsoleProgress, ModelStore, DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL};
@@ -10,7 +11,78 @@ use temper_models::{catalog, ConsoleProgress, ModelStore, DEFAULT_CHAT_MODEL, DE
 use crate::options::{load_model, resolver};
 use crate::output::{block_on, human_bytes, notice, print_json, usd};
 
-pub fn list() -> anyhow::Result<()> {
+#[derive(Subcommand)]
+pub enum ModelsCommand {
+    /// List the catalog (kind, whether installed, size on disk) and the profiles of temper.toml.
+    List,
+    /// Run one prompt on several models at once; show the answers with latency, speed, tokens, cost.
+    Compare {
+        /// Profiles, catalog names or GGUF paths, separated by commas.
+        #[arg(long, value_delimiter = ',', required = true)]
+        models: Vec<String>,
+        /// Read the prompt from this file.
+        #[arg(long, conflicts_with = "prompt")]
+        prompt_file: Option<std::path::PathBuf>,
+        /// The system message.
+        #[arg(long)]
+        system: Option<String>,
+        /// Sampling temperature for every model; 0 is greedy.
+        #[arg(long)]
+        temperature: Option<f32>,
+        /// The most tokens each model may generate.
+        #[arg(long)]
+        max_tokens: Option<u32>,
+        /// Print a JSON array, one object per model, instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// The prompt (or --prompt-file).
+        #[arg(required_unless_present = "prompt_file")]
+        prompt: Option<String>,
+    },
+    /// Download, verify and install models (default: the default chat model and embedder).
+    Pull {
+        /// Catalog names to pull.
+        #[arg(conflicts_with = "all")]
+        names: Vec<String>,
+        /// Pull every model in the catalog.
+        #[arg(long)]
+        all: bool,
+        /// Pull again even if already installed.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check the SHA-256 of every file of installed models (default: all installed).
+    Verify { names: Vec<String> },
+    /// Show what the catalog and the store know about a model.
+    Info { name: String },
+    /// Remove an installed model.
+    Rm { name: String },
+}
+
+pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
+    match command {
+        ModelsCommand::List => list(),
+        ModelsCommand::Compare { models, prompt_file, system, temperature, max_tokens, json, prompt } => {
+            let prompt = match (prompt, prompt_file) {
+                (_, Some(file)) => std::fs::read_to_string(&file)
+                    .map_err(|e| anyhow::anyhow!("cannot read the prompt file {}: {e}", file.display()))?,
+                (Some(prompt), None) => prompt,
+                (None, None) => anyhow::bail!("give a prompt or --prompt-file"),
+            };
+            // Before any model is loaded: each would refuse it on its own.
+            anyhow::ensure!(!prompt.trim().is_empty(), "the prompt is empty: there is nothing to compare");
+            let params = GenerationParams { temperature, max_tokens, ..Default::default() };
+            params.validate()?;
+            compare(Comparison { models, prompt, system, params, json })
+        }
+        ModelsCommand::Pull { names, all, force } => pull(names, all, force),
+        ModelsCommand::Verify { names } => verify(names),
+        ModelsCommand::Info { name } => info(&name),
+        ModelsCommand::Rm { name } => remove(&name),
+    }
+}
+
+fn list() -> anyhow::Result<()> {
     let store = ModelStore::from_env()?;
     let models = store.list();
     let width = models.iter().map(|m| m.entry.name.len()).max().unwrap_or(0);
@@ -63,17 +135,17 @@ pub fn list() -> anyhow::Result<()> {
 }
 
 /// What `temper models compare` asks every model.
-pub struct Comparison {
-    pub models: Vec<String>,
-    pub prompt: String,
-    pub system: Option<String>,
-    pub params: GenerationParams,
-    pub json: bool,
+struct Comparison {
+    models: Vec<String>,
+    prompt: String,
+    system: Option<String>,
+    params: GenerationParams,
+    json: bool,
 }
 
 /// Runs one prompt on several models at once and shows the answers side by side with
 /// latency, speed, tokens and cost. Fails (after showing everything) if any model failed.
-pub fn compare(comparison: Comparison) -> anyhow::Result<()> {
+fn compare(comparison: Comparison) -> anyhow::Result<()> {
     anyhow::ensure!(
         !comparison.models.is_empty(),
         "--models needs at least one model, e.g. --models local,gpt-mini"
@@ -160,7 +232,7 @@ fn print_comparison(results: &[Run]) -> anyhow::Result<()> {
 /// Pulls `names`, every catalog model with `all`, or else the default chat model and embedder.
 /// Installed models are skipped unless `force`: installs are atomic and verified, so one that is
 /// present with the catalog's sizes is complete; a damaged one is pulled again.
-pub fn pull(names: Vec<String>, all: bool, force: bool) -> anyhow::Result<()> {
+fn pull(names: Vec<String>, all: bool, force: bool) -> anyhow::Result<()> {
     let store = ModelStore::from_env()?;
     for name in &chosen(names, all) {
         let status = store.status_of(name)?;
@@ -193,7 +265,7 @@ fn chosen(names: Vec<String>, all: bool) -> Vec<String> {
 
 /// Checks the SHA-256 of every file of `names` (default: every installed model); fails if any
 /// is damaged or not installed.
-pub fn verify(names: Vec<String>) -> anyhow::Result<()> {
+fn verify(names: Vec<String>) -> anyhow::Result<()> {
     let store = ModelStore::from_env()?;
     let names = match names.is_empty() {
         true => store
@@ -226,13 +298,13 @@ pub fn verify(names: Vec<String>) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn info(name: &str) -> anyhow::Result<()> {
+fn info(name: &str) -> anyhow::Result<()> {
     let info = ModelStore::from_env()?.info(name)?;
     writeln!(io::stdout(), "{info}")?;
     Ok(())
 }
 
-pub fn remove(name: &str) -> anyhow::Result<()> {
+fn remove(name: &str) -> anyhow::Result<()> {
     ModelStore::from_env()?.remove(name)?;
     writeln!(io::stdout(), "removed {name}")?;
     Ok(())

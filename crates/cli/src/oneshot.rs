@@ -1,15 +1,17 @@
-//! The commands that answer once: `quickstart`, `ask` and `complete`.
+//! `temper quickstart` and `temper complete`, and what `temper ask` shares with them: a
+//! question or text from stdin, an answer streamed or printed as JSON.
 
 use std::io::{self, Read, Write};
 
 use anyhow::Context;
+use clap::Args;
 use temper_core::{ChatModel, ChatRequest, CompletionRequest, EventStream, GenerationParams, Message};
 use temper_engine::LoadOptions;
 use temper_models::{ModelStore, DEFAULT_CHAT_MODEL};
 
 use temper_rag::{IngestOptions, SearchOptions, SqliteStore};
 
-use crate::options::{load_model, resolver, AnswerShapeArgs, ConversationArgs, GenArgs, Loaded};
+use crate::options::{load_model, resolver, GenArgs, Loaded};
 use crate::output::{self, block_on};
 use crate::rag;
 
@@ -80,34 +82,28 @@ fn rag_tour(loaded: &Loaded, out: &mut impl Write) -> anyhow::Result<()> {
     rag::answer(&store, &embedder, &question, params, loaded, out)
 }
 
-pub fn ask(
-    args: &ConversationArgs,
-    shape: &AnswerShapeArgs,
+#[derive(Args, Debug)]
+pub struct CompleteArgs {
+    #[command(flatten)]
+    gen: GenArgs,
+    /// Print one JSON object (text, finish reason, usage, timings) instead of streaming.
+    #[arg(long)]
     json: bool,
-    question: &str,
-) -> anyhow::Result<()> {
-    let params = args.gen.params()?;
-    let question = text_argument(question, "question")?;
-    // Said in the command's terms, and before a model is loaded (the engine refuses it too).
-    anyhow::ensure!(!question.trim().is_empty(), "the question is empty: there is nothing to answer");
-    let model = args.gen.model.load()?.model;
-    let mut messages = args.opening();
-    messages.push(Message::user(question));
-    let mut request = shape.apply(ChatRequest::new(messages).with_params(params))?;
-    request.truncate = args.gen.truncate;
-    answer(model.chat_stream(request), json)
+    /// The text to continue; `-` reads it from stdin.
+    text: String,
 }
 
-pub fn complete(args: &GenArgs, json: bool, text: &str) -> anyhow::Result<()> {
-    let params = args.params()?;
-    let prompt = text_argument(text, "text")?;
+pub fn complete(args: &CompleteArgs) -> anyhow::Result<()> {
+    let gen = &args.gen;
+    let params = gen.params()?;
+    let prompt = text_argument(&args.text, "text")?;
     anyhow::ensure!(!prompt.trim().is_empty(), "the text is empty: there is nothing to continue");
-    let model = args.model.load()?.model;
-    answer(model.complete_stream(CompletionRequest { prompt, params, truncate: args.truncate }), json)
+    let model = gen.model.load()?.model;
+    answer(model.complete_stream(CompletionRequest { prompt, params, truncate: gen.truncate }), args.json)
 }
 
 /// Streams the answer, or with `json` waits for it and prints it as one object.
-fn answer(stream: EventStream, json: bool) -> anyhow::Result<()> {
+pub fn answer(stream: EventStream, json: bool) -> anyhow::Result<()> {
     if json {
         output::print_json(&block_on(temper_core::collect_response(stream))?)
     } else {

@@ -6,11 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, Subcommand, ValueEnum};
-use temper_core::{EmbeddingModel, Message};
-use temper_prompt::{
-    parse_vars, Document, FinalPrompt, Layout, PassageRanker, Prompt, PromptCounter, PromptFile, RunOptions,
-    RunReport,
-};
+use temper_core::{EmbeddingModel, Message, TokenCounter};
+use temper_prompt::{parse_vars, Document, Layout, PassageRanker, Prompt, PromptFile, RunOptions, RunReport};
 
 use crate::options::{GenArgs, ModelArgs};
 use crate::output::{block_on, notice, print_json};
@@ -160,7 +157,7 @@ pub fn run(command: PromptCommand) -> anyhow::Result<()> {
                 },
             };
             let model = gen.model.load()?;
-            let counter = model.local.as_deref().map(|local| local as &dyn PromptCounter);
+            let counter = model.local.as_deref().map(|local| local as &dyn TokenCounter);
             if counter.is_none() && !loaded.documents.is_empty() {
                 notice(&format!("{} is remote: its tokens cannot be counted here, so the documents' budget is not checked", gen.model.name()));
             }
@@ -192,7 +189,7 @@ fn render(args: &PromptArgs, model: &ModelArgs, show: Show) -> anyhow::Result<()
     if show.tokens {
         let model = model_for(model, &loaded.file);
         let local = model.load_local("prompt render --tokens")?;
-        let final_prompt = FinalPrompt::of(&local, &messages, &loaded.file.params)?;
+        let final_prompt = local.final_prompt(&messages, &loaded.file.params)?;
         notice(&format!(
             "{} tokens for {} (context window {})",
             final_prompt.tokens,
@@ -217,7 +214,7 @@ fn show_messages(messages: &[Message]) -> String {
 }
 
 /// The answer on stdout; what the run did to get it on stderr.
-fn print_report(report: &RunReport, answer_only: bool) -> anyhow::Result<()> {
+pub fn print_report(report: &RunReport, answer_only: bool) -> anyhow::Result<()> {
     if let Some(budget) = &report.budget {
         notice(&format!(
             "prompt: {} tokens, {} kept for the answer, context window {}",

@@ -252,8 +252,7 @@ pub fn ingest(
     );
     let mut progress = Bar { bar, stored: 0, started: Instant::now() };
     // Chunks are sized with the embedder's own tokenizer, so none is cut short when embedded.
-    let count = |text: &str| embedder.tokenize(text).map_or(text.len(), |ids| ids.len());
-    let report = block_on(temper_rag::ingest(store, embedder, &count, paths, options, &mut progress))?;
+    let report = block_on(temper_rag::ingest(store, embedder, embedder, paths, options, &mut progress))?;
     progress.bar.finish_and_clear();
     let mut out = io::stdout();
     writeln!(
@@ -346,8 +345,7 @@ pub fn answer(
         params,
         ..Default::default()
     };
-    let count = |text: &str| local.tokenize(text, false).map_or(text.len(), |ids| ids.len());
-    let grounding = temper_rag::ground(&retriever, question.text, question.options, &options, &count);
+    let grounding = temper_rag::ground(&retriever, question.text, question.options, &options, local.as_ref());
     let Some(grounded) = block_on(grounding)? else {
         writeln!(out, "{}", temper_rag::NOT_IN_DOCUMENTS)?;
         return Ok(());

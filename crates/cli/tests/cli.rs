@@ -98,6 +98,18 @@ fn a_corrupt_model_file_is_named_without_a_panic() {
 }
 
 #[test]
+fn ask_methods_refuse_what_they_cannot_use_before_loading_a_model() {
+    let home = empty_home();
+    let err = failure(&run(home.path(), &["ask", "--method", "cot", "--json-object", "hi"], b""));
+    assert!(err.contains("leave them out with --method cot"), "{err}");
+    let err = failure(&run(home.path(), &["ask", "--method", "self-consistency", "--paths", "1", "hi"], b""));
+    assert!(err.contains("--paths 1: self-consistency votes over several reasoning paths"), "{err}");
+    // `answer` is `ask` with skeleton of thought by default, which writes its own system messages.
+    let err = failure(&run(home.path(), &["answer", "--system", "Be brief.", "hi"], b""));
+    assert!(err.contains("--system: skeleton of thought"), "{err}");
+}
+
+#[test]
 fn out_of_range_parameters_are_refused_by_name() {
     let home = empty_home();
     let err = failure(&run(home.path(), &["ask", "--temperature", "-1", "hi"], b""));

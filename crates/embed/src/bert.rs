@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use safetensors::{Dtype, SafeTensors};
-use temper_engine::dtype::GgmlType;
-use temper_engine::quant::dequantize_row;
+use temper_kernels::quant::dequantize_row;
+use temper_kernels::GgmlType;
 
 use crate::config::BertConfig;
 use crate::error::{EmbedError, Result};

@@ -203,6 +203,14 @@ fn pool(tokens: &[f32], hidden: usize, pooling: Pooling) -> Vec<f32> {
     }
 }
 
+/// Counts as the encoder reads a text, `[CLS]` and `[SEP]` included, so that chunks sized with
+/// it are never truncated when embedded.
+impl temper_core::TokenCounter for Embedder {
+    fn count_text(&self, text: &str) -> temper_core::Result<usize> {
+        Ok(self.tokenize(text)?.len())
+    }
+}
+
 #[async_trait]
 impl temper_core::EmbeddingModel for Embedder {
     fn name(&self) -> &str {

@@ -1,13 +1,12 @@
 #![doc = include_str!("../README.md")]
+#![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 mod constraint;
-pub mod dtype;
 pub mod gguf;
 mod local;
 mod logprobs;
 mod memory;
 pub mod model;
-pub mod quant;
 pub mod sampler;
 pub mod stop;
 mod summary;
@@ -15,5 +14,5 @@ pub mod template;
 pub mod tokenizer;
 mod tool_calls;
 
-pub use local::{LoadOptions, LocalModel, DEFAULT_CONTEXT_WINDOW, DEFAULT_SEQUENCES};
+pub use local::{FinalPrompt, LoadOptions, LocalModel, DEFAULT_CONTEXT_WINDOW, DEFAULT_SEQUENCES};
 pub use summary::ModelSummary;

@@ -18,8 +18,8 @@ use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use temper_core::{
-    error_chain, ChatModel, ChatRequest, CompletionRequest, Error, EventStream, GenerationParams, Result,
-    Role, ToolChoice,
+    error_chain, ChatModel, ChatRequest, CompletionRequest, Error, EventStream, GenerationParams, Message,
+    Result, Role, TokenCounter, ToolChoice,
 };
 use tokio::sync::mpsc::unbounded_channel;
 
@@ -29,7 +29,7 @@ use crate::model::{KvCache, Model, MAX_BATCH};
 use crate::template::ChatTemplate;
 use crate::tokenizer::Tokenizer;
 use crate::tool_calls;
-use crate::{memory, quant, summary::ModelSummary};
+use crate::{memory, summary::ModelSummary};
 use scheduler::{Job, Request, Worker};
 
 /// The context window used when neither the caller nor the request sets one.
@@ -105,7 +105,8 @@ impl LocalModel {
         if let Some(available) = memory::available() {
             check_cache_memory(cache_bytes, sequences, context_window, available, &mut warnings)?;
         }
-        let summary = ModelSummary::new(&model, context_window, threads, quant::cpu_level().to_string());
+        let summary =
+            ModelSummary::new(&model, context_window, threads, temper_kernels::cpu_level().to_string());
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("temper-engine-{i}"))
@@ -264,6 +265,48 @@ struct Decoding {
     guide: Option<Guide>,
     /// Whether the request offered tools, so that the answer is read for calls.
     reads_calls: bool,
+}
+
+/// What a local model reads for a conversation: the text after its chat template, that
+/// text's tokens, and the context window it must fit in.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FinalPrompt {
+    pub text: String,
+    pub tokens: usize,
+    pub context_window: usize,
+}
+
+impl LocalModel {
+    /// `messages` as this model reads them, with the window a request with `params` gets.
+    pub fn final_prompt(&self, messages: &[Message], params: &GenerationParams) -> Result<FinalPrompt> {
+        let text = self.render_chat(&ChatRequest::new(messages.to_vec()))?;
+        let tokens = self.rendered_tokens(&text)?;
+        Ok(FinalPrompt { text, tokens, context_window: self.context_window_for(params)? })
+    }
+
+    /// Tokens of a conversation the chat template has rendered, counted as `prompt_ids` makes
+    /// them: the beginning-of-sequence token when the model wants one and the template did not
+    /// print it.
+    fn rendered_tokens(&self, text: &str) -> Result<usize> {
+        let ids = self.tokenize(text, true)?;
+        let bos = self.tokenizer.bos_id().filter(|_| self.tokenizer.add_bos());
+        Ok(ids.len() + usize::from(bos.is_some() && ids.first() != bos.as_ref()))
+    }
+}
+
+/// A local model counts with its chat template and tokenizer, as it does before generating.
+impl TokenCounter for LocalModel {
+    fn count_text(&self, text: &str) -> Result<usize> {
+        Ok(self.tokenize(text, false)?.len())
+    }
+
+    fn count_messages(&self, messages: &[Message]) -> Result<usize> {
+        self.rendered_tokens(&self.render_chat(&ChatRequest::new(messages.to_vec()))?)
+    }
+
+    fn context_window(&self) -> Option<usize> {
+        Some(self.summary.context_window)
+    }
 }
 
 /// The threads to run on: every core by default, and no more than the cores, since more only

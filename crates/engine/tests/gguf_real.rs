@@ -1,7 +1,7 @@
 //! The GGUF reader on the real default models.
 
-use temper_engine::dtype::GgmlType;
 use temper_engine::gguf::Gguf;
+use temper_kernels::GgmlType;
 
 #[test]
 fn reads_smollm2() {

@@ -68,7 +68,7 @@ fn argmax_and_margin(logits: &[f32]) -> (u32, f32) {
 
 /// Checks every logits case of `fixture` against the model at `model_path`.
 fn check_against_llamacpp(model_path: &Path, fixture: &Path, tolerance: Tolerance) {
-    eprintln!("kernels at CPU level {}", temper_engine::quant::cpu_level());
+    eprintln!("kernels at CPU level {}", temper_kernels::cpu_level());
     let gguf = Gguf::open(model_path).unwrap();
     let tokenizer = Tokenizer::from_gguf(&gguf).unwrap();
     let model = Model::from_gguf(gguf).unwrap();

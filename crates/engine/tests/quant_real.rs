@@ -1,9 +1,9 @@
 //! The kernels on two real tensors of SmolLM2-135M-Instruct: dequantized values equal
 //! gguf-py's, and the quantized matmul stays within 8-bit activation error of the exact product.
 
-use temper_engine::dtype::GgmlType;
 use temper_engine::gguf::Gguf;
-use temper_engine::quant::{dequantize_row, matmul};
+use temper_kernels::quant::{dequantize_row, matmul};
+use temper_kernels::GgmlType;
 
 /// A row index, its first three values and the sum of its absolute values, from gguf-py.
 type Row = (usize, [f32; 3], f64);

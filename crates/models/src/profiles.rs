@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use temper_core::GenerationParams;
-use temper_providers::{
-    ApiKey, ProviderConfig, TokenCounter, UnsupportedParams, Vendor, WarningSink, MAX_RETRIES,
-};
+use temper_providers::{ApiKey, ProviderConfig, UnsupportedParams, Vendor, WarningSink, MAX_RETRIES};
 
 use crate::cost::Prices;
 
@@ -121,7 +119,7 @@ impl Profile {
     pub fn provider_config(
         &self,
         name: &str,
-        counter: Option<std::sync::Arc<dyn TokenCounter>>,
+        counter: Option<std::sync::Arc<dyn temper_core::TokenCounter>>,
         warn: WarningSink,
     ) -> Result<Option<ProviderConfig>, ProfileError> {
         let Some(vendor) = self.backend.vendor() else { return Ok(None) };

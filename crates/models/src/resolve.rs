@@ -5,12 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use temper_core::{error_chain, ChatModel, EmbeddingModel};
+use temper_core::{error_chain, ChatModel, EmbeddingModel, TokenCounter};
 use temper_embed::{EmbedOptions, Embedder};
 use temper_engine::gguf::Gguf;
 use temper_engine::tokenizer::Tokenizer;
 use temper_engine::{LoadOptions, LocalModel};
-use temper_providers::{HttpEmbedder, HttpModel, ProviderConfig, ProviderError, TokenCounter, WarningSink};
+use temper_providers::{HttpEmbedder, HttpModel, ProviderConfig, ProviderError, WarningSink};
 
 use crate::cost::CallLog;
 use crate::{find, ModelKind, DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL};
@@ -386,12 +386,17 @@ impl DefaultTokenizer {
 }
 
 impl TokenCounter for DefaultTokenizer {
-    fn count(&self, text: &str) -> Option<u32> {
+    fn count_text(&self, text: &str) -> temper_core::Result<usize> {
         let tokenizer = self.tokenizer.get_or_init(|| {
             let gguf = Gguf::open(self.path.as_ref()?).ok()?;
             Tokenizer::from_gguf(&gguf).ok()
         });
-        let ids = tokenizer.as_ref()?.encode(text, false).ok()?;
-        u32::try_from(ids.len()).ok()
+        let tokenizer = tokenizer.as_ref().ok_or_else(|| {
+            temper_core::Error::ModelNotFound(format!("{DEFAULT_CHAT_MODEL} is not installed, or its tokenizer cannot be read, to count tokens with"))
+        })?;
+        let ids = tokenizer
+            .encode(text, false)
+            .map_err(|e| temper_core::Error::Backend(format!("tokenizer: {e}")))?;
+        Ok(ids.len())
     }
 }

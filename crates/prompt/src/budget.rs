@@ -2,8 +2,7 @@
 //! and all, with its own tokenizer), and fitting documents into the context window.
 
 use serde::Serialize;
-use temper_core::{ChatRequest, GenerationParams, Message};
-use temper_engine::LocalModel;
+use temper_core::{Message, TokenCounter};
 use temper_rag::chunk::{ChunkOptions, Chunker};
 use temper_rag::load::{Position, Section};
 
@@ -12,59 +11,6 @@ use crate::{PromptError, Result};
 
 /// Tokens kept free for the answer when the request sets no `max_tokens`.
 pub const DEFAULT_ANSWER_TOKENS: usize = 256;
-
-/// Counts what a model reads. Only a backend that knows its tokenizer and chat template can.
-pub trait PromptCounter: Send + Sync {
-    /// Tokens of the conversation as the model reads it, ready for the answer.
-    fn count_messages(&self, messages: &[Message]) -> Result<usize>;
-    /// Tokens of a bare text.
-    fn count_text(&self, text: &str) -> Result<usize>;
-    /// Tokens the model can hold, prompt and answer together.
-    fn context_window(&self) -> usize;
-}
-
-/// A local model counts with its chat template and tokenizer, as its engine does before
-/// generating: the beginning-of-sequence token when the model wants one and the template did
-/// not print it.
-impl PromptCounter for LocalModel {
-    fn count_messages(&self, messages: &[Message]) -> Result<usize> {
-        let text = self.render_chat(&ChatRequest::new(messages.to_vec()))?;
-        count_rendered(self, &text)
-    }
-
-    fn count_text(&self, text: &str) -> Result<usize> {
-        Ok(self.tokenize(text, false)?.len())
-    }
-
-    fn context_window(&self) -> usize {
-        self.summary().context_window
-    }
-}
-
-/// Tokens of a conversation the chat template has rendered.
-fn count_rendered(model: &LocalModel, text: &str) -> Result<usize> {
-    let ids = model.tokenize(text, true)?;
-    let bos = model.tokenizer().bos_id().filter(|_| model.tokenizer().add_bos());
-    Ok(ids.len() + usize::from(bos.is_some() && ids.first() != bos.as_ref()))
-}
-
-/// What a local model reads for a conversation: the text after its chat template, that
-/// text's tokens, and the context window it must fit in.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct FinalPrompt {
-    pub text: String,
-    pub tokens: usize,
-    pub context_window: usize,
-}
-
-impl FinalPrompt {
-    /// `messages` as `model` reads them, with the window a request with `params` gets.
-    pub fn of(model: &LocalModel, messages: &[Message], params: &GenerationParams) -> Result<FinalPrompt> {
-        let text = model.render_chat(&ChatRequest::new(messages.to_vec()))?;
-        let tokens = count_rendered(model, &text)?;
-        Ok(FinalPrompt { text, tokens, context_window: model.context_window_for(params)? })
-    }
-}
 
 /// How a prompt's tokens compare with the context window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -76,9 +22,13 @@ pub struct Budget {
 }
 
 impl Budget {
-    pub fn of(messages: &[Message], answer_tokens: usize, counter: &dyn PromptCounter) -> Result<Budget> {
+    /// `counter` must know the model's chat template and context window (a local model does).
+    pub fn of(messages: &[Message], answer_tokens: usize, counter: &dyn TokenCounter) -> Result<Budget> {
         let prompt_tokens = counter.count_messages(messages)?;
-        Ok(Budget { prompt_tokens, answer_tokens, context_window: counter.context_window() })
+        let context_window = counter.context_window().ok_or_else(|| {
+            PromptError::invalid("token counter", "knows no context window to fit the prompt in")
+        })?;
+        Ok(Budget { prompt_tokens, answer_tokens, context_window })
     }
 
     pub fn fits(&self) -> bool {
@@ -123,7 +73,7 @@ pub struct Fitting<'a> {
     pub prompt: &'a Prompt,
     pub layout: &'a Layout,
     pub answer_tokens: usize,
-    pub counter: &'a dyn PromptCounter,
+    pub counter: &'a dyn TokenCounter,
 }
 
 impl Fitting<'_> {
@@ -193,10 +143,9 @@ impl Fitting<'_> {
             return Err(fixed.overflow());
         }
         let size = room.min(max_tokens);
-        let count = |text: &str| self.counter.count_text(text).unwrap_or(text.len());
         let options = ChunkOptions { max_tokens: size, overlap: size / 10 };
         let chunker =
-            Chunker::new(options, &count).map_err(|e| PromptError::invalid(label, e.to_string()))?;
+            Chunker::new(options, self.counter).map_err(|e| PromptError::invalid(label, e.to_string()))?;
         let mut pieces = Vec::new();
         for document in documents {
             let section =
@@ -223,15 +172,15 @@ pub(crate) mod tests {
     /// Counts one token per word and four per message, in a window of `window` tokens.
     pub struct WordCounter(pub usize);
 
-    impl PromptCounter for WordCounter {
-        fn count_messages(&self, messages: &[Message]) -> Result<usize> {
+    impl TokenCounter for WordCounter {
+        fn count_messages(&self, messages: &[Message]) -> temper_core::Result<usize> {
             Ok(messages.iter().map(|m| 4 + m.content.split_whitespace().count()).sum())
         }
-        fn count_text(&self, text: &str) -> Result<usize> {
+        fn count_text(&self, text: &str) -> temper_core::Result<usize> {
             Ok(text.split_whitespace().count())
         }
-        fn context_window(&self) -> usize {
-            self.0
+        fn context_window(&self) -> Option<usize> {
+            Some(self.0)
         }
     }
 

@@ -17,7 +17,7 @@ pub mod scripted;
 pub mod sot;
 mod template;
 
-pub use budget::{Budget, Cut, FinalPrompt, PromptCounter};
+pub use budget::{Budget, Cut};
 pub use error::{PromptError, Result};
 pub use file::{line_column, parse_vars, Example, PromptFile, TestCase};
 pub use parts::{PromptParts, DEFAULT_TEMPLATE};

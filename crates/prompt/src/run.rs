@@ -5,9 +5,11 @@
 use futures::future::try_join_all;
 use serde::Serialize;
 use serde_json::Value;
-use temper_core::{ChatModel, ChatRequest, ChatResponse, GenerationParams, Message, ResponseFormat, Usage};
+use temper_core::{
+    ChatModel, ChatRequest, ChatResponse, GenerationParams, Message, ResponseFormat, TokenCounter, Usage,
+};
 
-use crate::budget::{Budget, Cut, Fitting, PromptCounter, DEFAULT_ANSWER_TOKENS};
+use crate::budget::{Budget, Cut, Fitting, DEFAULT_ANSWER_TOKENS};
 use crate::cot::{Reasoned, Vote};
 use crate::json::extract_json;
 use crate::render::{Document, Layout, Prompt};
@@ -113,7 +115,7 @@ pub async fn generate(
 /// model); without one the budget is not checked and only the error strategy is allowed.
 pub async fn run(
     model: &dyn ChatModel,
-    counter: Option<&dyn PromptCounter>,
+    counter: Option<&dyn TokenCounter>,
     prompt: &Prompt,
     documents: &[Document],
     options: &RunOptions,

@@ -5,11 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use temper_core::{ChatModel, ChatRequest, GenerationParams, Message};
+use temper_core::{ChatModel, ChatRequest, GenerationParams, Message, TokenCounter};
 use temper_engine::{LoadOptions, LocalModel};
 use temper_prompt::cod::{self, CodOptions};
 use temper_prompt::sot::{self, SotOptions};
-use temper_prompt::{run, DocStrategy, Document, Layout, Prompt, PromptCounter, PromptFile, RunOptions};
+use temper_prompt::{run, DocStrategy, Document, Layout, Prompt, PromptFile, RunOptions};
 
 fn load(context_window: usize, sequences: usize) -> Option<LocalModel> {
     let path = temper_testkit::smollm2()?;
@@ -80,7 +80,7 @@ fn documents_over_the_window_are_refused_or_truncated_to_the_last_word_that_fits
         .collect();
     let params = GenerationParams { max_tokens: Some(32), temperature: Some(0.0), ..Default::default() };
     let options = |strategy| RunOptions { strategy, params: params.clone(), ..RunOptions::default() };
-    let counter: &dyn PromptCounter = &model;
+    let counter: &dyn TokenCounter = &model;
 
     let err = block_on(run(&model, Some(counter), &prompt, &docs, &options(DocStrategy::Error))).unwrap_err();
     let full = model.count_messages(&prompt.messages(&docs, &Layout::default()).unwrap()).unwrap();

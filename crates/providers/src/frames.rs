@@ -1,5 +1,13 @@
 //! Splitting a streamed body into the vendors' frames: server-sent events (OpenAI, Anthropic)
 //! or newline-delimited JSON (Ollama).
+//!
+//! Kept rather than taken from an SSE crate such as `eventsource-stream`, for three reasons:
+//! such a crate buffers an unfinished line without bound (`eventsource-stream` 0.2 takes no
+//! limit), so a hostile or broken server that never sends a newline grows memory until the
+//! process dies, where [`MAX_FRAME_BYTES`] here ends it with an error; it frames SSE only, and
+//! Ollama's NDJSON would still need this code beside it; and this decoder is small, linear in
+//! the bytes however they are split, and fuzzed (`fuzz/fuzz_targets/sse.rs` and `ndjson.rs`,
+//! through `temper_providers::fuzzing`).
 
 /// How a vendor frames its stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use temper_core::{ChatModel, ChatRequest, EventStream};
+use temper_core::{ChatModel, ChatRequest, EventStream, TokenCounter};
 
 pub use embeddings::HttpEmbedder;
 pub use error::ProviderError;
@@ -75,12 +75,6 @@ impl FromStr for Vendor {
     }
 }
 
-/// Counts tokens for a backend that does not report them (e.g. an older OpenAI-compatible
-/// server): the CLI passes the local model's tokenizer.
-pub trait TokenCounter: Send + Sync {
-    fn count(&self, text: &str) -> Option<u32>;
-}
-
 /// Where warnings go (a dropped parameter, a retry): the CLI prints them on stderr.
 pub type WarningSink = Arc<dyn Fn(String) + Send + Sync>;
 
@@ -97,6 +91,8 @@ pub struct ProviderConfig {
     pub retry: RetryPolicy,
     pub breaker: BreakerPolicy,
     pub unsupported: UnsupportedParams,
+    /// Counts tokens for a backend that does not report them (e.g. an older OpenAI-compatible
+    /// server): the CLI passes the default local model's tokenizer.
     pub counter: Option<Arc<dyn TokenCounter>>,
     pub warn: WarningSink,
 }

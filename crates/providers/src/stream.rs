@@ -202,7 +202,10 @@ impl Run {
             (self.shared.warn)(format!("{} returned no logprobs although they were asked for", self.name));
         }
         let end = Instant::now();
-        let count = |text: &str| self.shared.counter.as_ref().and_then(|counter| counter.count(text));
+        let count = |text: &str| {
+            let counter = self.shared.counter.as_ref()?;
+            u32::try_from(counter.count_text(text).ok()?).ok()
+        };
         let prompt: Vec<&str> = self.request.messages.iter().map(|m| m.content.as_str()).collect();
         let usage = Usage {
             prompt_tokens: self.usage.0.or_else(|| count(&prompt.join("\n"))).unwrap_or(0),

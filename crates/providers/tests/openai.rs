@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::{config, events, hello, model, no_key, same_as_local, KEY};
 use serde_json::Value;
 use temper_core::{ChatModel, FinishReason, GenerationParams};
-use temper_providers::{BreakerPolicy, TokenCounter, UnsupportedParams, Vendor};
+use temper_providers::{BreakerPolicy, UnsupportedParams, Vendor};
 use temper_testserver::{sse, Reply, Server};
 
 fn chunk(content: &str) -> String {
@@ -247,22 +247,14 @@ async fn the_circuit_opens_after_repeated_failures() {
     assert_eq!(server.requests().len(), 2, "an open circuit sends nothing");
 }
 
-/// Counts words: stands in for the local tokenizer.
-struct Words;
-
-impl TokenCounter for Words {
-    fn count(&self, text: &str) -> Option<u32> {
-        Some(text.split_whitespace().count() as u32)
-    }
-}
-
 #[tokio::test]
 async fn usage_the_server_does_not_report_is_counted_locally() {
     let (hel, lo) = (chunk("Hello there"), chunk(" friend"));
     let frames = [(None, hel.as_str()), (None, lo.as_str()), (None, FINISH), (None, "[DONE]")];
     let server = Server::start(vec![Reply::stream("text/event-stream", sse(frames))]);
     let (mut config, _) = config(Vendor::OpenAi, server.url("/v1"));
-    config.counter = Some(Arc::new(Words));
+    // Counting words stands in for the local tokenizer.
+    config.counter = Some(Arc::new(|text: &str| text.split_whitespace().count()));
     let response = model(config).chat(hello()).await.unwrap();
     // "Be brief.\nSay hello" is 4 words; "Hello there friend" is 3.
     assert_eq!((response.usage.prompt_tokens, response.usage.completion_tokens), (4, 3));

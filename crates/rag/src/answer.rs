@@ -5,9 +5,9 @@
 use std::collections::HashSet;
 
 use futures::StreamExt;
-use temper_core::{ChatRequest, EventStream, GenerationParams, Message, StreamEvent};
+use temper_core::{ChatRequest, EventStream, GenerationParams, Message, StreamEvent, TokenCounter};
 
-use crate::chunk::TokenCounter;
+use crate::chunk::tokens_or_bytes;
 use crate::retrieve::{Hit, Retriever, SearchOptions};
 use crate::{RagError, Result};
 
@@ -105,7 +105,8 @@ pub fn prepare(
     }
     let answer_tokens = options.params.max_tokens.map_or(options.answer_tokens, |m| m as usize);
     // The chat template adds a few tokens per message; 16 each is generous for ChatML.
-    let fixed = count.count(INSTRUCTIONS) + count.count(question) + 3 * 16 + answer_tokens;
+    let fixed =
+        tokens_or_bytes(count, INSTRUCTIONS) + tokens_or_bytes(count, question) + 3 * 16 + answer_tokens;
     let mut budget = options.context_window.checked_sub(fixed).ok_or_else(|| {
         RagError::invalid(
             "context window",
@@ -120,7 +121,7 @@ pub fn prepare(
     let mut context = String::new();
     for hit in relevant {
         let block = format!("[{}] {}\n{}\n\n", sources.len() + 1, source_title(&hit), prompt_text(&hit));
-        let tokens = count.count(&block);
+        let tokens = tokens_or_bytes(count, &block);
         if tokens > budget {
             break;
         }

@@ -8,19 +8,15 @@
 use std::ops::Range;
 
 use serde::Serialize;
+use temper_core::TokenCounter;
 
 use crate::load::{Position, Section};
 use crate::{RagError, Result};
 
-/// Counts the tokens of a text as the embedder will see them.
-pub trait TokenCounter: Send + Sync {
-    fn count(&self, text: &str) -> usize;
-}
-
-impl<F: Fn(&str) -> usize + Send + Sync> TokenCounter for F {
-    fn count(&self, text: &str) -> usize {
-        self(text)
-    }
+/// The tokens of `text`, or its bytes when the counter fails: chunks and prompts then come out
+/// smaller, never too long.
+pub(crate) fn tokens_or_bytes(counter: &dyn TokenCounter, text: &str) -> usize {
+    counter.count_text(text).unwrap_or(text.len())
 }
 
 /// An estimate of WordPiece tokens (BERT's tokenizer, which the default embedder uses) for when
@@ -31,7 +27,7 @@ impl<F: Fn(&str) -> usize + Send + Sync> TokenCounter for F {
 pub struct WordPieceEstimate;
 
 impl TokenCounter for WordPieceEstimate {
-    fn count(&self, text: &str) -> usize {
+    fn count_text(&self, text: &str) -> temper_core::Result<usize> {
         let mut tokens = 0;
         let mut run: usize = 0;
         for c in text.chars() {
@@ -45,7 +41,7 @@ impl TokenCounter for WordPieceEstimate {
                 tokens += 1;
             }
         }
-        tokens + run.div_ceil(5)
+        Ok(tokens + run.div_ceil(5))
     }
 }
 
@@ -228,7 +224,7 @@ impl<'a> Chunker<'a> {
         let max_chars = self.options.max_tokens.saturating_mul(MAX_CHARS_PER_TOKEN);
         // Counting characters stops early: a long piece is only compared with the limit.
         let short = piece.chars().nth(max_chars).is_none();
-        let tokens = if short { self.counter.count(piece) } else { usize::MAX };
+        let tokens = if short { tokens_or_bytes(self.counter, piece) } else { usize::MAX };
         let single = matches!(level, Level::Chars(1)) && piece.chars().nth(1).is_none();
         if tokens <= self.options.max_tokens || single {
             out.push(Atom { range, tokens, chars: piece.chars().count() });
@@ -345,9 +341,9 @@ mod tests {
     #[test]
     fn the_wordpiece_estimate_counts_words_and_marks() {
         let est = WordPieceEstimate;
-        assert_eq!(est.count("The cat sits on the mat."), 7);
-        assert_eq!(est.count("internationalization"), 4);
-        assert_eq!(est.count("生成式"), 3);
-        assert_eq!(est.count(""), 0);
+        assert_eq!(est.count_text("The cat sits on the mat.").unwrap(), 7);
+        assert_eq!(est.count_text("internationalization").unwrap(), 4);
+        assert_eq!(est.count_text("生成式").unwrap(), 3);
+        assert_eq!(est.count_text("").unwrap(), 0);
     }
 }

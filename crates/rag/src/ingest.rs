@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde_json::json;
-use temper_core::EmbeddingModel;
+use temper_core::{EmbeddingModel, TokenCounter};
 
-use crate::chunk::{ChunkOptions, Chunker, TokenCounter};
+use crate::chunk::{ChunkOptions, Chunker};
 use crate::load::{discover, load_file, parse, too_large, Kind, LoadOptions, LoadedFile, Skipped};
 use crate::store::{NewDocument, VectorStore};
 use crate::{Chunk, RagError, Result};

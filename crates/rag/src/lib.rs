@@ -1,4 +1,5 @@
 #![doc = include_str!("../README.md")]
+#![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 pub mod answer;
 pub mod chunk;
@@ -13,7 +14,7 @@ pub mod vector;
 pub use answer::{
     ground, grounded_stream, prepare, AskOptions, GroundedRequest, MIN_SIMILARITY, NOT_IN_DOCUMENTS,
 };
-pub use chunk::{Chunk, ChunkOptions, Chunker, TokenCounter, WordPieceEstimate};
+pub use chunk::{Chunk, ChunkOptions, Chunker, WordPieceEstimate};
 pub use error::{RagError, Result};
 pub use ingest::{
     ingest, ingest_contents, DocumentReport, DocumentStatus, FileContents, IngestOptions, IngestProgress,

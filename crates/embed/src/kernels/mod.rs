@@ -6,7 +6,7 @@
 //! and values in attention) is packed into column panels, depth-major. `A` is read in place for
 //! f32; for int8 it is quantized per row and packed into row-interleaved tiles. Kernels are
 //! portable (`scalar`, the reference) or AVX-512 (`x86`), chosen by
-//! `temper_engine::quant::cpu_level` (`TEMPER_CPU` forces a level).
+//! `temper_kernels::cpu_level` (`TEMPER_CPU` forces a level).
 
 /// `$avx512` when `$level` is AVX-512 and the CPU has it, else `$portable`.
 macro_rules! by_level {
@@ -29,7 +29,7 @@ mod x86;
 use std::cell::Cell;
 
 use rayon::prelude::*;
-pub use temper_engine::quant::{cpu_level, CpuLevel};
+pub use temper_kernels::{cpu_level, CpuLevel};
 
 /// Rows of a register tile.
 pub const MR: usize = 12;

@@ -1,5 +1,5 @@
 use super::{MetaValue, DEFAULT_ALIGNMENT, MAGIC};
-use crate::dtype::GgmlType;
+use temper_kernels::GgmlType;
 
 /// Builds a GGUF file in memory: for tests that make tiny models, and for exporting models.
 #[derive(Default)]

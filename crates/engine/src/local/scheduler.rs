@@ -13,7 +13,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::sequence::{Sequence, Step};
 use crate::constraint::Guide;
 use crate::memory;
-use crate::model::{KvCache, Model, Scratch, MAX_BATCH};
+use crate::model::{Batch, KvCache, Model, Scratch, MAX_BATCH};
 use crate::sampler::all_finite;
 use crate::tokenizer::Tokenizer;
 
@@ -77,6 +77,48 @@ pub(super) struct Worker {
     path: PathBuf,
     /// Counts slot uses, so that the least recently used free slot is the one overwritten.
     clock: u64,
+    /// A step's active slots and its batch (see `step`), kept so that a step allocates nothing.
+    active: Vec<(bool, u64, usize)>,
+    batch: Vec<BatchEntry>,
+}
+
+/// A slot's part in a step: its history's tokens `start..start + take` are fed this pass.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct BatchEntry {
+    slot: usize,
+    start: usize,
+    take: usize,
+}
+
+/// The slots of a step as the model's [`Batch`], without a list of references to them.
+struct StepBatch<'a> {
+    slots: &'a mut [Slot],
+    batch: &'a [BatchEntry],
+}
+
+impl StepBatch<'_> {
+    fn tokens<'s>(seq: &'s Option<Sequence>, entry: &BatchEntry) -> &'s [u32] {
+        // Only slots with a sequence are in a batch; an empty slice would be refused, not read.
+        seq.as_ref().map_or(&[], |seq| &seq.history()[entry.start..entry.start + entry.take])
+    }
+}
+
+impl Batch for StepBatch<'_> {
+    fn sequences(&self) -> usize {
+        self.batch.len()
+    }
+
+    fn sequence(&self, i: usize) -> (&KvCache, &[u32]) {
+        let entry = &self.batch[i];
+        let slot = &self.slots[entry.slot];
+        (&slot.cache, Self::tokens(&slot.seq, entry))
+    }
+
+    fn sequence_mut(&mut self, i: usize) -> (&mut KvCache, &[u32]) {
+        let entry = &self.batch[i];
+        let Slot { cache, seq, .. } = &mut self.slots[entry.slot];
+        (cache, Self::tokens(seq, entry))
+    }
 }
 
 /// A KV cache and the sequence generating into it, if any. A free slot keeps its cache, so a
@@ -107,6 +149,8 @@ impl Worker {
             name: name.to_string(),
             path: path.to_path_buf(),
             clock: 0,
+            active: Vec::with_capacity(sequences),
+            batch: Vec::with_capacity(sequences),
             model,
         }
     }
@@ -291,42 +335,33 @@ impl Worker {
     /// in arrival order, as much of them as fits in [`MAX_BATCH`] tokens.
     fn step(&mut self) {
         // (still reading its prompt, admitted at, slot): generating first, then oldest first.
-        let mut active: Vec<(bool, u64, usize)> = (0..self.slots.len())
-            .filter_map(|i| {
-                let slot = &self.slots[i];
-                let seq = slot.seq.as_ref()?;
-                Some((seq.is_reading(), slot.last_used, i))
-            })
-            .collect();
-        if active.is_empty() {
+        self.active.clear();
+        self.active.extend(self.slots.iter().enumerate().filter_map(|(i, slot)| {
+            let seq = slot.seq.as_ref()?;
+            Some((seq.is_reading(), slot.last_used, i))
+        }));
+        if self.active.is_empty() {
             return;
         }
-        active.sort_unstable();
-        // (slot, tokens fed), in slot order so that logits row `r` is the r-th entry.
-        let mut batch = Vec::with_capacity(active.len());
+        self.active.sort_unstable();
+        // In slot order, so that logits row `r` is the r-th entry.
+        self.batch.clear();
         let mut budget = MAX_BATCH;
-        for (_, _, i) in active {
+        for &(_, _, i) in &self.active {
             let slot = &self.slots[i];
-            let unread = slot.seq.as_ref().map_or(0, |seq| seq.history().len() - slot.cache.len());
+            let start = slot.cache.len();
+            let unread = slot.seq.as_ref().map_or(0, |seq| seq.history().len() - start);
             let take = unread.min(budget);
             if take > 0 {
                 budget -= take;
-                batch.push((i, take));
+                self.batch.push(BatchEntry { slot: i, start, take });
             }
         }
-        batch.sort_unstable();
+        self.batch.sort_unstable();
         let vocab = self.model.config.vocab;
+        let logits = &mut self.logits[..self.batch.len() * vocab];
+        let mut inputs = StepBatch { slots: &mut self.slots, batch: &self.batch };
         let (model, scratch) = (&self.model, &mut self.scratch);
-        let logits = &mut self.logits[..batch.len() * vocab];
-        let mut inputs: Vec<(&mut KvCache, &[u32])> = Vec::with_capacity(batch.len());
-        let mut wanted = batch.iter().peekable();
-        for (i, slot) in self.slots.iter_mut().enumerate() {
-            let Some(&(_, take)) = wanted.next_if(|&&(s, _)| s == i) else { continue };
-            if let Slot { cache, seq: Some(seq), .. } = slot {
-                let start = cache.len();
-                inputs.push((cache, &seq.history()[start..start + take]));
-            }
-        }
         let ran =
             std::panic::catch_unwind(AssertUnwindSafe(|| model.forward_many(&mut inputs, scratch, logits)));
         let error = match ran {
@@ -336,21 +371,22 @@ impl Worker {
         };
         if let Some(error) = error {
             // Every sequence of the batch failed with it; their caches may be half written.
-            for &(i, _) in &batch {
-                self.slots[i].cache.truncate(0);
-                if let Some(seq) = self.slots[i].seq.take() {
+            for entry in &self.batch {
+                self.slots[entry.slot].cache.truncate(0);
+                if let Some(seq) = self.slots[entry.slot].seq.take() {
                     seq.fail(Error::Backend(error.clone()));
                 }
             }
             return;
         }
         // Row `r` holds the logits of the r-th slot of the batch; move them to the slot's own row.
-        for (r, &(slot, _)) in batch.iter().enumerate().rev() {
-            if r != slot {
-                self.logits.copy_within(r * vocab..(r + 1) * vocab, slot * vocab);
+        for (r, entry) in self.batch.iter().enumerate().rev() {
+            if r != entry.slot {
+                self.logits.copy_within(r * vocab..(r + 1) * vocab, entry.slot * vocab);
             }
         }
-        for (slot, _) in batch {
+        for b in 0..self.batch.len() {
+            let slot = self.batch[b].slot;
             let read = self.slots[slot]
                 .seq
                 .as_ref()

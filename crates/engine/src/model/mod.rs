@@ -10,9 +10,9 @@ pub use kv::KvCache;
 
 use rayon::prelude::*;
 
-use crate::dtype::GgmlType;
 use crate::gguf::{Gguf, GgufError, TensorInfo};
-use crate::quant;
+use temper_kernels::quant;
+use temper_kernels::GgmlType;
 
 /// The most prompt tokens one forward pass takes; longer prompts run in chunks of this size.
 pub const MAX_BATCH: usize = 256;
@@ -135,32 +135,36 @@ impl Model {
         // Only the last position's logits are needed: the output matmul is the largest.
         for (i, chunk) in tokens.chunks(MAX_BATCH).enumerate() {
             let logits = (i == last).then_some(&mut *logits);
-            self.forward_batch(&mut [(&mut *cache, chunk)], scratch, logits)?;
+            let one: &mut [(&mut KvCache, &[u32])] = &mut [(&mut *cache, chunk)];
+            self.forward_batch(one, scratch, logits)?;
         }
         Ok(())
     }
 
-    /// Several sequences' new tokens in one pass: `seqs[i].1` (a decode step's one token or a
-    /// chunk of a prompt) is appended to cache `seqs[i].0`, and `logits[i * vocab..]` gets the
-    /// logits of its last token. The weights are read once for all of them, which is what makes
+    /// Several sequences' new tokens in one pass: sequence `i`'s tokens (a decode step's one
+    /// token or a chunk of a prompt) are appended to its cache, and `logits[i * vocab..]` gets
+    /// the logits of its last token. The weights are read once for all of them, which is what makes
     /// batching pay.
-    pub fn forward_many(
+    pub fn forward_many<B: Batch + ?Sized>(
         &self,
-        seqs: &mut [(&mut KvCache, &[u32])],
+        seqs: &mut B,
         scratch: &mut Scratch,
         logits: &mut [f32],
     ) -> Result<(), ForwardError> {
-        let tokens: usize = seqs.iter().map(|(_, t)| t.len()).sum();
+        let count = seqs.sequences();
+        let tokens: usize = (0..count).map(|i| seqs.sequence(i).1.len()).sum();
         if tokens > MAX_BATCH
-            || logits.len() != seqs.len() * self.config.vocab
-            || seqs.iter().any(|(_, t)| t.is_empty())
+            || logits.len() != count * self.config.vocab
+            || (0..count).any(|i| seqs.sequence(i).1.is_empty())
         {
-            return Err(ForwardError::BatchShape { sequences: seqs.len(), tokens, logits: logits.len() });
+            return Err(ForwardError::BatchShape { sequences: count, tokens, logits: logits.len() });
         }
-        for (cache, tokens) in seqs.iter() {
+        for i in 0..count {
+            let (cache, tokens) = seqs.sequence(i);
             self.check(cache, tokens)?;
         }
-        for (cache, tokens) in seqs.iter_mut() {
+        for i in 0..count {
+            let (cache, tokens) = seqs.sequence_mut(i);
             self.reserve(cache, tokens)?;
         }
         self.forward_batch(seqs, scratch, Some(logits))
@@ -222,26 +226,31 @@ impl Model {
 
     /// Runs every sequence's new tokens (at most [`MAX_BATCH`] in all) in one pass; with
     /// `logits`, writes each sequence's last-token logits there, one vocab-sized row each.
-    fn forward_batch(
+    fn forward_batch<B: Batch + ?Sized>(
         &self,
-        seqs: &mut [(&mut KvCache, &[u32])],
+        seqs: &mut B,
         s: &mut Scratch,
         logits: Option<&mut [f32]>,
     ) -> Result<(), ForwardError> {
         let c = &self.config;
         let (d, qd, kvd, ff, hd) = (c.embedding, c.q_dim(), c.kv_dim(), c.feed_forward, c.head_dim);
-        let n: usize = seqs.iter().map(|(_, t)| t.len()).sum();
+        let count = seqs.sequences();
+        if count == 0 {
+            return Ok(());
+        }
         // (first row in the batch, first position in the cache, tokens) of each sequence.
         s.spans.clear();
         let mut row = 0;
-        for (cache, tokens) in seqs.iter() {
+        for i in 0..count {
+            let (cache, tokens) = seqs.sequence(i);
             s.spans.push(Span { row, start: cache.len(), len: tokens.len() });
             row += tokens.len();
         }
+        let n = row;
 
         let embed_data = self.gguf.tensor_data(&self.embed.info);
         let row_bytes = embed_data.len() / self.embed.rows;
-        let ids = seqs.iter().flat_map(|(_, tokens)| tokens.iter());
+        let ids = (0..count).flat_map(|i| seqs.sequence(i).1);
         for (t, &id) in ids.enumerate() {
             let row = &embed_data[id as usize * row_bytes..(id as usize + 1) * row_bytes];
             quant::dequantize_row(self.embed.info.ty, row, &mut s.x[t * d..(t + 1) * d])?;
@@ -290,14 +299,16 @@ impl Model {
             let sliding = c.is_sliding(li);
             s.rope.apply(c, sliding, &mut s.q[..n * qd], qd);
             s.rope.apply(c, sliding, &mut s.k[..n * kvd], kvd);
-            for ((cache, _), span) in seqs.iter_mut().zip(&s.spans) {
+            for (i, span) in s.spans.iter().enumerate() {
                 let rows = span.row * kvd..(span.row + span.len) * kvd;
-                cache.write(li, span.start, &s.k[rows.clone()], &s.v[rows]);
+                seqs.sequence_mut(i).0.write(li, span.start, &s.k[rows.clone()], &s.v[rows]);
             }
 
             let window = if sliding { c.sliding_window } else { None };
-            let caches: Vec<&KvCache> = seqs.iter().map(|(cache, _)| &**cache).collect();
-            self.attention(&caches, li, window, s);
+            // On the stack, so that a pass allocates nothing: a sequence has at least one token,
+            // so there are at most MAX_BATCH (the places past `count` repeat the first cache).
+            let caches: [&KvCache; MAX_BATCH] = std::array::from_fn(|i| seqs.sequence(i % count).0);
+            self.attention(&caches[..count], li, window, s);
             self.matmul(&layer.wo, &s.attn[..n * qd], n, &mut s.h, &mut s.act)?;
             if let Some(norm) = &layer.post_attn_norm {
                 s.h[..n * d].chunks_mut(d).for_each(|row| ops::rms_norm_in_place(row, norm, c.rms_eps));
@@ -334,7 +345,8 @@ impl Model {
             }
             ops::add(&mut s.x[..n * d], &s.h[..n * d]);
         }
-        for (cache, tokens) in seqs.iter_mut() {
+        for i in 0..count {
+            let (cache, tokens) = seqs.sequence_mut(i);
             cache.advance(tokens);
         }
         if let Some(logits) = logits {
@@ -443,6 +455,34 @@ pub struct Scratch {
     act: Vec<u8>,
     rope: ops::RopeTables,
     spans: Vec<Span>,
+}
+
+/// The sequences of one forward pass: each a KV cache and the new tokens to append to it. A
+/// slice of pairs is one; the scheduler views its slots as one, so that a decode step gathers
+/// no list of references.
+pub trait Batch {
+    /// How many sequences.
+    fn sequences(&self) -> usize;
+    /// Sequence `i`'s cache and new tokens.
+    fn sequence(&self, i: usize) -> (&KvCache, &[u32]);
+    /// Sequence `i`'s cache, to append to, and its new tokens.
+    fn sequence_mut(&mut self, i: usize) -> (&mut KvCache, &[u32]);
+}
+
+impl Batch for [(&mut KvCache, &[u32])] {
+    fn sequences(&self) -> usize {
+        self.len()
+    }
+
+    fn sequence(&self, i: usize) -> (&KvCache, &[u32]) {
+        let (cache, tokens) = &self[i];
+        (cache, tokens)
+    }
+
+    fn sequence_mut(&mut self, i: usize) -> (&mut KvCache, &[u32]) {
+        let (cache, tokens) = &mut self[i];
+        (cache, tokens)
+    }
 }
 
 /// Where one sequence's tokens sit in a batch: from row `row`, at cache positions `start..`.

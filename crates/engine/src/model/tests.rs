@@ -150,7 +150,7 @@ fn decoding_several_sequences_at_once_equals_one_at_a_time() {
         let steps: [&[u32]; 3] = [&[5], &[17], &prompts[2]];
         let mut batched = vec![0.0; 3 * vocab];
         let mut seqs: Vec<(&mut KvCache, &[u32])> = caches.iter_mut().zip(steps).collect();
-        model.forward_many(&mut seqs, &mut scratch, &mut batched).unwrap();
+        model.forward_many(&mut seqs[..], &mut scratch, &mut batched).unwrap();
         for (i, (p, step)) in prompts.iter().zip(steps).enumerate() {
             let tokens = if i < 2 { [&p[..], step].concat() } else { p.clone() };
             let alone = last_logits(&model, &tokens, 1);
@@ -162,7 +162,7 @@ fn decoding_several_sequences_at_once_equals_one_at_a_time() {
         assert!(matches!(err, Err(ForwardError::BatchShape { sequences: 2, tokens: 2, .. })));
         let mut seqs: Vec<(&mut KvCache, &[u32])> =
             caches.iter_mut().zip([&[5][..], &[][..], &[6][..]]).collect();
-        let err = model.forward_many(&mut seqs, &mut scratch, &mut batched);
+        let err = model.forward_many(&mut seqs[..], &mut scratch, &mut batched);
         assert!(matches!(err, Err(ForwardError::BatchShape { sequences: 3, tokens: 2, .. })));
     }
 }

@@ -14,13 +14,13 @@ use axum::Json;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use temper_core::{EventStream, GenerationParams, StreamEvent};
+use temper_core::{EventStream, GenerationParams, StreamEvent, TokenCounter};
 use temper_engine::LocalModel;
 use temper_models::{DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL};
 use temper_rag::answer::{citations, source_label, source_title};
 use temper_rag::{
     AskOptions, FileContents, GroundedRequest, Hit, IngestOptions, LoadOptions, Mode, NoProgress, RagError,
-    Retriever, SearchOptions, SqliteStore, TokenCounter, VectorStore, WordPieceEstimate, NOT_IN_DOCUMENTS,
+    Retriever, SearchOptions, SqliteStore, VectorStore, WordPieceEstimate, NOT_IN_DOCUMENTS,
 };
 
 use super::{blocking, check_params, event_stream, plain_name, Events};
@@ -108,7 +108,7 @@ pub async fn upload(
         let model = embedder.model.model.as_ref();
         state.rag.write(|store| {
             let mut quiet = NoProgress;
-            let ingesting = temper_rag::ingest_contents(store, model, &count, &files, &options, &mut quiet);
+            let ingesting = temper_rag::ingest_contents(store, model, count, &files, &options, &mut quiet);
             tokio::runtime::Handle::current().block_on(ingesting)
         })
     })
@@ -183,10 +183,10 @@ fn check_collection(name: &str) -> Result<(), ApiError> {
 
 /// Counts tokens as the embedder does, so that no chunk is cut short when embedded (as
 /// `temper rag ingest` sizes them).
-fn embedder_tokens(embeddings: &Embeddings) -> impl TokenCounter + '_ {
-    move |text: &str| match &embeddings.local {
-        Some(local) => local.tokenize(text).map_or(text.len(), |ids| ids.len()),
-        None => WordPieceEstimate.count(text),
+fn embedder_tokens(embeddings: &Embeddings) -> &dyn TokenCounter {
+    match &embeddings.local {
+        Some(local) => local.as_ref(),
+        None => &WordPieceEstimate,
     }
 }
 
@@ -321,11 +321,10 @@ async fn ground(
             params: body.params,
             ..AskOptions::default()
         };
-        let count = |text: &str| local.tokenize(text, false).map_or(text.len(), |ids| ids.len());
         let search = SearchOptions { k: default_k(), ..SearchOptions::default() };
         state.rag.read(|store| {
             let retriever = retriever(store, &embedder, &body.collection);
-            let grounding = temper_rag::ground(&retriever, &body.question, &search, &options, &count);
+            let grounding = temper_rag::ground(&retriever, &body.question, &search, &options, &*local);
             tokio::runtime::Handle::current().block_on(grounding)
         })
     })

@@ -9,7 +9,6 @@ use axum::http::HeaderMap;
 use axum::Json;
 use serde::Deserialize;
 use temper_core::GenerationParams;
-use temper_prompt::FinalPrompt;
 
 use super::{blocking, check_params};
 use crate::error::{ApiError, ApiJson};
@@ -51,7 +50,7 @@ pub async fn render(
         return Err(ApiError::bad_request(message, Some("model")));
     };
     let params = body.params;
-    let rendered = blocking(move || Ok(FinalPrompt::of(&local, &messages, &params)?)).await?;
+    let rendered = blocking(move || Ok(local.final_prompt(&messages, &params)?)).await?;
     drop(lease);
     Ok(Json(serde_json::json!({
         "model": body.model,

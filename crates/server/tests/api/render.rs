@@ -1,10 +1,9 @@
 use std::path::Path;
 
 use serde_json::{json, Value};
-use temper_core::{ChatRequest, Message};
+use temper_core::{ChatRequest, Message, TokenCounter};
 use temper_engine::{LoadOptions, LocalModel};
 use temper_models::Profiles;
-use temper_prompt::PromptCounter;
 
 use crate::common;
 

@@ -12,6 +12,7 @@ use std::arch::x86_64::*;
 use super::formats::*;
 use super::{each_row, DotFn, ROW_TILE, TOKEN_TILE};
 use crate::dtype::GgmlType;
+use crate::x86::hsum;
 
 const _: () = assert!(TOKEN_TILE == 8, "the tile dispatch below instantiates kernels for 1..=8 tokens");
 
@@ -186,6 +187,9 @@ unsafe fn dpbusd_avx512(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
 
 /// [`formats::quantize_q8`] of one block of 32 values into `dst` (`Q8_BYTES`), eight lanes at a
 /// time with the same operations, so the same bytes.
+///
+/// # Safety
+/// The CPU has AVX2. (Every load and store goes through a bounds-checked slice.)
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn quantize_q8(x: &[f32], dst: &mut [u8]) {
     let x = &x[..QK];
@@ -265,15 +269,6 @@ unsafe fn prefetch_ahead(block: &[u8]) {
         // A prefetch never faults, so the address may run past the slice (it is not dereferenced).
         _mm_prefetch::<_MM_HINT_T0>(block.as_ptr().wrapping_add(PREFETCH_AHEAD + line).cast());
     }
-}
-
-/// The sum of the eight lanes, pairwise: halves, then pairs, then the last two.
-#[inline]
-#[target_feature(enable = "avx2")]
-pub(crate) unsafe fn hsum(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
 }
 
 /// Each byte of `v` and `mask`.

@@ -276,12 +276,3 @@ fn scratch_is_reused() {
     matmul(ty, &w, rows, cols, &x, 1, &mut out, &mut scratch).unwrap();
     assert_eq!((scratch.as_ptr(), scratch.capacity()), (ptr, cap));
 }
-
-#[test]
-fn cpu_level_names_round_trip() {
-    for level in CpuLevel::ALL {
-        assert_eq!(CpuLevel::from_name(&level.to_string()), Some(level));
-    }
-    assert!(cpu_level().is_available());
-    assert_eq!(CpuLevel::available().last(), Some(CpuLevel::detected()));
-}
