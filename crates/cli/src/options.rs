@@ -149,6 +149,9 @@ pub struct AnswerShapeArgs {
     /// Whether the model must call a tool: auto, none, required, or a tool's name.
     #[arg(long, value_name = "CHOICE", requires = "tools")]
     pub tool_choice: Option<String>,
+    /// Let one answer call several tools (a local model makes one call otherwise).
+    #[arg(long, requires = "tools")]
+    pub parallel_tool_calls: bool,
     /// Answer with JSON valid under the JSON schema in FILE; the answer printed is the JSON.
     #[arg(long, value_name = "FILE", group = "format")]
     pub json_schema: Option<PathBuf>,
@@ -192,6 +195,7 @@ impl AnswerShapeArgs {
             Some("required") => ToolChoice::Required,
             Some(name) => ToolChoice::Function(name.to_string()),
         };
+        request.parallel_tool_calls = self.parallel_tool_calls.then_some(true);
         request.logprobs = self.logprobs;
         request.validate()?;
         Ok(request)

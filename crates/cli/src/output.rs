@@ -35,6 +35,8 @@ pub async fn stream_answer(mut stream: EventStream, out: &mut impl Write) -> any
                     mid_line = !text.ends_with('\n');
                 }
             }
+            // Calls print whole, with the final response.
+            StreamEvent::ToolCall(_) => {}
             StreamEvent::Restart { reason } => {
                 if mid_line {
                     writeln!(out)?;

@@ -12,6 +12,6 @@ pub use error::{error_chain, Error, Result};
 pub use message::{Message, Role};
 pub use model::{collect_response, ChatModel, ChatRequest, CompletionRequest, EmbeddingModel, EventStream};
 pub use params::GenerationParams;
-pub use response::{ChatResponse, FinishReason, StreamEvent, Timings, Usage};
+pub use response::{ChatResponse, FinishReason, StreamEvent, Timings, ToolCallDelta, Usage};
 pub use tokens::TokenCounter;
 pub use tools::{ResponseFormat, TokenLogprob, Tool, ToolCall, ToolChoice, TopLogprob, MAX_TOP_LOGPROBS};

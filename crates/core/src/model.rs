@@ -22,6 +22,10 @@ pub struct ChatRequest {
     /// Functions the model may call instead of answering in text.
     pub tools: Vec<Tool>,
     pub tool_choice: ToolChoice,
+    /// Whether one turn may call several tools. Unset, a vendor uses its own default (OpenAI:
+    /// yes) and the local engine allows one call, as llama.cpp's server does: small models left
+    /// free tend to repeat a call until `max_tokens` runs out.
+    pub parallel_tool_calls: Option<bool>,
     /// The shape the answer must take; `None` is free text.
     pub response_format: Option<ResponseFormat>,
     /// Return each generated token's log-probability and this many alternatives (at most 20).

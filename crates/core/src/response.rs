@@ -51,11 +51,23 @@ pub struct ChatResponse {
     pub logprobs: Option<Vec<TokenLogprob>>,
 }
 
+/// A piece of a tool call as the model writes it: the first piece of call `index` carries its
+/// id and name, the next ones more of its arguments. The final response holds the calls whole.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ToolCallDelta {
+    pub index: usize,
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub arguments: String,
+}
+
 /// What a streaming request yields. Every backend yields the same events.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StreamEvent {
     /// More text of the answer.
     Delta(String),
+    /// More of a tool call (backends that stream calls; the others give them whole in `Done`).
+    ToolCall(ToolCallDelta),
     /// The text so far is void: the answer starts again (a fallback to another model).
     Restart { reason: String },
     /// The answer is complete; the last event of a stream.

@@ -74,7 +74,7 @@ impl Grammars {
         let parser = self
             .factory()?
             .create_parser(grammar)
-            .map_err(|e| Error::invalid_param(what, format!("cannot be enforced: {}", first_line(e))))?;
+            .map_err(|e| Error::invalid_param(what, format!("cannot be enforced: {}", one_line(e))))?;
         let matcher = Matcher::new(Ok(parser));
         if let Some(error) = matcher.get_error() {
             return Err(Error::invalid_param(what, format!("cannot be enforced: {error}")));
@@ -83,9 +83,58 @@ impl Grammars {
     }
 }
 
-/// The first line of an `llguidance` error: the rest is its context chain, repeated.
-fn first_line(error: impl std::fmt::Display) -> String {
-    error.to_string().lines().next().unwrap_or_default().to_string()
+/// An `llguidance` error on one line (a regex error draws its place over several), without the
+/// listing of the grammar Temper built around a tool's schema, which the caller never wrote.
+fn one_line(error: impl std::fmt::Display) -> String {
+    let text = error.to_string();
+    let is_listing =
+        |line: &str| line.split_once(" | ").is_some_and(|(n, _)| n.trim().parse::<u32>().is_ok());
+    let lines: Vec<&str> =
+        text.lines().map(str::trim).take_while(|l| !is_listing(l)).filter(|l| !l.is_empty()).collect();
+    let line = lines.join(" ");
+    match line.split_once("failed to compile JSON schema: ") {
+        Some((_, reason)) => reason.to_string(),
+        None => line,
+    }
+}
+
+/// The JSON pointer, within `schema`, of what an `llguidance` refusal is about, when the
+/// refusal names it by a keyword (`Unimplemented keys: ["not"]`) or a type (`Invalid type: strin`).
+pub(crate) fn locate(schema: &Value, reason: &str) -> Option<String> {
+    let keys: Vec<String> = reason
+        .split_once("Unimplemented keys: ")
+        .and_then(|(_, rest)| rest.find(']').map(|end| &rest[..=end]))
+        .and_then(|list| serde_json::from_str(list).ok())
+        .unwrap_or_default();
+    let bad_type =
+        reason.split_once("Invalid type: ").map(|(_, t)| t.split_whitespace().next().unwrap_or_default());
+    find(schema, "", &|object| {
+        keys.iter().any(|k| object.contains_key(k))
+            || bad_type.is_some_and(|t| {
+                object
+                    .get("type")
+                    .is_some_and(|v| v == t || v.as_array().is_some_and(|a| a.iter().any(|v| v == t)))
+            })
+    })
+}
+
+/// The pointer of the first object in `value` (depth first) that `wanted` accepts.
+fn find(value: &Value, at: &str, wanted: &dyn Fn(&serde_json::Map<String, Value>) -> bool) -> Option<String> {
+    match value {
+        Value::Object(object) if wanted(object) => Some(if at.is_empty() { "/".into() } else { at.into() }),
+        Value::Object(object) => {
+            object.iter().find_map(|(k, v)| find(v, &format!("{at}/{}", escape(k)), wanted))
+        }
+        Value::Array(items) => {
+            items.iter().enumerate().find_map(|(i, v)| find(v, &format!("{at}/{i}"), wanted))
+        }
+        _ => None,
+    }
+}
+
+/// A key as a JSON pointer writes it.
+fn escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
 }
 
 /// One sequence's grammar state (boxed: a matcher is large, and requests move through channels).

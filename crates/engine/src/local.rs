@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use temper_core::{
     error_chain, ChatModel, ChatRequest, CompletionRequest, Error, EventStream, GenerationParams, Message,
-    Result, Role, TokenCounter, ToolChoice,
+    ResponseFormat, Result, Role, TokenCounter, ToolChoice,
 };
 use tokio::sync::mpsc::unbounded_channel;
 
@@ -167,11 +167,35 @@ impl LocalModel {
     /// compiled now so that a schema or grammar that cannot be enforced fails before any token.
     fn decoding(&self, request: &ChatRequest) -> Result<Decoding> {
         let format = request.structured_format();
-        let (grammar, what) = match tool_calls::tool_grammar(&request.tools, &request.tool_choice, format) {
-            Some(grammar) if !request.tools.is_empty() => (Some(grammar), "tools"),
-            _ => (format.and_then(constraint::format_grammar), "response_format"),
-        };
-        let guide = grammar.map(|g| self.grammars.compile(g, what)).transpose()?;
+        let parallel = request.parallel_tool_calls == Some(true);
+        let (grammar, what) =
+            match tool_calls::tool_grammar(&request.tools, &request.tool_choice, parallel, format) {
+                Some(grammar) if !request.tools.is_empty() => (Some(grammar), "tools"),
+                _ => (format.and_then(constraint::format_grammar), "response_format"),
+            };
+        let guide =
+            grammar.map(|g| self.grammars.compile(g, what)).transpose().map_err(|error| match error {
+                // Say where in which schema, when the refusal names a keyword or a type.
+                Error::InvalidParam { name, reason } => {
+                    let schemas: Vec<(String, &serde_json::Value)> = match (what, format) {
+                        ("tools", _) => request
+                            .tools
+                            .iter()
+                            .enumerate()
+                            .map(|(i, t)| (format!("tools[{i}].parameters"), &t.parameters))
+                            .collect(),
+                        (_, Some(ResponseFormat::JsonSchema { schema, .. })) => {
+                            vec![("response_format.schema".into(), schema)]
+                        }
+                        _ => Vec::new(),
+                    };
+                    let place = schemas.iter().find_map(|(at, schema)| {
+                        Some(format!("{at}{}", constraint::locate(schema, &reason)?))
+                    });
+                    Error::InvalidParam { name: place.unwrap_or(name), reason }
+                }
+                other => other,
+            })?;
         Ok(Decoding { logprobs: request.logprobs, guide, reads_calls: what == "tools" })
     }
 

@@ -16,7 +16,7 @@
 
 use llguidance::api::TopLevelGrammar;
 use serde_json::{json, Value};
-use temper_core::{Message, ResponseFormat, Role, Tool, ToolCall, ToolChoice};
+use temper_core::{Message, ResponseFormat, Role, Tool, ToolCall, ToolCallDelta, ToolChoice};
 
 use crate::constraint::styled_schema;
 
@@ -28,6 +28,7 @@ const CLOSE: &str = "\n</tool_call>";
 pub(crate) fn tool_grammar(
     tools: &[Tool],
     choice: &ToolChoice,
+    parallel: bool,
     format: Option<&ResponseFormat>,
 ) -> Option<TopLevelGrammar> {
     let callable: Vec<&Tool> = match choice {
@@ -56,7 +57,7 @@ pub(crate) fn tool_grammar(
         ToolChoice::Required => "start: calls\n",
         _ => "start: answer | calls\n",
     };
-    lark += "calls: call (\"\\n\" call)*\n";
+    lark += if parallel { "calls: call (\"\\n\" call)*\n" } else { "calls: call\n" };
     match format.and_then(|f| match f {
         ResponseFormat::JsonObject => Some(json!({"type": "object"})),
         ResponseFormat::JsonSchema { schema, .. } => Some(schema.clone()),
@@ -96,6 +97,85 @@ pub(crate) fn parse_calls(text: &str, mut next_id: impl FnMut() -> String) -> Op
             None => return rest.trim().is_empty().then_some(calls),
         }
     }
+}
+
+/// What opens a call's arguments once its name is written: calls are written name first, as
+/// `{"name": "NAME", "arguments": ARGUMENTS}`, and a tool's name holds no quote.
+const NAME_OPEN: &str = "{\"name\": \"";
+const ARGUMENTS_OPEN: &str = "\", \"arguments\": ";
+/// What follows a call's arguments: the end of the call object and of its block.
+const ARGUMENTS_CLOSE: &str = "}\n</tool_call>";
+
+/// Turns the text of calls, as it grows, into [`ToolCallDelta`]s: a call's id and name once its
+/// name is written, then its arguments as they come. The arguments' last bytes are held back
+/// while they may be the start of the call's end.
+#[derive(Default)]
+pub(crate) struct CallStreamer {
+    /// The ids given to the calls streamed so far, in order.
+    ids: Vec<String>,
+    /// Where the current call's arguments start in the text, once its name is known.
+    arguments_at: Option<usize>,
+    /// Where the current call's block starts.
+    call_at: usize,
+    /// How much of the current call's arguments has been sent.
+    sent: usize,
+}
+
+impl CallStreamer {
+    /// The deltas that `text` (all of the answer so far, which opens with a call) adds.
+    pub fn advance(&mut self, text: &str) -> Vec<ToolCallDelta> {
+        let mut deltas = Vec::new();
+        loop {
+            let index = self.ids.len().saturating_sub(usize::from(self.arguments_at.is_some()));
+            let Some(arguments_at) = self.arguments_at else {
+                let body = self.call_at + OPEN.len() + NAME_OPEN.len();
+                let Some(end) = text.get(body..).and_then(|rest| rest.find(ARGUMENTS_OPEN)) else {
+                    return deltas;
+                };
+                let id = call_id();
+                self.ids.push(id.clone());
+                let name = text[body..body + end].to_string();
+                deltas.push(ToolCallDelta {
+                    index,
+                    id: Some(id),
+                    name: Some(name),
+                    arguments: String::new(),
+                });
+                self.arguments_at = Some(body + end + ARGUMENTS_OPEN.len());
+                self.sent = 0;
+                continue;
+            };
+            let arguments = &text[arguments_at..];
+            let (ready, done) = match arguments.find(ARGUMENTS_CLOSE) {
+                Some(end) => (end, true),
+                None => (arguments.len() - held_back(arguments, ARGUMENTS_CLOSE), false),
+            };
+            if ready > self.sent {
+                let piece = arguments[self.sent..ready].to_string();
+                deltas.push(ToolCallDelta { index, arguments: piece, ..Default::default() });
+                self.sent = ready;
+            }
+            if !done {
+                return deltas;
+            }
+            // The next call, if any, opens after a newline.
+            self.call_at = arguments_at + ready + ARGUMENTS_CLOSE.len() + 1;
+            self.arguments_at = None;
+            if !text.get(self.call_at..).is_some_and(|rest| rest.starts_with(OPEN)) {
+                return deltas;
+            }
+        }
+    }
+
+    /// The id given to call `index` while streaming, if it was streamed.
+    pub fn id(&self, index: usize) -> Option<&str> {
+        self.ids.get(index).map(String::as_str)
+    }
+}
+
+/// How many of `text`'s last bytes may be the start of `marker`.
+fn held_back(text: &str, marker: &str) -> usize {
+    (1..marker.len().min(text.len() + 1)).rev().find(|&n| text.ends_with(&marker[..n])).unwrap_or(0)
 }
 
 /// The tools as chat templates take them (OpenAI's shape).
@@ -230,6 +310,27 @@ mod tests {
         assert!(parse_calls("The weather is fine.", &mut ids).is_none());
         // Cut off inside a call: not a call.
         assert!(parse_calls("<tool_call>\n{\"name\": \"a\", \"argum", &mut ids).is_none());
+    }
+
+    #[test]
+    fn calls_stream_as_a_header_then_their_arguments_piece_by_piece() {
+        let text = "<tool_call>\n{\"name\": \"a\", \"arguments\": {\"x\": 1}}\n</tool_call>\n<tool_call>\n{\"name\": \"b\", \"arguments\": {}}\n</tool_call>";
+        // Fed a byte at a time, as tokens may split it anywhere.
+        let mut streamer = CallStreamer::default();
+        let mut deltas = Vec::new();
+        for end in 1..=text.len() {
+            deltas.extend(streamer.advance(&text[..end]));
+        }
+        let headers: Vec<(usize, &str)> =
+            deltas.iter().filter_map(|d| Some((d.index, d.name.as_deref()?))).collect();
+        assert_eq!(headers, [(0, "a"), (1, "b")]);
+        let arguments = |index| {
+            deltas.iter().filter(|d| d.index == index).map(|d| d.arguments.as_str()).collect::<String>()
+        };
+        assert_eq!(arguments(0), "{\"x\": 1}");
+        assert_eq!(arguments(1), "{}");
+        assert!(deltas.iter().filter(|d| d.index == 0).count() > 3, "the arguments come in pieces");
+        assert_eq!(streamer.id(1), deltas.iter().find(|d| d.index == 1).unwrap().id.as_deref());
     }
 
     #[test]

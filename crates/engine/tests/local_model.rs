@@ -38,7 +38,7 @@ async fn stream(model: &LocalModel, request: CompletionRequest) -> (Vec<String>,
         match event.unwrap() {
             StreamEvent::Delta(text) => deltas.push(text),
             StreamEvent::Done(response) => return (deltas, response),
-            StreamEvent::Restart { reason } => panic!("unexpected restart: {reason}"),
+            other => panic!("unexpected {other:?}"),
         }
     }
     panic!("the stream ended without Done");

@@ -114,16 +114,18 @@ async fn every_finished_answer_follows_its_schema_and_every_call_its_tool() {
         table.push(tally.line(&format!("{} schemas", schemas.len()), decoding));
         failures.extend(tally.invalid);
 
-        let requests = tool_sets.iter().map(|case| {
+        let requests = tool_sets.iter().enumerate().map(|(index, case)| {
             let tools: Vec<Tool> = serde_json::from_value(case["tools"].clone()).unwrap();
             let choice = match &case["tool_choice"] {
                 Value::String(s) if s == "auto" => ToolChoice::Auto,
                 Value::String(s) if s == "required" => ToolChoice::Required,
                 other => ToolChoice::Function(other["function"].as_str().unwrap().into()),
             };
-            let request = ChatRequest::new(vec![Message::user(case["prompt"].as_str().unwrap())])
+            let mut request = ChatRequest::new(vec![Message::user(case["prompt"].as_str().unwrap())])
                 .with_params(params.clone())
                 .with_tools(tools, choice);
+            // Every other set may call several tools in one turn.
+            request.parallel_tool_calls = Some(index % 2 == 1);
             model.chat(request)
         });
         let mut tally = Tally::default();
@@ -200,9 +202,28 @@ async fn what_cannot_be_enforced_is_refused_before_any_token_naming_the_place() 
     let bad_type = refusal(
         ask(schema(serde_json::json!({"type": "object", "properties": {"a": {"type": "text"}}}))).await,
     );
-    assert!(
-        bad_type.starts_with("response_format: cannot be enforced") && bad_type.contains("text"),
-        "{bad_type}"
+    assert_eq!(bad_type, "response_format.schema/properties/a: cannot be enforced: Invalid type: text");
+    let unsupported = refusal(
+        ask(schema(serde_json::json!({"type": "object", "properties": {"l": {"type": "array", "items": {"not": {}}}}})))
+            .await,
+    );
+    assert_eq!(
+        unsupported,
+        r#"response_format.schema/properties/l/items: cannot be enforced: Unimplemented keys: ["not"]"#
+    );
+    let tools = vec![
+        Tool::new("fine", "", serde_json::json!({"type": "object"})),
+        Tool::new(
+            "odd",
+            "",
+            serde_json::json!({"type": "object", "properties": {"x": {"uniqueItems": true}}}),
+        ),
+    ];
+    let request = ChatRequest::new(vec![Message::user("Hi")]).with_tools(tools, ToolChoice::Auto);
+    let tool = refusal(model.chat(request).await);
+    assert_eq!(
+        tool,
+        r#"tools[1].parameters/properties/x: cannot be enforced: Unimplemented keys: ["uniqueItems"]"#
     );
     let unsatisfiable = refusal(
         ask(schema(serde_json::json!({"type": "object", "properties": {"n": {"type": "integer", "minimum": 5, "maximum": 1}}, "required": ["n"]}))).await,
@@ -212,4 +233,36 @@ async fn what_cannot_be_enforced_is_refused_before_any_token_naming_the_place() 
     assert!(grammar.contains("missing_rule"), "{grammar}");
     let regex = refusal(ask(ResponseFormat::Regex { pattern: "(unclosed".into() }).await);
     assert!(regex.contains("cannot be enforced"), "{regex}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_stream_as_deltas_that_add_up_to_the_calls_of_the_answer() {
+    use futures::StreamExt;
+    use temper_core::StreamEvent;
+    let Some(model) = model() else { return };
+    let tools: Vec<Tool> = serde_json::from_value(cases("tools.jsonl")[0]["tools"].clone()).unwrap();
+    let request = ChatRequest::new(vec![Message::user("What is the weather in Oslo?")])
+        .with_params(GenerationParams { temperature: Some(0.0), max_tokens: Some(120), ..Default::default() })
+        .with_tools(tools, ToolChoice::Required);
+    let mut events = model.chat_stream(request);
+    let (mut deltas, mut text) = (Vec::new(), String::new());
+    let response = loop {
+        match events.next().await.unwrap().unwrap() {
+            StreamEvent::ToolCall(delta) => deltas.push(delta),
+            StreamEvent::Delta(piece) => text.push_str(&piece),
+            StreamEvent::Done(response) => break response,
+            StreamEvent::Restart { .. } => unreachable!(),
+        }
+    };
+    assert_eq!(response.finish_reason, FinishReason::ToolCalls, "{response:?}");
+    assert!(text.is_empty() && response.text.is_empty(), "no call is streamed as text: {text:?}");
+    assert!(!response.tool_calls.is_empty());
+    for (index, call) in response.tool_calls.iter().enumerate() {
+        let mine: Vec<_> = deltas.iter().filter(|d| d.index == index).collect();
+        assert_eq!(mine[0].id.as_deref(), Some(call.id.as_str()));
+        assert_eq!(mine[0].name.as_deref(), Some(call.name.as_str()));
+        let arguments: String = mine.iter().map(|d| d.arguments.as_str()).collect();
+        let streamed: Value = serde_json::from_str(&arguments).unwrap();
+        assert_eq!(streamed, serde_json::from_str::<Value>(&call.arguments).unwrap());
+    }
 }

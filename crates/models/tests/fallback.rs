@@ -66,6 +66,7 @@ async fn a_stream_broken_mid_answer_restarts_on_the_next_model() {
             StreamEvent::Delta(t) => format!("Delta({t})"),
             StreamEvent::Restart { .. } => "Restart".into(),
             StreamEvent::Done(r) => format!("Done({})", r.text),
+            StreamEvent::ToolCall(d) => format!("ToolCall({d:?})"),
         })
         .collect();
     assert_eq!(

@@ -21,6 +21,7 @@ type Body = Pin<Box<dyn Stream<Item = reqwest::Result<Vec<u8>>> + Send>>;
 pub(crate) fn chat(name: String, shared: Arc<Shared>, request: ChatRequest) -> EventStream {
     let run = Run {
         decoder: Decoder::new(vendors::framing(shared.vendor)),
+        answer_through_a_tool: vendors::answers_through_a_tool(shared.vendor, &request),
         name,
         shared,
         request,
@@ -55,6 +56,8 @@ struct Run {
     finish: Option<FinishReason>,
     /// Tool calls as their pieces arrive.
     calls: Vec<CallPiece>,
+    /// The JSON answer comes as a forced tool's input: its pieces are the answer's text.
+    answer_through_a_tool: bool,
     logprobs: Option<Vec<TokenLogprob>>,
     started: Instant,
     first_token: Option<Instant>,
@@ -153,7 +156,15 @@ impl Run {
             Piece::Usage { prompt, completion } => {
                 self.usage = (prompt.or(self.usage.0), completion.or(self.usage.1));
             }
+            Piece::Finish(FinishReason::ToolCalls) if self.answer_through_a_tool => {
+                self.finish = Some(FinishReason::Stop)
+            }
             Piece::Finish(reason) => self.finish = Some(reason),
+            Piece::ToolCall(piece) if self.answer_through_a_tool => {
+                if !piece.arguments.is_empty() {
+                    self.take(Piece::Text(piece.arguments))?;
+                }
+            }
             Piece::ToolCall(piece) => {
                 self.first_token.get_or_insert_with(Instant::now);
                 match self.calls.iter_mut().find(|call| piece.index.is_some() && call.index == piece.index) {

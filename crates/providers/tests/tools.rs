@@ -9,7 +9,7 @@ use temper_core::{
     ChatRequest, ChatResponse, EmbeddingModel, FinishReason, Message, ResponseFormat, StreamEvent, Tool,
     ToolCall, ToolChoice,
 };
-use temper_providers::{HttpEmbedder, UnsupportedParams, Vendor};
+use temper_providers::{HttpEmbedder, Vendor};
 use temper_testserver::{sse, Reply, Server};
 
 fn weather() -> Tool {
@@ -242,40 +242,63 @@ async fn anthropic_tool_use_blocks() {
 }
 
 #[tokio::test]
-async fn anthropic_refuses_a_response_format_or_drops_it_when_told() {
-    // The reply is never asked for: a refused request is not sent.
-    let server = Server::start(vec![Reply::json(500, "{}")]);
+async fn anthropic_gives_a_json_answer_as_a_forced_tools_input_and_refuses_what_it_cannot() {
+    let tool_use = |json: &str| {
+        let delta = json!({"type": "content_block_delta", "index": 0,
+                           "delta": {"type": "input_json_delta", "partial_json": json}})
+        .to_string();
+        Reply::stream(
+            "text/event-stream",
+            sse([
+                (
+                    Some("message_start"),
+                    r#"{"type":"message_start","message":{"usage":{"input_tokens":3,"output_tokens":1}}}"#,
+                ),
+                (
+                    Some("content_block_start"),
+                    r#"{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_1","name":"answer","input":{}}}"#,
+                ),
+                (Some("content_block_delta"), delta.as_str()),
+                (
+                    Some("message_delta"),
+                    r#"{"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":9}}"#,
+                ),
+                (Some("message_stop"), r#"{"type":"message_stop"}"#),
+            ]),
+        )
+    };
+    let schema = json!({"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]});
+    let server = Server::start(vec![tool_use(r#"{"city": "Oslo"}"#)]);
     let (config, _) = config(Vendor::Anthropic, server.url("/v1"));
-    let request =
-        ChatRequest::new(vec![Message::user("hi")]).with_response_format(ResponseFormat::JsonObject);
-    let err = events(&model(config.clone()), request.clone()).await.unwrap_err();
+    let format = ResponseFormat::JsonSchema { name: "place".into(), schema: schema.clone(), strict: true };
+    let request = ChatRequest::new(vec![Message::user("Where?")]).with_response_format(format);
+    let response = done(&events(&model(config.clone()), request).await.unwrap()).clone();
+    assert_eq!(response.text, r#"{"city": "Oslo"}"#, "the tool's input is the answer's text");
+    assert!(response.tool_calls.is_empty());
+    assert_eq!(response.finish_reason, FinishReason::Stop);
+    let sent = body(&server);
+    assert_eq!(
+        sent["tools"],
+        json!([{"name": "answer", "description": "Give the answer.", "input_schema": schema}])
+    );
+    assert_eq!(sent["tool_choice"], json!({"type": "tool", "name": "answer"}));
+
+    // What a forced tool cannot carry is refused, and not sent: a grammar, or a format beside
+    // the request's own tools.
+    let server = Server::start(vec![Reply::json(500, "{}")]);
+    let (config, _) = common::config(Vendor::Anthropic, server.url("/v1"));
+    let grammar = ChatRequest::new(vec![Message::user("hi")])
+        .with_response_format(ResponseFormat::Grammar { grammar: "start: \"a\"".into() });
+    let err = events(&model(config.clone()), grammar).await.unwrap_err();
     assert!(err.contains("cannot honour `response_format`"), "{err}");
+    let beside_tools = after_a_call().with_response_format(ResponseFormat::JsonObject);
+    let err = events(&model(config.clone()), beside_tools).await.unwrap_err();
+    assert!(err.contains("not beside the request's own tools"), "{err}");
     let err = events(&model(config), ChatRequest::new(vec![Message::user("hi")]).with_logprobs(1))
         .await
         .unwrap_err();
     assert!(err.contains("`logprobs`"), "{err}");
     assert!(server.requests().is_empty());
-
-    let reply = Reply::stream(
-        "text/event-stream",
-        sse([
-            (
-                Some("message_start"),
-                r#"{"type":"message_start","message":{"usage":{"input_tokens":3,"output_tokens":1}}}"#,
-            ),
-            (
-                Some("content_block_delta"),
-                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"{}"}}"#,
-            ),
-            (Some("message_stop"), r#"{"type":"message_stop"}"#),
-        ]),
-    );
-    let server = Server::start(vec![reply]);
-    let (mut config, warnings) = common::config(Vendor::Anthropic, server.url("/v1"));
-    config.unsupported = UnsupportedParams::Warn;
-    assert_eq!(done(&events(&model(config), request).await.unwrap()).text, "{}");
-    assert!(body(&server).get("response_format").is_none());
-    assert!(warnings.lock().unwrap().iter().any(|w| w.contains("dropped it")), "{warnings:?}");
 }
 
 #[tokio::test]

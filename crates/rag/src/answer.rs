@@ -333,6 +333,7 @@ pub fn grounded_stream(stream: EventStream, sources: &[Hit]) -> EventStream {
                 shown.push_str(&text);
                 vec![Ok(StreamEvent::Delta(text))]
             }
+            Ok(StreamEvent::ToolCall(delta)) => vec![Ok(StreamEvent::ToolCall(delta))],
             Ok(StreamEvent::Restart { reason }) => {
                 filter = CitationFilter::new(count);
                 attribution.sentence.clear();

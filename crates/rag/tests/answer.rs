@@ -105,6 +105,7 @@ fn every_citation_of_the_default_model_names_a_retrieved_chunk() {
                         return streamed;
                     }
                     StreamEvent::Restart { .. } => streamed.clear(),
+                    StreamEvent::ToolCall(delta) => panic!("a RAG answer calls no tools: {delta:?}"),
                 }
             }
             panic!("no Done event");

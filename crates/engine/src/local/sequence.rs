@@ -10,7 +10,7 @@ use crate::logprobs::LogprobRecorder;
 use crate::sampler::Sampler;
 use crate::stop::{StopMatcher, Utf8Decoder};
 use crate::tokenizer::Tokenizer;
-use crate::tool_calls;
+use crate::tool_calls::{self, CallStreamer};
 
 /// A request being answered: its sampling and streaming state.
 pub(super) struct Sequence {
@@ -34,6 +34,8 @@ pub(super) struct Sequence {
     /// The grammar the answer follows, if any.
     guide: Option<Guide>,
     reads_calls: bool,
+    /// The calls streamed so far, when the request offered tools.
+    calls: CallStreamer,
     text: String,
     /// How much of `text` the caller has been sent.
     sent: usize,
@@ -72,6 +74,7 @@ impl Sequence {
             logprobs: logprobs.map(LogprobRecorder::new),
             guide,
             reads_calls,
+            calls: CallStreamer::default(),
             text: String::new(),
             sent: 0,
             generated: 0,
@@ -155,6 +158,11 @@ impl Sequence {
         }
         self.text.push_str(&piece);
         if self.reads_calls && tool_calls::may_be_call(&self.text) {
+            for delta in self.calls.advance(&self.text) {
+                if self.events.send(Ok(StreamEvent::ToolCall(delta))).is_err() {
+                    return false;
+                }
+            }
             return true;
         }
         self.flush()
@@ -186,7 +194,12 @@ impl Sequence {
         }
         let calls = match finish_reason {
             FinishReason::Stop if self.reads_calls => {
-                tool_calls::parse_calls(&self.text, tool_calls::call_id)
+                // The ids the calls were streamed with.
+                let mut index = 0;
+                tool_calls::parse_calls(&self.text, || {
+                    index += 1;
+                    self.calls.id(index - 1).map_or_else(tool_calls::call_id, str::to_string)
+                })
             }
             _ => None,
         };

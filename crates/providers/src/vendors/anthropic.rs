@@ -3,7 +3,7 @@
 //! message_delta, message_stop (with `ping`s anywhere and `error` on failure).
 
 use serde_json::{json, Value};
-use temper_core::{ChatRequest, FinishReason, Message, Role, ToolChoice};
+use temper_core::{ChatRequest, FinishReason, Message, ResponseFormat, Role, ToolChoice};
 
 use super::{call_arguments, call_id, count, put, tool_json, CallPiece, Failure, Piece};
 use crate::params::{check, refuse, within, Unsupported};
@@ -48,12 +48,21 @@ pub(super) fn body(shared: &Shared, request: &ChatRequest) -> Result<Value, Prov
         object.insert("tools".into(), tools.into());
         object.insert("tool_choice".into(), tool_choice(&request.tool_choice));
     }
-    if request.structured_format().is_some() {
-        refuse(
+    match answer_schema(request) {
+        // The Messages API has no response format: the answer is asked for as the input of one
+        // forced tool, which the stream then reads as the answer's text (`Run::take`).
+        Some(schema) => {
+            let tool =
+                json!({ "name": ANSWER_TOOL, "description": "Give the answer.", "input_schema": schema });
+            object.insert("tools".into(), json!([tool]));
+            object.insert("tool_choice".into(), json!({ "type": "tool", "name": ANSWER_TOOL }));
+        }
+        None if request.structured_format().is_some() => refuse(
             shared,
             "response_format",
-            "the Messages API has no response format; describe the JSON in the prompt or ask for it as a tool's input",
-        )?;
+            "the Messages API enforces only JSON object formats, and not beside the request's own tools",
+        )?,
+        None => {}
     }
     if request.logprobs.is_some() {
         refuse(shared, "logprobs", "the Messages API does not return log-probabilities")?;
@@ -97,6 +106,22 @@ fn tool_use_turn(message: &Message) -> Result<Value, ProviderError> {
         blocks.push(json!({ "type": "tool_use", "id": call.id, "name": call.name, "input": input }));
     }
     Ok(json!({ "role": "assistant", "content": blocks }))
+}
+
+/// The forced tool whose input is a JSON answer.
+const ANSWER_TOOL: &str = "answer";
+
+/// The schema of the JSON answer a request asks for, when Anthropic can give it as a forced
+/// tool's input: a JSON object format, on a request offering no tools of its own.
+pub(crate) fn answer_schema(request: &ChatRequest) -> Option<Value> {
+    if !request.tools.is_empty() {
+        return None;
+    }
+    match request.structured_format()? {
+        ResponseFormat::JsonObject => Some(json!({ "type": "object" })),
+        ResponseFormat::JsonSchema { schema, .. } if schema["type"] == "object" => Some(schema.clone()),
+        _ => None,
+    }
 }
 
 fn tool_choice(choice: &ToolChoice) -> Value {

@@ -80,6 +80,12 @@ pub(crate) fn chat_body(shared: &Shared, request: &ChatRequest) -> Result<Value,
     }
 }
 
+/// Whether the vendor gives the request's JSON answer as a forced tool's input, to be read
+/// as text (Anthropic, which has no response format).
+pub(crate) fn answers_through_a_tool(vendor: Vendor, request: &ChatRequest) -> bool {
+    vendor == Vendor::Anthropic && anthropic::answer_schema(request).is_some()
+}
+
 /// What one frame of the stream says.
 pub(crate) fn parse(vendor: Vendor, frame: &Frame) -> Result<Vec<Piece>, ProviderError> {
     let json = || {

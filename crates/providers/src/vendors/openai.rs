@@ -37,6 +37,7 @@ pub(super) fn body(shared: &Shared, request: &ChatRequest) -> Result<Value, Prov
     if !request.tools.is_empty() {
         object.insert("tools".into(), function_tools(request));
         object.insert("tool_choice".into(), tool_choice(&request.tool_choice));
+        put(object, "parallel_tool_calls", request.parallel_tool_calls);
     }
     if vendor_can_enforce_format(shared, request)? {
         put(object, "response_format", request.response_format.as_ref().map(response_format));

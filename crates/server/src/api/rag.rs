@@ -374,6 +374,8 @@ async fn relay(
         };
         let message = match event {
             Ok(StreamEvent::Delta(text)) => json!({ "type": "delta", "text": text }),
+            // A RAG answer offers no tools.
+            Ok(StreamEvent::ToolCall(_)) => continue,
             Ok(StreamEvent::Restart { reason }) => json!({ "type": "restart", "reason": reason }),
             Ok(StreamEvent::Done(response)) => {
                 state.metrics.tokens(response.usage.prompt_tokens, response.usage.completion_tokens);

@@ -16,7 +16,7 @@ use axum::Json;
 use base64::Engine as _;
 use futures::StreamExt;
 use serde_json::{json, Value};
-use temper_core::{ChatResponse, EventStream, StreamEvent, TokenLogprob};
+use temper_core::{ChatResponse, EventStream, StreamEvent, TokenLogprob, ToolCallDelta};
 use temper_models::{catalog, ModelKind};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -139,12 +139,31 @@ impl Shape {
         self.chunk(&self.model, json!([choice]))
     }
 
-    /// The chunks that end a stream: tool calls, the finish reason (with the log-probabilities)
-    /// and, when asked, the usage.
-    fn ending(&self, response: &ChatResponse) -> Vec<Value> {
+    /// The chunk carrying a piece of a tool call, as OpenAI streams them: the id, type and name
+    /// with the call's first piece, then its arguments (and the role with the answer's first chunk).
+    fn call_delta(&self, delta: &ToolCallDelta, first: bool) -> Value {
+        let mut call = json!({ "index": delta.index, "function": { "arguments": delta.arguments } });
+        if let (Some(id), Some(name)) = (&delta.id, &delta.name) {
+            call["id"] = id.as_str().into();
+            call["type"] = "function".into();
+            call["function"]["name"] = name.as_str().into();
+        }
+        let mut delta = json!({ "tool_calls": [call] });
+        if first {
+            delta["role"] = "assistant".into();
+        }
+        self.chunk(
+            &self.model,
+            json!([{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": null }]),
+        )
+    }
+
+    /// The chunks that end a stream: the tool calls unless they were streamed, the finish reason
+    /// (with the log-probabilities) and, when asked, the usage.
+    fn ending(&self, response: &ChatResponse, calls_streamed: bool) -> Vec<Value> {
         let mut chunks = Vec::new();
         let model = &response.model;
-        if !response.tool_calls.is_empty() {
+        if !response.tool_calls.is_empty() && !calls_streamed {
             let calls: Vec<Value> = response
                 .tool_calls
                 .iter()
@@ -233,7 +252,7 @@ async fn generate<M: Send + 'static>(
     started: Instant,
 ) -> Result<Response, ApiError> {
     let first = state.first_event(&mut events).await?;
-    if matches!(first, StreamEvent::Delta(_)) {
+    if matches!(first, StreamEvent::Delta(_) | StreamEvent::ToolCall(_)) {
         state.metrics.first_token(started.elapsed());
     }
     if !stream {
@@ -274,6 +293,7 @@ async fn relay<M>(
 ) {
     let data = |value: &Value| Event::default().data(value.to_string());
     let mut first_text = true;
+    let mut calls_streamed = false;
     let mut next = Some(Ok(first));
     loop {
         let event = match next.take() {
@@ -292,16 +312,22 @@ async fn relay<M>(
                 first_text = false;
                 vec![chunk]
             }
+            Ok(StreamEvent::ToolCall(delta)) => {
+                let chunk = shape.call_delta(&delta, first_text);
+                (first_text, calls_streamed) = (false, true);
+                vec![chunk]
+            }
             Ok(StreamEvent::Restart { reason }) => {
                 let mut chunk = shape.chunk(&shape.model, json!([]));
                 chunk["temper"] = json!({ "restart": reason });
-                first_text = true;
+                (first_text, calls_streamed) = (true, false);
                 vec![chunk]
             }
             Ok(StreamEvent::Done(response)) => {
                 state.metrics.tokens(response.usage.prompt_tokens, response.usage.completion_tokens);
                 state.metrics.generation(started.elapsed());
-                let mut chunks: Vec<Event> = shape.ending(&response).iter().map(data).collect();
+                let mut chunks: Vec<Event> =
+                    shape.ending(&response, calls_streamed).iter().map(data).collect();
                 chunks.push(Event::default().data("[DONE]"));
                 for chunk in chunks {
                     if sender.send(chunk).await.is_err() {

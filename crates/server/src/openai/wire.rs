@@ -257,10 +257,6 @@ impl ChatCompletionBody {
     pub fn into_call(self, sampling: Sampling) -> Result<ChatCall, ApiError> {
         refuse_n(self.n)?;
         refuse_logit_bias(self.logit_bias.as_ref())?;
-        if self.parallel_tool_calls == Some(false) {
-            let message = "parallel_tool_calls: false is not supported; a turn may call several tools";
-            return Err(ApiError::bad_request(message, Some("parallel_tool_calls")));
-        }
         if self.messages.is_empty() {
             return Err(ApiError::bad_request("messages must hold at least one message", Some("messages")));
         }
@@ -322,6 +318,7 @@ impl ChatCompletionBody {
             truncate,
             tools,
             tool_choice,
+            parallel_tool_calls: self.parallel_tool_calls,
             response_format: response_format.transpose()?,
             logprobs,
         };

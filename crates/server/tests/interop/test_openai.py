@@ -2,6 +2,7 @@
 it points its base URL at Temper."""
 
 import base64
+import json
 import math
 import struct
 
@@ -147,8 +148,35 @@ def test_a_profile_makes_temper_a_gateway_for_tools_and_json(client):
     assert calls[0].function.name == "get_weather" and calls[0].function.arguments == '{"city": "Paris"}'
 
 
-def test_local_models_refuse_tools_by_name(client):
-    weather = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+def test_local_models_call_tools_and_answer_json_by_construction(client):
+    weather = {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+               "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}},
+                              "required": ["city"], "additionalProperties": False}}}
+    asked = dict(tools=[weather], tool_choice="required", temperature=0, max_tokens=60)
+    answer = ask(client, "What is the weather in Paris?", **asked)
+    choice = answer.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    (call,) = choice.message.tool_calls
+    assert call.type == "function" and call.function.name == "get_weather" and call.id
+    assert set(json.loads(call.function.arguments)) == {"city"}
+
+    # Streamed, the call comes as deltas: the id and name first, then the arguments in pieces.
+    chunks = list(ask(client, "What is the weather in Paris?", stream=True, **asked))
+    deltas = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
+    assert deltas[0].id and deltas[0].function.name == "get_weather" and len(deltas) > 2
+    assert json.loads("".join(d.function.arguments or "" for d in deltas)) == json.loads(call.function.arguments)
+    assert not any(c.choices[0].delta.content for c in chunks if c.choices), "no call streams as text"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
+
+    person = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 20},
+              "age": {"type": "integer", "minimum": 0, "maximum": 150}},
+              "required": ["name", "age"], "additionalProperties": False}
+    answer = ask(client, "Alice is 31. Give her name and age as JSON.", temperature=0, max_tokens=40,
+                 response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": person}})
+    data = json.loads(answer.choices[0].message.content)
+    assert set(data) == {"name", "age"} and isinstance(data["age"], int)
+
     with pytest.raises(openai.BadRequestError) as refused:
-        ask(client, "Weather in Paris?", tools=[weather])
-    assert "tools" in refused.value.message
+        ask(client, "Hi", response_format={"type": "json_schema",
+                                           "json_schema": {"name": "bad", "schema": {"type": "object", "required": 3}}})
+    assert "response_format" in refused.value.message
