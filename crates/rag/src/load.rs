@@ -520,7 +520,7 @@ mod tests {
         assert_eq!((s[1].text.as_str(), s[1].position), ("body: second", Position::Line(3)));
         let json = r#"[{"title": "x", "n": 5}, {"n": 6}, "plain"]"#;
         let s = sections(Kind::Json, json);
-        assert_eq!(s[0].text, "n: 5\ntitle: x");
+        assert_eq!(s[0].text, "title: x\nn: 5", "fields in the order the record gives them");
         assert_eq!((s[2].text.as_str(), s[2].position), ("plain", Position::Record(3)));
         let none = LoadOptions { json_fields: vec!["missing".into()], ..Default::default() };
         let err = parse(Kind::Json, json.as_bytes(), &none).unwrap_err();
