@@ -127,3 +127,28 @@ fn templates_can_be_shared_between_threads() {
     fn shareable<T: Send + Sync>() {}
     shareable::<ChatTemplate>();
 }
+
+#[test]
+fn a_template_that_knows_tools_gets_them_and_the_calls_in_openais_shape() {
+    // The shape of Qwen 2.5's and Hermes' templates, cut down.
+    let source = "{% if tools %}<tools>{% for t in tools %}{{ t.function.name }}:{{ t.function.parameters.type }};{% endfor %}</tools>{% endif %}\
+                  {% for m in messages %}[{{ m.role }}]{{ m.content }}{% for c in m.tool_calls or [] %}\
+                  <call id={{ c.id }}>{{ c.function.name }}({{ c.function.arguments.city }})</call>{% endfor %}\
+                  {% if m.tool_call_id %}<for {{ m.tool_call_id }}>{% endif %}{% endfor %}";
+    let template = ChatTemplate::from_source(source, "", "", false).unwrap();
+    assert!(template.renders_tools());
+    assert!(!ChatTemplate::from_source(CHATML, "", "", false).unwrap().renders_tools());
+    let call = temper_core::ToolCall {
+        id: "c1".into(),
+        name: "weather".into(),
+        arguments: r#"{"city":"Oslo"}"#.into(),
+    };
+    let messages = [
+        Message::user("Oslo?"),
+        Message::assistant_tool_calls("", vec![call]),
+        Message::tool_result("c1", "12 C"),
+    ];
+    let tools = [Tool::new("weather", "Weather in a city", serde_json::json!({"type": "object"}))];
+    let text = template.render_with_tools(&messages, &tools, false).unwrap();
+    assert_eq!(text, "<tools>weather:object;</tools>[user]Oslo?[assistant]<call id=c1>weather(Oslo)</call>[tool]12 C<for c1>");
+}
