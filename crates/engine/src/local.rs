@@ -23,14 +23,14 @@ use temper_core::{
 };
 use tokio::sync::mpsc::unbounded_channel;
 
-use crate::constraint::{self, Grammars, Guide};
+use crate::constraint::{self, Grammars};
 use crate::gguf::Gguf;
 use crate::model::{KvCache, Model, MAX_BATCH};
 use crate::template::ChatTemplate;
 use crate::tokenizer::Tokenizer;
 use crate::tool_calls;
 use crate::{memory, summary::ModelSummary};
-use scheduler::{Job, Request, Worker};
+use scheduler::{Decoding, Job, Request, Worker};
 
 /// The context window used when neither the caller nor the request sets one.
 pub const DEFAULT_CONTEXT_WINDOW: usize = 4096;
@@ -237,23 +237,14 @@ impl LocalModel {
         truncate: bool,
     ) -> EventStream {
         let (events, stream) = unbounded_channel();
-        let job = text.and_then(|(text, Decoding { logprobs, guide, reads_calls })| {
+        let job = text.and_then(|(text, decoding)| {
             params.validate()?;
             let window = self.context_window_for(&params)?;
             let mut prompt = self.prompt_ids(&text)?;
             fit_context(&mut prompt, window, &params, truncate, self.tokenizer.add_bos())?;
             let received = Instant::now();
             let events = events.clone();
-            Ok(Job::Generate(Request {
-                prompt,
-                params,
-                window,
-                logprobs,
-                guide,
-                reads_calls,
-                events,
-                received,
-            }))
+            Ok(Job::Generate(Request { prompt, params, window, decoding, events, received }))
         });
         let sent = job.and_then(|job| self.jobs.send(job).map_err(|_| stopped()));
         if let Err(error) = sent {
@@ -279,16 +270,6 @@ impl LocalModel {
             None => Ok(loaded),
         }
     }
-}
-
-/// What a generation needs beyond its prompt and parameters.
-#[derive(Default)]
-struct Decoding {
-    /// Alternatives to record with each token's log-probability, if any.
-    logprobs: Option<u32>,
-    guide: Option<Guide>,
-    /// Whether the request offered tools, so that the answer is read for calls.
-    reads_calls: bool,
 }
 
 /// What a local model reads for a conversation: the text after its chat template, that

@@ -30,14 +30,20 @@ pub(super) struct Request {
     pub params: GenerationParams,
     /// The context window this request may fill.
     pub window: usize,
+    pub decoding: Decoding,
+    pub events: Events,
+    pub received: Instant,
+}
+
+/// What a generation needs beyond its prompt and parameters.
+#[derive(Default)]
+pub(super) struct Decoding {
     /// Alternatives to record with each token's log-probability, if any.
     pub logprobs: Option<u32>,
     /// The grammar the answer must follow, if any.
     pub guide: Option<Guide>,
     /// Whether the request offered tools, so that the answer is read for calls.
     pub reads_calls: bool,
-    pub events: Events,
-    pub received: Instant,
 }
 
 impl Job {

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use temper_core::{ChatResponse, Error, FinishReason, GenerationParams, StreamEvent, Timings, Usage};
 
-use super::scheduler::{Events, Request};
+use super::scheduler::{Decoding, Events, Request};
 use crate::constraint::Guide;
 use crate::logprobs::LogprobRecorder;
 use crate::sampler::Sampler;
@@ -58,7 +58,8 @@ pub(super) enum Step {
 impl Sequence {
     /// A sequence for `prompt`, of which the last `evaluated` tokens are still to be read.
     pub fn new(request: Request, evaluated: usize) -> Sequence {
-        let Request { prompt, params, window, logprobs, guide, reads_calls, events, received } = request;
+        let Request { prompt, params, window, decoding, events, received } = request;
+        let Decoding { logprobs, guide, reads_calls } = decoding;
         Sequence {
             sampler: Sampler::new(&params),
             stops: StopMatcher::new(&params.stop),
