@@ -168,35 +168,17 @@ impl LocalModel {
     fn decoding(&self, request: &ChatRequest) -> Result<Decoding> {
         let format = request.structured_format();
         let parallel = request.parallel_tool_calls == Some(true);
-        let (grammar, what) =
+        let (grammar, reads_calls) =
             match tool_calls::tool_grammar(&request.tools, &request.tool_choice, parallel, format) {
-                Some(grammar) if !request.tools.is_empty() => (Some(grammar), "tools"),
-                _ => (format.and_then(constraint::format_grammar), "response_format"),
+                Some(grammar) => (Some(grammar), true),
+                None => (format.and_then(constraint::format_grammar), false),
             };
-        let guide =
-            grammar.map(|g| self.grammars.compile(g, what)).transpose().map_err(|error| match error {
-                // Say where in which schema, when the refusal names a keyword or a type.
-                Error::InvalidParam { name, reason } => {
-                    let schemas: Vec<(String, &serde_json::Value)> = match (what, format) {
-                        ("tools", _) => request
-                            .tools
-                            .iter()
-                            .enumerate()
-                            .map(|(i, t)| (format!("tools[{i}].parameters"), &t.parameters))
-                            .collect(),
-                        (_, Some(ResponseFormat::JsonSchema { schema, .. })) => {
-                            vec![("response_format.schema".into(), schema)]
-                        }
-                        _ => Vec::new(),
-                    };
-                    let place = schemas.iter().find_map(|(at, schema)| {
-                        Some(format!("{at}{}", constraint::locate(schema, &reason)?))
-                    });
-                    Error::InvalidParam { name: place.unwrap_or(name), reason }
-                }
-                other => other,
-            })?;
-        Ok(Decoding { logprobs: request.logprobs, guide, reads_calls: what == "tools" })
+        let what = if reads_calls { "tools" } else { "response_format" };
+        let guide = grammar
+            .map(|g| self.grammars.compile(g, what))
+            .transpose()
+            .map_err(|error| placed(error, request, reads_calls))?;
+        Ok(Decoding { logprobs: request.logprobs, guide, reads_calls })
     }
 
     /// The logits of the last position of a raw prompt (special tokens parsed, the
@@ -312,6 +294,25 @@ impl TokenCounter for LocalModel {
     fn context_window(&self) -> Option<usize> {
         Some(self.summary.context_window)
     }
+}
+
+/// A refusal of the request's tools or schema, named by the JSON pointer of what it is about
+/// when the grammar engine names a keyword or a type (`tools[1].parameters/properties/x`).
+fn placed(error: Error, request: &ChatRequest, tools: bool) -> Error {
+    let Error::InvalidParam { name, reason } = error else { return error };
+    let schemas: Vec<(String, &serde_json::Value)> = match request.structured_format() {
+        _ if tools => request
+            .tools
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("tools[{i}].parameters"), &t.parameters))
+            .collect(),
+        Some(ResponseFormat::JsonSchema { schema, .. }) => vec![("response_format.schema".into(), schema)],
+        _ => Vec::new(),
+    };
+    let place =
+        schemas.iter().find_map(|(at, schema)| Some(format!("{at}{}", constraint::locate(schema, &reason)?)));
+    Error::InvalidParam { name: place.unwrap_or(name), reason }
 }
 
 /// The threads to run on: every core by default, and no more than the cores, since more only

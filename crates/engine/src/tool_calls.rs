@@ -24,7 +24,7 @@ const OPEN: &str = "<tool_call>\n";
 const CLOSE: &str = "\n</tool_call>";
 
 /// The grammar of an answer to a request offering `tools`: text (or the JSON `format` asks
-/// for), or one or more calls, as `choice` allows. `None` when the answer is unconstrained.
+/// for), or calls, as `choice` allows. `None` without tools, or when none may be called.
 pub(crate) fn tool_grammar(
     tools: &[Tool],
     choice: &ToolChoice,
@@ -32,6 +32,7 @@ pub(crate) fn tool_grammar(
     format: Option<&ResponseFormat>,
 ) -> Option<TopLevelGrammar> {
     let callable: Vec<&Tool> = match choice {
+        _ if tools.is_empty() => return None,
         ToolChoice::None => return None,
         ToolChoice::Function(name) => tools.iter().filter(|t| &t.name == name).collect(),
         ToolChoice::Auto | ToolChoice::Required => tools.iter().collect(),
@@ -146,8 +147,13 @@ impl CallStreamer {
                 continue;
             };
             let arguments = &text[arguments_at..];
-            let (ready, done) = match arguments.find(ARGUMENTS_CLOSE) {
-                Some(end) => (end, true),
+            // The end cannot lie before what was sent less the end's own length.
+            let mut from = self.sent.saturating_sub(ARGUMENTS_CLOSE.len());
+            while !arguments.is_char_boundary(from) {
+                from -= 1;
+            }
+            let (ready, done) = match arguments[from..].find(ARGUMENTS_CLOSE) {
+                Some(end) => (from + end, true),
                 None => (arguments.len() - held_back(arguments, ARGUMENTS_CLOSE), false),
             };
             if ready > self.sent {
@@ -331,6 +337,17 @@ mod tests {
         assert_eq!(arguments(1), "{}");
         assert!(deltas.iter().filter(|d| d.index == 0).count() > 3, "the arguments come in pieces");
         assert_eq!(streamer.id(1), deltas.iter().find(|d| d.index == 1).unwrap().id.as_deref());
+    }
+
+    #[test]
+    fn arguments_beyond_ascii_stream_whole() {
+        let text =
+            "<tool_call>\n{\"name\": \"w\", \"arguments\": {\"city\": \"Zürich ☀ München\"}}\n</tool_call>";
+        let mut streamer = CallStreamer::default();
+        let ends = text.char_indices().map(|(i, c)| i + c.len_utf8());
+        let pieces: String =
+            ends.flat_map(|end| streamer.advance(&text[..end])).map(|d| d.arguments).collect();
+        assert_eq!(pieces, "{\"city\": \"Zürich ☀ München\"}");
     }
 
     #[test]
