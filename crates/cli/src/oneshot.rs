@@ -79,7 +79,8 @@ fn rag_tour(loaded: &Loaded, out: &mut impl Write) -> anyhow::Result<()> {
         min_similarity: temper_rag::MIN_SIMILARITY,
     };
     let params = GenerationParams { temperature: Some(0.0), max_tokens: Some(80), ..Default::default() };
-    rag::answer(&store, &embedder, &question, params, loaded, out)
+    let reply = rag::Reply { check: &rag::CheckArgs::strict(), json: false };
+    rag::answer(&store, &embedder, &question, params, loaded, &reply, out)
 }
 
 #[derive(Args, Debug)]

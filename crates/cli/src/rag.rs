@@ -8,8 +8,10 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
 use temper_core::{ChatModel, EmbeddingModel, GenerationParams};
 use temper_embed::{EmbedOptions, Embedder};
+use temper_ground::Mode as Grounding;
 use temper_models::{ConsoleProgress, ModelStore, DEFAULT_EMBEDDING_MODEL};
 use temper_rag::answer::source_label;
 use temper_rag::{
@@ -17,7 +19,7 @@ use temper_rag::{
     SearchOptions, SqliteStore, VectorStore,
 };
 
-use crate::options::{resolver, GenArgs, Loaded};
+use crate::options::{load_model, resolver, GenArgs, Loaded};
 use crate::output::{self, block_on, notice};
 
 /// The embedder every `rag` command uses, the default one pulled on first use; the one place
@@ -79,6 +81,11 @@ enum RagCommand {
         #[arg(long, default_value_t = temper_rag::MIN_SIMILARITY)]
         min_similarity: f32,
         #[command(flatten)]
+        check: CheckArgs,
+        /// Print one JSON object: the answer, whether it declines, each sentence's verdict, the sources.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
         gen: GenArgs,
     },
     /// List the collections of the store.
@@ -90,6 +97,26 @@ enum RagCommand {
     },
     /// Remove the collection and everything in it.
     Rm,
+}
+
+/// How an answer is checked against its sources before it is shown.
+#[derive(Args)]
+pub struct CheckArgs {
+    /// strict: drop unsupported sentences, and decline when what is left answers nothing;
+    /// annotate: keep them, marked [unsupported]; off: show the answer as the model gives it.
+    #[arg(long, default_value = "strict", value_name = "MODE")]
+    grounding: Grounding,
+    /// The model that verifies sentences holding no number, date or name (default: the
+    /// answering model): a profile, catalog name or GGUF path.
+    #[arg(long, value_name = "MODEL")]
+    judge: Option<String>,
+}
+
+impl CheckArgs {
+    /// The grounding mode of `--grounding` (default strict) and the default judge.
+    pub fn strict() -> CheckArgs {
+        CheckArgs { grounding: Grounding::Strict, judge: None }
+    }
 }
 
 #[derive(Args)]
@@ -154,8 +181,15 @@ pub fn run(args: RagArgs) -> anyhow::Result<()> {
         RagCommand::Search { query, retrieval, json } => {
             search(&SqliteStore::open_read_only(&db)?, collection, &query, &retrieval, json)
         }
-        RagCommand::Ask { question, retrieval, min_similarity, gen } => {
-            ask(&SqliteStore::open_read_only(&db)?, collection, &question, &retrieval, min_similarity, &gen)
+        RagCommand::Ask { question, retrieval, min_similarity, check, json, gen } => {
+            let store = SqliteStore::open_read_only(&db)?;
+            let (options, mmr) = retrieval.options()?;
+            let reranker = mmr.as_ref().map(|m| m as &dyn Reranker);
+            let question =
+                Question { collection, text: &question, options: &options, reranker, min_similarity };
+            let loaded = gen.model.load()?;
+            let reply = Reply { check: &check, json };
+            answer(&store, &embedder()?, &question, gen.params()?, &loaded, &reply, &mut io::stdout())
         }
         RagCommand::Collections => {
             let store = SqliteStore::open_read_only(&db)?;
@@ -296,22 +330,6 @@ fn search(
     Ok(())
 }
 
-fn ask(
-    store: &SqliteStore,
-    collection: &str,
-    question: &str,
-    args: &RetrievalArgs,
-    min_similarity: f32,
-    gen: &GenArgs,
-) -> anyhow::Result<()> {
-    let (options, mmr) = args.options()?;
-    let params = gen.params()?;
-    let loaded = gen.model.load()?;
-    let reranker = mmr.as_ref().map(|m| m as &dyn Reranker);
-    let question = Question { collection, text: question, options: &options, reranker, min_similarity };
-    answer(store, &embedder()?, &question, params, &loaded, &mut io::stdout())
-}
-
 /// A question to answer from a collection, and how to retrieve for it.
 pub struct Question<'a> {
     pub collection: &'a str,
@@ -322,14 +340,23 @@ pub struct Question<'a> {
     pub min_similarity: f32,
 }
 
-/// Retrieves for `question`, streams the model's grounded answer with its `[n]` citations to
-/// `out`, then lists the sources; or says the documents do not hold the answer.
+/// How an answer is checked and printed.
+pub struct Reply<'a> {
+    pub check: &'a CheckArgs,
+    /// One JSON object rather than text.
+    pub json: bool,
+}
+
+/// Retrieves for `question`, has the model answer from the relevant chunks with `[n]`
+/// citations, checks the answer against them as `reply.check` says, and prints it with the list
+/// of sources; or says the documents do not hold the answer. Without a check the answer streams.
 pub fn answer(
     store: &SqliteStore,
     embedder: &Embedder,
     question: &Question,
     params: GenerationParams,
     loaded: &Loaded,
+    reply: &Reply,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     // Fitting the context needs the model's own tokenizer and window, which only a local model has.
@@ -347,11 +374,53 @@ pub fn answer(
     };
     let grounding = temper_rag::ground(&retriever, question.text, question.options, &options, local.as_ref());
     let Some(grounded) = block_on(grounding)? else {
+        if reply.json {
+            let nothing = json!({ "answer": temper_rag::NOT_IN_DOCUMENTS, "declined": true, "sentences": [], "sources": [] });
+            return output::print_json(&nothing);
+        }
         writeln!(out, "{}", temper_rag::NOT_IN_DOCUMENTS)?;
         return Ok(());
     };
-    let stream = temper_rag::grounded_stream(loaded.model.chat_stream(grounded.request), &grounded.sources);
-    block_on(output::stream_answer(stream, out))?;
+    let stream = loaded.model.chat_stream(grounded.request);
+    if reply.check.grounding == Grounding::Off && !reply.json {
+        block_on(output::stream_answer(temper_rag::grounded_stream(stream, &grounded.sources), out))?;
+    } else {
+        let judge = match &reply.check.judge {
+            Some(name) => Some(load_model(&resolver()?, name, temper_engine::LoadOptions::default())?.model),
+            None => None,
+        };
+        let verifier = judge.as_deref().unwrap_or(loaded.model.as_ref());
+        let checked = temper_rag::checked_answer(
+            stream,
+            question.text,
+            &grounded.sources,
+            reply.check.grounding,
+            Some(verifier),
+        );
+        let checked = block_on(checked)?;
+        if reply.json {
+            let sources: Vec<_> = grounded
+                .sources
+                .iter()
+                .enumerate()
+                .map(|(n, hit)| json!({ "n": n + 1, "source": source_label(hit), "path": hit.chunk.path }))
+                .collect();
+            let mut report = serde_json::to_value(&checked)?;
+            report["answer"] = report["text"].take();
+            if let Some(fields) = report.as_object_mut() {
+                fields.remove("text");
+                fields.insert(
+                    "sentences".into(),
+                    fields.get("grounding").map_or(json!([]), |g| g["sentences"].clone()),
+                );
+                fields.insert("answers".into(), json!(checked.grounding.answers));
+                fields.remove("grounding");
+            }
+            report["sources"] = json!(sources);
+            return output::print_json(&report);
+        }
+        writeln!(out, "{}", checked.text)?;
+    }
     writeln!(out, "\nSources:")?;
     for (n, hit) in grounded.sources.iter().enumerate() {
         writeln!(out, "[{}] {}", n + 1, source_label(hit))?;

@@ -4,8 +4,15 @@
 
 use std::collections::HashSet;
 
+use std::time::Instant;
+
 use futures::StreamExt;
-use temper_core::{ChatRequest, EventStream, GenerationParams, Message, StreamEvent, TokenCounter};
+use serde::Serialize;
+use temper_core::{
+    collect_response, ChatModel, ChatRequest, ChatResponse, EventStream, GenerationParams, Message,
+    StreamEvent, TokenCounter,
+};
+use temper_ground::{content_words, Grounding, Mode, Passage};
 
 use crate::chunk::tokens_or_bytes;
 use crate::retrieve::{Hit, Retriever, SearchOptions};
@@ -298,27 +305,6 @@ impl Attribution {
     }
 }
 
-/// Lowercase words that carry meaning: three letters or more and not a function word, or
-/// numbers of two digits or more (years, amounts).
-fn content_words(text: &str) -> HashSet<String> {
-    const FUNCTION_WORDS: &[&str] = &[
-        "the", "and", "was", "were", "for", "with", "that", "this", "from", "are", "has", "have", "had",
-        "its", "their", "which", "not", "but", "can", "all", "also", "into", "than", "then", "there",
-        "these", "those", "been", "they", "you", "your", "our", "his", "her", "she", "him", "who", "what",
-        "when", "where", "why", "how", "does", "did", "will", "would", "should", "could", "about", "after",
-        "before", "over", "under", "only", "each", "any", "some", "such", "more", "most", "other", "may",
-        "answer", "source", "sources",
-    ];
-    text.split(|c: char| !c.is_alphanumeric())
-        .map(str::to_lowercase)
-        .filter(|w| {
-            let number = w.chars().all(|c| c.is_ascii_digit());
-            (number && w.len() >= 2)
-                || (!number && w.chars().count() >= 3 && !FUNCTION_WORDS.contains(&w.as_str()))
-        })
-        .collect()
-}
-
 /// The model's answer stream with every citation checked against `sources` and sentences the
 /// model left uncited attributed to the source that supports them; the final response's text
 /// is the text that was streamed.
@@ -351,6 +337,48 @@ pub fn grounded_stream(stream: EventStream, sources: &[Hit]) -> EventStream {
         };
         futures::stream::iter(events)
     }))
+}
+
+/// An answer checked against its sources before it is shown.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckedAnswer {
+    /// What is shown: the model's answer as `mode` leaves it.
+    pub text: String,
+    /// The model's answer, citations checked and added, before the grounding check.
+    pub model_text: String,
+    /// Whether what is shown declines to answer.
+    pub declined: bool,
+    pub grounding: Grounding,
+    /// How long the check took, in milliseconds.
+    pub check_ms: f64,
+    #[serde(skip)]
+    pub response: ChatResponse,
+}
+
+/// Collects the answer of `stream` (the model's reply to a [`GroundedRequest`] for `question`)
+/// through [`grounded_stream`], checks each sentence against `sources` (asking `verifier` of
+/// sentences with no number, date or name; see [`temper_ground::check`]) and renders it as
+/// `mode` says. With [`Mode::Off`] the answer is checked but shown as it came.
+pub async fn checked_answer(
+    stream: EventStream,
+    question: &str,
+    sources: &[Hit],
+    mode: Mode,
+    verifier: Option<&dyn ChatModel>,
+) -> Result<CheckedAnswer> {
+    let mut response = collect_response(grounded_stream(stream, sources)).await?;
+    let started = Instant::now();
+    let passages: Vec<Passage> = sources.iter().map(|h| Passage::new(&h.chunk.text, &h.chunk.path)).collect();
+    let grounding = temper_ground::check(question, &response.text, &passages, verifier).await?;
+    let model_text = std::mem::take(&mut response.text);
+    let text = match mode {
+        Mode::Off => model_text.clone(),
+        mode => temper_ground::render(question, &grounding, &passages, mode),
+    };
+    let declined = temper_ground::is_abstention(&text);
+    let check_ms = started.elapsed().as_secs_f64() * 1e3;
+    response.text = text.clone();
+    Ok(CheckedAnswer { text, model_text, declined, grounding, check_ms, response })
 }
 
 #[cfg(test)]

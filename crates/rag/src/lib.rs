@@ -12,7 +12,8 @@ pub mod store;
 pub mod vector;
 
 pub use answer::{
-    ground, grounded_stream, prepare, AskOptions, GroundedRequest, MIN_SIMILARITY, NOT_IN_DOCUMENTS,
+    checked_answer, ground, grounded_stream, prepare, AskOptions, CheckedAnswer, GroundedRequest,
+    MIN_SIMILARITY, NOT_IN_DOCUMENTS,
 };
 pub use chunk::{Chunk, ChunkOptions, Chunker, WordPieceEstimate};
 pub use error::{RagError, Result};

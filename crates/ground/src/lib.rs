@@ -1,0 +1,113 @@
+//! Grounded answers: each sentence of an answer checked against the passages it was given,
+//! before it is shown. Numbers, dates and names are looked up exactly (normalised: "1,200" is
+//! "1200", "3 March 2025" is "March 3, 2025"); sentences without them go to a model under a
+//! yes/no constraint, or to a word-overlap test when there is no model to ask. An answer whose
+//! supported part does not answer what was asked is replaced, in strict mode, by one that says
+//! so and quotes what the documents do say.
+//!
+//! ```
+//! # futures::executor::block_on(async {
+//! let passages = vec![temper_ground::Passage::new("The Harrow Bridge opened on 3 March 1897.", "bridge.md")];
+//! let answer = "The Harrow Bridge opened in 1897 [1]. The town has 1,200 people [1].";
+//! let grounding = temper_ground::check("When did it open?", answer, &passages, None).await?;
+//! assert!(grounding.sentences[0].supported && !grounding.sentences[1].supported);
+//! let shown = temper_ground::render("When did it open?", &grounding, &passages, temper_ground::Mode::Strict);
+//! assert_eq!(shown, "The Harrow Bridge opened in 1897 [1].");
+//! # Ok::<(), temper_core::Error>(()) }).unwrap();
+//! ```
+
+mod abstain;
+mod check;
+mod facts;
+mod sentences;
+mod verify;
+mod words;
+
+use serde::{Deserialize, Serialize};
+
+pub use abstain::{decline, is_abstention, DECLINE_PREFIX};
+pub use check::{check, Grounding, Method, Passage, SentenceCheck};
+pub use facts::{facts, Fact, FactIndex, FactKind};
+pub use sentences::{sentences, Sentence};
+pub use verify::Verifier;
+pub use words::content_words;
+
+pub type Result<T> = std::result::Result<T, temper_core::Error>;
+
+/// What happens to an answer's unsupported sentences.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// They are removed; an answer left answering nothing declines instead.
+    #[default]
+    Strict,
+    /// They are kept, marked.
+    Annotate,
+    /// The answer is shown as the model gave it (callers make no check).
+    Off,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Mode, String> {
+        match text {
+            "strict" => Ok(Mode::Strict),
+            "annotate" => Ok(Mode::Annotate),
+            "off" => Ok(Mode::Off),
+            other => Err(format!("unknown grounding `{other}`: strict, annotate or off")),
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Strict => "strict",
+            Mode::Annotate => "annotate",
+            Mode::Off => "off",
+        })
+    }
+}
+
+/// How annotate mode marks a sentence the passages do not support.
+pub const UNSUPPORTED_MARK: &str = "[unsupported]";
+
+/// The answer to show for `grounding` in `mode`. Strict keeps the supported sentences, each
+/// citing the passage that supports it, when they answer the question, and declines otherwise
+/// (see [`decline`]); annotate keeps every sentence and marks the unsupported ones.
+pub fn render(question: &str, grounding: &Grounding, passages: &[Passage], mode: Mode) -> String {
+    let sentence = |s: &SentenceCheck| match (s.source, &s.kept) {
+        (Some(source), Some(kept)) if mode == Mode::Strict => abstain::cited(kept, source),
+        (Some(source), Some(kept)) => {
+            let rest = s.text[kept.len() - 1..].trim_start_matches([',', ' ']);
+            format!(
+                "{} {rest} {UNSUPPORTED_MARK}",
+                abstain::cited(kept, source).trim_end_matches('.').to_owned() + ","
+            )
+        }
+        (Some(source), None) => abstain::cited(&s.text, source),
+        (None, _) => s.text.clone(),
+    };
+    match mode {
+        Mode::Off | Mode::Annotate => {
+            let shown: Vec<String> = grounding
+                .sentences
+                .iter()
+                .map(|s| match (s.supported, s.method, mode) {
+                    (false, method, Mode::Annotate) if method != Method::Abstention => {
+                        format!("{} {UNSUPPORTED_MARK}", sentence(s))
+                    }
+                    _ => sentence(s),
+                })
+                .collect();
+            shown.join(" ")
+        }
+        Mode::Strict if grounding.answers => {
+            let kept = grounding.sentences.iter().filter(|s| s.supported || s.method == Method::Abstention);
+            let kept: Vec<String> = kept.map(sentence).collect();
+            kept.join(" ")
+        }
+        Mode::Strict => decline(question, passages),
+    }
+}
