@@ -3,15 +3,18 @@
 
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use temper_core::{ChatModel, EmbeddingModel};
 use temper_engine::LoadOptions;
-use temper_eval::{report, Cache, CacheSetting, Evaluator, Spec, VariantReport, CACHE_FILE};
+use temper_eval::{
+    report, Cache, CacheSetting, Evaluator, RagPipeline, RagSpec, Spec, VariantReport, CACHE_FILE,
+};
 use temper_models::{Resolver, DEFAULT_CHAT_MODEL};
+use temper_rag::{IngestOptions, NoProgress, SqliteStore};
 
 use crate::options::{load_model, resolver};
 use crate::output::{block_on, notice, print_json};
@@ -134,9 +137,54 @@ pub fn open_evaluator(
         None
     };
     let cache_path = cache.as_ref().map(|c| c.path().to_owned());
+    let store = models.resolver.store().root().to_owned();
     let models = models.clone();
     let resolve = move |name: &str| models.get(name);
-    Ok((Evaluator::new(settings, resolve, embedder, cache.map(Arc::new))?, cache_path))
+    let mut evaluator = Evaluator::new(settings, resolve, embedder, cache.map(Arc::new))?;
+    if let Some(rag) = &spec.rag {
+        evaluator = evaluator.with_rag(rag_pipeline(rag, &store)?);
+    }
+    Ok((evaluator, cache_path))
+}
+
+/// The pipeline of a spec's `[rag]`: its `documents` ingested (again: only what changed) into a
+/// collection of their own in `<store>/eval/rag.db`, or its `collection` of an existing store.
+fn rag_pipeline(rag: &RagSpec, store_root: &Path) -> anyhow::Result<Arc<RagPipeline>> {
+    let embedder = crate::rag::embedder()?;
+    let (store, collection) = match &rag.collection {
+        Some(collection) => {
+            let db = crate::rag::db_path(rag.db.clone())?;
+            (SqliteStore::open_read_only(&db)?, collection.clone())
+        }
+        None => {
+            let db = store_root.join("eval").join("rag.db");
+            let dir = db.parent().unwrap_or(store_root);
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            let mut store = SqliteStore::create(&db)?;
+            // The collection is named by what it holds, so that specs over the same documents share it.
+            let paths: Vec<String> = rag
+                .documents
+                .iter()
+                .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()).display().to_string())
+                .collect();
+            let collection = format!("eval {}", paths.join(" "));
+            let options = IngestOptions { collection: collection.clone(), ..Default::default() };
+            let mut progress = NoProgress;
+            let ingesting =
+                temper_rag::ingest(&mut store, &embedder, &embedder, &rag.documents, &options, &mut progress);
+            let report = block_on(ingesting)?;
+            notice(&format!(
+                "rag: {} documents ({} added, {} updated), {} chunks embedded, in {}",
+                report.added + report.updated + report.unchanged,
+                report.added,
+                report.updated,
+                report.chunks,
+                db.display()
+            ));
+            (store, collection)
+        }
+    };
+    Ok(Arc::new(RagPipeline::new(store, Arc::new(embedder), collection, rag)))
 }
 
 /// The rows that got no answer, on stderr: they score 0, and the user should know why.

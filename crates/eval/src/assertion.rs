@@ -9,6 +9,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use temper_core::{ChatModel, EmbeddingModel};
+use temper_ground::{Method, Passage};
 use temper_prompt::json::extract_json;
 use temper_prompt::retry::excerpt;
 use temper_prompt::schema::{check_schema, validate};
@@ -37,6 +38,9 @@ pub enum Kind {
     LlmRubric,
     Factuality,
     Faithfulness,
+    Grounded,
+    Declines,
+    Cites,
 }
 
 const KINDS: &[(&str, Kind)] = &[
@@ -57,6 +61,9 @@ const KINDS: &[(&str, Kind)] = &[
     ("llm-rubric", Kind::LlmRubric),
     ("factuality", Kind::Factuality),
     ("faithfulness", Kind::Faithfulness),
+    ("grounded", Kind::Grounded),
+    ("declines", Kind::Declines),
+    ("cites", Kind::Cites),
 ];
 
 /// The prefix that turns an assertion around: it passes when the check fails.
@@ -78,6 +85,7 @@ impl Kind {
                 | Kind::LlmRubric
                 | Kind::Factuality
                 | Kind::Faithfulness
+                | Kind::Grounded
         )
     }
 
@@ -85,8 +93,8 @@ impl Kind {
     pub fn default_threshold(self) -> Option<f64> {
         match self {
             Kind::Similar | Kind::Levenshtein => Some(0.8),
-            // Every field right.
-            Kind::JsonFields => Some(1.0),
+            // Every field right; every claim supported.
+            Kind::JsonFields | Kind::Grounded => Some(1.0),
             Kind::RougeL => Some(0.5),
             _ => None,
         }
@@ -124,7 +132,7 @@ pub struct AssertionSpec {
     pub value: Option<Value>,
     pub weight: Option<f64>,
     pub threshold: Option<f64>,
-    /// `faithfulness`: the variable that holds the context the output must keep to.
+    /// `faithfulness`, `grounded`: the variable that holds the context the output must keep to.
     pub context: Option<String>,
 }
 
@@ -168,7 +176,7 @@ impl TryFrom<AssertionSpec> for Assertion {
             if !kind.scored() {
                 return Err(format!(
                     "{what}: `threshold` is for scored assertions (similar, rouge-l, levenshtein, llm-rubric, \
-                     factuality, faithfulness); {} passes or fails outright",
+                     factuality, faithfulness, grounded); {} passes or fails outright",
                     kind.name()
                 ));
             }
@@ -180,8 +188,8 @@ impl TryFrom<AssertionSpec> for Assertion {
             (Kind::Faithfulness, None) => {
                 return Err(format!("{what}: needs `context`, the variable that holds the supplied context"))
             }
-            (Kind::Faithfulness, Some(_)) => {}
-            (_, Some(_)) => return Err(format!("{what}: `context` is only for faithfulness")),
+            (Kind::Faithfulness | Kind::Grounded, Some(_)) => {}
+            (_, Some(_)) => return Err(format!("{what}: `context` is only for faithfulness and grounded")),
             _ => {}
         }
         let value = check_value(kind, spec.value).map_err(|e| format!("{what}: {e}"))?;
@@ -215,7 +223,10 @@ fn check_value(kind: Kind, value: Option<Value>) -> Result<Option<Value>, String
         (Kind::Faithfulness, Some(_)) => {
             Err("takes no `value`: it checks the output against its `context` variable".into())
         }
-        (Kind::Faithfulness, None) | (Kind::IsJson, None) => Ok(value),
+        (Kind::Grounded | Kind::Declines, Some(_)) => {
+            Err("takes no `value`: it checks the output against the passages it was given".into())
+        }
+        (Kind::Faithfulness | Kind::Grounded | Kind::Declines | Kind::IsJson, None) => Ok(value),
         (_, None) if kind.compares_with_expected() => Ok(value),
         (_, None) => Err("needs a `value`".into()),
         (Kind::Equals, Some(Value::String(s))) => check_template(s).map(|()| value),
@@ -284,6 +295,10 @@ pub struct Observation<'a> {
     pub latency_ms: f64,
     /// USD; `None` when the model has no prices.
     pub cost_usd: Option<f64>,
+    /// The passages a RAG variant's answer was given, `[1]` first.
+    pub passages: Option<&'a [Passage]>,
+    /// The sources a RAG variant's answer cites.
+    pub cited: Option<&'a [String]>,
 }
 
 /// The models some checks need.
@@ -318,7 +333,9 @@ impl Assertion {
     /// The value filled in for `row`: its template rendered with the row's `expected` and
     /// `vars`, or the row's expected value when there is no `value`.
     pub fn bind(&self, row: &Row) -> Result<Target, String> {
-        if matches!(self.kind, Kind::IsJson | Kind::Latency | Kind::Cost) {
+        if matches!(self.kind, Kind::IsJson | Kind::Latency | Kind::Cost | Kind::Declines)
+            || (self.kind == Kind::Grounded && self.context.is_none())
+        {
             return Ok(Target::Own);
         }
         let what = self.type_name();
@@ -349,7 +366,7 @@ impl Assertion {
             other => Ok(other.to_string()),
         };
         Ok(match self.kind {
-            Kind::Faithfulness => {
+            Kind::Faithfulness | Kind::Grounded => {
                 let name = self.context.as_deref().unwrap_or_default();
                 let context = row.vars.get(name).ok_or_else(|| {
                     format!("{what}: the row has no variable `{name}` to take the context from")
@@ -501,6 +518,50 @@ impl Assertion {
                     Some(Ok(())) => binary(true, "the output is JSON that follows the schema".into()),
                     None => binary(true, "the output is JSON".into()),
                 }
+            }
+            (Kind::Grounded, target) => {
+                let passages: Vec<Passage> = match (target, observation.passages) {
+                    (Target::Text(context), _) => vec![Passage::new(context, "context")],
+                    (_, Some(passages)) => passages.to_vec(),
+                    (_, None) => {
+                        return Err(
+                            "`grounded` needs the passages: run it on a [rag] spec, or give `context`".into(),
+                        )
+                    }
+                };
+                // Exact facts and word overlap only: the same on every run, and no judge to load.
+                let grounding = temper_ground::check(observation.input, output, &passages, None)
+                    .await
+                    .map_err(|e| temper_core::error_chain(&e))?;
+                let claims = grounding.sentences.iter().filter(|s| s.method != Method::Abstention);
+                let unsupported: Vec<String> =
+                    claims.filter(|s| !s.supported).map(|s| quote(&s.text)).collect();
+                let reason = match unsupported.as_slice() {
+                    [] => "every claim is supported by the passages".to_owned(),
+                    some => format!("not supported by the passages: {}", some.join(", ")),
+                };
+                scored(grounding.supported_share(), reason)
+            }
+            (Kind::Declines, Target::Own) => {
+                let declines = temper_ground::is_abstention(output);
+                binary(
+                    declines,
+                    format!("the output {}", if declines { "declines" } else { "does not decline" }),
+                )
+            }
+            (Kind::Cites, Target::Text(source)) => {
+                let cited =
+                    observation.cited.ok_or("`cites` needs the cited sources: run it on a [rag] spec")?;
+                let found = cited.iter().any(|path| path.contains(source.as_str()));
+                let list = if cited.is_empty() { "nothing".to_owned() } else { quote_all(cited) };
+                binary(
+                    found,
+                    format!(
+                        "the output cites {list}, {} {}",
+                        if found { "including" } else { "not" },
+                        quote(source)
+                    ),
+                )
             }
             (Kind::Similar, Target::Text(t)) => {
                 let embedder = graders.embedder.ok_or("`similar` needs an embedder, and none was given")?;

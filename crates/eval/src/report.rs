@@ -57,7 +57,31 @@ pub fn table(reports: &[VariantReport]) -> String {
     for line in &lines {
         row(line);
     }
+    // With several assertions, each one's pass rate: accuracy, citations and refusals apart.
+    if reports.iter().any(|r| r.rows.first().is_some_and(|row| row.assertions.len() > 1)) {
+        out.push_str("\npass rate by assertion:\n");
+        for (report, line) in reports.iter().zip(&lines) {
+            let rates: Vec<String> = assertion_pass_rates(report)
+                .into_iter()
+                .map(|(kind, rate)| format!("{kind} {:.1}%", rate * 100.0))
+                .collect();
+            out.push_str(&format!("{:<width$}  {}\n", line[0], rates.join("  "), width = widths[0]));
+        }
+    }
     out
+}
+
+/// Each assertion's share of passing rows, in the spec's order (rows without an answer fail).
+fn assertion_pass_rates(report: &VariantReport) -> Vec<(String, f64)> {
+    let Some(first) = report.rows.iter().find(|row| !row.assertions.is_empty()) else { return Vec::new() };
+    let rows = report.rows.len().max(1) as f64;
+    (0..first.assertions.len())
+        .map(|i| {
+            let passed =
+                report.rows.iter().filter(|row| row.assertions.get(i).is_some_and(|a| a.pass)).count();
+            (first.assertions[i].kind.clone(), passed as f64 / rows)
+        })
+        .collect()
 }
 
 /// Escapes text for HTML, in elements and attributes alike.

@@ -15,10 +15,12 @@ use temper_core::{
     error_chain, ChatModel, ChatRequest, EmbeddingModel, EventStream, GenerationParams, Message, Role,
     StreamEvent,
 };
+use temper_ground::Mode as Grounding;
 use temper_prompt::{Layout, PromptFile};
 
 use crate::assertion::{Assertion, AssertionOutcome, Graders, Kind, Observation, Target};
 use crate::cache::{Cache, CachedCall};
+use crate::rag::{RagPipeline, RagRow};
 use crate::{EvalError, Result, Row};
 
 /// One prompt on one model with one set of parameters.
@@ -29,12 +31,19 @@ pub struct Variant {
     pub model: String,
     /// The parameters of every request, as sent.
     pub params: GenerationParams,
+    /// Whether the rendered prompt is a question answered from the evaluator's RAG pipeline,
+    /// and in which grounding mode.
+    pub grounding: Option<Grounding>,
 }
 
 impl Variant {
-    /// The prompt's name in reports: its file's path, or an inline prompt's name.
+    /// The prompt's name in reports: its file's path, or an inline prompt's name; with the
+    /// grounding mode of a RAG variant.
     pub fn prompt_name(&self) -> String {
-        self.prompt.path.display().to_string()
+        match self.grounding {
+            Some(mode) => format!("{} (rag, grounding {mode})", self.prompt.path.display()),
+            None => self.prompt.path.display().to_string(),
+        }
     }
 }
 
@@ -95,6 +104,7 @@ pub struct Evaluator {
     resolver: Box<Resolver>,
     embedder: Option<Arc<dyn EmbeddingModel>>,
     cache: Option<Arc<Cache>>,
+    rag: Option<Arc<RagPipeline>>,
 }
 
 impl Evaluator {
@@ -111,7 +121,13 @@ impl Evaluator {
         if settings.needs_embedder() && embedder.is_none() {
             return Err(EvalError::invalid("similar", "needs an embedder, and none was given"));
         }
-        Ok(Evaluator { settings, resolver: Box::new(resolver), embedder, cache })
+        Ok(Evaluator { settings, resolver: Box::new(resolver), embedder, cache, rag: None })
+    }
+
+    /// The pipeline that answers the variants with a grounding mode.
+    pub fn with_rag(mut self, pipeline: Arc<RagPipeline>) -> Evaluator {
+        self.rag = Some(pipeline);
+        self
     }
 
     /// Evaluates one variant over `rows`.
@@ -187,15 +203,7 @@ impl Evaluator {
             _ => None,
         };
         let rows: Vec<RowReport> = stream::iter(prepared)
-            .map(|row| {
-                self.run_row(
-                    row,
-                    &model,
-                    judge.as_ref(),
-                    &variant.params,
-                    variant.prompt.output_schema.as_ref(),
-                )
-            })
+            .map(|row| self.run_row(row, &model, judge.as_ref(), variant))
             .buffered(self.settings.concurrency)
             .collect()
             .await;
@@ -213,8 +221,7 @@ impl Evaluator {
         prepared: Prepared,
         model: &Caller,
         judge: Option<&Caller>,
-        params: &GenerationParams,
-        schema: Option<&Value>,
+        variant: &Variant,
     ) -> RowReport {
         let Prepared { index, row, messages, targets } = prepared;
         let mut report = RowReport {
@@ -230,15 +237,23 @@ impl Evaluator {
             cost_usd: 0.0,
             cached: false,
             error: None,
+            rag: None,
         };
-        let mut request = temper_prompt::run::request(report.messages.clone(), params);
-        if self.settings.constrain {
-            request.response_format = schema.map(temper_prompt::run::structured_format);
-        }
-        let call = match model.call(request).await {
+        let call = match variant.grounding {
+            Some(grounding) => self.ask_rag(report.input(), model, &variant.params, grounding).await,
+            None => {
+                let mut request = temper_prompt::run::request(report.messages.clone(), &variant.params);
+                if self.settings.constrain {
+                    request.response_format =
+                        variant.prompt.output_schema.as_ref().map(temper_prompt::run::structured_format);
+                }
+                model.call(request).await.map(|call| (call, None)).map_err(|e| error_chain(&e))
+            }
+        };
+        let (call, rag) = match call {
             Ok(call) => call,
             Err(e) => {
-                report.error = Some(error_chain(&e));
+                report.error = Some(e);
                 return report;
             }
         };
@@ -247,6 +262,8 @@ impl Evaluator {
             input: report.input(),
             latency_ms: call.latency_ms,
             cost_usd: call.response.cost,
+            passages: rag.as_ref().map(|r| r.passages.as_slice()),
+            cited: rag.as_ref().map(|r| r.cited.as_slice()),
         };
         let graders =
             Graders { embedder: self.embedder.as_deref(), judge: judge.map(|j| j as &dyn ChatModel) };
@@ -262,7 +279,31 @@ impl Evaluator {
         report.latency_ms = call.latency_ms;
         report.cost_usd = call.response.cost.unwrap_or(0.0);
         report.cached = call.cached;
+        report.rag = rag;
         report
+    }
+
+    /// `question` answered through the RAG pipeline by `model`, whose calls go through the
+    /// cache: the answer is cached when no call reached the model.
+    async fn ask_rag(
+        &self,
+        question: &str,
+        model: &Caller,
+        params: &GenerationParams,
+        grounding: Grounding,
+    ) -> std::result::Result<(Call, Option<RagRow>), String> {
+        let pipeline = self
+            .rag
+            .as_ref()
+            .ok_or("a RAG variant needs the evaluator's RAG pipeline, and none was given")?;
+        let row_calls = Arc::new(AtomicUsize::new(0));
+        let caller = Caller { calls: row_calls.clone(), ..model.clone() };
+        let start = Instant::now();
+        let (response, rag) = pipeline.answer(question, &caller, params, grounding).await?;
+        let latency_ms = start.elapsed().as_secs_f64() * 1e3;
+        let calls = row_calls.load(Ordering::SeqCst);
+        model.calls.fetch_add(calls, Ordering::SeqCst);
+        Ok((Call { response, latency_ms, cached: calls == 0 }, Some(rag)))
     }
 }
 
@@ -396,6 +437,9 @@ pub struct RowReport {
     /// Why the model gave no answer (the row then scores 0).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A RAG variant's sources, citations and grounding verdicts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rag: Option<RagRow>,
 }
 
 impl RowReport {

@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use temper_core::GenerationParams;
+use temper_ground::Mode as Grounding;
 use temper_prompt::{line_column, PromptError, PromptFile};
 
 use crate::assertion::{Assertion, AssertionSpec};
 use crate::dataset::{self, Partition, Row, DEFAULT_EXPECTED_FIELD};
+use crate::rag::RagSpec;
 use crate::{EvalError, Result, Settings, Variant};
 
 /// Rows evaluated at once unless the spec says otherwise.
@@ -37,6 +39,7 @@ struct RawSpec {
     seed: Option<u64>,
     cache: Option<CacheSetting>,
     constrain: Option<bool>,
+    rag: Option<RagSpec>,
     tune: Option<Value>,
 }
 
@@ -181,6 +184,9 @@ pub struct Spec {
     pub cache: CacheSetting,
     /// Whether a prompt's output schema is enforced while decoding (where the backend can).
     pub constrain: bool,
+    /// The RAG pipeline that answers each row's rendered prompt as a question, with its paths
+    /// made relative to the working directory; its grounding modes multiply the variants.
+    pub rag: Option<RagSpec>,
     /// Settings of `temper tune`, kept as written.
     pub tune: Option<Value>,
 }
@@ -251,6 +257,7 @@ impl Spec {
                 dataset.test_fraction
             )));
         }
+        let rag = raw.rag.map(|rag| rag_paths(rag, dir)).transpose().map_err(invalid)?;
         let rows = dataset::load(&dir.join(&dataset.path), &dataset.expected)?;
         let spec = Spec {
             path: path.to_owned(),
@@ -270,6 +277,7 @@ impl Spec {
                 other => other,
             },
             constrain: raw.constrain.unwrap_or(true),
+            rag,
             tune: raw.tune,
         };
         spec.settings().check().map_err(|e| match e {
@@ -324,6 +332,7 @@ impl Spec {
             seed: None,
             cache: CacheSetting::Default,
             constrain: true,
+            rag: None,
             tune: None,
         })
     }
@@ -353,7 +362,7 @@ impl Spec {
         })
     }
 
-    /// Every prompt × model × parameter set. A variant's parameters are its prompt's overlaid
+    /// Every prompt × model × parameter set (× grounding mode, for a RAG spec). A variant's parameters are its prompt's overlaid
     /// with the set's, and the spec's seed when neither sets one; without `models` a prompt
     /// runs on its own model, else on `default_model`.
     pub fn variants(&self, default_model: &str) -> Vec<Variant> {
@@ -363,16 +372,45 @@ impl Spec {
         for prompt in &self.prompts {
             let own = [prompt.model.clone().unwrap_or_else(|| default_model.to_owned())];
             let models = if self.models.is_empty() { &own[..] } else { &self.models[..] };
+            let groundings: Vec<Option<Grounding>> = match &self.rag {
+                Some(rag) => rag.grounding.iter().copied().map(Some).collect(),
+                None => vec![None],
+            };
             for model in models {
                 for set in sets {
                     let mut params = prompt.params.overlay(set);
                     params.seed = params.seed.or(self.seed);
-                    variants.push(Variant { prompt: prompt.clone(), model: model.clone(), params });
+                    for &grounding in &groundings {
+                        let (prompt, model, params) = (prompt.clone(), model.clone(), params.clone());
+                        variants.push(Variant { prompt, model, params, grounding });
+                    }
                 }
             }
         }
         variants
     }
+}
+
+/// `rag` with its paths relative to the spec's directory `dir`, checked for what cannot run.
+fn rag_paths(mut rag: RagSpec, dir: &Path) -> std::result::Result<RagSpec, String> {
+    match (rag.documents.is_empty(), &rag.collection) {
+        (true, None) => {
+            return Err("`rag` needs `documents` to ingest, or the `collection` of a store".into())
+        }
+        (false, Some(_)) => {
+            return Err("`rag` takes `documents` (ingested for the run) or `collection`, not both".into())
+        }
+        _ => {}
+    }
+    if rag.grounding.is_empty() {
+        return Err("`rag.grounding` is empty: give strict, annotate or off, or a list of them".into());
+    }
+    if rag.k == 0 {
+        return Err("`rag.k` must be at least 1".into());
+    }
+    rag.documents = rag.documents.iter().map(|d| dir.join(d)).collect();
+    rag.db = rag.db.map(|db| dir.join(db));
+    Ok(rag)
 }
 
 /// Whether a TOML text is a prompt file (it has a `template`) rather than a spec.

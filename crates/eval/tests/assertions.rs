@@ -28,7 +28,14 @@ fn check_with(
 ) -> AssertionOutcome {
     let row = row(&[("name", "Ann"), ("context", "The sky is green on Mars.")], expected);
     let target = a.bind(&row).unwrap_or_else(|e| panic!("{e}"));
-    let observation = Observation { output, input: "Question?", latency_ms: 100.0, cost_usd: Some(0.002) };
+    let observation = Observation {
+        output,
+        input: "Question?",
+        latency_ms: 100.0,
+        cost_usd: Some(0.002),
+        passages: None,
+        cited: None,
+    };
     block_on(a.check(&target, &observation, graders))
 }
 
@@ -262,4 +269,61 @@ fn bad_configuration_is_refused_with_its_reason() {
         ..Default::default()
     })
     .contains("contains passes or fails outright"));
+}
+
+/// Checks `output`, given to "When did the bridge open?" from `passages` and citing `cited`.
+fn check_rag(a: &Assertion, output: &str, passages: &[&str], cited: &[&str]) -> AssertionOutcome {
+    let row = row(&[("source", "bridge.md"), ("notes", "The Vellacott Bridge opened in 1897.")], None);
+    let target = a.bind(&row).unwrap_or_else(|e| panic!("{e}"));
+    let passages: Vec<temper_ground::Passage> =
+        passages.iter().map(|p| temper_ground::Passage::new(*p, "bridge.md")).collect();
+    let cited: Vec<String> = cited.iter().map(|c| c.to_string()).collect();
+    let observation = Observation {
+        output,
+        input: "When did the Vellacott Bridge open?",
+        latency_ms: 100.0,
+        cost_usd: None,
+        passages: Some(&passages),
+        cited: Some(&cited),
+    };
+    block_on(a.check(&target, &observation, Graders::default()))
+}
+
+#[test]
+fn grounded_declines_and_cites_check_a_rag_answer_against_its_passages() {
+    let passages = ["The Vellacott Bridge opened to traffic in 1897. It has seven arches."];
+    let grounded = assertion("grounded", None);
+    let supported = check_rag(&grounded, "It opened in 1897 [1]. It has 7 arches [1].", &passages, &[]);
+    assert!(supported.pass && supported.score == 1.0, "{supported:?}");
+    let invented = check_rag(&grounded, "It opened in 1897 [1]. It cost £40,000 [1].", &passages, &[]);
+    assert!(!invented.pass && invented.score == 0.5, "{invented:?}");
+    assert!(invented.reason.contains("It cost £40,000."), "{}", invented.reason);
+
+    let from_variable = Assertion::new(AssertionSpec {
+        kind: "grounded".into(),
+        context: Some("notes".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(check_rag(&from_variable, "It opened in 1897.", &[], &[]).pass);
+    assert!(!check_rag(&from_variable, "It opened in 1898.", &[], &[]).pass);
+    let without = check_with(&grounded, "It opened in 1897.", None, Graders::default());
+    assert!(!without.pass && without.reason.contains("run it on a [rag] spec"), "{without:?}");
+
+    let declines = assertion("declines", None);
+    assert!(check_rag(&declines, "The documents do not say: when did it open?", &passages, &[]).pass);
+    assert!(!check_rag(&declines, "It opened in 1897 [1].", &passages, &[]).pass);
+
+    let cites = assertion("cites", Some(json!("{{ vars.source }}")));
+    let right = check_rag(&cites, "It opened in 1897 [1].", &passages, &["/docs/bridge.md"]);
+    assert!(right.pass, "{right:?}");
+    let wrong = check_rag(&cites, "It opened in 1897 [1].", &passages, &["/docs/cafe.md"]);
+    assert!(!wrong.pass && wrong.reason.contains("`/docs/cafe.md`"), "{}", wrong.reason);
+    let spec =
+        |kind: &str, value: Option<Value>| AssertionSpec { kind: kind.into(), value, ..Default::default() };
+    assert_eq!(
+        refused(spec("declines", Some(json!("x")))),
+        "declines: takes no `value`: it checks the output against the passages it was given"
+    );
+    assert_eq!(refused(spec("cites", None)), "cites: needs a `value`");
 }

@@ -27,6 +27,7 @@ fn variant(template: &str) -> Variant {
         prompt: PromptFile::parse(Path::new("label.toml"), &text).unwrap(),
         model: "scripted".into(),
         params: GenerationParams { temperature: Some(0.0), seed: Some(1), ..Default::default() },
+        grounding: None,
     }
 }
 

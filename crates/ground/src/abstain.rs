@@ -64,7 +64,7 @@ pub fn decline(question: &str, passages: &[Passage]) -> String {
         .max_by_key(|(shared, rank, _)| (*shared, *rank));
     if let Some((shared, std::cmp::Reverse(i), sentence)) = best {
         if shared > 0 {
-            text.push_str(&format!(" What they say: {}", cited(&sentence, i + 1)));
+            text.push_str(&format!(" What they say: {}", cited(&sentence, &[i + 1])));
         }
     }
     text
@@ -86,11 +86,16 @@ fn lowercase_first(text: &str) -> String {
     chars.next().map_or_else(String::new, |c| c.to_lowercase().chain(chars).collect())
 }
 
-/// `sentence` with the citation `[source]` before its final punctuation, as answers cite.
-pub fn cited(sentence: &str, source: usize) -> String {
+/// `sentence` with the citation of `sources` (`[2]`, `[1, 3]`) before its final punctuation, as
+/// answers cite; as it is when there are none.
+pub fn cited(sentence: &str, sources: &[usize]) -> String {
+    if sources.is_empty() {
+        return sentence.to_owned();
+    }
+    let numbers: Vec<String> = sources.iter().map(usize::to_string).collect();
     let trimmed = sentence.trim().trim_end_matches(['.', '!', '?', ':', ';']);
     let end = &sentence.trim()[trimmed.len()..];
-    format!("{trimmed} [{source}]{}", if end.is_empty() { "." } else { end })
+    format!("{trimmed} [{}]{}", numbers.join(", "), if end.is_empty() { "." } else { end })
 }
 
 #[cfg(test)]

@@ -77,17 +77,16 @@ pub const UNSUPPORTED_MARK: &str = "[unsupported]";
 /// citing the passage that supports it, when they answer the question, and declines otherwise
 /// (see [`decline`]); annotate keeps every sentence and marks the unsupported ones.
 pub fn render(question: &str, grounding: &Grounding, passages: &[Passage], mode: Mode) -> String {
+    // A supported sentence cites the passage that supports it; another keeps its own citations.
     let sentence = |s: &SentenceCheck| match (s.source, &s.kept) {
-        (Some(source), Some(kept)) if mode == Mode::Strict => abstain::cited(kept, source),
+        (Some(source), Some(kept)) if mode == Mode::Strict => abstain::cited(kept, &[source]),
         (Some(source), Some(kept)) => {
             let rest = s.text[kept.len() - 1..].trim_start_matches([',', ' ']);
-            format!(
-                "{} {rest} {UNSUPPORTED_MARK}",
-                abstain::cited(kept, source).trim_end_matches('.').to_owned() + ","
-            )
+            let head = abstain::cited(kept, &[source]);
+            format!("{}, {rest} {UNSUPPORTED_MARK}", head.trim_end_matches('.'))
         }
-        (Some(source), None) => abstain::cited(&s.text, source),
-        (None, _) => s.text.clone(),
+        (Some(source), None) => abstain::cited(&s.text, &[source]),
+        (None, _) => abstain::cited(&s.text, &s.citations),
     };
     match mode {
         Mode::Off | Mode::Annotate => {

@@ -312,9 +312,11 @@ pub fn grounded_stream(stream: EventStream, sources: &[Hit]) -> EventStream {
     let count = sources.len();
     let (mut filter, mut attribution) = (CitationFilter::new(count), Attribution::new(sources));
     let mut shown = String::new();
+    let mut streamed = false;
     Box::pin(stream.flat_map(move |event| {
         let events = match event {
             Ok(StreamEvent::Delta(text)) => {
+                streamed = true;
                 let text = attribution.push(&filter.push(&text));
                 shown.push_str(&text);
                 vec![Ok(StreamEvent::Delta(text))]
@@ -324,10 +326,14 @@ pub fn grounded_stream(stream: EventStream, sources: &[Hit]) -> EventStream {
                 filter = CitationFilter::new(count);
                 attribution.sentence.clear();
                 shown.clear();
+                streamed = false;
                 vec![Ok(StreamEvent::Restart { reason })]
             }
             Ok(StreamEvent::Done(mut response)) => {
-                let mut rest = attribution.push(&filter.finish());
+                // A backend may answer in one piece (a cache does): its text is the whole delta.
+                let unstreamed = if streamed { String::new() } else { std::mem::take(&mut response.text) };
+                let mut rest = attribution.push(&filter.push(&unstreamed));
+                rest.push_str(&attribution.push(&filter.finish()));
                 rest.push_str(&attribution.finish());
                 shown.push_str(&rest);
                 response.text = std::mem::take(&mut shown);
@@ -447,5 +453,18 @@ mod tests {
         // One shared word of three is not support: no citation rather than a wrong one.
         assert_eq!(attributed(&["The bridge was built in 1987."]), "The bridge was built in 1987.");
         assert_eq!(attributed(&["Summer ferry:\n- every hour\n"]), "Summer ferry: [1]\n- every hour [1]\n");
+    }
+
+    #[test]
+    fn an_answer_given_in_one_piece_is_checked_as_a_streamed_one() {
+        let sources = [hit("Skarvholmen lighthouse was first lit on 14 October 1897.")];
+        let whole = temper_core::ChatResponse {
+            text: "It was first lit in 1897 [1]. See [4].".into(),
+            ..Default::default()
+        };
+        let stream: EventStream = Box::pin(futures::stream::iter([Ok(StreamEvent::Done(whole))]));
+        let response =
+            futures::executor::block_on(temper_core::collect_response(grounded_stream(stream, &sources)));
+        assert_eq!(response.unwrap().text, "It was first lit in 1897 [1]. See .");
     }
 }

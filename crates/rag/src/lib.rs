@@ -22,5 +22,5 @@ pub use ingest::{
     IngestReport, NoProgress,
 };
 pub use load::{Kind, LoadOptions, Position, Skipped};
-pub use retrieve::{Hit, Mmr, Mode, Reranker, Retriever, SearchOptions};
+pub use retrieve::{embed_query, Hit, Mmr, Mode, Reranker, Retriever, SearchOptions};
 pub use store::{CollectionInfo, Filter, SqliteStore, VectorStore};

@@ -121,6 +121,17 @@ pub fn reciprocal_rank_fusion(rankings: &[Vec<(ChunkId, f32)>]) -> Vec<(ChunkId,
     out
 }
 
+/// The vector of `query`, normalised, checked to have the collection's `dimensions`.
+pub async fn embed_query(embedder: &dyn EmbeddingModel, query: &str, dimensions: usize) -> Result<Vec<f32>> {
+    let mut vectors = embedder.embed(&[query.to_owned()]).await?;
+    let mut query_vector =
+        vectors.pop().filter(|v| vectors.is_empty() && v.len() == dimensions).ok_or_else(|| {
+            RagError::invalid("embedder output", format!("expected one vector of {dimensions} values"))
+        })?;
+    normalize(&mut query_vector);
+    Ok(query_vector)
+}
+
 /// Searches one collection of a store with an embedder.
 pub struct Retriever<'a> {
     pub store: &'a dyn VectorStore,
@@ -131,6 +142,20 @@ pub struct Retriever<'a> {
 
 impl Retriever<'_> {
     pub async fn search(&self, query: &str, options: &SearchOptions) -> Result<Vec<Hit>> {
+        let dimensions = self.check(query, options)?;
+        let query_vector = embed_query(self.embedder, query, dimensions).await?;
+        // With a reranker, it chooses the k among more candidates.
+        let wanted = if self.reranker.is_some() { options.candidates.max(options.k) } else { options.k };
+        let hits = self.search_embedded(query, &query_vector, wanted, options)?;
+        match self.reranker {
+            Some(reranker) => reranker.rerank(query, hits, options.k).await,
+            None => Ok(hits),
+        }
+    }
+
+    /// Checks the query, the options and that the collection was embedded by this embedder;
+    /// the collection's dimensions.
+    pub fn check(&self, query: &str, options: &SearchOptions) -> Result<usize> {
         if query.trim().is_empty() {
             return Err(RagError::invalid("query", "is empty"));
         }
@@ -147,24 +172,25 @@ impl Retriever<'_> {
                 given_dimensions: self.embedder.dimensions(),
             });
         }
-        let mut vectors = self.embedder.embed(&[query.to_owned()]).await?;
-        let mut query_vector =
-            vectors.pop().filter(|v| vectors.is_empty() && v.len() == info.dimensions).ok_or_else(|| {
-                RagError::invalid(
-                    "embedder output",
-                    format!("expected one vector of {} values", info.dimensions),
-                )
-            })?;
-        normalize(&mut query_vector);
-        // With a reranker, it chooses the k among more candidates.
-        let wanted = if self.reranker.is_some() { options.candidates.max(options.k) } else { options.k };
+        Ok(info.dimensions)
+    }
+
+    /// The `wanted` best chunks for `query` and its vector (from [`embed_query`]), not
+    /// reranked: the part of a search that reads the store, with no await in it.
+    pub fn search_embedded(
+        &self,
+        query: &str,
+        query_vector: &[f32],
+        wanted: usize,
+        options: &SearchOptions,
+    ) -> Result<Vec<Hit>> {
         let pool = options.candidates.max(options.k);
         let (c, f) = (self.collection, &options.filter);
         let ranked = match options.mode {
-            Mode::Dense => self.store.dense_search(c, &query_vector, wanted, f)?,
+            Mode::Dense => self.store.dense_search(c, query_vector, wanted, f)?,
             Mode::Bm25 => self.store.text_search(c, query, wanted, f)?,
             Mode::Hybrid => {
-                let dense = self.store.dense_search(c, &query_vector, pool, f)?;
+                let dense = self.store.dense_search(c, query_vector, pool, f)?;
                 let text = self.store.text_search(c, query, pool, f)?;
                 let mut fused = reciprocal_rank_fusion(&[dense, text]);
                 fused.truncate(wanted);
@@ -174,21 +200,17 @@ impl Retriever<'_> {
         let ids: Vec<ChunkId> = ranked.iter().map(|(id, _)| *id).collect();
         let chunks = self.store.chunks(&ids)?;
         let vectors = self.store.vectors(&ids)?;
-        let hits: Vec<Hit> = chunks
+        Ok(chunks
             .into_iter()
             .zip(vectors)
             .zip(&ranked)
             .map(|((chunk, vector), &(_, score))| Hit {
-                similarity: dot(&query_vector, &vector),
+                similarity: dot(query_vector, &vector),
                 chunk,
                 score,
                 vector,
             })
-            .collect();
-        match self.reranker {
-            Some(reranker) => reranker.rerank(query, hits, options.k).await,
-            None => Ok(hits),
-        }
+            .collect())
     }
 }
 
