@@ -213,7 +213,12 @@ impl ModelStore {
 
     /// Checks every file of the installed model `name` against the catalog's size and SHA-256
     /// (reading all of it). A damaged model is [`StoreError::Damaged`]; pulling it repairs it.
+    /// A model named by its source is checked against what was recorded when it was downloaded
+    /// (one used in place, only for being a GGUF file).
     pub fn verify(&self, name: &str) -> Result<PathBuf, StoreError> {
+        if Source::parse(name).is_some() {
+            return self.verify_source(name);
+        }
         let entry = self.entry(name)?;
         let damaged = |reason: String| StoreError::Damaged { name: entry.name.to_owned(), reason };
         let path = match self.installed_state(entry) {

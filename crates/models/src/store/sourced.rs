@@ -16,7 +16,7 @@ use crate::sources::download::{self, Fetch};
 use crate::sources::hf::{self, HfSpec, RepoFile};
 use crate::sources::ollama;
 use crate::sources::url::ModelUrl;
-use crate::sources::{Origin, Source};
+use crate::sources::{check_gguf, Origin, Source};
 
 /// The record of where a downloaded model came from, beside its file.
 const ORIGIN_FILE: &str = "source.json";
@@ -97,6 +97,12 @@ impl fmt::Display for Located {
 }
 
 impl ModelStore {
+    /// Whether `name` names a model by its source (`hf:`, `ollama:`, a URL) rather than the
+    /// catalog or a path.
+    pub fn is_source_name(name: &str) -> bool {
+        Source::parse(name).is_some()
+    }
+
     /// What the engine loads for `name`, with the defaults its source gives it. A catalog name
     /// or a path resolves as [`ModelStore::resolve`] says, with no defaults; a source's name:
     ///
@@ -216,8 +222,10 @@ impl ModelStore {
                 let text = fs::read_to_string(dir.join(ORIGIN_FILE)).ok()?;
                 let origin: Origin = serde_json::from_str(&text).ok()?;
                 let path = dir.join(&origin.file);
-                // Installed atomically, so a record without its file was damaged by hand.
-                path.is_file().then(|| Downloaded { size_on_disk: dir_size(&dir), origin, dir, path })
+                // Installed atomically, so a file missing or cut short was damaged by hand: it is
+                // not installed, and the next pull downloads it again.
+                let intact = fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == origin.size);
+                intact.then(|| Downloaded { size_on_disk: dir_size(&dir), origin, dir, path })
             })
             .collect();
         found.sort_by(|a, b| a.origin.name.cmp(&b.origin.name));
@@ -370,6 +378,33 @@ impl ModelStore {
         let dest = self.models_dir().join(dir_name);
         install_staging(&work, &staging, &dest)?;
         Ok(dest.join(&origin.file))
+    }
+
+    /// Checks a downloaded model's file against the size and SHA-256 recorded when it was
+    /// downloaded (reading all of it).
+    pub(super) fn verify_source(&self, name: &str) -> Result<PathBuf, StoreError> {
+        match self.locate_source(name)? {
+            Some(Located::Stored(downloaded)) => {
+                let found = download::hash_file(&downloaded.path)?;
+                let origin = &downloaded.origin;
+                if found.size != origin.size || !found.sha256.eq_ignore_ascii_case(&origin.sha256) {
+                    return Err(StoreError::Damaged {
+                        name: name.to_owned(),
+                        reason: format!(
+                            "{} is {} bytes with SHA-256 {}, where {} bytes with {} were downloaded",
+                            downloaded.path.display(),
+                            found.size,
+                            found.sha256,
+                            origin.size,
+                            origin.sha256
+                        ),
+                    });
+                }
+                Ok(downloaded.path)
+            }
+            Some(Located::InPlace { path, .. }) => check_gguf(&path).map(|()| path),
+            None => Err(StoreError::NotInstalled { name: name.to_owned() }),
+        }
     }
 
     /// Removes a downloaded model; one used in place is refused, saying where it stays.
