@@ -114,7 +114,7 @@ impl PullProgress for ConsoleProgress {
             }
             Stage::InPlace { model, path, place } => {
                 self.replace_bar(None);
-                eprintln!("{model}: using {} in {place} in place (nothing is copied)", path.display());
+                eprintln!("{model}: using {} where it is, in {place} (nothing is copied)", path.display());
             }
             Stage::Fetching { what, total_bytes, resumed_from } => {
                 if resumed_from > 0 {

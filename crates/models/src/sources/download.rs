@@ -35,7 +35,10 @@ pub(crate) fn client() -> Result<Client, StoreError> {
         .timeout(READ_TIMEOUT)
         .user_agent(concat!("temper/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| StoreError::Http { url: String::new(), reason: reqwest_reason(&e) })
+        .map_err(|e| StoreError::Http {
+            url: "anything (the HTTP client did not start)".to_owned(),
+            reason: reqwest_reason(e),
+        })
 }
 
 /// One file to download.
@@ -122,7 +125,7 @@ fn try_once(
     if have > 0 {
         request = request.header(RANGE, format!("bytes={have}-"));
     }
-    let mut response = request.send().map_err(|e| Failure::Retry(reqwest_reason(&e)))?;
+    let mut response = request.send().map_err(|e| Failure::Retry(reqwest_reason(e)))?;
     let status = response.status();
     let start = match status {
         StatusCode::PARTIAL_CONTENT => have,
@@ -222,10 +225,12 @@ pub(crate) fn hash_file(path: &Path) -> Result<Fetched, StoreError> {
     Ok(Fetched { size, sha256: format!("{:x}", hasher.finalize()) })
 }
 
-/// A reqwest error with its causes (its own message alone says little: "error sending request").
-pub(crate) fn reqwest_reason(err: &reqwest::Error) -> String {
+/// A reqwest error with its causes (its own message alone says little: "error sending request"),
+/// without the URL, which the messages that use it name already.
+pub(crate) fn reqwest_reason(err: reqwest::Error) -> String {
+    let err = err.without_url();
     let mut reason = err.to_string();
-    let mut source = std::error::Error::source(err);
+    let mut source = std::error::Error::source(&err);
     while let Some(cause) = source {
         reason.push_str(&format!(": {cause}"));
         source = cause.source();

@@ -195,7 +195,7 @@ pub(crate) fn list(client: &Client, sources: &Sources, spec: &HfSpec) -> Result<
         request = request.bearer_auth(token.expose());
     }
     let response =
-        request.send().map_err(|e| StoreError::Http { url: url.clone(), reason: reqwest_reason(&e) })?;
+        request.send().map_err(|e| StoreError::Http { url: url.clone(), reason: reqwest_reason(e) })?;
     let status = response.status();
     // The hub says why it refuses in `x-error-code`: a private or missing repository is
     // `RepoNotFound` (401 without a token), a repository whose terms must be accepted `GatedRepo`.
@@ -228,7 +228,7 @@ pub(crate) fn list(client: &Client, sources: &Sources, spec: &HfSpec) -> Result<
     }
     let body: RevisionJson = response.json().map_err(|e| StoreError::Http {
         url: url.clone(),
-        reason: format!("the hub's answer is not the JSON expected: {}", reqwest_reason(&e)),
+        reason: format!("the hub's answer is not the JSON expected: {}", reqwest_reason(e)),
     })?;
     let files = body
         .siblings

@@ -65,9 +65,9 @@ impl Located {
 impl fmt::Display for Located {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Located::Stored(Downloaded { origin, dir, path, size_on_disk }) => {
+            Located::Stored(Downloaded { origin, dir, path, .. }) => {
                 writeln!(f, "{}", origin.name)?;
-                writeln!(f, "installed: {} ({size_on_disk} bytes)", path.display())?;
+                writeln!(f, "installed: {}", path.display())?;
                 if let Some(repo) = &origin.repo {
                     writeln!(f, "repository: {repo}")?;
                 }
