@@ -272,6 +272,20 @@ fn a_missing_repo_and_a_gated_one_say_what_to_do() {
     assert!(matches!(err, StoreError::RepoDenied { has_token: false, .. }), "{message}");
     assert!(message.contains("set HF_TOKEN") && message.contains(&gated.url("/o/gated")), "{message}");
     assert_eq!(gated.requests()[0].header("authorization"), None);
+
+    // The hub lists a gated repository to anyone; its files are what it refuses.
+    let file = gguf("gated");
+    let listed = listing(&[("m-Q4_K_M.gguf", &sha256(&file), file.len())]);
+    let files_gated = Server::start(vec![
+        Reply::json(200, listed),
+        Reply::json(401, r#"{"error":"Access restricted"}"#).header("x-error-code", "GatedRepo"),
+    ]);
+    let sources = Sources { hf_endpoint: files_gated.url(""), ..home.store(None).sources().clone() };
+    let err = home.store(None).with_sources(sources).pull("hf:o/r", &Recorder::default()).unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("401") && message.contains("HF_TOKEN has no access"), "{message}");
+    assert!(message.contains(&files_gated.url("/o/r")), "{message}");
+    assert_eq!(files_gated.requests().len(), 2);
 }
 
 #[test]

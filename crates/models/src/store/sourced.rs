@@ -294,7 +294,12 @@ impl ModelStore {
         let dir_name = format!("hf--{}--{}--{stem}", spec.owner, spec.repo);
         let file_name = file.path.rsplit('/').next().unwrap_or(&file.path).to_owned();
         let what = format!("hf:{}:{}", spec.repo_id(), file.path);
-        let when_denied = format!("set HF_TOKEN to a token with access to {}", spec.repo_id());
+        // The hub lists a gated repository to anyone, and refuses its files without access.
+        let terms = format!("{}/{}", self.sources.hf_endpoint.trim_end_matches('/'), spec.repo_id());
+        let when_denied = match self.sources.hf_token {
+            Some(_) => format!("the repository is gated or private and HF_TOKEN has no access: accept its terms at {terms}"),
+            None => format!("the repository is gated or private: set HF_TOKEN to a token of an account that has accepted its terms at {terms}"),
+        };
         let fetch = Fetch {
             what: &what,
             url: &url,
@@ -357,7 +362,13 @@ impl ModelStore {
         mut origin: Origin,
         progress: &dyn PullProgress,
     ) -> Result<PathBuf, StoreError> {
-        let _lock = self.lock(dir_name, progress)?;
+        let lock = self.lock(dir_name, progress)?;
+        // Whoever held the lock pulled this very file; once is enough.
+        if lock.waited {
+            if let Some(done) = self.downloaded().into_iter().find(|d| d.dir.ends_with(dir_name)) {
+                return Ok(done.path);
+            }
+        }
         let partial = self.root.join(DOWNLOADS_DIR).join(format!("{dir_name}.part"));
         let fetched = download::fetch(client, fetch, &partial, self.sources.retry_delay, progress)?;
         origin.size = fetched.size;
