@@ -296,13 +296,17 @@ impl Resolver {
                         wanted: format!("this needs a chat model such as {DEFAULT_CHAT_MODEL}"),
                     });
                 }
-                let ResolvedModel { path, defaults } = self.resolved(target, profile.is_some(), progress)?;
+                let ResolvedModel { path, defaults, chat_template } =
+                    self.resolved(target, profile.is_some(), progress)?;
                 if path.is_dir() {
                     return Err(ResolveError::FolderAsChatModel { path });
                 }
                 source_defaults = defaults;
-                let local = LocalModel::load(&path, name, options)
-                    .map_err(|source| ResolveError::Load { name: name.to_owned(), source })?;
+                let loaded = LocalModel::load(&path, name, options).and_then(|local| match &chat_template {
+                    Some(template) => local.with_chat_template(template),
+                    None => Ok(local),
+                });
+                let local = loaded.map_err(|source| ResolveError::Load { name: name.to_owned(), source })?;
                 for warning in local.warnings() {
                     (self.warnings)(format!("{name}: {warning}"));
                 }

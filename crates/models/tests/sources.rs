@@ -351,8 +351,9 @@ fn an_hf_name_loads_as_a_chat_model() {
     assert_eq!(model.summary().context_window, 256);
 }
 
-/// An Ollama store with `tiny:latest`, `tiny:v2` (with stop strings) and `broken` (a model
-/// layer that is not GGUF).
+/// An Ollama store with `tiny:latest`, `tiny:v2` (with stop strings and a template of no known
+/// shape), `broken` (a model layer that is not GGUF), and `chatml` and `own` (a ChatML template
+/// layer, for a GGUF without a template and one with its own).
 fn ollama_store(root: &Path) {
     let blob = |bytes: &[u8]| {
         let digest = sha256(bytes);
@@ -382,6 +383,11 @@ fn ollama_store(root: &Path) {
         ],
     );
     manifest("broken", "latest", &[(model, blob(b"<html>not a model</html>"))]);
+    let chatml = blob(b"<|im_start|>user\n{{ .Prompt }}<|im_end|>\n<|im_start|>assistant\n");
+    let template = "application/vnd.ollama.image.template";
+    manifest("chatml", "latest", &[(model, blob(&gguf("no template"))), (template, chatml.clone())]);
+    let own = GgufWriter::new().meta("tokenizer.chat_template", MetaValue::String("{{ messages }}".into()));
+    manifest("own", "latest", &[(model, blob(&own.to_bytes())), (template, chatml)]);
 }
 
 #[test]
@@ -400,6 +406,12 @@ fn ollama_models_are_used_in_place_with_their_parameters() {
     assert_eq!(v2.defaults.stop, ["<|im_end|>"]);
     assert_eq!(v2.defaults.temperature, Some(0.2));
 
+    // Ollama's template (a Go template) stands in, as Jinja, only for a GGUF that has none.
+    assert_eq!(v2.chat_template, None, "an unknown shape is left alone");
+    let chatml = store.resolve_model("ollama:chatml", &progress).unwrap();
+    assert!(chatml.chat_template.unwrap().contains("<|im_start|>"));
+    assert_eq!(store.resolve_model("ollama:own", &progress).unwrap().chat_template, None);
+
     let err = store.remove("ollama:tiny:v2").unwrap_err();
     assert!(err.to_string().contains("never removes"), "{err}");
     assert!(v2.path.is_file());
@@ -415,7 +427,7 @@ fn ollama_errors_say_what_is_there_and_what_is_wrong() {
     let message = err.to_string();
     assert!(matches!(err, StoreError::NotInOllama { .. }), "{message}");
     assert!(message.contains(&home.path("ollama").display().to_string()), "{message}");
-    assert!(message.contains("broken:latest, tiny:latest, tiny:v2"), "{message}");
+    assert!(message.contains("broken:latest, chatml:latest, own:latest, tiny:latest, tiny:v2"), "{message}");
 
     let err = store.resolve("ollama:broken", &Recorder::default()).unwrap_err();
     assert!(matches!(err, StoreError::NotGguf { .. }), "{err}");

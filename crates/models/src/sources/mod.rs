@@ -5,6 +5,7 @@
 pub(crate) mod download;
 pub(crate) mod hf;
 pub(crate) mod ollama;
+mod ollama_template;
 pub(crate) mod url;
 
 use std::fmt;

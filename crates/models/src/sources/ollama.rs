@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use temper_core::GenerationParams;
+use temper_engine::gguf::Gguf;
+use temper_engine::template::KEY_TEMPLATE;
 
 use super::check_gguf;
 use crate::error::StoreError;
@@ -17,6 +19,7 @@ const DEFAULT_NAMESPACE: &str = "library";
 const DEFAULT_TAG: &str = "latest";
 const MODEL_LAYER: &str = "application/vnd.ollama.image.model";
 const PARAMS_LAYER: &str = "application/vnd.ollama.image.params";
+const TEMPLATE_LAYER: &str = "application/vnd.ollama.image.template";
 
 /// `[NAMESPACE/]NAME[:TAG]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +69,8 @@ pub(crate) struct OllamaModel {
     pub gguf: PathBuf,
     /// The model's default parameters (from its params layer).
     pub defaults: GenerationParams,
+    /// A chat template (Jinja) from the template layer, only when the GGUF has none.
+    pub chat_template: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -125,7 +130,22 @@ pub(crate) fn find(models: &Path, spec: &OllamaSpec) -> Result<OllamaModel, Stor
             parse_params(&text).map_err(|reason| StoreError::BadOllamaManifest { path, reason })?
         }
     };
-    Ok(OllamaModel { gguf, defaults })
+    let chat_template = match layer(TEMPLATE_LAYER) {
+        Some(template) if !has_chat_template(&gguf) => {
+            let path = blob(template)?;
+            let go = fs::read_to_string(&path).map_err(|e| StoreError::io("read", &path, e))?;
+            super::ollama_template::jinja_for(&go).map(str::to_owned)
+        }
+        _ => None,
+    };
+    Ok(OllamaModel { gguf, defaults, chat_template })
+}
+
+/// Whether the GGUF at `path` carries its own chat template (which then wins over Ollama's: it
+/// is the model's, where Ollama's is only recognized by its shape). One that cannot be read is
+/// left for the engine to report.
+fn has_chat_template(path: &Path) -> bool {
+    Gguf::open(path).map_or(true, |gguf| gguf.get(KEY_TEMPLATE).is_some())
 }
 
 /// Ollama's parameters as Temper's: those the engine has (stop strings, sampling, the length

@@ -31,6 +31,8 @@ pub struct ResolvedModel {
     pub path: PathBuf,
     /// Parameters under the request's own (and a profile's): Ollama's params layer.
     pub defaults: GenerationParams,
+    /// A chat template (Jinja) to use instead of the GGUF's: Ollama's, when the GGUF has none.
+    pub chat_template: Option<String>,
 }
 
 /// A model downloaded into the store from the hub or a URL.
@@ -50,7 +52,7 @@ pub enum Located {
     /// Downloaded into the store.
     Stored(Downloaded),
     /// Found where another program keeps it, used in place.
-    InPlace { path: PathBuf, place: &'static str, defaults: GenerationParams },
+    InPlace { path: PathBuf, place: &'static str, defaults: GenerationParams, chat_template: Option<String> },
 }
 
 impl Located {
@@ -82,10 +84,13 @@ impl fmt::Display for Located {
                 writeln!(f, "size: {} bytes, sha256 {}", origin.size, origin.sha256)?;
                 write!(f, "record: {}", dir.join(ORIGIN_FILE).display())
             }
-            Located::InPlace { path, place, defaults } => {
+            Located::InPlace { path, place, defaults, chat_template } => {
                 writeln!(f, "in {place}: {} (used in place; Temper never removes it)", path.display())?;
                 if let Ok(meta) = fs::metadata(path) {
                     writeln!(f, "size: {} bytes", meta.len())?;
+                }
+                if chat_template.is_some() {
+                    writeln!(f, "chat template: Ollama's template layer (the GGUF has none)")?;
                 }
                 match serde_json::to_string(defaults) {
                     Ok(json) if json != "{}" => write!(f, "default parameters: {json}"),
@@ -121,6 +126,7 @@ impl ModelStore {
             None => Ok(ResolvedModel {
                 path: self.resolve(name, progress)?,
                 defaults: GenerationParams::default(),
+                chat_template: None,
             }),
         }
     }
@@ -136,18 +142,21 @@ impl ModelStore {
             _ => self.locate(&source),
         };
         if let Some(located) = found {
-            let (path, defaults) = match located {
-                Located::Stored(downloaded) => (downloaded.path, GenerationParams::default()),
-                Located::InPlace { path, place, defaults } => {
+            return Ok(match located {
+                Located::Stored(downloaded) => ResolvedModel {
+                    path: downloaded.path,
+                    defaults: GenerationParams::default(),
+                    chat_template: None,
+                },
+                Located::InPlace { path, place, defaults, chat_template } => {
                     progress.stage(Stage::InPlace { model: name, path: &path, place });
-                    (path, defaults)
+                    ResolvedModel { path, defaults, chat_template }
                 }
-            };
-            return Ok(ResolvedModel { path, defaults });
+            });
         }
         progress.stage(Stage::FirstUse { model: name });
         let path = self.download(name, &source, None, progress)?;
-        Ok(ResolvedModel { path, defaults: GenerationParams::default() })
+        Ok(ResolvedModel { path, defaults: GenerationParams::default(), chat_template: None })
     }
 
     /// Where `name` (a source's name) is on this machine, without using the network; `None`
@@ -171,7 +180,12 @@ impl ModelStore {
         match source {
             Source::Hf(spec) => self.stored_hf(spec).map(Located::Stored).or_else(|| {
                 let (path, _why) = hf::cached(self.sources.hf_cache.as_deref()?, spec)?;
-                Some(Located::InPlace { path, place: HF_CACHE, defaults: GenerationParams::default() })
+                Some(Located::InPlace {
+                    path,
+                    place: HF_CACHE,
+                    defaults: GenerationParams::default(),
+                    chat_template: None,
+                })
             }),
             Source::Url(url) => {
                 let url = ModelUrl::parse(url, true).ok()?;
@@ -209,7 +223,12 @@ impl ModelStore {
             .as_deref()
             .ok_or_else(|| StoreError::NoOllamaStore { model: name.to_owned() })?;
         let found = ollama::find(models, spec)?;
-        Ok(Located::InPlace { path: found.gguf, place: OLLAMA_STORE, defaults: found.defaults })
+        Ok(Located::InPlace {
+            path: found.gguf,
+            place: OLLAMA_STORE,
+            defaults: found.defaults,
+            chat_template: found.chat_template,
+        })
     }
 
     /// Every model downloaded into the store from the hub or a URL, by name.
