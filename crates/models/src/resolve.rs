@@ -359,6 +359,14 @@ impl Resolver {
                 wanted: format!("embeddings need an embedding model such as {DEFAULT_EMBEDDING_MODEL}"),
             });
         }
+        // Before anything is downloaded (and before a blocking download from async code).
+        if ModelStore::is_source_name(name) {
+            return Err(ResolveError::WrongKind {
+                name: name.to_owned(),
+                is: "a GGUF file, as every hf:, ollama: and URL name is".into(),
+                wanted: format!("embeddings need an embedding model such as {DEFAULT_EMBEDDING_MODEL}"),
+            });
+        }
         let dir = self.path(name, from_profile, progress)?;
         if !dir.is_dir() {
             return Err(ResolveError::FileAsEmbedder { path: dir });

@@ -473,3 +473,28 @@ fn a_url_that_is_not_a_gguf_is_refused() {
     let err = home.store(None).resolve("http://example.org/model.gguf", &Recorder::default()).unwrap_err();
     assert!(err.to_string().contains("use https://"), "{err}");
 }
+
+/// The server resolves models on tokio's blocking threads; the blocking HTTP client works there.
+#[tokio::test]
+async fn a_download_works_from_a_blocking_task_of_an_async_server() {
+    let home = Home::new();
+    let file = gguf("async");
+    let server = Server::start(vec![cdn(&file)]);
+    let (store, url) = (home.store(None), server.url("/m.gguf"));
+    let path = tokio::task::spawn_blocking(move || {
+        store.resolve(&url, &Recorder::default()).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(fs::read(path).unwrap(), file);
+}
+
+#[test]
+fn a_source_name_is_refused_as_an_embedder_before_any_download() {
+    let home = Home::new();
+    let resolver = Resolver::new(home.store(None), Profiles::default(), Arc::new(|_| ()));
+    let options = temper_embed::EmbedOptions::default();
+    let err = resolver.local_embedder("hf:o/r", false, options, &Recorder::default()).err().unwrap();
+    assert!(err.to_string().contains("embeddings need an embedding model"), "{err}");
+}
