@@ -133,14 +133,14 @@ pub(crate) fn no_pick_error(spec: &HfSpec, reason: NoPick) -> StoreError {
 
 /// The file of `spec` in the Hugging Face cache at `cache`, if the cache holds the repository at
 /// the commit its `refs/main` names and a file there fits `spec`.
-pub(crate) fn cached(cache: &Path, spec: &HfSpec) -> Option<(PathBuf, String)> {
+pub(crate) fn cached(cache: &Path, spec: &HfSpec) -> Option<PathBuf> {
     let repo_dir = cache.join(format!("models--{}--{}", spec.owner, spec.repo));
     let commit = fs::read_to_string(repo_dir.join("refs").join(REVISION)).ok()?;
     let snapshot = repo_dir.join("snapshots").join(commit.trim());
     let mut files = Vec::new();
     list_snapshot(&snapshot, "", &mut files);
-    let (file, why) = pick(&files, spec.want.as_deref()).ok()?;
-    Some((snapshot.join(&file.path), why))
+    let (file, _why) = pick(&files, spec.want.as_deref()).ok()?;
+    Some(snapshot.join(&file.path))
 }
 
 /// The files under `dir` (following the cache's symlinks into `blobs/`), as repository paths.
@@ -211,11 +211,7 @@ pub(crate) fn list(client: &Client, sources: &Sources, spec: &HfSpec) -> Result<
             return Err(StoreError::RepoNotFound { repo, endpoint: endpoint(sources).to_owned(), has_token })
         }
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-            return Err(StoreError::RepoDenied {
-                url: format!("{}/{repo}", endpoint(sources)),
-                repo,
-                has_token,
-            })
+            return Err(StoreError::RepoDenied { url: repo_page(sources, spec), repo, has_token })
         }
         _ => {
             return Err(StoreError::HttpStatus {
@@ -246,6 +242,11 @@ pub(crate) fn list(client: &Client, sources: &Sources, spec: &HfSpec) -> Result<
 /// to a CDN).
 pub(crate) fn file_url(sources: &Sources, spec: &HfSpec, revision: &str, path: &str) -> String {
     format!("{}/{}/resolve/{revision}/{path}", endpoint(sources), spec.repo_id())
+}
+
+/// The repository's page on the hub, where its terms are accepted.
+pub(crate) fn repo_page(sources: &Sources, spec: &HfSpec) -> String {
+    format!("{}/{}", endpoint(sources), spec.repo_id())
 }
 
 fn endpoint(sources: &Sources) -> &str {

@@ -179,7 +179,7 @@ impl ModelStore {
     fn locate(&self, source: &Source) -> Option<Located> {
         match source {
             Source::Hf(spec) => self.stored_hf(spec).map(Located::Stored).or_else(|| {
-                let (path, _why) = hf::cached(self.sources.hf_cache.as_deref()?, spec)?;
+                let path = hf::cached(self.sources.hf_cache.as_deref()?, spec)?;
                 Some(Located::InPlace {
                     path,
                     place: HF_CACHE,
@@ -314,7 +314,7 @@ impl ModelStore {
         let file_name = file.path.rsplit('/').next().unwrap_or(&file.path).to_owned();
         let what = format!("hf:{}:{}", spec.repo_id(), file.path);
         // The hub lists a gated repository to anyone, and refuses its files without access.
-        let terms = format!("{}/{}", self.sources.hf_endpoint.trim_end_matches('/'), spec.repo_id());
+        let terms = hf::repo_page(&self.sources, spec);
         let when_denied = match self.sources.hf_token {
             Some(_) => format!("the repository is gated or private and HF_TOKEN has no access: accept its terms at {terms}"),
             None => format!("the repository is gated or private: set HF_TOKEN to a token of an account that has accepted its terms at {terms}"),
