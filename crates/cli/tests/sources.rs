@@ -100,3 +100,16 @@ fn a_url_with_the_wrong_sha256_is_refused_and_nothing_is_kept() {
     let list = text(&temper(home.path(), "http://127.0.0.1:9", &["models", "list"]).stdout);
     assert!(list.contains(&url), "{list}");
 }
+
+#[test]
+fn an_ollama_model_that_is_not_there_says_where_it_looked() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path().join("ollama/manifests/registry.ollama.ai/library/qwen2.5")).unwrap();
+    std::fs::write(home.path().join("ollama/manifests/registry.ollama.ai/library/qwen2.5/0.5b"), "{}")
+        .unwrap();
+    let output = temper(home.path(), "http://127.0.0.1:9", &["ask", "--model", "ollama:llama3.2", "hi"]);
+    let err = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(err.contains("llama3.2:latest is not in Ollama's store at"), "{err}");
+    assert!(err.contains("it has: qwen2.5:0.5b"), "{err}");
+}
