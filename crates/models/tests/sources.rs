@@ -498,3 +498,22 @@ fn a_source_name_is_refused_as_an_embedder_before_any_download() {
     let err = resolver.local_embedder("hf:o/r", false, options, &Recorder::default()).err().unwrap();
     assert!(err.to_string().contains("embeddings need an embedding model"), "{err}");
 }
+
+#[test]
+fn a_disk_error_names_the_path_and_keeps_the_installed_copy() {
+    let home = Home::new();
+    let file = gguf("kept");
+    let server = Server::start(vec![cdn(&file)]);
+    let (store, url) = (home.store(None), server.url("/m.gguf"));
+    let installed = store.pull(&url, &Recorder::default()).unwrap();
+
+    // Where downloads go, a file: nothing can be written there.
+    let downloads = home.path("temper/downloads");
+    fs::remove_dir_all(&downloads).unwrap();
+    fs::write(&downloads, "in the way").unwrap();
+    let err = store.pull(&url, &Recorder::default()).unwrap_err();
+    assert!(matches!(err, StoreError::Io { .. }), "{err}");
+    assert!(err.to_string().contains("downloads") && err.to_string().contains("free disk space"), "{err}");
+    assert_eq!(store.resolve(&url, &Recorder::default()).unwrap(), installed);
+    assert_eq!(fs::read(&installed).unwrap(), file);
+}
