@@ -109,7 +109,9 @@ pub enum StoreError {
     #[error(
         "the hub refused access to {repo}: it is gated or private; {}",
         if *has_token {
-            format!("the token in HF_TOKEN has no access: accept the repository's terms at {url} with its account")
+            format!(
+                "the token in HF_TOKEN has no access: accept the repository's terms at {url} with its account"
+            )
         } else {
             format!("set HF_TOKEN to a token of an account that has accepted its terms at {url}")
         }
@@ -140,11 +142,18 @@ pub enum StoreError {
     #[error("{}: {reason}", path.display())]
     BadOllamaManifest { path: PathBuf, reason: String },
 
-    #[error("{model}: its manifest names a blob that is missing: {} (`ollama pull` it again)", path.display())]
+    #[error(
+        "{model}: its manifest names a blob that is missing: {} (`ollama pull` it again)",
+        path.display()
+    )]
     MissingOllamaBlob { model: String, path: PathBuf },
 
     /// `rm` of a model Temper only refers to (in the Hugging Face cache, or Ollama's store).
-    #[error("{name} is {} in {place}, which Temper uses in place and never removes; nothing of it is in Temper's store", path.display())]
+    #[error(
+        "{name} is {} in {place}, which Temper uses in place and never removes; nothing of it is in \
+         Temper's store",
+        path.display()
+    )]
     OnlyReferenced { name: String, path: PathBuf, place: &'static str },
 
     /// A file system operation failed.

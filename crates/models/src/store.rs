@@ -336,9 +336,10 @@ impl ModelStore {
         Ok(self.load_path(entry))
     }
 
-    /// Holds the lock of model `name` (its directory's name), waiting (and saying so) while another process pulls or
-    /// removes it: two pulls of one model would otherwise delete each other's files. The lock
-    /// is the operating system's, so a process killed while holding it releases it.
+    /// Holds the lock of model `name` (its directory's name), waiting (and saying so) while
+    /// another process pulls or removes it: two pulls of one model would otherwise delete each
+    /// other's files. The lock is the operating system's, so a process killed while holding it
+    /// releases it.
     fn lock(&self, name: &str, progress: &dyn PullProgress) -> Result<ModelLock, StoreError> {
         let locks = self.root.join("locks");
         fs::create_dir_all(&locks).map_err(|e| StoreError::io("create", &locks, e))?;
@@ -359,8 +360,9 @@ impl ModelStore {
         Ok(ModelLock { _file: file, waited: true })
     }
 
-    /// A fresh temporary directory for model `name` (its directory's name) in the models directory (so that renames out of
-    /// it stay on one file system), after removing those left by interrupted earlier runs.
+    /// A fresh temporary directory for model `name` (its directory's name) in the models
+    /// directory (so that renames out of it stay on one file system), after removing those left
+    /// by interrupted earlier runs.
     /// Only this model's leftovers are touched, and only under its lock (see `lock`), so no
     /// running pull loses its files.
     fn temp_dir(&self, name: &str) -> Result<tempfile::TempDir, StoreError> {

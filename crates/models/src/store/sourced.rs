@@ -316,8 +316,13 @@ impl ModelStore {
         // The hub lists a gated repository to anyone, and refuses its files without access.
         let terms = hf::repo_page(&self.sources, spec);
         let when_denied = match self.sources.hf_token {
-            Some(_) => format!("the repository is gated or private and HF_TOKEN has no access: accept its terms at {terms}"),
-            None => format!("the repository is gated or private: set HF_TOKEN to a token of an account that has accepted its terms at {terms}"),
+            Some(_) => format!(
+                "the repository is gated or private and HF_TOKEN has no access: accept its terms at {terms}"
+            ),
+            None => format!(
+                "the repository is gated or private: set HF_TOKEN to a token of an account that has \
+                 accepted its terms at {terms}"
+            ),
         };
         let fetch = Fetch {
             what: &what,
