@@ -6,7 +6,9 @@ use std::time::Instant;
 use clap::Subcommand;
 use temper_core::{error_chain, ChatModel, ChatRequest, ChatResponse, GenerationParams, Message};
 use temper_engine::LoadOptions;
-use temper_models::{catalog, ConsoleProgress, ModelStore, DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL};
+use temper_models::{
+    catalog, ConsoleProgress, Located, ModelStore, DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL,
+};
 
 use crate::options::{load_model, resolver};
 use crate::output::{block_on, human_bytes, notice, print_json, usd};
@@ -17,7 +19,7 @@ pub enum ModelsCommand {
     List,
     /// Run one prompt on several models at once; show the answers with latency, speed, tokens, cost.
     Compare {
-        /// Profiles, catalog names or GGUF paths, separated by commas.
+        /// Profiles, catalog names, GGUF paths, hf:, ollama: names or URLs, separated by commas.
         #[arg(long, value_delimiter = ',', required = true)]
         models: Vec<String>,
         /// Read the prompt from this file.
@@ -41,9 +43,12 @@ pub enum ModelsCommand {
     },
     /// Download, verify and install models (default: the default chat model and embedder).
     Pull {
-        /// Catalog names to pull.
+        /// Catalog names, hf:OWNER/REPO[:QUANT_OR_FILE], ollama:NAME[:TAG] or https:// URLs of GGUF files.
         #[arg(conflicts_with = "all")]
         names: Vec<String>,
+        /// The SHA-256 (hex) the downloaded file must have (one hf: name or URL).
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
         /// Pull every model in the catalog.
         #[arg(long)]
         all: bool,
@@ -75,7 +80,7 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
             params.validate()?;
             compare(Comparison { models, prompt, system, params, json })
         }
-        ModelsCommand::Pull { names, all, force } => pull(names, all, force),
+        ModelsCommand::Pull { names, sha256, all, force } => pull(names, sha256.as_deref(), all, force),
         ModelsCommand::Verify { names } => verify(names),
         ModelsCommand::Info { name } => info(&name),
         ModelsCommand::Rm { name } => remove(&name),
@@ -101,6 +106,20 @@ fn list() -> anyhow::Result<()> {
     for model in models.iter().filter(|m| m.damage.is_some()) {
         let (name, damage) = (model.entry.name, model.damage.as_deref().unwrap_or_default());
         writeln!(out, "\n{name} is damaged: {damage}; `temper models pull {name}` repairs it")?;
+    }
+    let downloaded = store.downloaded();
+    if !downloaded.is_empty() {
+        let width = downloaded.iter().map(|d| d.origin.name.len()).max().unwrap_or(0);
+        writeln!(out, "\ndownloaded from the hub or URLs:")?;
+        writeln!(out, "{:width$}  {:>10}  FROM", "NAME", "SIZE")?;
+        for model in &downloaded {
+            let from = match (&model.origin.repo, &model.origin.commit) {
+                (Some(repo), Some(commit)) => format!("{repo} at {}", &commit[..commit.len().min(12)]),
+                (Some(repo), None) => repo.clone(),
+                _ => model.origin.url.clone(),
+            };
+            writeln!(out, "{:width$}  {:>10}  {from}", model.origin.name, human_bytes(model.size_on_disk))?;
+        }
     }
     writeln!(out, "\nstore: {}", store.root().display())?;
     let resolver = resolver()?;
@@ -232,9 +251,21 @@ fn print_comparison(results: &[Run]) -> anyhow::Result<()> {
 /// Pulls `names`, every catalog model with `all`, or else the default chat model and embedder.
 /// Installed models are skipped unless `force`: installs are atomic and verified, so one that is
 /// present with the catalog's sizes is complete; a damaged one is pulled again.
-fn pull(names: Vec<String>, all: bool, force: bool) -> anyhow::Result<()> {
+fn pull(names: Vec<String>, sha256: Option<&str>, all: bool, force: bool) -> anyhow::Result<()> {
     let store = ModelStore::from_env()?;
+    anyhow::ensure!(
+        sha256.is_none() || names.len() == 1,
+        "--sha256 checks one download: give it with exactly one hf: name or URL"
+    );
     for name in &chosen(names, all) {
+        if ModelStore::is_source_name(name) {
+            pull_source(&store, name, sha256, force)?;
+            continue;
+        }
+        anyhow::ensure!(
+            sha256.is_none(),
+            "--sha256 is for hf: names and URLs; {name} is checked by the catalog"
+        );
         let status = store.status_of(name)?;
         match (&status.path, &status.damage) {
             (Some(path), _) if !force => {
@@ -247,6 +278,23 @@ fn pull(names: Vec<String>, all: bool, force: bool) -> anyhow::Result<()> {
             _ => {
                 store.pull(name, &ConsoleProgress::default())?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Pulls a model named by its source, unless it is on this machine already (and not `force`).
+fn pull_source(store: &ModelStore, name: &str, sha256: Option<&str>, force: bool) -> anyhow::Result<()> {
+    match store.locate_source(name)? {
+        Some(Located::Stored(downloaded)) if !force => notice(&format!(
+            "{name} is already installed at {} (--force pulls it again)",
+            downloaded.path.display()
+        )),
+        Some(Located::InPlace { path, place, .. }) if !force || name.starts_with("ollama:") => notice(
+            &format!("{name} is in {place} at {}; it is used there, nothing is downloaded", path.display()),
+        ),
+        _ => {
+            store.pull_source(name, sha256, &ConsoleProgress::default())?;
         }
     }
     Ok(())
@@ -273,6 +321,7 @@ fn verify(names: Vec<String>) -> anyhow::Result<()> {
             .into_iter()
             .filter(|m| m.size_on_disk.is_some())
             .map(|m| m.entry.name.to_owned())
+            .chain(store.downloaded().into_iter().map(|d| d.origin.name))
             .collect(),
         false => names,
     };
@@ -299,8 +348,18 @@ fn verify(names: Vec<String>) -> anyhow::Result<()> {
 }
 
 fn info(name: &str) -> anyhow::Result<()> {
-    let info = ModelStore::from_env()?.info(name)?;
-    writeln!(io::stdout(), "{info}")?;
+    let store = ModelStore::from_env()?;
+    if ModelStore::is_source_name(name) {
+        match store.locate_source(name)? {
+            Some(located) => writeln!(io::stdout(), "{located}")?,
+            None => writeln!(
+                io::stdout(),
+                "{name}: not on this machine (`temper models pull {name}` downloads it; using it does too)"
+            )?,
+        }
+        return Ok(());
+    }
+    writeln!(io::stdout(), "{}", store.info(name)?)?;
     Ok(())
 }
 

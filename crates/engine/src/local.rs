@@ -123,6 +123,15 @@ impl LocalModel {
         Ok(LocalModel { name: name.to_string(), summary, warnings, tokenizer, template, grammars, jobs })
     }
 
+    /// The model with the Jinja `source` as its chat template instead of the GGUF's: for a
+    /// model whose template comes from elsewhere (an Ollama model's template layer).
+    pub fn with_chat_template(mut self, source: &str) -> Result<LocalModel> {
+        let template = ChatTemplate::for_tokenizer(source, &self.tokenizer)
+            .map_err(|e| Error::Backend(format!("chat template: {}", error_chain(&e))))?;
+        self.template = Ok(template);
+        Ok(self)
+    }
+
     pub fn summary(&self) -> &ModelSummary {
         &self.summary
     }

@@ -15,12 +15,13 @@ use crate::gguf::{Gguf, GgufError};
 use crate::tokenizer::Tokenizer;
 use crate::tool_calls;
 
-const KEY_TEMPLATE: &str = "tokenizer.chat_template";
+/// The GGUF metadata key of a model's chat template.
+pub const KEY_TEMPLATE: &str = "tokenizer.chat_template";
 const NAME: &str = "chat_template";
 
 /// Gemma's turn format, for Gemma files that carry no template (such as the base models): the
 /// assistant is `model`, and a leading system message opens the first turn.
-const GEMMA_TEMPLATE: &str = r#"
+pub const GEMMA_TEMPLATE: &str = r#"
 {%- if messages | length > 1 and messages[0].role == 'system' -%}
     {%- set preamble = (messages[0].content | trim) ~ '\n\n' -%}
     {%- set turns = messages[1:] -%}
@@ -75,6 +76,11 @@ impl ChatTemplate {
                 Err(_) => return Err(TemplateError::Missing("unknown".to_string())),
             },
         };
+        ChatTemplate::for_tokenizer(source, tokenizer)
+    }
+
+    /// A template from its Jinja source, with the special tokens of `tokenizer`.
+    pub fn for_tokenizer(source: &str, tokenizer: &Tokenizer) -> Result<ChatTemplate, TemplateError> {
         let text = |id: Option<u32>| id.and_then(|id| tokenizer.token_text(id)).unwrap_or("");
         ChatTemplate::from_source(
             source,

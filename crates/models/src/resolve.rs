@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use temper_core::{error_chain, ChatModel, EmbeddingModel, TokenCounter};
+use temper_core::{error_chain, ChatModel, EmbeddingModel, GenerationParams, TokenCounter};
 use temper_embed::{EmbedOptions, Embedder};
 use temper_engine::gguf::Gguf;
 use temper_engine::tokenizer::Tokenizer;
@@ -14,14 +14,16 @@ use temper_providers::{HttpEmbedder, HttpModel, ProviderConfig, ProviderError, W
 
 use crate::cost::CallLog;
 use crate::{find, ModelKind, DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL};
-use crate::{Fallback, Metered, ModelStore, Profile, ProfileError, Profiles, PullProgress, StoreError};
+use crate::{
+    Fallback, Metered, ModelStore, Profile, ProfileError, Profiles, PullProgress, ResolvedModel, StoreError,
+};
 
 /// Why a name could not become a model.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ResolveError {
     /// Neither a catalog model, a file, nor a profile.
-    #[error("unknown model `{name}`; the catalog has: {catalog} (a path to a GGUF file works too){}", profiles_hint(.profiles_file, .profiles))]
+    #[error("unknown model `{name}`; the catalog has: {catalog} (a path to a GGUF file, hf:OWNER/REPO[:QUANT], ollama:NAME[:TAG] or an https:// URL works too){}", profiles_hint(.profiles_file, .profiles))]
     UnknownModel { name: String, catalog: String, profiles_file: Option<PathBuf>, profiles: Vec<String> },
 
     /// The store could not find or obtain the model.
@@ -113,7 +115,14 @@ impl ResolveError {
         matches!(
             self,
             ResolveError::UnknownModel { .. }
-                | ResolveError::Store(StoreError::UnknownModel { .. } | StoreError::NoSuchFile { .. })
+                | ResolveError::Store(
+                    StoreError::UnknownModel { .. }
+                        | StoreError::NoSuchFile { .. }
+                        | StoreError::BadSourceName { .. }
+                        | StoreError::RepoNotFound { .. }
+                        | StoreError::NoSuchRepoFile { .. }
+                        | StoreError::NotInOllama { .. }
+                )
         )
     }
 }
@@ -270,6 +279,7 @@ impl Resolver {
     ) -> Result<Loaded, ResolveError> {
         let counter: Arc<dyn TokenCounter> = Arc::new(DefaultTokenizer::new(&self.store));
         let (profile, target) = self.target(name, Some(counter))?;
+        let mut source_defaults = GenerationParams::default();
         let (inner, engine): (Arc<dyn ChatModel>, _) = match target {
             Target::Remote(config) => {
                 let model = HttpModel::new(name, *config).map_err(|source| ResolveError::Backend {
@@ -286,12 +296,17 @@ impl Resolver {
                         wanted: format!("this needs a chat model such as {DEFAULT_CHAT_MODEL}"),
                     });
                 }
-                let path = self.path(target, profile.is_some(), progress)?;
+                let ResolvedModel { path, defaults, chat_template } =
+                    self.resolved(target, profile.is_some(), progress)?;
                 if path.is_dir() {
                     return Err(ResolveError::FolderAsChatModel { path });
                 }
-                let local = LocalModel::load(&path, name, options)
-                    .map_err(|source| ResolveError::Load { name: name.to_owned(), source })?;
+                source_defaults = defaults;
+                let loaded = LocalModel::load(&path, name, options).and_then(|local| match &chat_template {
+                    Some(template) => local.with_chat_template(template),
+                    None => Ok(local),
+                });
+                let local = loaded.map_err(|source| ResolveError::Load { name: name.to_owned(), source })?;
                 for warning in local.warnings() {
                     (self.warnings)(format!("{name}: {warning}"));
                 }
@@ -300,7 +315,10 @@ impl Resolver {
             }
         };
         let log = CallLog::in_home(self.store.root());
-        let metered = Metered::for_profile(name, profile, inner, log, self.warnings.clone());
+        // The source's defaults (Ollama's parameters) under the profile's.
+        let profile_params = profile.map(|p| p.params.clone()).unwrap_or_default();
+        let metered = Metered::for_profile(name, profile, inner, log, self.warnings.clone())
+            .with_defaults(source_defaults.overlay(&profile_params));
         Ok(Loaded { model: Arc::new(metered), local: engine })
     }
 
@@ -341,6 +359,14 @@ impl Resolver {
                 wanted: format!("embeddings need an embedding model such as {DEFAULT_EMBEDDING_MODEL}"),
             });
         }
+        // Before anything is downloaded (and before a blocking download from async code).
+        if ModelStore::is_source_name(name) {
+            return Err(ResolveError::WrongKind {
+                name: name.to_owned(),
+                is: "a GGUF file, as every hf:, ollama: and URL name is".into(),
+                wanted: format!("embeddings need an embedding model such as {DEFAULT_EMBEDDING_MODEL}"),
+            });
+        }
         let dir = self.path(name, from_profile, progress)?;
         if !dir.is_dir() {
             return Err(ResolveError::FileAsEmbedder { path: dir });
@@ -360,7 +386,17 @@ impl Resolver {
         from_profile: bool,
         progress: &dyn PullProgress,
     ) -> Result<PathBuf, ResolveError> {
-        self.store.resolve(name, progress).map_err(|err| match err {
+        Ok(self.resolved(name, from_profile, progress)?.path)
+    }
+
+    /// [`Resolver::path`], with the defaults the model's source gives it (Ollama's parameters).
+    fn resolved(
+        &self,
+        name: &str,
+        from_profile: bool,
+        progress: &dyn PullProgress,
+    ) -> Result<ResolvedModel, ResolveError> {
+        self.store.resolve_model(name, progress).map_err(|err| match err {
             StoreError::UnknownModel { name, known } if !from_profile => ResolveError::UnknownModel {
                 name,
                 catalog: known,

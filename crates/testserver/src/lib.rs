@@ -28,6 +28,10 @@ pub struct Reply {
     chunks: Vec<Vec<u8>>,
     chunk_delay: Duration,
     end: End,
+    /// Serve only the part a `Range: bytes=N-` request asks for (206), as file servers do.
+    ranged: bool,
+    /// Close the connection after this many bytes of a whole body (its full length announced).
+    cut_at: Option<usize>,
 }
 
 impl Reply {
@@ -39,7 +43,23 @@ impl Reply {
             chunks: vec![body.into().into_bytes()],
             chunk_delay: Duration::ZERO,
             end: End::Complete,
+            ranged: false,
+            cut_at: None,
         }
+    }
+
+    /// A 200 with a binary `body` sent whole (a file download).
+    pub fn bytes(content_type: &str, body: impl Into<Vec<u8>>) -> Reply {
+        Reply {
+            headers: vec![("content-type".into(), content_type.into())],
+            chunks: vec![body.into()],
+            ..Reply::json(200, "")
+        }
+    }
+
+    /// A `302 Found` pointing at `location`.
+    pub fn redirect(location: &str) -> Reply {
+        Reply::json(302, "").header("location", location)
     }
 
     /// A 200 whose body is streamed in `chunks` (chunked transfer encoding), with `content_type`.
@@ -50,6 +70,8 @@ impl Reply {
             chunks: chunks.into_iter().map(|c| c.into().into_bytes()).collect(),
             chunk_delay: Duration::from_millis(5),
             end: End::Complete,
+            ranged: false,
+            cut_at: None,
         }
     }
 
@@ -61,6 +83,20 @@ impl Reply {
     /// The same reply, with the connection closed after the last chunk without ending the body.
     pub fn cut(mut self) -> Reply {
         self.end = End::Cut;
+        self
+    }
+
+    /// The same whole-body reply, honouring `Range: bytes=N-` with `206 Partial Content` and
+    /// `content-range` (and saying `accept-ranges: bytes`), as a file server does.
+    pub fn ranged(mut self) -> Reply {
+        self.ranged = true;
+        self.header("accept-ranges", "bytes")
+    }
+
+    /// The same whole-body reply, announcing its full length but closing the connection after
+    /// `bytes` bytes of it (of the part served, for a ranged reply): a download cut short.
+    pub fn cut_at(mut self, bytes: usize) -> Reply {
+        self.cut_at = Some(bytes);
         self
     }
 
@@ -165,6 +201,10 @@ async fn answer(
     if reply.end == End::Hang {
         return hold_open(&mut socket).await;
     }
+    let reply = match reply.ranged {
+        true => serve_range(reply, &requests),
+        false => reply,
+    };
     let streamed = reply.is_streamed();
     let mut head = format!("HTTP/1.1 {} {}\r\nconnection: close\r\n", reply.status, reason(reply.status));
     for (name, value) in &reply.headers {
@@ -176,6 +216,12 @@ async fn answer(
         head.push_str(&format!("content-length: {}\r\n\r\n", reply.chunks[0].len()));
     }
     socket.write_all(head.as_bytes()).await?;
+    if let Some(at) = reply.cut_at {
+        let body = &reply.chunks[0];
+        socket.write_all(&body[..at.min(body.len())]).await?;
+        socket.flush().await?;
+        return socket.shutdown().await;
+    }
     for chunk in &reply.chunks {
         if streamed {
             socket.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await?;
@@ -193,6 +239,27 @@ async fn answer(
         _ => {}
     }
     socket.shutdown().await
+}
+
+/// `reply` cut down to the bytes that the last request's `Range: bytes=N-` asks for.
+fn serve_range(mut reply: Reply, requests: &Mutex<Vec<Request>>) -> Reply {
+    let log = requests.lock().expect("the request log is not poisoned");
+    let start = log
+        .last()
+        .and_then(|r| r.header("range"))
+        .and_then(|range| range.strip_prefix("bytes="))
+        .and_then(|range| range.strip_suffix('-'))
+        .and_then(|start| start.parse::<usize>().ok());
+    let Some(start) = start else { return reply };
+    let whole = std::mem::take(&mut reply.chunks[0]);
+    if start >= whole.len() {
+        reply.status = 416;
+        return reply.header("content-range", &format!("bytes */{}", whole.len()));
+    }
+    reply.status = 206;
+    let range = format!("bytes {start}-{}/{}", whole.len() - 1, whole.len());
+    reply.chunks[0] = whole[start..].to_vec();
+    reply.header("content-range", &range)
 }
 
 /// Keeps the connection open, silent, until the client gives up.
@@ -240,9 +307,13 @@ async fn read_request(socket: &mut TcpStream) -> std::io::Result<Request> {
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        206 => "Partial Content",
+        302 => "Found",
         400 => "Bad Request",
         401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
+        416 => "Range Not Satisfiable",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
         503 => "Service Unavailable",

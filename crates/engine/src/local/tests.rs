@@ -159,3 +159,18 @@ async fn a_request_window_beyond_the_loaded_one_is_refused_without_naming_flags(
     assert!(err.contains("128 is larger than the 64 tokens this model was loaded with"), "{err}");
     assert!(!err.contains("--"), "{err}");
 }
+
+#[test]
+fn a_chat_template_given_after_loading_replaces_the_missing_one() {
+    let (_dir, model) = load(tiny(), LoadOptions { threads: Some(1), ..Default::default() });
+    let model = model.unwrap();
+    let request = ChatRequest::new(vec![Message::user("hi")]);
+    let err = model.render_chat(&request).unwrap_err();
+    assert!(err.to_string().contains("no chat template"), "{err}");
+
+    let model =
+        model.with_chat_template("{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}").unwrap();
+    assert_eq!(model.render_chat(&request).unwrap(), "<user>hi");
+    let (_dir, model) = load(tiny(), LoadOptions { threads: Some(1), ..Default::default() });
+    assert!(model.unwrap().with_chat_template("{% for %}").is_err());
+}

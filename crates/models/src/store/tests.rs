@@ -176,6 +176,10 @@ impl PullProgress for Recorder {
             Stage::Verifying => "verify".to_owned(),
             Stage::Installed { model, .. } => format!("installed {model}"),
             Stage::Failed => "failed".to_owned(),
+            Stage::Chose { file, .. } => format!("chose {file}"),
+            Stage::InPlace { model, .. } => format!("in place {model}"),
+            Stage::Fetching { resumed_from, .. } => format!("fetch from {resumed_from}"),
+            Stage::Retrying { attempt, .. } => format!("retry {attempt}"),
         };
         self.stages.borrow_mut().push(label);
     }

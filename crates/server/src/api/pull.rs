@@ -85,10 +85,17 @@ impl PullProgress for Reporter {
                 self.total.set(total_bytes);
                 self.progress("extracting", 0, total_bytes);
             }
+            Stage::Fetching { total_bytes, resumed_from, .. } => {
+                self.total.set(total_bytes.unwrap_or(0));
+                self.extracted.set(resumed_from);
+                self.progress("downloading", resumed_from, total_bytes.unwrap_or(0));
+            }
             Stage::Verifying => self.progress("verifying", 0, 0),
             Stage::Waiting { .. } => self.progress("waiting", 0, 0),
             // The end is the pull's result; a first use does not happen in an explicit pull.
             Stage::FirstUse { .. } | Stage::Installed { .. } | Stage::Failed => {}
+            // Said in the pull's result, or (a retry) not the client's concern.
+            Stage::Chose { .. } | Stage::InPlace { .. } | Stage::Retrying { .. } => {}
         }
     }
 
