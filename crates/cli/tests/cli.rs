@@ -568,6 +568,53 @@ fn eval_run_scores_similarity_with_the_real_embedder() {
     assert_eq!(row["assertions"][1]["pass"], true, "{row}");
 }
 
+/// `examples/rag-qa/NAME.toml` run on the real models with its own cache in `dir` (off and
+/// strict share each model answer), as {variant's prompt: rows}.
+fn rag_qa_rows(home: &Path, dir: &Path, name: &str) -> Vec<(String, Vec<Value>)> {
+    let spec = std::fs::read_to_string(example(&format!("rag-qa/{name}.toml"))).unwrap();
+    let spec = spec
+        .replace("seed = 42", "seed = 42\ncache = \"cache.sqlite\"")
+        .replace("documents = \"corpus\"", &format!("documents = {:?}", example("rag-qa/corpus")))
+        .replace(&format!("path = \"{name}.jsonl\""), &format!("path = {:?}", example(&format!("rag-qa/{name}.jsonl"))));
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, spec).unwrap();
+    let out = success(&run(home, &["eval", "run", path.to_str().unwrap(), "--json"], b""));
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"));
+    let variants = report["variants"].as_array().unwrap();
+    variants.iter().map(|v| (v["prompt"].as_str().unwrap().to_owned(), v["rows"].as_array().unwrap().clone())).collect()
+}
+
+#[test]
+fn grounding_declines_near_misses_and_keeps_the_answers_with_the_real_models() {
+    let (Some(home), Some(_)) = (real_home(), home_with("all-minilm-l6-v2")) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let share = |rows: &[Value], passes: &dyn Fn(&Value) -> bool| {
+        rows.iter().filter(|r| passes(r)).count() as f64 / rows.len() as f64
+    };
+    let assertion = |row: &Value, i: usize| row["assertions"][i]["pass"] == true;
+
+    let unanswerable = rag_qa_rows(&home, dir.path(), "unanswerable");
+    let [(off, off_rows), (strict, strict_rows)] = unanswerable.as_slice() else { panic!("{unanswerable:?}") };
+    assert!(off.ends_with("grounding off)") && strict.ends_with("grounding strict)"));
+    let (before, after) = (share(off_rows, &|r| assertion(r, 0)), share(strict_rows, &|r| assertion(r, 0)));
+    assert!(after >= 0.8 && before < 0.5, "declined: {before} without the check, {after} with it");
+    for row in strict_rows.iter().filter(|r| assertion(r, 0)) {
+        let output = row["output"].as_str().unwrap();
+        assert!(output.starts_with("The documents do not"), "{output}");
+    }
+
+    // Right (the expected fact, not declined) and citing the right document, before and after.
+    let answerable = rag_qa_rows(&home, dir.path(), "answerable");
+    let [(_, off_rows), (_, strict_rows)] = answerable.as_slice() else { panic!("{answerable:?}") };
+    let right = |r: &Value| assertion(r, 0) && assertion(r, 1);
+    let (before, after) = (share(off_rows, &right), share(strict_rows, &right));
+    assert!(before >= 0.3 && after >= before - 0.05, "right: {before} without the check, {after} with it");
+    let cited = |r: &Value| r["pass"] == true;
+    assert!(share(strict_rows, &cited) >= share(off_rows, &cited) - 0.05);
+}
+
 // ---- tuning ----
 
 /// A spec in `dir` tuning the sentiment example's baseline prompt on its first 12 reviews
