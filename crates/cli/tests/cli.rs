@@ -575,13 +575,19 @@ fn rag_qa_rows(home: &Path, dir: &Path, name: &str) -> Vec<(String, Vec<Value>)>
     let spec = spec
         .replace("seed = 42", "seed = 42\ncache = \"cache.sqlite\"")
         .replace("documents = \"corpus\"", &format!("documents = {:?}", example("rag-qa/corpus")))
-        .replace(&format!("path = \"{name}.jsonl\""), &format!("path = {:?}", example(&format!("rag-qa/{name}.jsonl"))));
+        .replace(
+            &format!("path = \"{name}.jsonl\""),
+            &format!("path = {:?}", example(&format!("rag-qa/{name}.jsonl"))),
+        );
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, spec).unwrap();
     let out = success(&run(home, &["eval", "run", path.to_str().unwrap(), "--json"], b""));
     let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"));
     let variants = report["variants"].as_array().unwrap();
-    variants.iter().map(|v| (v["prompt"].as_str().unwrap().to_owned(), v["rows"].as_array().unwrap().clone())).collect()
+    variants
+        .iter()
+        .map(|v| (v["prompt"].as_str().unwrap().to_owned(), v["rows"].as_array().unwrap().clone()))
+        .collect()
 }
 
 #[test]
@@ -596,7 +602,9 @@ fn grounding_declines_near_misses_and_keeps_the_answers_with_the_real_models() {
     let assertion = |row: &Value, i: usize| row["assertions"][i]["pass"] == true;
 
     let unanswerable = rag_qa_rows(&home, dir.path(), "unanswerable");
-    let [(off, off_rows), (strict, strict_rows)] = unanswerable.as_slice() else { panic!("{unanswerable:?}") };
+    let [(off, off_rows), (strict, strict_rows)] = unanswerable.as_slice() else {
+        panic!("{unanswerable:?}")
+    };
     assert!(off.ends_with("grounding off)") && strict.ends_with("grounding strict)"));
     let (before, after) = (share(off_rows, &|r| assertion(r, 0)), share(strict_rows, &|r| assertion(r, 0)));
     assert!(after >= 0.8 && before < 0.5, "declined: {before} without the check, {after} with it");

@@ -210,25 +210,15 @@ fn order_rank(order: &[usize], i: usize) -> usize {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Wanted {
     Number,
+    /// A year or a date ("In what year…").
     Time,
+    /// "When…": a date or year, a time of day, or words of time ("every morning", "in summer").
+    When,
     Person,
 }
 
 fn wanted(question: &str) -> Option<Wanted> {
-    let q = format!(" {} ", question.to_lowercase().replace(|c: char| !c.is_alphanumeric(), " "));
-    let has = |phrases: &[&str]| phrases.iter().any(|p| q.contains(&format!(" {p} ")));
-    if has(&[
-        "when",
-        "what year",
-        "which year",
-        "what date",
-        "which date",
-        "what month",
-        "which month",
-        "what day",
-    ]) {
-        Some(Wanted::Time)
-    } else if has(&[
+    const NUMBER: &[&str] = &[
         "how many",
         "how much",
         "how long",
@@ -253,9 +243,10 @@ fn wanted(question: &str) -> Option<Wanted> {
         "what age",
         "population",
         "number of",
-    ]) {
-        Some(Wanted::Number)
-    } else if has(&[
+    ];
+    const TIME: &[&str] =
+        &["what year", "which year", "what date", "which date", "what month", "which month", "what day"];
+    const PERSON: &[&str] = &[
         "who",
         "whom",
         "whose",
@@ -272,7 +263,17 @@ fn wanted(question: &str) -> Option<Wanted> {
         "what was the name",
         "what is it called",
         "what was it called",
-    ]) {
+    ];
+    let q = format!(" {} ", question.to_lowercase().replace(|c: char| !c.is_alphanumeric(), " "));
+    let has = |phrases: &[&str]| phrases.iter().any(|p| q.contains(&format!(" {p} ")));
+    // The most specific first: "How many … when it was founded?" asks for a number.
+    if has(NUMBER) {
+        Some(Wanted::Number)
+    } else if has(TIME) {
+        Some(Wanted::Time)
+    } else if has(&["when"]) {
+        Some(Wanted::When)
+    } else if has(PERSON) {
         Some(Wanted::Person)
     } else {
         None
@@ -284,6 +285,7 @@ fn gives(fact: &Fact, wanted: Wanted) -> bool {
         // A year is not an amount: "How much did it cost?" is not answered by "in 2016".
         Wanted::Number => fact.kind == FactKind::Number && !fact.is_year(),
         Wanted::Time => fact.kind == FactKind::Date || fact.is_year(),
+        Wanted::When => matches!(fact.kind, FactKind::Date | FactKind::Number),
         Wanted::Person => fact.kind == FactKind::Name,
     }
 }
@@ -307,14 +309,49 @@ fn answers(question: &str, sentences: &[SentenceCheck], passages: &[Passage]) ->
         let about = asked.iter().all(|f| index.holds(f));
         let claim = s.kept.as_deref().unwrap_or(&s.text);
         let gives = wanted.is_none_or(|wanted| {
-            facts(claim).iter().any(|f| {
+            let fact = facts(claim).iter().any(|f| {
                 gives(f, wanted)
                     && !asked.iter().any(|a| a.key == f.key)
                     && stated_about(f, &predicate, &text)
-            })
+            });
+            fact || (wanted == Wanted::When && speaks_of_time(claim))
         });
         about && gives
     })
+}
+
+/// Whether `text` says when in words: "every morning", "in summer", "at noon".
+fn speaks_of_time(text: &str) -> bool {
+    const TIME_WORDS: &[&str] = &[
+        "morning",
+        "mornings",
+        "afternoon",
+        "evening",
+        "evenings",
+        "night",
+        "nights",
+        "noon",
+        "midnight",
+        "dawn",
+        "dusk",
+        "daily",
+        "weekly",
+        "monthly",
+        "yearly",
+        "annually",
+        "hour",
+        "hourly",
+        "summer",
+        "winter",
+        "spring",
+        "autumn",
+        "weekend",
+        "weekends",
+        "o'clock",
+        "century",
+        "decade",
+    ];
+    text.to_lowercase().split(|c: char| !(c.is_alphabetic() || c == '\'')).any(|w| TIME_WORDS.contains(&w))
 }
 
 /// The stems of the question's content words that name neither its subject nor the kind of
@@ -339,17 +376,31 @@ fn stem(word: &str) -> String {
         .iter()
         .find_map(|end| word.strip_suffix(end).filter(|root| root.chars().count() >= 3))
         .unwrap_or(word);
+    // "leave" and "leaves" alike.
+    let root = root.strip_suffix('e').filter(|r| r.chars().count() >= 3).unwrap_or(root);
     root.chars().take(5).collect()
 }
 
 /// Whether some sentence of `text` states `fact` next to a word of `predicate` (always, when
 /// the question has no such word).
 fn stated_about(fact: &Fact, predicate: &[String], text: &str) -> bool {
-    predicate.is_empty()
-        || sentences(text).iter().any(|s| {
-            FactIndex::new(&s.text).holds(fact)
-                && content_words(&s.text).iter().any(|w| predicate.binary_search(&stem(w)).is_ok())
+    /// How many words from the fact a word of what is asked may stand: "monitors 36 fixed
+    /// plots", not "plots had regained most of their moss within five years".
+    const NEAR: usize = 5;
+    if predicate.is_empty() {
+        return true;
+    }
+    sentences(text).iter().any(|s| {
+        let words: Vec<&str> = s.text.split_whitespace().collect();
+        let asked: Vec<usize> = (0..words.len())
+            .filter(|&i| content_words(words[i]).iter().any(|w| predicate.binary_search(&stem(w)).is_ok()))
+            .collect();
+        // Where the fact is: the windows of up to four words that state it.
+        (0..words.len()).any(|i| {
+            let window = words[i..(i + 4).min(words.len())].join(" ");
+            FactIndex::new(&window).holds(fact) && asked.iter().any(|&a| a.abs_diff(i) <= NEAR)
         })
+    })
 }
 
 #[cfg(test)]
@@ -363,7 +414,7 @@ mod tests {
                 "bridge.md",
             ),
             Passage::new("The Blue Kettle café won the Harbour Prize in 2019. It seats 40 guests.", "cafe.md"),
-            Passage::new("Its owner is Tomas Reyes.", "cafe.md"),
+            Passage::new("Its owner is Tomas Reyes. It opens every morning.", "cafe.md"),
         ]
     }
 
@@ -418,6 +469,8 @@ mod tests {
         assert!(g.answers);
         let g = grounding("When did the Blue Kettle open?", "It opened in 2019 [2].").await;
         assert!(!g.answers, "2019 is when it won the prize, not when it opened");
+        let g = grounding("When does the café open?", "It opens every morning [3].").await;
+        assert!(g.answers, "\"when\" is answered by words of time too");
         let g = grounding("How much did the bridge cost?", "It opened in 1897 [1].").await;
         assert!(!g.answers, "a year is not an amount");
         let g = grounding("Who designed the Harrow Bridge?", "The Harrow Bridge has three arches [1].").await;

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use temper_core::{EventStream, GenerationParams, StreamEvent, TokenCounter};
 use temper_engine::LocalModel;
+use temper_ground::Mode as Grounding;
 use temper_models::{DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL};
 use temper_rag::answer::{citations, source_label, source_title};
 use temper_rag::{
@@ -271,11 +272,16 @@ pub struct AskBody {
     model: Option<String>,
     #[serde(default)]
     params: GenerationParams,
+    /// strict (default), annotate or off, as `temper rag ask --grounding` takes it.
+    #[serde(default)]
+    grounding: Grounding,
 }
 
 /// Retrieves for the question, then streams the model's grounded answer: the sources first,
-/// then the text as it comes (citations checked against the sources), then the whole text
-/// with the sources it cites.
+/// then the text (citations checked against the sources), then the whole text with the
+/// sources it cites. Checked (strict or annotate), the text comes in one piece once every
+/// sentence is checked, and `done` carries each sentence's verdict; unchecked, it streams as it
+/// comes.
 pub async fn ask(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -293,18 +299,80 @@ pub async fn ask(
         return Err(ApiError::bad_request(message, Some("model")));
     };
     let embedder = state.pool.embeddings(DEFAULT_EMBEDDING_MODEL, waits(&headers)).await?;
+    let (question, mode) = (body.question.clone(), body.grounding);
     let grounding = ground(state.clone(), embedder, local, body).await?;
     let (sink, response) = event_stream();
     let Some(grounded) = grounding else {
         tokio::spawn(async move { not_in_documents(&sink).await });
         return Ok(response);
     };
+    let sources = json!({ "type": "sources", "sources": numbered(&grounded.sources) });
+    if mode != Grounding::Off {
+        let answer = CheckedAsk { question, sources: grounded.sources, mode };
+        let stream = chat.model.model.chat_stream(grounded.request);
+        tokio::spawn(relay_checked(state, chat, sources, answer, stream, sink, started));
+        return Ok(response);
+    }
     let mut events =
         temper_rag::grounded_stream(chat.model.model.chat_stream(grounded.request), &grounded.sources);
     let first = state.first_event(&mut events).await?;
-    let sources = json!({ "type": "sources", "sources": numbered(&grounded.sources) });
     tokio::spawn(relay(state, chat, sources, first, events, sink, started));
     Ok(response)
+}
+
+/// A question whose answer is checked before it is sent.
+struct CheckedAsk {
+    question: String,
+    sources: Vec<Hit>,
+    mode: Grounding,
+}
+
+/// Sends the sources, then the answer of `stream` once it is checked against them (the model
+/// itself verifies the sentences without numbers, dates or names), then `done` with the
+/// verdicts.
+async fn relay_checked(
+    state: Arc<AppState>,
+    chat: Lease<Chat>,
+    sources: Value,
+    ask: CheckedAsk,
+    stream: EventStream,
+    sink: Events,
+    started: Instant,
+) {
+    if !sink.send(&sources).await {
+        return;
+    }
+    let model = chat.model.model.clone();
+    let checking =
+        temper_rag::checked_answer(stream, &ask.question, &ask.sources, ask.mode, Some(model.as_ref()));
+    let checked = tokio::select! {
+        checked = checking => checked.map_err(|e| ApiError::from(temper_core::Error::Backend(temper_core::error_chain(&e)))),
+        _ = state.terminating() => Err(ApiError::from(temper_core::Error::Backend("the server is shutting down".into()))),
+    };
+    let checked = match checked {
+        Ok(checked) => checked,
+        Err(error) => {
+            let _ = sink.send(&json!({ "type": "error", "error": error.body()["error"] })).await;
+            return;
+        }
+    };
+    let response = &checked.response;
+    state.metrics.tokens(response.usage.prompt_tokens, response.usage.completion_tokens);
+    state.metrics.generation(started.elapsed());
+    let mut seen = HashSet::new();
+    let cited: Vec<usize> = citations(&checked.text).into_iter().filter(|n| seen.insert(*n)).collect();
+    let done = json!({
+        "type": "done",
+        "text": checked.text,
+        "citations": cited,
+        "usage": usage(response),
+        "declined": checked.declined,
+        "sentences": checked.grounding.sentences,
+    });
+    if sink.send(&json!({ "type": "delta", "text": checked.text })).await && sink.send(&done).await {
+        sink.done().await;
+    }
+    drop(chat);
 }
 
 /// Retrieves for the question and fits the relevant chunks into the model's window, with the

@@ -115,12 +115,28 @@ async fn uploaded_files_are_searched_and_cited() {
         events.iter().filter(|e| e["type"] == "delta").map(|e| e["text"].as_str().unwrap()).collect();
     let done = events.last().unwrap();
     assert_eq!(done["type"], "done", "{events:?}");
-    assert!(deltas.len() > 1, "the answer streams: {events:?}");
+    // Checked (strict, the default), the answer comes whole, with each sentence's verdict.
+    assert_eq!(deltas.len(), 1, "the checked answer comes in one piece: {events:?}");
     assert_eq!(done["text"], deltas.concat());
     let cited = done["citations"].as_array().unwrap();
-    assert!(!cited.is_empty(), "{done}");
+    assert!(!cited.is_empty() || done["declined"] == true, "{done}");
     assert!(cited.iter().all(|n| (1..=sources.len() as u64).contains(&n.as_u64().unwrap())), "{done}");
     assert!(done["usage"]["completion_tokens"].as_u64().unwrap() > 0, "{done}");
+    let sentences = done["sentences"].as_array().unwrap_or_else(|| panic!("verdicts: {done}"));
+    assert!(sentences.iter().all(|s| s["supported"].is_boolean() && s["method"].is_string()), "{done}");
+
+    let unchecked = json!({ "collection": "islands", "question": "When was Skarvholmen lighthouse first lit?", "grounding": "off", "params": {"temperature": 0, "max_tokens": 48} });
+    let (events, ended) = common::events(&client.post("/api/rag/ask", unchecked).await.text().await.unwrap());
+    assert!(ended);
+    let deltas: Vec<&str> =
+        events.iter().filter(|e| e["type"] == "delta").map(|e| e["text"].as_str().unwrap()).collect();
+    assert!(deltas.len() > 1, "unchecked, the answer streams: {events:?}");
+    assert_eq!(events.last().unwrap()["text"], deltas.concat());
+    let loose = json!({ "collection": "islands", "question": "When?", "grounding": "loose" });
+    let refused = client.post("/api/rag/ask", loose).await;
+    assert_eq!(refused.status(), 400);
+    let body = refused.text().await.unwrap();
+    assert!(body.contains("unknown variant `loose`, expected one of `strict`, `annotate`, `off`"), "{body}");
 
     let unrelated =
         json!({ "collection": "islands", "question": "Which chess opening starts with the queen's pawn?" });
