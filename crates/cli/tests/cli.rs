@@ -623,6 +623,61 @@ fn grounding_declines_near_misses_and_keeps_the_answers_with_the_real_models() {
     assert!(share(strict_rows, &cited) >= share(off_rows, &cited) - 0.05);
 }
 
+#[test]
+fn rag_ask_checks_its_answer_and_says_why_in_json() {
+    let (Some(home), Some(_)) = (real_home(), home_with("all-minilm-l6-v2")) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rag.db");
+    let db = db.to_str().unwrap();
+    success(&run(
+        &home,
+        &["rag", "ingest", &example("rag-qa/corpus"), "--db", db, "--collection", "qa"],
+        b"",
+    ));
+    let ask = |grounding: &str| -> Value {
+        let question = "Who won the Northern Bakers' Shield in 2021?";
+        let args = [
+            "rag",
+            "ask",
+            question,
+            "--db",
+            db,
+            "--collection",
+            "qa",
+            "--temperature",
+            "0",
+            "--json",
+            "--grounding",
+            grounding,
+        ];
+        let out = success(&run(&home, &args, b""));
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
+    };
+    let strict = ask("strict");
+    assert_eq!(strict["declined"], true, "{strict}");
+    let answer = strict["answer"].as_str().unwrap();
+    assert!(
+        answer.starts_with("The documents do not say: who won the Northern Bakers' Shield in 2021?"),
+        "{strict}"
+    );
+    assert!(
+        answer.contains("In 2019 Café Quillon won the Northern Bakers' Shield"),
+        "what they do say: {strict}"
+    );
+    assert!(strict["sentences"].as_array().unwrap().iter().all(|s| s["method"].is_string()), "{strict}");
+    assert!(strict["sources"][0]["path"].as_str().unwrap().ends_with("cafe-quillon.md"), "{strict}");
+    // Off: the model's own answer, checked but shown as it came.
+    let off = ask("off");
+    assert_eq!(off["answer"], off["model_text"], "{off}");
+    assert_eq!(off["model_text"], strict["model_text"], "greedy: the same answer");
+    let refused = run(&home, &["rag", "ask", "q", "--db", db, "--grounding", "loose"], b"");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "a usage error: {err}");
+    assert!(err.contains("unknown grounding `loose`: strict, annotate or off"), "{err}");
+}
+
 // ---- tuning ----
 
 /// A spec in `dir` tuning the sentiment example's baseline prompt on its first 12 reviews

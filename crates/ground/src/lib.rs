@@ -1,20 +1,4 @@
-//! Grounded answers: each sentence of an answer checked against the passages it was given,
-//! before it is shown. Numbers, dates and names are looked up exactly (normalised: "1,200" is
-//! "1200", "3 March 2025" is "March 3, 2025"); sentences without them go to a model under a
-//! yes/no constraint, or to a word-overlap test when there is no model to ask. An answer whose
-//! supported part does not answer what was asked is replaced, in strict mode, by one that says
-//! so and quotes what the documents do say.
-//!
-//! ```
-//! # futures::executor::block_on(async {
-//! let passages = vec![temper_ground::Passage::new("The Harrow Bridge opened on 3 March 1897.", "bridge.md")];
-//! let answer = "The Harrow Bridge opened in 1897 [1]. The town has 1,200 people [1].";
-//! let grounding = temper_ground::check("When did it open?", answer, &passages, None).await?;
-//! assert!(grounding.sentences[0].supported && !grounding.sentences[1].supported);
-//! let shown = temper_ground::render("When did it open?", &grounding, &passages, temper_ground::Mode::Strict);
-//! assert_eq!(shown, "The Harrow Bridge opened in 1897 [1].");
-//! # Ok::<(), temper_core::Error>(()) }).unwrap();
-//! ```
+#![doc = include_str!("../README.md")]
 
 mod abstain;
 mod check;
