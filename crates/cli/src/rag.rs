@@ -405,18 +405,15 @@ pub fn answer(
                 .enumerate()
                 .map(|(n, hit)| json!({ "n": n + 1, "source": source_label(hit), "path": hit.chunk.path }))
                 .collect();
-            let mut report = serde_json::to_value(&checked)?;
-            report["answer"] = report["text"].take();
-            if let Some(fields) = report.as_object_mut() {
-                fields.remove("text");
-                fields.insert(
-                    "sentences".into(),
-                    fields.get("grounding").map_or(json!([]), |g| g["sentences"].clone()),
-                );
-                fields.insert("answers".into(), json!(checked.grounding.answers));
-                fields.remove("grounding");
-            }
-            report["sources"] = json!(sources);
+            let report = json!({
+                "answer": checked.text,
+                "model_text": checked.model_text,
+                "declined": checked.declined,
+                "answers": checked.grounding.answers,
+                "check_ms": checked.check_ms,
+                "sentences": checked.grounding.sentences,
+                "sources": sources,
+            });
             return output::print_json(&report);
         }
         writeln!(out, "{}", checked.text)?;

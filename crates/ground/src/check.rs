@@ -2,6 +2,8 @@
 //! up in its cited passage (then in the others), a model's constrained verdict where a
 //! sentence has none, and whether what is supported answers what was asked.
 
+use std::collections::{HashMap, HashSet};
+
 use futures::future::join_all;
 use serde::Serialize;
 use temper_core::ChatModel;
@@ -161,7 +163,8 @@ async fn check_sentence(
         return Ok(check);
     }
     let words = content_words(&check.text);
-    let overlap = |i: usize| words.intersection(&content_words(&passages[i].text)).count();
+    let passage_words: Vec<HashSet<String>> = passages.iter().map(|p| content_words(&p.text)).collect();
+    let overlap = |i: usize| words.intersection(&passage_words[i]).count();
     let Some(closest) =
         order.iter().copied().max_by_key(|&i| (overlap(i), std::cmp::Reverse(order_rank(&order, i))))
     else {
@@ -299,20 +302,24 @@ fn answers(question: &str, sentences: &[SentenceCheck], passages: &[Passage]) ->
     let asked = facts(question);
     let wanted = wanted(question);
     let predicate = predicate_stems(question, &asked);
+    // Each document's passages together, indexed once.
+    let mut documents: HashMap<&str, (String, FactIndex)> = HashMap::new();
+    for passage in passages {
+        documents.entry(passage.document.as_str()).or_default().0.push_str(&format!("{}\n\n", passage.text));
+    }
+    for (text, index) in documents.values_mut() {
+        *index = FactIndex::new(text);
+    }
     sentences.iter().filter(|s| s.supported).any(|s| {
-        let Some(source) = s.source else { return false };
-        let document = &passages[source - 1].document;
-        let text: Vec<&str> =
-            passages.iter().filter(|p| &p.document == document).map(|p| p.text.as_str()).collect();
-        let text = text.join("\n\n");
-        let index = FactIndex::new(&text);
+        let Some((text, index)) = s.source.and_then(|n| documents.get(passages[n - 1].document.as_str()))
+        else {
+            return false;
+        };
         let about = asked.iter().all(|f| index.holds(f));
         let claim = s.kept.as_deref().unwrap_or(&s.text);
         let gives = wanted.is_none_or(|wanted| {
             let fact = facts(claim).iter().any(|f| {
-                gives(f, wanted)
-                    && !asked.iter().any(|a| a.key == f.key)
-                    && stated_about(f, &predicate, &text)
+                gives(f, wanted) && !asked.iter().any(|a| a.key == f.key) && stated_about(f, &predicate, text)
             });
             fact || (wanted == Wanted::When && speaks_of_time(claim))
         });
@@ -390,7 +397,7 @@ fn stated_about(fact: &Fact, predicate: &[String], text: &str) -> bool {
     if predicate.is_empty() {
         return true;
     }
-    sentences(text).iter().any(|s| {
+    sentences(text).iter().filter(|s| FactIndex::new(&s.text).holds(fact)).any(|s| {
         let words: Vec<&str> = s.text.split_whitespace().collect();
         let asked: Vec<usize> = (0..words.len())
             .filter(|&i| content_words(words[i]).iter().any(|w| predicate.binary_search(&stem(w)).is_ok()))
