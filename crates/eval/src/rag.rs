@@ -30,7 +30,8 @@ pub struct RagSpec {
     #[serde(default = "default_k")]
     pub k: usize,
     #[serde(default)]
-    pub mode: RetrievalMode,
+    /// `dense`, `bm25` or `hybrid` (default).
+    pub mode: Mode,
     #[serde(default = "default_min_similarity")]
     pub min_similarity: f32,
     /// The answering model's window: the passages are fitted into it.
@@ -52,26 +53,6 @@ fn default_min_similarity() -> f32 {
 
 fn default_context_window() -> usize {
     AskOptions::default().context_window
-}
-
-/// How passages are retrieved: `dense`, `bm25` or `hybrid`.
-#[derive(Clone, Copy, Debug, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RetrievalMode {
-    Dense,
-    Bm25,
-    #[default]
-    Hybrid,
-}
-
-impl From<RetrievalMode> for Mode {
-    fn from(mode: RetrievalMode) -> Mode {
-        match mode {
-            RetrievalMode::Dense => Mode::Dense,
-            RetrievalMode::Bm25 => Mode::Bm25,
-            RetrievalMode::Hybrid => Mode::Hybrid,
-        }
-    }
 }
 
 fn one_or_many<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
@@ -125,7 +106,7 @@ impl RagPipeline {
             store: Mutex::new(store),
             embedder,
             collection,
-            search: SearchOptions { k: spec.k, mode: spec.mode.into(), ..Default::default() },
+            search: SearchOptions { k: spec.k, mode: spec.mode, ..Default::default() },
             min_similarity: spec.min_similarity,
             context_window: spec.context_window,
         }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use temper_core::EmbeddingModel;
 
 use crate::store::{ChunkId, Filter, StoredChunk, VectorStore};
@@ -12,7 +12,7 @@ use crate::vector::{dot, normalize};
 use crate::{RagError, Result};
 
 /// How chunks are ranked.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Cosine similarity of embeddings: finds paraphrases.
