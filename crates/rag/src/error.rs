@@ -11,14 +11,18 @@ pub enum RagError {
     #[error("the store {path} cannot be used: {reason}")]
     BadStore { path: PathBuf, reason: String },
 
-    /// A command that reads a store was given a path where there is none; only ingestion
-    /// creates one.
+    /// A command that reads a store was given a path (or a database) where there is none; only
+    /// ingestion creates one.
     #[error("there is no store at {}; `temper rag ingest` creates one (check the path)", path.display())]
     NoStore { path: PathBuf },
 
     /// A store operation failed.
     #[error("store: {context}")]
     Store { context: String, source: rusqlite::Error },
+
+    /// A statement of a database store failed: `store` is its URL without the password.
+    #[error("the store {store}: {context}: {reason}")]
+    Database { store: String, context: String, reason: String },
 
     #[error("there is no collection named `{0}`; `temper rag collections` lists them")]
     NoCollection(String),

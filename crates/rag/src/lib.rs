@@ -23,4 +23,7 @@ pub use ingest::{
 };
 pub use load::{Kind, LoadOptions, Position, Skipped};
 pub use retrieve::{embed_query, Hit, Mmr, Mode, Reranker, Retriever, SearchOptions};
-pub use store::{CollectionInfo, Filter, SqliteStore, VectorStore};
+pub use store::{
+    Access, CollectionInfo, Filter, PostgresStore, SqliteStore, StoreCheck, StoreLocation, StoredDocument,
+    VectorStore,
+};

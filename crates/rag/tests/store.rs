@@ -1,9 +1,9 @@
-//! The store contract, run against SQLite (a later store runs the same `contract`), and the
-//! errors a damaged or foreign store file gives.
+//! The store contract, run against SQLite and PostgreSQL, the errors a damaged or foreign store
+//! gives, and what concurrent, killed or cut-off writers leave in PostgreSQL.
 
 use serde_json::json;
 use temper_rag::store::NewDocument;
-use temper_rag::{Chunk, Filter, Position, RagError, SqliteStore, VectorStore};
+use temper_rag::{Access, Chunk, Filter, Position, PostgresStore, RagError, SqliteStore, VectorStore};
 use temper_testkit::HashedWords;
 
 fn chunk(text: &str, line: u32) -> Chunk {
@@ -230,4 +230,161 @@ fn a_store_opened_read_only_is_searched_checked_and_left_unchanged() {
     assert!(err.contains("readonly") || err.contains("read-only"), "{err}");
     drop(store);
     assert_eq!(std::fs::read(&path).unwrap(), before, "reading changed the file");
+}
+
+#[test]
+fn postgres_keeps_the_store_contract() {
+    let Some(url) = temper_testkit::postgres_database() else { return };
+    let mut store = PostgresStore::open(&url, Access::Create).unwrap();
+    contract(&mut store);
+    store.check().unwrap();
+}
+
+#[test]
+fn postgres_refuses_a_missing_store_a_newer_one_and_writes_when_reading() {
+    let Some(url) = temper_testkit::postgres_database() else { return };
+    for access in [Access::Read, Access::Write] {
+        let err = PostgresStore::open(&url, access).err().expect("no schema, no store");
+        assert!(matches!(err, RagError::NoStore { .. }), "{err}");
+    }
+    let mut store = PostgresStore::open(&url, Access::Create).unwrap();
+    store.ensure_collection("c", "hashed-words", HashedWords::DIMENSIONS).unwrap();
+    put(&mut store, "/a", "h", "text", &["salmon swim upstream"]);
+
+    let mut reader = PostgresStore::open(&url, Access::Read).unwrap();
+    assert_eq!(reader.collection("c").unwrap().chunks, 1);
+    let err = temper_core::error_chain(&reader.remove_collection("c").unwrap_err());
+    assert!(err.contains("read-only transaction"), "{err}");
+    assert_eq!(store.collection("c").unwrap().chunks, 1, "nothing was removed");
+
+    sql(&url, "UPDATE temper.schema_version SET version = 99");
+    let err = PostgresStore::open(&url, Access::Write).err().unwrap().to_string();
+    assert!(err.contains("newer Temper"), "{err}");
+}
+
+#[test]
+fn postgres_passwords_never_show_in_errors() {
+    let err =
+        PostgresStore::open("postgres://ann:s3cret@127.0.0.1:1/rag", Access::Read).err().unwrap().to_string();
+    assert!(err.contains("postgres://ann@127.0.0.1:1/rag") && err.contains("cannot connect"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+}
+
+#[test]
+fn postgres_survives_a_lost_connection() {
+    let Some(url) = temper_testkit::postgres_database() else { return };
+    let mut store = PostgresStore::open(&url, Access::Create).unwrap();
+    store.ensure_collection("c", "hashed-words", HashedWords::DIMENSIONS).unwrap();
+    put(&mut store, "/a", "h", "text", &["salmon swim upstream"]);
+    // The server ends every session of the store (as a restart or a proxy would): the next
+    // read and the next write each go through on a new connection.
+    let database = url.rsplit('/').next().unwrap();
+    sql(&url, &format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+    ));
+    assert_eq!(store.text_search("c", "salmon", 5, &Filter::default()).unwrap().len(), 1);
+    sql(&url, &format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+    ));
+    put(&mut store, "/b", "h", "text", &["bears catch salmon"]);
+    assert_eq!(store.collection("c").unwrap().documents, 2);
+}
+
+/// Documents `first..first + count`, document `i` with `i % 4 + 1` chunks, the way the
+/// concurrency tests write and check them.
+fn put_numbered(store: &mut dyn VectorStore, first: usize, count: usize) {
+    for i in first..first + count {
+        let texts: Vec<String> =
+            (0..i % 4 + 1).map(|j| format!("document {i} part {j} about rivers")).collect();
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        put(store, &format!("/doc/{i}"), &format!("h{i}"), "text", &texts);
+    }
+}
+
+/// Run by the concurrency tests in processes of their own (`TEMPER_TEST_INGESTER` says what
+/// to write); not a test by itself.
+#[test]
+#[ignore = "a child process of the concurrency tests"]
+fn child_process_ingester() {
+    let spec = std::env::var("TEMPER_TEST_INGESTER").expect("run by the concurrency tests");
+    let (url, first, count) = {
+        let mut parts = spec.splitn(3, ' ');
+        let (first, count, url) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+        (url.to_owned(), first.parse().unwrap(), count.parse().unwrap())
+    };
+    let mut store = PostgresStore::open(&url, Access::Create).unwrap();
+    store.ensure_collection("c", "hashed-words", HashedWords::DIMENSIONS).unwrap();
+    put_numbered(&mut store, first, count);
+}
+
+fn ingester(url: &str, first: usize, count: usize) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_process_ingester", "--ignored", "--quiet"])
+        .env("TEMPER_TEST_INGESTER", format!("{first} {count} {url}"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Every document of `/doc/0..n` is whole: as many chunks as it was written with, no more.
+fn assert_whole(store: &dyn VectorStore, n: usize) {
+    let mut seen = 0;
+    store
+        .documents("c", &mut |doc| {
+            let i: usize = doc.path.trim_start_matches("/doc/").parse().unwrap();
+            assert_eq!(doc.chunks.len(), i % 4 + 1, "{} has {} chunks", doc.path, doc.chunks.len());
+            seen += 1;
+            Ok(())
+        })
+        .unwrap();
+    assert!(seen <= n);
+}
+
+#[test]
+fn postgres_four_ingesters_at_once_lose_and_duplicate_nothing() {
+    let Some(url) = temper_testkit::postgres_database() else { return };
+    // Four processes, each overlapping the next by half: all of them start on an empty
+    // database, so they also race to create the schema and the collection.
+    let children: Vec<_> = (0..4).map(|p| ingester(&url, p * 30, 60)).collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    let store = PostgresStore::open(&url, Access::Read).unwrap();
+    let info = store.collection("c").unwrap();
+    let chunks: usize = (0..150).map(|i| i % 4 + 1).sum();
+    assert_eq!((info.documents, info.chunks), (150, chunks));
+    assert_whole(&store, 150);
+    store.check().unwrap();
+}
+
+#[test]
+fn postgres_a_killed_ingester_leaves_every_document_whole_or_absent() {
+    let Some(url) = temper_testkit::postgres_database() else { return };
+    let mut store = PostgresStore::open(&url, Access::Create).unwrap();
+    store.ensure_collection("c", "hashed-words", HashedWords::DIMENSIONS).unwrap();
+    let mut child = ingester(&url, 0, 100_000);
+    // Killed while it writes, at whatever statement it is in.
+    while store.collection("c").unwrap().documents < 20 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let written = store.collection("c").unwrap().documents;
+    assert_whole(&store, written);
+    // A re-run over the same documents completes them without duplicates.
+    put_numbered(&mut store, 0, written + 5);
+    let chunks: usize = (0..written + 5).map(|i| i % 4 + 1).sum();
+    assert_eq!(store.collection("c").unwrap().chunks, chunks);
+}
+
+/// Runs SQL on the test database directly, as an administrator would.
+fn sql(url: &str, statement: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+        let connection = tokio::spawn(connection);
+        client.batch_execute(statement).await.unwrap();
+        drop(client);
+        let _ = connection.await;
+    });
 }

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use temper_models::ModelStore;
 
 mod embedders;
+mod postgres;
 pub use embedders::{HashedWords, Letters};
+pub use postgres::postgres_database;
 
 /// The model store of `$TEMPER_HOME` (default `~/.cache/temper`).
 pub fn store() -> ModelStore {

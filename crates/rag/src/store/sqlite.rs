@@ -9,11 +9,13 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
 use serde_json::Value;
 
-use super::{ChunkId, CollectionInfo, Filter, NewDocument, StoredChunk, VectorStore};
+use super::{
+    check_new_collection, position_columns, position_from, unit_vectors, Access, ChunkId, CollectionInfo,
+    Filter, NewDocument, StoreCheck, StoredChunk, StoredDocument, VectorStore,
+};
 use crate::chunk::Chunk;
 use crate::error::StoreContext;
 use crate::hnsw::{Hnsw, HnswParams};
-use crate::load::Position;
 use crate::vector::{dot, normalize, top_k};
 use crate::{RagError, Result};
 
@@ -81,25 +83,6 @@ struct DenseIndex {
     hnsw: Option<Hnsw>,
 }
 
-/// What [`SqliteStore::check`] checked, beyond the file and the tables.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StoreCheck {
-    /// Whether the full-text index was checked against the chunks (not on a read-only store).
-    pub full_text: bool,
-}
-
-/// How a store is opened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Access {
-    /// Created (with its folder) if missing: only ingestion does this.
-    Create,
-    /// An existing store, to change.
-    Write,
-    /// An existing store, to read: nothing in the file is changed, and a file the user may
-    /// read but not write works.
-    Read,
-}
-
 /// The SQLite store.
 pub struct SqliteStore {
     conn: Connection,
@@ -131,7 +114,7 @@ impl SqliteStore {
         Self::open_as(path, Access::Read)
     }
 
-    fn open_as(path: &Path, access: Access) -> Result<SqliteStore> {
+    pub(super) fn open_as(path: &Path, access: Access) -> Result<SqliteStore> {
         let bad = |reason: String| RagError::BadStore { path: path.to_owned(), reason };
         let flags = match access {
             Access::Create => {
@@ -344,11 +327,9 @@ impl SqliteStore {
         Ok(index)
     }
 
-    /// Checks the whole file and the invariants between tables: SQLite's integrity check,
-    /// FTS5's, and one vector per chunk. Slower than `open`'s quick check; for tests and
-    /// `temper rag stats --check`. FTS5 runs its check as a write, so a store opened read-only
-    /// skips it: the result says whether it ran.
-    pub fn check(&self) -> Result<StoreCheck> {
+    /// SQLite's integrity check, FTS5's, and one vector per chunk. FTS5 runs its check as a
+    /// write, so a store opened read-only skips it: the result says whether it ran.
+    fn check_file(&self) -> Result<StoreCheck> {
         let bad = |reason: String| RagError::BadStore { path: self.path.clone(), reason };
         let integrity: String = self
             .conn
@@ -430,22 +411,9 @@ fn read_vector(blob: &[u8], dimensions: usize, out: &mut Vec<f32>) -> std::resul
     Ok(())
 }
 
-fn position_columns(position: Position) -> (&'static str, i64) {
-    match position {
-        Position::Line(n) => ("line", n.into()),
-        Position::Page(n) => ("page", n.into()),
-        Position::Record(n) => ("record", n.into()),
-    }
-}
-
 impl VectorStore for SqliteStore {
     fn ensure_collection(&mut self, name: &str, embedder: &str, dimensions: usize) -> Result<CollectionInfo> {
-        if name.trim().is_empty() {
-            return Err(RagError::invalid("collection name", "is empty"));
-        }
-        if dimensions == 0 {
-            return Err(RagError::invalid("embedder", format!("{embedder} reports 0 dimensions")));
-        }
+        check_new_collection(name, embedder, dimensions)?;
         match self.collection_row(name) {
             Ok((id, stored, stored_dimensions, _)) => {
                 if stored != embedder || stored_dimensions != dimensions {
@@ -525,23 +493,10 @@ impl VectorStore for SqliteStore {
         chunks: &[(Chunk, Vec<f32>)],
     ) -> Result<()> {
         let (id, _, dimensions, _) = self.collection_row(collection)?;
-        if !document.metadata.is_object() {
-            return Err(RagError::invalid("document metadata", "must be a JSON object"));
-        }
-        // Check every vector before touching the store.
-        let mut blobs = Vec::with_capacity(chunks.len());
-        for (i, (_, vector)) in chunks.iter().enumerate() {
-            if vector.len() != dimensions || vector.iter().any(|x| !x.is_finite()) {
-                return Err(RagError::invalid(
-                    format!("vector of chunk {} of {}", i + 1, document.path),
-                    format!("expected {dimensions} finite values, got {}", vector.len()),
-                ));
-            }
-            let mut unit = vector.clone();
-            // A vector with no direction (an empty text) stays zero: it matches nothing.
-            normalize(&mut unit);
-            blobs.push(unit.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>());
-        }
+        let blobs: Vec<Vec<u8>> = unit_vectors(document, chunks, dimensions)?
+            .iter()
+            .map(|unit| unit.iter().flat_map(|x| x.to_le_bytes()).collect())
+            .collect();
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -727,13 +682,8 @@ impl VectorStore for SqliteStore {
                     .context("reading chunks")?
                     .ok_or_else(|| RagError::invalid("chunk id", format!("{id} is not in the store")))?;
                 let (path, text, unit, position, heading, metadata) = row;
-                let n =
-                    u32::try_from(position).map_err(|_| self.corrupt("a chunk position is out of range"))?;
-                let position = match unit.as_str() {
-                    "page" => Position::Page(n),
-                    "record" => Position::Record(n),
-                    _ => Position::Line(n),
-                };
+                let position = position_from(&unit, position)
+                    .ok_or_else(|| self.corrupt("a chunk position is out of range"))?;
                 let heading = serde_json::from_str(&heading).map_err(|e| self.corrupt(e))?;
                 let metadata: Value = serde_json::from_str(&metadata).map_err(|e| self.corrupt(e))?;
                 Ok(StoredChunk { id, path, text, position, heading, metadata })
@@ -761,5 +711,56 @@ impl VectorStore for SqliteStore {
                 Ok(out)
             })
             .collect()
+    }
+
+    fn documents(&self, collection: &str, each: &mut dyn FnMut(StoredDocument) -> Result<()>) -> Result<()> {
+        let (id, _, dimensions, _) = self.collection_row(collection)?;
+        let mut list = self
+            .conn
+            .prepare("SELECT id, path, hash, metadata FROM documents WHERE collection_id = ? ORDER BY path")
+            .context("reading documents")?;
+        let documents: Vec<(i64, String, String, String)> = list
+            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .and_then(|rows| rows.collect())
+            .context("reading documents")?;
+        let mut read_chunks = self
+            .conn
+            .prepare(
+                "SELECT c.text, c.unit, c.position, c.heading, v.vector FROM chunks c
+                 JOIN vectors v ON v.chunk_id = c.id WHERE c.document_id = ? ORDER BY c.ord",
+            )
+            .context("reading chunks")?;
+        for (document_id, path, hash, metadata) in documents {
+            let mut rows = read_chunks.query([document_id]).context("reading chunks")?;
+            let mut chunks = Vec::new();
+            while let Some(r) = rows.next().context("reading chunks")? {
+                let unit: String = r.get(1).context("reading chunks")?;
+                let position = position_from(&unit, r.get(2).context("reading chunks")?)
+                    .ok_or_else(|| self.corrupt("a chunk position is out of range"))?;
+                let heading: String = r.get(3).context("reading chunks")?;
+                let heading = serde_json::from_str(&heading).map_err(|e| self.corrupt(e))?;
+                let mut vector = Vec::with_capacity(dimensions);
+                let blob = r.get_ref(4).context("reading vectors")?.as_blob().map_err(|e| self.corrupt(e))?;
+                read_vector(blob, dimensions, &mut vector).map_err(|e| self.corrupt(e))?;
+                chunks.push((Chunk { text: r.get(0).context("reading chunks")?, position, heading }, vector));
+            }
+            let metadata = serde_json::from_str(&metadata).map_err(|e| self.corrupt(e))?;
+            each(StoredDocument { path, hash, metadata, chunks })?;
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> Result<StoreCheck> {
+        self.check_file()
+    }
+
+    fn size(&self) -> Result<u64> {
+        // The log holds committed pages not yet copied into the file.
+        let bytes = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
+        Ok(bytes(&self.path) + bytes(&wal_path(&self.path)))
+    }
+
+    fn location(&self) -> String {
+        self.path.display().to_string()
     }
 }
