@@ -9,6 +9,7 @@ pub mod ingest;
 pub mod load;
 pub mod retrieve;
 pub mod store;
+pub mod transfer;
 pub mod vector;
 
 pub use answer::{

@@ -388,3 +388,101 @@ fn sql(url: &str, statement: &str) {
         let _ = connection.await;
     });
 }
+
+/// A collection of `store` as its documents, in path order (what an export carries).
+fn contents(store: &dyn VectorStore, collection: &str) -> Vec<temper_rag::StoredDocument> {
+    let mut docs = Vec::new();
+    store.documents(collection, &mut |d| Ok(docs.push(d))).unwrap();
+    docs
+}
+
+#[test]
+fn a_collection_moves_between_sqlite_and_postgres_without_embedding_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sqlite = SqliteStore::create(&dir.path().join("rag.db")).unwrap();
+    sqlite.ensure_collection("c", "hashed-words", HashedWords::DIMENSIONS).unwrap();
+    put_numbered(&mut sqlite, 0, 25);
+    let mut file = Vec::new();
+    let moved = temper_rag::transfer::export(&sqlite, "c", &mut file).unwrap();
+    assert_eq!(moved.documents, 25);
+
+    // Into another SQLite file under a new name, and (with a server) into PostgreSQL: the same
+    // documents, chunks, metadata and vectors, bit for bit, and the same search results.
+    let mut copy = SqliteStore::create(&dir.path().join("copy.db")).unwrap();
+    let (name, again) =
+        temper_rag::transfer::import(&mut copy, &mut file.as_slice(), "c.jsonl", Some("d")).unwrap();
+    assert_eq!((name.as_str(), again), ("d", moved));
+    assert_eq!(contents(&copy, "d"), contents(&sqlite, "c"));
+    let mut stores: Vec<Box<dyn VectorStore>> = vec![Box::new(copy)];
+    if let Some(url) = temper_testkit::postgres_database() {
+        let mut postgres = PostgresStore::open(&url, Access::Create).unwrap();
+        temper_rag::transfer::import(&mut postgres, &mut file.as_slice(), "c.jsonl", Some("d")).unwrap();
+        assert_eq!(contents(&postgres, "d"), contents(&sqlite, "c"));
+        // And back out of PostgreSQL: the same file, line for line.
+        let mut out = Vec::new();
+        temper_rag::transfer::export(&postgres, "d", &mut out).unwrap();
+        let expected = String::from_utf8(file.clone()).unwrap().replacen("\"c\"", "\"d\"", 1);
+        for (n, (got, want)) in String::from_utf8(out).unwrap().lines().zip(expected.lines()).enumerate() {
+            let cut = |s: &str| s.chars().take(300).collect::<String>();
+            // As JSON: PostgreSQL's jsonb keeps an object's keys in an order of its own.
+            let same = serde_json::from_str::<serde_json::Value>(got).unwrap()
+                == serde_json::from_str::<serde_json::Value>(want).unwrap();
+            assert!(same, "line {} differs:\n{}\n{}", n + 1, cut(got), cut(want));
+        }
+        stores.push(Box::new(postgres));
+    }
+    let q = HashedWords::vector("document 7 part 2 about rivers");
+    let texts = |store: &dyn VectorStore, collection: &str| -> Vec<(String, String)> {
+        // Every chunk, so that ties (broken by chunk ids, which differ between stores) don't matter.
+        let hits = store.dense_search(collection, &q, 100, &Filter::default()).unwrap();
+        let chunks = store.chunks(&hits.iter().map(|h| h.0).collect::<Vec<_>>()).unwrap();
+        let mut scored: Vec<_> =
+            chunks.iter().zip(&hits).map(|(c, h)| (c.text.clone(), format!("{:.5}", h.1))).collect();
+        scored.sort();
+        scored
+    };
+    for store in &stores {
+        assert_eq!(texts(store.as_ref(), "d"), texts(&sqlite, "c"));
+    }
+}
+
+#[test]
+fn a_damaged_export_is_refused_with_its_line_and_a_cut_one_is_completed_by_importing_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sqlite = SqliteStore::create(&dir.path().join("rag.db")).unwrap();
+    sqlite.ensure_collection("c", "hashed-words", HashedWords::DIMENSIONS).unwrap();
+    put_numbered(&mut sqlite, 0, 10);
+    let mut file = Vec::new();
+    temper_rag::transfer::export(&sqlite, "c", &mut file).unwrap();
+    let text = String::from_utf8(file).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+
+    let mut target = SqliteStore::create(&dir.path().join("target.db")).unwrap();
+    let cut = lines[..6].join("\n");
+    let err = temper_rag::transfer::import(&mut target, &mut cut.as_bytes(), "cut.jsonl", None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cut.jsonl") && err.contains("cut short") && err.contains("5 whole documents"),
+        "{err}"
+    );
+    assert_eq!(target.collection("c").unwrap().documents, 5);
+    temper_rag::transfer::import(&mut target, &mut text.as_bytes(), "all.jsonl", None).unwrap();
+    assert_eq!(contents(&target, "c"), contents(&sqlite, "c"));
+
+    let mut damaged: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    damaged[3] = damaged[3].replacen("\"vector\":[", "\"vector\":[\"x\",", 1);
+    let err =
+        temper_rag::transfer::import(&mut target, &mut damaged.join("\n").as_bytes(), "bad.jsonl", None)
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("bad.jsonl, line 4"), "{err}");
+    let err = temper_rag::transfer::import(&mut target, &mut "{\"a\":1}\n".as_bytes(), "x.json", None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("x.json, line 1") && err.contains("not a Temper collection export"), "{err}");
+    // Another embedder's collection under the same name is refused before anything is written.
+    let other = lines[0].replace("hashed-words", "other-embedder");
+    let err = temper_rag::transfer::import(&mut target, &mut other.as_bytes(), "o.jsonl", None).unwrap_err();
+    assert!(matches!(err, RagError::EmbedderMismatch { .. }), "{err}");
+}

@@ -190,8 +190,10 @@ impl PostgresStore {
                 match work(&mut client).await {
                     Ok(value) => return Ok(value),
                     Err(StepError::Postgres(e)) if attempt == 1 && connection_lost(&e) => {
-                        // The pool drops a closed connection instead of handing it out again.
+                        // What ended this connection (a restart, a proxy, an administrator)
+                        // most likely ended the idle ones too: the retry gets a new one.
                         drop(client);
+                        self.pool.retain(|_, _| false);
                         continue;
                     }
                     Err(StepError::Postgres(e)) => return Err(self.failed(context, describe(&e))),
@@ -249,8 +251,15 @@ impl From<RagError> for StepError {
 async fn schema_version(
     client: &impl deadpool_postgres::GenericClient,
 ) -> std::result::Result<Option<i32>, tokio_postgres::Error> {
-    let exists: bool =
-        client.query_one("SELECT to_regclass('temper.schema_version') IS NOT NULL", &[]).await?.get(0);
+    // A scan of the catalog table rather than to_regclass, whose cached lookup can miss a
+    // schema that another process committed while this one waited for the migration lock.
+    let exists: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_tables WHERE schemaname = 'temper' AND tablename = 'schema_version')",
+            &[],
+        )
+        .await?
+        .get(0);
     if !exists {
         return Ok(None);
     }
