@@ -14,7 +14,7 @@ use temper_eval::{
     report, Cache, CacheSetting, Evaluator, RagPipeline, RagSpec, Spec, VariantReport, CACHE_FILE,
 };
 use temper_models::{Resolver, DEFAULT_CHAT_MODEL};
-use temper_rag::{IngestOptions, NoProgress, SqliteStore};
+use temper_rag::{Access, IngestOptions, NoProgress, SqliteStore, VectorStore};
 
 use crate::options::{load_model, resolver};
 use crate::output::{block_on, notice, print_json};
@@ -153,14 +153,14 @@ fn rag_pipeline(rag: &RagSpec, store_root: &Path) -> anyhow::Result<Arc<RagPipel
     let embedder = crate::rag::embedder()?;
     let (store, collection) = match &rag.collection {
         Some(collection) => {
-            let db = crate::rag::db_path(rag.db.clone())?;
-            (SqliteStore::open_read_only(&db)?, collection.clone())
+            let location = crate::rag::store_location(rag.db.clone())?;
+            (location.open(Access::Read)?, collection.clone())
         }
         None => {
             let db = store_root.join("eval").join("rag.db");
             let dir = db.parent().unwrap_or(store_root);
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-            let mut store = SqliteStore::create(&db)?;
+            let mut store: Box<dyn VectorStore> = Box::new(SqliteStore::create(&db)?);
             // The collection is named by what it holds, so that specs over the same documents share it.
             let paths: Vec<String> = rag
                 .documents
@@ -170,8 +170,14 @@ fn rag_pipeline(rag: &RagSpec, store_root: &Path) -> anyhow::Result<Arc<RagPipel
             let collection = format!("eval {}", paths.join(" "));
             let options = IngestOptions { collection: collection.clone(), ..Default::default() };
             let mut progress = NoProgress;
-            let ingesting =
-                temper_rag::ingest(&mut store, &embedder, &embedder, &rag.documents, &options, &mut progress);
+            let ingesting = temper_rag::ingest(
+                store.as_mut(),
+                &embedder,
+                &embedder,
+                &rag.documents,
+                &options,
+                &mut progress,
+            );
             let report = block_on(ingesting)?;
             notice(&format!(
                 "rag: {} documents ({} added, {} updated), {} chunks embedded, in {}",

@@ -217,7 +217,10 @@ pub fn hint(err: &anyhow::Error) -> Option<&'static str> {
                 "--ctx TOKENS loads the model with a larger context window; --max-tokens N keeps fewer tokens \
                  for the answer",
             ),
-            RagError::NoStore { .. } => Some("--db PATH names the store; without it, it is $TEMPER_HOME/rag.db"),
+            RagError::NoStore { .. } => Some(
+                "--db PATH|URL names the store; without it, TEMPER_RAG_DB or temper.toml's [rag] db does, else \
+                 $TEMPER_HOME/rag.db",
+            ),
             RagError::Model(error) => core_hint(error),
             _ => None,
         }
@@ -342,7 +345,7 @@ mod tests {
         let cache = temper_eval::EvalError::Cache { path: "c.sqlite".into(), reason: "junk".into() };
         assert_eq!(hint(&anyhow::Error::new(cache)), Some("--no-cache runs without the cache"));
         let store = temper_rag::RagError::NoStore { path: "typo.db".into() };
-        assert!(hint(&anyhow::Error::new(store)).unwrap().starts_with("--db PATH"));
+        assert!(hint(&anyhow::Error::new(store)).unwrap().starts_with("--db PATH|URL"));
     }
 
     #[test]

@@ -15,8 +15,8 @@ use temper_ground::Mode as Grounding;
 use temper_models::{ConsoleProgress, ModelStore, DEFAULT_EMBEDDING_MODEL};
 use temper_rag::answer::source_label;
 use temper_rag::{
-    ChunkOptions, Filter, IngestOptions, IngestProgress, LoadOptions, Mmr, Mode, Reranker, Retriever,
-    SearchOptions, SqliteStore, VectorStore,
+    Access, ChunkOptions, Filter, IngestOptions, IngestProgress, LoadOptions, Mmr, Mode, Reranker, Retriever,
+    SearchOptions, StoreLocation, VectorStore,
 };
 
 use crate::options::{load_model, resolver, GenArgs, Loaded};
@@ -31,12 +31,13 @@ pub fn embedder() -> anyhow::Result<Embedder> {
 
 #[derive(Args)]
 pub struct RagArgs {
-    /// The store file (default: $TEMPER_HOME/rag.db).
-    #[arg(long, global = true, value_name = "PATH")]
-    db: Option<PathBuf>,
-    /// The collection to work on.
-    #[arg(long, global = true, default_value = "default")]
-    collection: String,
+    /// The store: a file, or a PostgreSQL database as postgres://user@host:port/db (default: `db`
+    /// of temper.toml's [rag] table, else $TEMPER_HOME/rag.db).
+    #[arg(long, global = true, value_name = "PATH|URL", env = "TEMPER_RAG_DB")]
+    db: Option<String>,
+    /// The collection to work on (default: `default`; for import, the exported one's name).
+    #[arg(long, global = true)]
+    collection: Option<String>,
     #[command(subcommand)]
     command: RagCommand,
 }
@@ -97,6 +98,11 @@ enum RagCommand {
     },
     /// Remove the collection and everything in it.
     Rm,
+    /// Write the collection (chunks, vectors, metadata) to a file that `import` reads into any
+    /// store, without embedding again.
+    Export { file: PathBuf },
+    /// Read a collection written by `export` into the store.
+    Import { file: PathBuf },
 }
 
 /// How an answer is checked against its sources before it is shown.
@@ -151,17 +157,20 @@ impl RetrievalArgs {
     }
 }
 
-/// The store file of `--db`, else `$TEMPER_HOME/rag.db`: the one place that chooses it.
-pub fn db_path(db: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    match db {
-        Some(path) => Ok(path),
-        None => Ok(ModelStore::from_env()?.root().join("rag.db")),
+/// The store of `--db` (or `TEMPER_RAG_DB`), else `[rag] db` of temper.toml, else
+/// `$TEMPER_HOME/rag.db`: the one place that chooses it.
+pub fn store_location(db: Option<String>) -> anyhow::Result<StoreLocation> {
+    let configured =
+        || -> anyhow::Result<Option<String>> { Ok(resolver()?.profiles().rag_db().map(str::to_owned)) };
+    if let Some(db) = db.map_or_else(configured, |db| Ok(Some(db)))? {
+        return Ok(StoreLocation::parse(&db));
     }
+    Ok(StoreLocation::File(ModelStore::from_env()?.root().join("rag.db")))
 }
 
 pub fn run(args: RagArgs) -> anyhow::Result<()> {
-    let db = db_path(args.db.clone())?;
-    let collection = args.collection.as_str();
+    let location = store_location(args.db.clone())?;
+    let collection = args.collection.as_deref().unwrap_or("default");
     // Only ingestion creates a store; reading commands open it read-only, so a mistyped --db
     // creates nothing and a store the user may only read can be searched.
     match args.command {
@@ -176,23 +185,23 @@ pub fn run(args: RagArgs) -> anyhow::Result<()> {
             options.chunk.validate()?;
             let embedder = embedder()?;
             check_chunk_size(&options.chunk, &embedder)?;
-            ingest(&mut SqliteStore::create(&db)?, &embedder, &paths, &options)
+            ingest(location.open(Access::Create)?.as_mut(), &embedder, &paths, &options)
         }
         RagCommand::Search { query, retrieval, json } => {
-            search(&SqliteStore::open_read_only(&db)?, collection, &query, &retrieval, json)
+            search(location.open(Access::Read)?.as_ref(), collection, &query, &retrieval, json)
         }
         RagCommand::Ask { question, retrieval, min_similarity, check, json, gen } => {
-            let store = SqliteStore::open_read_only(&db)?;
+            let store = location.open(Access::Read)?;
             let (options, mmr) = retrieval.options()?;
             let reranker = mmr.as_ref().map(|m| m as &dyn Reranker);
             let question =
                 Question { collection, text: &question, options: &options, reranker, min_similarity };
             let loaded = gen.model.load()?;
             let reply = Reply { check: &check, json };
-            answer(&store, &embedder()?, &question, gen.params()?, &loaded, &reply, &mut io::stdout())
+            answer(store.as_ref(), &embedder()?, &question, gen.params()?, &loaded, &reply, &mut io::stdout())
         }
         RagCommand::Collections => {
-            let store = SqliteStore::open_read_only(&db)?;
+            let store = location.open(Access::Read)?;
             let mut out = io::stdout();
             writeln!(out, "{:20}  {:>9}  {:>7}  EMBEDDER", "COLLECTION", "DOCUMENTS", "CHUNKS")?;
             for c in store.collections()? {
@@ -202,21 +211,21 @@ pub fn run(args: RagArgs) -> anyhow::Result<()> {
                     c.name, c.documents, c.chunks, c.embedder, c.dimensions
                 )?;
             }
-            writeln!(out, "\nstore: {}", db.display())?;
+            writeln!(out, "\nstore: {location}")?;
             Ok(())
         }
         RagCommand::Stats { check } => {
-            // A full check needs write access for FTS5's part; without it the rest is checked.
+            // A full check of a file needs write access for FTS5's part; without it the rest is checked.
             let store = match check {
-                true => SqliteStore::open(&db).or_else(|_| SqliteStore::open_read_only(&db))?,
-                false => SqliteStore::open_read_only(&db)?,
+                true => location.open(Access::Write).or_else(|_| location.open(Access::Read))?,
+                false => location.open(Access::Read)?,
             };
             let c = store.collection(collection)?;
-            let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+            let size = store.size()?;
             let mut out = io::stdout();
             writeln!(out, "collection: {}\ndocuments:  {}\nchunks:     {}", c.name, c.documents, c.chunks)?;
             writeln!(out, "embedder:   {} ({} dimensions)", c.embedder, c.dimensions)?;
-            writeln!(out, "store:      {} ({})", db.display(), output::human_bytes(size))?;
+            writeln!(out, "store:      {location} ({})", output::human_bytes(size))?;
             if check {
                 match store.check()?.full_text {
                     true => writeln!(out, "check:      ok")?,
@@ -228,11 +237,61 @@ pub fn run(args: RagArgs) -> anyhow::Result<()> {
             Ok(())
         }
         RagCommand::Rm => {
-            SqliteStore::open(&db)?.remove_collection(collection)?;
+            location.open(Access::Write)?.remove_collection(collection)?;
             writeln!(io::stdout(), "removed collection {collection}")?;
             Ok(())
         }
+        RagCommand::Export { file } => {
+            let store = location.open(Access::Read)?;
+            let moved = export(store.as_ref(), collection, &file)?;
+            writeln!(
+                io::stdout(),
+                "exported collection {collection}: {} documents, {} chunks to {}",
+                moved.documents,
+                moved.chunks,
+                file.display()
+            )?;
+            Ok(())
+        }
+        RagCommand::Import { file } => {
+            let input =
+                std::fs::File::open(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let mut store = location.open(Access::Create)?;
+            let source = file.display().to_string();
+            let mut input = io::BufReader::new(input);
+            let (name, moved) = temper_rag::transfer::import(
+                store.as_mut(),
+                &mut input,
+                &source,
+                args.collection.as_deref(),
+            )?;
+            writeln!(
+                io::stdout(),
+                "imported collection {name}: {} documents, {} chunks into {location}",
+                moved.documents,
+                moved.chunks
+            )?;
+            Ok(())
+        }
     }
+}
+
+/// Writes the collection to `file` whole or not at all: into a file beside it, renamed over
+/// it once complete.
+fn export(
+    store: &dyn VectorStore,
+    collection: &str,
+    file: &Path,
+) -> anyhow::Result<temper_rag::transfer::Moved> {
+    let folder = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let partial = tempfile::NamedTempFile::new_in(folder)
+        .with_context(|| format!("cannot write in {}", folder.display()))?;
+    let mut out = io::BufWriter::new(partial);
+    let moved = temper_rag::transfer::export(store, collection, &mut out)?;
+    let partial = out.into_inner().map_err(|e| e.into_error())?;
+    partial.as_file().sync_all()?;
+    partial.persist(file).with_context(|| format!("cannot write {}", file.display()))?;
+    Ok(moved)
 }
 
 /// Chunks longer than the embedder reads would be cut short when embedded: refused before any
@@ -275,7 +334,7 @@ impl IngestProgress for Bar {
 
 /// Ingests `paths` with a progress bar, then prints what changed and what was skipped.
 pub fn ingest(
-    store: &mut SqliteStore,
+    store: &mut dyn VectorStore,
     embedder: &Embedder,
     paths: &[PathBuf],
     options: &IngestOptions,
@@ -304,7 +363,7 @@ pub fn ingest(
 }
 
 fn search(
-    store: &SqliteStore,
+    store: &dyn VectorStore,
     collection: &str,
     query: &str,
     args: &RetrievalArgs,
@@ -351,7 +410,7 @@ pub struct Reply<'a> {
 /// citations, checks the answer against them as `reply.check` says, and prints it with the list
 /// of sources; or says the documents do not hold the answer. Without a check the answer streams.
 pub fn answer(
-    store: &SqliteStore,
+    store: &dyn VectorStore,
     embedder: &Embedder,
     question: &Question,
     params: GenerationParams,

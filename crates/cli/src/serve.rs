@@ -50,9 +50,9 @@ pub struct ServeArgs {
     /// Seconds running answers get to finish after Ctrl-C or SIGTERM.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub grace: u64,
-    /// The RAG store of /api/rag (default: $TEMPER_HOME/rag.db, the one `temper rag` uses).
-    #[arg(long, value_name = "PATH")]
-    pub rag_db: Option<PathBuf>,
+    /// The RAG store of /api/rag, a file or a postgres:// URL (default: the one `temper rag` uses).
+    #[arg(long, value_name = "PATH|URL", env = "TEMPER_RAG_DB")]
+    pub rag_db: Option<String>,
     /// Uploaded files larger than this many bytes are refused.
     #[arg(long, default_value_t = temper_rag::LoadOptions::default().max_file_bytes, value_name = "BYTES")]
     pub max_file_bytes: u64,
@@ -89,7 +89,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         preload: models,
         grace: Duration::from_secs(args.grace),
         header_timeout: Duration::from_secs(30),
-        rag_db: crate::rag::db_path(args.rag_db)?,
+        rag_db: crate::rag::store_location(args.rag_db)?,
         rag_max_file_bytes: args.max_file_bytes,
         reports: args.reports,
     };

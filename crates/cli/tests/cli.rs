@@ -433,7 +433,7 @@ fn the_final_prompt_is_the_text_the_server_renders() {
             preload: Vec::new(),
             grace: std::time::Duration::from_secs(1),
             header_timeout: std::time::Duration::from_secs(10),
-            rag_db: dir.path().join("rag.db"),
+            rag_db: temper_rag::StoreLocation::File(dir.path().join("rag.db")),
             rag_max_file_bytes: 1 << 20,
             reports: dir.path().to_owned(),
         };
@@ -774,7 +774,7 @@ fn rag_reading_commands_create_no_store_and_name_the_missing_one() {
             "{err}"
         );
         assert!(
-            err.ends_with("\nhint: --db PATH names the store; without it, it is $TEMPER_HOME/rag.db\n"),
+            err.ends_with("\nhint: --db PATH|URL names the store; without it, TEMPER_RAG_DB or temper.toml's [rag] db does, else $TEMPER_HOME/rag.db\n"),
             "{err}"
         );
         let err = failure(&run(home.path(), command, b""));
@@ -1034,4 +1034,68 @@ fn a_second_pull_of_a_model_says_it_waits_for_the_first() {
         "{err}"
     );
     first.wait_with_output().unwrap();
+}
+
+#[test]
+fn rag_runs_on_postgres_as_on_sqlite_and_moves_collections_between_them() {
+    let Some(home) = home_with("all-minilm-l6-v2") else { return };
+    let Some(url) = temper_testkit::postgres_database() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/rag-qa/corpus");
+    let (corpus, file) = (corpus.to_str().unwrap(), dir.path().join("rag.db"));
+    let file = file.to_str().unwrap();
+    // The same ingestion into both stores; PostgreSQL's named by TEMPER_RAG_DB, as a user's shell would.
+    let in_postgres = |args: &[&str]| {
+        let output =
+            temper(&home).env("TEMPER_RAG_DB", &url).args(args).stdin(Stdio::null()).output().unwrap();
+        success(&output)
+    };
+    let out = in_postgres(&["rag", "ingest", corpus, "--collection", "qa"]);
+    assert!(out.contains("10 added"), "{out}");
+    success(&run(&home, &["rag", "ingest", corpus, "--collection", "qa", "--db", file], b""));
+    let out = in_postgres(&["rag", "ingest", corpus, "--collection", "qa"]);
+    assert!(out.contains("10 unchanged"), "{out}");
+
+    // Dense search finds the same chunks with the same scores in both.
+    let dense = |extra: &[&str], postgres: bool| -> Vec<(String, String)> {
+        let mut args = vec!["rag", "search", "--mode", "dense", "--k", "4", "--json", "--collection", "qa"];
+        args.extend_from_slice(extra);
+        args.push("How long is the ferry crossing to Inchmure?");
+        let out = match postgres {
+            true => in_postgres(&args),
+            false => success(&run(&home, &args, b"")),
+        };
+        let hits: Vec<Value> =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"));
+        hits.iter().map(|h| (h["text"].to_string(), format!("{:.4}", h["score"].as_f64().unwrap()))).collect()
+    };
+    let from_postgres = dense(&[], true);
+    assert_eq!(from_postgres, dense(&["--db", file], false));
+    assert!(from_postgres[0].0.contains("25 minutes"), "{from_postgres:?}");
+
+    // Out of PostgreSQL, into a new SQLite file under another name: no embedding, same results.
+    let export = dir.path().join("qa.jsonl");
+    let out = in_postgres(&["rag", "export", export.to_str().unwrap(), "--collection", "qa"]);
+    assert!(out.contains("10 documents"), "{out}");
+    let copy = dir.path().join("copy.db");
+    let (copy, export) = (copy.to_str().unwrap(), export.to_str().unwrap());
+    let out = success(&run(&home, &["rag", "import", export, "--db", copy, "--collection", "moved"], b""));
+    assert!(out.contains("imported collection moved: 10 documents"), "{out}");
+    let mut args =
+        vec!["rag", "search", "--mode", "dense", "--k", "4", "--json", "--collection", "moved", "--db", copy];
+    args.push("How long is the ferry crossing to Inchmure?");
+    let hits: Vec<Value> = serde_json::from_str(&success(&run(&home, &args, b""))).unwrap();
+    assert_eq!(hits[0]["text"].to_string(), from_postgres[0].0);
+
+    // temper.toml's [rag] db chooses the store when neither --db nor TEMPER_RAG_DB does.
+    std::fs::write(dir.path().join("temper.toml"), format!("[rag]\ndb = \"{url}\"\n")).unwrap();
+    let output = temper(&home).current_dir(dir.path()).args(["rag", "collections"]).output().unwrap();
+    let out = success(&output);
+    assert!(out.contains("qa ") && out.contains("postgres://"), "{out}");
+
+    // A wrong password is refused without being shown.
+    let wrong = "postgres://postgres:hunter2@127.0.0.1:1/rag";
+    let output = temper(&home).env("TEMPER_RAG_DB", wrong).args(["rag", "collections"]).output().unwrap();
+    let err = failure(&output);
+    assert!(err.contains("cannot connect") && !err.contains("hunter2"), "{err}");
 }

@@ -117,7 +117,7 @@ fn hints_name_commands_that_exist() {
     assert_eq!(
         stderr,
         "error: there is no store at none.db; `temper rag ingest` creates one (check the path)\n\
-         hint: --db PATH names the store; without it, it is $TEMPER_HOME/rag.db\n"
+         hint: --db PATH|URL names the store; without it, TEMPER_RAG_DB or temper.toml's [rag] db does, else $TEMPER_HOME/rag.db\n"
     );
     assert_hints_are_commands(dir.path(), &stderr);
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 use temper_core::{ChatModel, ChatResponse, EmbeddingModel, GenerationParams};
 use temper_ground::{Mode as Grounding, Passage, SentenceCheck};
 use temper_rag::answer::citations;
-use temper_rag::{embed_query, AskOptions, Mode, Retriever, SearchOptions, SqliteStore, WordPieceEstimate};
+use temper_rag::{embed_query, AskOptions, Mode, Retriever, SearchOptions, VectorStore, WordPieceEstimate};
 
 /// The `[rag]` table of a spec.
 #[derive(Clone, Debug, Deserialize)]
@@ -22,8 +22,9 @@ pub struct RagSpec {
     #[serde(default, deserialize_with = "one_or_many")]
     pub documents: Vec<PathBuf>,
     pub collection: Option<String>,
-    /// The store file of `collection` (default: `$TEMPER_HOME/rag.db`), relative to the spec.
-    pub db: Option<PathBuf>,
+    /// The store of `collection`: a file relative to the spec or a `postgres://` URL (default:
+    /// the one `temper rag` uses).
+    pub db: Option<String>,
     /// Each mode is a variant (default: strict).
     #[serde(default = "default_grounding", deserialize_with = "one_or_many")]
     pub grounding: Vec<Grounding>,
@@ -70,7 +71,7 @@ where
 
 /// A collection to answer from, and how.
 pub struct RagPipeline {
-    store: Mutex<SqliteStore>,
+    store: Mutex<Box<dyn VectorStore>>,
     embedder: Arc<dyn EmbeddingModel>,
     collection: String,
     search: SearchOptions,
@@ -97,7 +98,7 @@ impl RagPipeline {
     /// Answers from `collection` of `store`, embedding questions with `embedder` (the one the
     /// collection was ingested with), retrieving as `spec` says.
     pub fn new(
-        store: SqliteStore,
+        store: Box<dyn VectorStore>,
         embedder: Arc<dyn EmbeddingModel>,
         collection: String,
         spec: &RagSpec,
@@ -112,7 +113,7 @@ impl RagPipeline {
         }
     }
 
-    fn retriever<'a>(&'a self, store: &'a SqliteStore) -> Retriever<'a> {
+    fn retriever<'a>(&'a self, store: &'a dyn VectorStore) -> Retriever<'a> {
         Retriever { store, embedder: &*self.embedder, collection: &self.collection, reranker: None }
     }
 
@@ -126,12 +127,12 @@ impl RagPipeline {
         grounding: Grounding,
     ) -> Result<(ChatResponse, RagRow), String> {
         // The store is not `Sync`: it is only touched between awaits.
-        let dimensions = self.retriever(&*self.store.lock().await).check(question, &self.search);
+        let dimensions = self.retriever(self.store.lock().await.as_ref()).check(question, &self.search);
         let dimensions = dimensions.map_err(|e| e.to_string())?;
         let vector = embed_query(&*self.embedder, question, dimensions).await.map_err(|e| e.to_string())?;
         let hits = {
             let store = self.store.lock().await;
-            self.retriever(&store).search_embedded(question, &vector, self.search.k, &self.search)
+            self.retriever(store.as_ref()).search_embedded(question, &vector, self.search.k, &self.search)
         };
         let hits = hits.map_err(|e| e.to_string())?;
         let options = AskOptions {

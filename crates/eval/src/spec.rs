@@ -409,7 +409,10 @@ fn rag_paths(mut rag: RagSpec, dir: &Path) -> std::result::Result<RagSpec, Strin
         return Err("`rag.k` must be at least 1".into());
     }
     rag.documents = rag.documents.iter().map(|d| dir.join(d)).collect();
-    rag.db = rag.db.map(|db| dir.join(db));
+    rag.db = rag.db.map(|db| match db.contains("://") {
+        true => db,
+        false => dir.join(db).display().to_string(),
+    });
     Ok(rag)
 }
 

@@ -70,7 +70,7 @@ fn each_grounding_mode_is_a_variant_asked_once_and_checked_against_its_passages(
         &mut progress,
     );
     block_on(ingest).unwrap();
-    let pipeline = RagPipeline::new(store, Arc::new(HashedWords), options.collection, &rag);
+    let pipeline = RagPipeline::new(Box::new(store), Arc::new(HashedWords), options.collection, &rag);
 
     let model = inventor();
     let scripted: Arc<dyn ChatModel> = model.clone();

@@ -187,13 +187,24 @@ impl Profile {
 struct File {
     #[serde(default)]
     models: BTreeMap<String, Profile>,
+    #[serde(default)]
+    rag: RagSettings,
 }
 
-/// The profiles of one `temper.toml` (none if there is no file).
+/// The `[rag]` table: which store `temper rag` uses.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RagSettings {
+    /// A store file (relative to the config file) or a `postgres://` URL.
+    db: Option<String>,
+}
+
+/// The profiles of one `temper.toml` (none if there is no file), and its `[rag]` settings.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Profiles {
     path: Option<PathBuf>,
     profiles: BTreeMap<String, Profile>,
+    rag_db: Option<String>,
 }
 
 impl Profiles {
@@ -233,7 +244,17 @@ impl Profiles {
                 reason,
             })?;
         }
-        Ok(Profiles { path: Some(path.to_owned()), profiles: file.models })
+        // A relative store path means the folder of the file that names it.
+        let rag_db = file.rag.db.map(|db| match db.contains("://") || Path::new(&db).is_absolute() {
+            true => db,
+            false => path.parent().unwrap_or(Path::new("")).join(db).display().to_string(),
+        });
+        Ok(Profiles { path: Some(path.to_owned()), profiles: file.models, rag_db })
+    }
+
+    /// The RAG store `[rag] db` names: a file path or a `postgres://` URL.
+    pub fn rag_db(&self) -> Option<&str> {
+        self.rag_db.as_deref()
     }
 
     /// The file the profiles came from.
@@ -295,6 +316,19 @@ model = "smollm2-135m-instruct"
         assert_eq!(profiles.chain("gpt-mini"), ["gpt-mini", "claude-haiku", "local"]);
         assert_eq!(profiles.chain("local"), ["local"]);
         assert_eq!(profiles.get("local").unwrap().backend.vendor(), None);
+    }
+
+    #[test]
+    fn the_rag_store_is_a_url_or_a_path_beside_the_file() {
+        let at = |text: &str| {
+            Profiles::parse(Path::new("/work/app/temper.toml"), text).unwrap().rag_db().map(str::to_owned)
+        };
+        assert_eq!(at("[rag]\ndb = \"postgres://ann@db/rag\"\n").as_deref(), Some("postgres://ann@db/rag"));
+        assert_eq!(at("[rag]\ndb = \"data/rag.db\"\n").as_deref(), Some("/work/app/data/rag.db"));
+        assert_eq!(at("[rag]\ndb = \"/srv/rag.db\"\n").as_deref(), Some("/srv/rag.db"));
+        assert_eq!(at(EXAMPLE), None);
+        let err = parse("[rag]\nstore = \"x\"\n").unwrap_err().to_string();
+        assert!(err.contains("store"), "{err}");
     }
 
     #[test]

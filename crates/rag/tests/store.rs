@@ -392,7 +392,12 @@ fn sql(url: &str, statement: &str) {
 /// A collection of `store` as its documents, in path order (what an export carries).
 fn contents(store: &dyn VectorStore, collection: &str) -> Vec<temper_rag::StoredDocument> {
     let mut docs = Vec::new();
-    store.documents(collection, &mut |d| Ok(docs.push(d))).unwrap();
+    store
+        .documents(collection, &mut |d| {
+            docs.push(d);
+            Ok(())
+        })
+        .unwrap();
     docs
 }
 

@@ -53,8 +53,9 @@ pub struct ServerConfig {
     /// How long a client may take to send a request's headers, and an idle connection may stay
     /// open between requests.
     pub header_timeout: Duration,
-    /// The RAG store of `/api/rag` (the CLI's is `$TEMPER_HOME/rag.db`); opened on first use.
-    pub rag_db: PathBuf,
+    /// The RAG store of `/api/rag`, a file or a PostgreSQL database (the CLI's default is
+    /// `$TEMPER_HOME/rag.db`); opened on first use.
+    pub rag_db: temper_rag::StoreLocation,
     /// Uploaded files larger than this are refused (the CLI skips files larger than
     /// [`temper_rag::LoadOptions`]' default).
     pub rag_max_file_bytes: u64,

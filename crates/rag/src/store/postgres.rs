@@ -277,10 +277,11 @@ fn complete_config(config: &mut Config, access: Access) {
         }
     }
     if config.get_hosts().is_empty() {
-        config.host(&std::env::var("PGHOST").unwrap_or_else(|_| "localhost".into()));
+        config.host(std::env::var("PGHOST").unwrap_or_else(|_| "localhost".into()));
     }
     if config.get_password().is_none() {
-        if let Some(password) = std::env::var("PGPASSWORD").ok().or_else(|| password_from_file(config)) {
+        let from_file = || password_file().and_then(|file| password_from_file(config, &file));
+        if let Some(password) = std::env::var("PGPASSWORD").ok().or_else(from_file) {
             config.password(password);
         }
     }
@@ -295,13 +296,17 @@ fn complete_config(config: &mut Config, access: Access) {
     }
 }
 
-/// The password for this connection in `PGPASSFILE` or `~/.pgpass` (`host:port:db:user:password`,
-/// `*` matching anything, `\` escaping), as libpq reads it.
-fn password_from_file(config: &Config) -> Option<String> {
-    let path = std::env::var_os("PGPASSFILE")
+/// libpq's password file: `PGPASSFILE`, else `~/.pgpass`.
+fn password_file() -> Option<PathBuf> {
+    std::env::var_os("PGPASSFILE")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".pgpass")))?;
-    let text = std::fs::read_to_string(path).ok()?;
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".pgpass")))
+}
+
+/// The password for this connection in a password file (`host:port:db:user:password`, `*`
+/// matching anything, `\` escaping), as libpq reads it.
+fn password_from_file(config: &Config, file: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
     let host = match config.get_hosts().first()? {
         Host::Tcp(host) => host.clone(),
         Host::Unix(_) => "localhost".to_owned(),
@@ -535,7 +540,7 @@ impl VectorStore for PostgresStore {
         chunks: &[(Chunk, Vec<f32>)],
     ) -> Result<()> {
         let (_, dimensions) = self.with_client("storing a document", async |client| {
-            Ok(Self::collection_row(&*client, collection).await?)
+            Self::collection_row(&*client, collection).await
         })?;
         let units = unit_vectors(document, chunks, dimensions)?;
         let mut ords = Vec::with_capacity(chunks.len());
@@ -707,7 +712,7 @@ impl VectorStore for PostgresStore {
 
     fn documents(&self, collection: &str, each: &mut dyn FnMut(StoredDocument) -> Result<()>) -> Result<()> {
         let (id, _) = self.with_client("reading documents", async |client| {
-            Ok(Self::collection_row(&*client, collection).await?)
+            Self::collection_row(&*client, collection).await
         })?;
         let listed = self.with_client("reading documents", async |client| {
             let rows = client
@@ -804,13 +809,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("pgpass");
         std::fs::write(&file, "# comment\nother:5432:*:ann:no\nh:*:rag:ann:yes\n").unwrap();
-        // SAFETY (of the test's environment): this is the only test in the crate that sets
-        // PGPASSFILE, and nothing else reads it.
-        unsafe { std::env::set_var("PGPASSFILE", &file) };
         let config = Config::from_str("postgres://ann@h:6000/rag").unwrap();
-        assert_eq!(password_from_file(&config).as_deref(), Some("yes"));
+        assert_eq!(password_from_file(&config, &file).as_deref(), Some("yes"));
         let config = Config::from_str("postgres://bob@h:6000/rag").unwrap();
-        assert_eq!(password_from_file(&config), None);
+        assert_eq!(password_from_file(&config, &file), None);
     }
 
     #[test]

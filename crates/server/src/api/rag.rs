@@ -2,7 +2,6 @@
 //! and answers with citations, through temper-rag exactly as `temper rag` drives it.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -20,8 +19,8 @@ use temper_ground::Mode as Grounding;
 use temper_models::{DEFAULT_CHAT_MODEL, DEFAULT_EMBEDDING_MODEL};
 use temper_rag::answer::{citations, source_label, source_title};
 use temper_rag::{
-    AskOptions, FileContents, GroundedRequest, Hit, IngestOptions, LoadOptions, Mode, NoProgress, RagError,
-    Retriever, SearchOptions, SqliteStore, VectorStore, WordPieceEstimate, NOT_IN_DOCUMENTS,
+    Access, AskOptions, FileContents, GroundedRequest, Hit, IngestOptions, LoadOptions, Mode, NoProgress,
+    RagError, Retriever, SearchOptions, StoreLocation, VectorStore, WordPieceEstimate, NOT_IN_DOCUMENTS,
 };
 
 use super::{blocking, check_params, event_stream, plain_name, Events};
@@ -33,46 +32,49 @@ use crate::AppState;
 /// The most chunks a search returns.
 const MAX_K: usize = 100;
 
-/// The store file the CLI uses too, opened on first use: one connection for reading and one
-/// for ingesting, so that a long upload does not hold searches up (SQLite in WAL mode lets
-/// them read while it writes).
+/// The store the CLI uses too, opened on first use: one handle for reading and one for
+/// ingesting, so that a long upload does not hold searches up (SQLite in WAL mode lets them
+/// read while it writes; PostgreSQL gives each its own connections).
 pub struct RagStore {
-    path: PathBuf,
-    reader: Mutex<Option<SqliteStore>>,
-    writer: Mutex<Option<SqliteStore>>,
+    location: StoreLocation,
+    reader: Mutex<Option<Box<dyn VectorStore>>>,
+    writer: Mutex<Option<Box<dyn VectorStore>>>,
     /// Uploaded files larger than this are refused.
     max_file_bytes: u64,
 }
 
 impl RagStore {
-    pub fn new(path: PathBuf, max_file_bytes: u64) -> RagStore {
-        RagStore { path, reader: Mutex::default(), writer: Mutex::default(), max_file_bytes }
+    pub fn new(location: StoreLocation, max_file_bytes: u64) -> RagStore {
+        RagStore { location, reader: Mutex::default(), writer: Mutex::default(), max_file_bytes }
     }
 
     /// Runs `work` on the reading connection (blocking: call it off the async threads).
-    fn read<T>(&self, work: impl FnOnce(&SqliteStore) -> Result<T, RagError>) -> Result<T, ApiError> {
+    fn read<T>(&self, work: impl FnOnce(&dyn VectorStore) -> Result<T, RagError>) -> Result<T, ApiError> {
         self.with(&self.reader, |store| work(store))
     }
 
     /// Runs `work` on the writing connection (blocking).
-    fn write<T>(&self, work: impl FnOnce(&mut SqliteStore) -> Result<T, RagError>) -> Result<T, ApiError> {
+    fn write<T>(
+        &self,
+        work: impl FnOnce(&mut dyn VectorStore) -> Result<T, RagError>,
+    ) -> Result<T, ApiError> {
         self.with(&self.writer, work)
     }
 
     fn with<T>(
         &self,
-        slot: &Mutex<Option<SqliteStore>>,
-        work: impl FnOnce(&mut SqliteStore) -> Result<T, RagError>,
+        slot: &Mutex<Option<Box<dyn VectorStore>>>,
+        work: impl FnOnce(&mut dyn VectorStore) -> Result<T, RagError>,
     ) -> Result<T, ApiError> {
         // A panic while the lock was held leaves nothing half done: every write is a transaction.
         let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
         let store = match &mut *slot {
             Some(store) => store,
-            None => slot.insert(SqliteStore::create(&self.path).inspect_err(|error| {
+            None => slot.insert(self.location.open(Access::Create).inspect_err(|error| {
                 tracing::warn!("the RAG store cannot be opened: {}", crate::error::chain(error));
             })?),
         };
-        Ok(work(store)?)
+        Ok(work(store.as_mut())?)
     }
 }
 
@@ -240,7 +242,7 @@ pub async fn search(
 }
 
 fn retriever<'a>(
-    store: &'a SqliteStore,
+    store: &'a dyn VectorStore,
     embedder: &'a Lease<Embeddings>,
     collection: &'a str,
 ) -> Retriever<'a> {

@@ -33,7 +33,7 @@ pub fn config(dir: &Path) -> ServerConfig {
         preload: Vec::new(),
         grace: Duration::from_secs(5),
         header_timeout: Duration::from_secs(30),
-        rag_db: dir.join("rag.db"),
+        rag_db: temper_rag::StoreLocation::File(dir.join("rag.db")),
         rag_max_file_bytes: temper_rag::LoadOptions::default().max_file_bytes,
         reports,
     }
