@@ -59,6 +59,40 @@ struct Peer {
     runs: Vec<PeerRun>,
 }
 
+/// `count` vectors and `queries` queries of `dimensions`, drawn alike around `clusters` random
+/// unit centres (the same ones for both), flattened; repeatable.
+pub fn clustered(
+    count: usize,
+    queries: usize,
+    dimensions: usize,
+    clusters: usize,
+    spread: f32,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let centres: Vec<Vec<f32>> = (0..clusters)
+        .map(|_| {
+            let mut c: Vec<f32> = (0..dimensions).map(|_| gaussian(&mut state)).collect();
+            normalize(&mut c);
+            c
+        })
+        .collect();
+    let vectors = synthetic(count, dimensions, &centres, spread, &mut state);
+    let queries = synthetic(queries, dimensions, &centres, spread, &mut state);
+    (vectors, queries)
+}
+
+/// The indices of each query's `k` most similar vectors (dot product over unit vectors), best
+/// first, by scanning them all: the truth recall is measured against.
+pub fn exact_neighbours(vectors: &[f32], queries: &[f32], dimensions: usize, k: usize) -> Vec<Vec<u32>> {
+    queries
+        .chunks_exact(dimensions)
+        .map(|q| {
+            let scores = vectors.chunks_exact(dimensions).enumerate().map(|(i, v)| (i as u32, dot(q, v)));
+            top_k(scores, k).into_iter().map(|(i, _)| i).collect()
+        })
+        .collect()
+}
+
 /// Unit vectors around random centres: each is its centre plus Gaussian noise of norm `spread`.
 fn synthetic(
     count: usize,
@@ -92,7 +126,8 @@ fn gaussian(state: &mut u64) -> f32 {
     ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
 }
 
-fn recall(found: &[Vec<u32>], truth: &[Vec<u32>], k: usize) -> f64 {
+/// The share of the true top `k` found in the top `k` of `found`.
+pub fn recall(found: &[Vec<u32>], truth: &[Vec<u32>], k: usize) -> f64 {
     let hits: usize =
         found.iter().zip(truth).map(|(f, t)| f.iter().take(k).filter(|id| t.contains(id)).count()).sum();
     hits as f64 / (truth.len() * k) as f64
@@ -112,29 +147,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if !(args.spread.is_finite() && args.spread >= 0.0) {
         bail!("--spread must be 0 or more");
     }
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let centres: Vec<Vec<f32>> = (0..args.clusters)
-        .map(|_| {
-            let mut c: Vec<f32> = (0..dim).map(|_| gaussian(&mut state)).collect();
-            normalize(&mut c);
-            c
-        })
-        .collect();
-    let vectors = synthetic(args.count, dim, &centres, args.spread, &mut state);
-    let queries = synthetic(args.queries, dim, &centres, args.spread, &mut state);
+    let (vectors, queries) = clustered(args.count, args.queries, dim, args.clusters, args.spread);
     eprintln!(
         "{} vectors of {dim} dimensions around {} centres, {} queries",
         args.count, args.clusters, args.queries
     );
 
     let start = Instant::now();
-    let truth: Vec<Vec<u32>> = queries
-        .chunks_exact(dim)
-        .map(|q| {
-            let scores = vectors.chunks_exact(dim).enumerate().map(|(i, v)| (i as u32, dot(q, v)));
-            top_k(scores, args.k).into_iter().map(|(i, _)| i).collect()
-        })
-        .collect();
+    let truth = exact_neighbours(&vectors, &queries, dim, args.k);
     let exact_qps = args.queries as f64 / start.elapsed().as_secs_f64();
 
     let params = HnswParams { m: args.m, ef_construction: args.ef_construction, ..Default::default() };

@@ -12,6 +12,7 @@ mod python;
 mod report;
 mod retrieval;
 mod serve;
+mod stores;
 mod structured;
 
 use std::path::{Path, PathBuf};
@@ -37,6 +38,9 @@ enum Commands {
     /// Nearest-neighbour search over synthetic embeddings: exact, temper-rag's HNSW, and
     /// hnswlib at the same parameters.
     Vectors(ann::Args),
+    /// temper-rag's SQLite and PostgreSQL + pgvector stores on the same synthetic embeddings:
+    /// ingest chunks/s, dense-search p50/p99 latency and recall@k against exact search.
+    Stores(stores::Args),
     /// Streaming clients against `temper serve` and llama.cpp's llama-server, side by side:
     /// time to first token, inter-token latency and aggregate tokens/s per concurrency.
     Serve(loadtest::Args),
@@ -153,6 +157,7 @@ fn main() -> Result<()> {
         Commands::Engine(args) => engine(args),
         Commands::Retrieval(args) => retrieval::run(&args),
         Commands::Vectors(args) => ann::run(&args),
+        Commands::Stores(args) => stores::run(&args),
         Commands::Serve(args) => loadtest::run(&args),
         Commands::Structured(args) => structured::run(&args),
         Commands::Side(args) => {

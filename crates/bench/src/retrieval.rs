@@ -18,7 +18,9 @@ use temper_embed::{EmbedOptions, Embedder, Precision};
 use temper_models::{ConsoleProgress, ModelStore, DEFAULT_EMBEDDING_MODEL};
 use temper_rag::retrieve::RRF_K;
 use temper_rag::store::NewDocument;
-use temper_rag::{Chunk, Mode, Position, Retriever, SearchOptions, SqliteStore, VectorStore};
+use temper_rag::{
+    Access, Chunk, Mode, Position, PostgresStore, Retriever, SearchOptions, SqliteStore, VectorStore,
+};
 
 use self::bm25::Bm25;
 use self::metrics::Judgements;
@@ -53,6 +55,26 @@ pub struct Args {
     /// Also measure the int8 encoder (quality and speed), next to the f32 one.
     #[arg(long)]
     int8: bool,
+    /// Also store the corpus in the PostgreSQL database at URL (pgvector) and measure every mode
+    /// through it, next to SQLite's, with the nDCG@10 difference. The bench's collection in that
+    /// database (`corpus`) is replaced.
+    #[arg(long, value_name = "URL")]
+    db: Option<String>,
+}
+
+/// The store a row was measured through.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A row of the report: a mode's rankings of the judged queries.
+struct Row {
+    mode: String,
+    rankings: Vec<Vec<String>>,
+    /// The SQLite row this PostgreSQL row repeats, whose nDCG@10 it is compared with.
+    same_as: Option<usize>,
 }
 
 /// One of Temper's encoders under test, with its timings and corpus vectors.
@@ -216,36 +238,35 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         }
     };
 
-    // What the CLI asks for by default: fewer candidates per list, so the fusion differs.
-    let defaults = SearchOptions::default();
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     let store_dir = tempfile::tempdir().context("creating a scratch directory for the stores")?;
-    let mut modes = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
     for side in &sides {
-        let db = store_dir.path().join(format!("{}.db", side.label()));
-        let store = store_corpus(&db, &data, &side.embedder, &side.vectors)?;
-        let retriever =
-            Retriever { store: &store, embedder: &side.embedder, collection: COLLECTION, reranker: None };
-        let search = |mode: Mode, k: usize, candidates: usize| -> anyhow::Result<Vec<Vec<String>>> {
-            let options = SearchOptions { k, mode, candidates, ..Default::default() };
-            data.queries
-                .iter()
-                .map(|(q, _)| {
-                    let hits = runtime.block_on(retriever.search(&q.text, &options))?;
-                    Ok(hits.into_iter().map(|h| h.chunk.path).collect())
-                })
-                .collect()
+        let mut sqlite = SqliteStore::create(&store_dir.path().join(format!("{}.db", side.label())))?;
+        store_corpus(&mut sqlite, &data, &side.embedder, &side.vectors)?;
+        let sqlite_rows = mode_rows(&sqlite, Backend::Sqlite, side, &data, args, &runtime)?;
+        let postgres_rows = match &args.db {
+            Some(url) => {
+                let mut postgres = PostgresStore::open(url, Access::Create)?;
+                let start = Instant::now();
+                store_corpus(&mut postgres, &data, &side.embedder, &side.vectors)?;
+                eprintln!(
+                    "stored {} documents in PostgreSQL in {:.1} s",
+                    data.ids.len(),
+                    start.elapsed().as_secs_f64()
+                );
+                mode_rows(&postgres, Backend::Postgres, side, &data, args, &runtime)?
+            }
+            None => Vec::new(),
         };
-        let p = side.label();
-        modes.push((format!("dense {p} ({}, exact cosine)", args.model), search(Mode::Dense, DEPTH, DEPTH)?));
-        if side.precision == Precision::F32 {
-            modes.push(("bm25 (SQLite FTS5, porter)".to_owned(), search(Mode::Bm25, DEPTH, DEPTH)?));
+        let mut postgres_rows = postgres_rows.into_iter();
+        for (mode, rankings) in sqlite_rows {
+            let sqlite_row = rows.len();
+            rows.push(Row { mode, rankings, same_as: None });
+            if let Some((mode, rankings)) = postgres_rows.next() {
+                rows.push(Row { mode, rankings, same_as: Some(sqlite_row) });
+            }
         }
-        modes.push((format!("hybrid {p} (RRF, k={RRF_K})"), search(Mode::Hybrid, DEPTH, DEPTH)?));
-        modes.push((
-            format!("hybrid {p} as `rag search` runs it ({} hits)", defaults.k),
-            search(Mode::Hybrid, defaults.k, defaults.candidates)?,
-        ));
     }
     let reference_index = Bm25::new(&documents);
     let reference: Vec<Vec<String>> = data
@@ -253,13 +274,24 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .iter()
         .map(|(q, _)| data.ranking(&reference_index.scores(&q.text)).into_iter().map(str::to_owned).collect())
         .collect();
-    modes.push(("reference: bm25 as rank_bm25 scores it".to_owned(), reference));
+    rows.push(Row {
+        mode: "reference: bm25 as rank_bm25 scores it".to_owned(),
+        rankings: reference,
+        same_as: None,
+    });
 
     println!("retrieval on {} ({} queries, {} documents)\n", data.name, data.queries.len(), documents.len());
-    println!("{:<48} {:>8} {:>11} {:>8}", "mode", "nDCG@10", "recall@100", "MRR@10");
-    for (mode, rankings) in &modes {
-        let q = quality(rankings, &data.queries);
-        println!("{mode:<48} {:>8.4} {:>11.4} {:>8.4}", q.ndcg10, q.recall100, q.mrr10);
+    let width = rows.iter().map(|r| r.mode.chars().count()).max().unwrap_or(0).max(48);
+    let compared = args.db.is_some();
+    let delta_header = if compared { format!(" {:>18}", "ΔnDCG@10 vs SQLite") } else { String::new() };
+    println!("{:<width$} {:>8} {:>11} {:>8}{delta_header}", "mode", "nDCG@10", "recall@100", "MRR@10");
+    let qualities: Vec<Quality> = rows.iter().map(|r| quality(&r.rankings, &data.queries)).collect();
+    for (row, q) in rows.iter().zip(&qualities) {
+        let delta = match row.same_as {
+            Some(i) => format!(" {:>+18.4}", q.ndcg10 - qualities[i].ndcg10),
+            None => String::new(),
+        };
+        println!("{:<width$} {:>8.4} {:>11.4} {:>8.4}{delta}", row.mode, q.ndcg10, q.recall100, q.mrr10);
     }
     if let Some(peer) = peer {
         print_speeds(&mut sides, peer, max_len, args);
@@ -270,14 +302,58 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 /// The collection the bench stores the corpus in.
 const COLLECTION: &str = "corpus";
 
-/// The corpus in a fresh temper-rag store at `db`, a chunk per document, with its vectors.
+/// Every mode's rankings of the judged queries through `store`, labelled with what searched.
+fn mode_rows(
+    store: &dyn VectorStore,
+    backend: Backend,
+    side: &Side,
+    data: &Dataset,
+    args: &Args,
+    runtime: &tokio::runtime::Runtime,
+) -> anyhow::Result<Vec<(String, Vec<Vec<String>>)>> {
+    let retriever = Retriever { store, embedder: &side.embedder, collection: COLLECTION, reranker: None };
+    let search = |mode: Mode, k: usize, candidates: usize| -> anyhow::Result<Vec<Vec<String>>> {
+        let options = SearchOptions { k, mode, candidates, ..Default::default() };
+        data.queries
+            .iter()
+            .map(|(q, _)| {
+                let hits = runtime.block_on(retriever.search(&q.text, &options))?;
+                Ok(hits.into_iter().map(|h| h.chunk.path).collect())
+            })
+            .collect()
+    };
+    let p = side.label();
+    let (dense, keyword, on) = match backend {
+        Backend::Sqlite => ("exact cosine", "SQLite FTS5, porter", ""),
+        Backend::Postgres => {
+            ("pgvector HNSW", "PostgreSQL tsvector BM25, english stemming", " on PostgreSQL")
+        }
+    };
+    // What the CLI asks for by default: fewer candidates per list, so the fusion differs.
+    let defaults = SearchOptions::default();
+    let mut rows = vec![(format!("dense {p} ({}, {dense})", args.model), search(Mode::Dense, DEPTH, DEPTH)?)];
+    if side.precision == Precision::F32 {
+        rows.push((format!("bm25 ({keyword})"), search(Mode::Bm25, DEPTH, DEPTH)?));
+    }
+    rows.push((format!("hybrid {p} (RRF, k={RRF_K}){on}"), search(Mode::Hybrid, DEPTH, DEPTH)?));
+    rows.push((
+        format!("hybrid {p} as `rag search` runs it ({} hits){on}", defaults.k),
+        search(Mode::Hybrid, defaults.k, defaults.candidates)?,
+    ));
+    Ok(rows)
+}
+
+/// The corpus in `store`, a chunk per document, with its vectors; the collection is replaced
+/// if the store holds it from an earlier run.
 fn store_corpus(
-    db: &Path,
+    store: &mut dyn VectorStore,
     data: &Dataset,
     embedder: &Embedder,
     vectors: &[Vec<f32>],
-) -> anyhow::Result<SqliteStore> {
-    let mut store = SqliteStore::create(db)?;
+) -> anyhow::Result<()> {
+    if store.collections()?.iter().any(|c| c.name == COLLECTION) {
+        store.remove_collection(COLLECTION)?;
+    }
     store.ensure_collection(COLLECTION, embedder.name(), embedder.dimensions())?;
     let metadata = serde_json::json!({});
     for ((id, text), vector) in data.ids.iter().zip(&data.documents).zip(vectors) {
@@ -285,7 +361,9 @@ fn store_corpus(
         let document = NewDocument { path: id, hash: id, metadata: &metadata };
         store.put_document(COLLECTION, &document, &[(chunk, vector.clone())])?;
     }
-    Ok(store)
+    // As ingestion does when it finishes: PostgreSQL builds its HNSW index here.
+    store.build_index(COLLECTION)?;
+    Ok(())
 }
 
 /// sentence-transformers' docs/s per round and its versions (torch, sentence-transformers);

@@ -254,6 +254,7 @@ impl<'a> Run<'a> {
     /// Stores what is still pending; gives the store back with the report.
     async fn finish(mut self) -> Result<(&'a mut dyn VectorStore, IngestReport)> {
         self.flush().await?;
+        self.store.build_index(&self.options.collection)?;
         Ok((self.store, self.report))
     }
 

@@ -146,6 +146,7 @@ pub fn import(
                     ),
                 ));
             }
+            store.build_index(&name)?;
             return Ok((name, moved));
         }
         let doc: DocumentLine = serde_json::from_value(value).map_err(|e| bad(number, e.to_string()))?;

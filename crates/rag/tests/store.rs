@@ -315,6 +315,7 @@ fn child_process_ingester() {
     let mut store = PostgresStore::open(&url, Access::Create).unwrap();
     store.ensure_collection("c", "hashed-words", HashedWords::DIMENSIONS).unwrap();
     put_numbered(&mut store, first, count);
+    store.build_index("c").unwrap();
 }
 
 fn ingester(url: &str, first: usize, count: usize) -> std::process::Child {
@@ -355,6 +356,39 @@ fn postgres_four_ingesters_at_once_lose_and_duplicate_nothing() {
     assert_eq!((info.documents, info.chunks), (150, chunks));
     assert_whole(&store, 150);
     store.check().unwrap();
+}
+
+#[test]
+fn postgres_builds_a_collections_vector_index_once_and_searches_through_it() {
+    let Some(url) = temper_testkit::postgres_database() else { return };
+    let mut store = PostgresStore::open(&url, Access::Create).unwrap();
+    store.ensure_collection("v", "tiny", 3).unwrap();
+    let metadata = json!({});
+    for i in 0..200 {
+        let angle = i as f32 / 200.0 * std::f32::consts::PI;
+        let path = format!("/{i}");
+        let doc = NewDocument { path: &path, hash: "h", metadata: &metadata };
+        let vector = vec![angle.cos(), angle.sin(), 0.1];
+        store.put_document("v", &doc, &[(chunk(&format!("point {i}"), 1), vector)]).unwrap();
+    }
+    let q = [1.0f32, -0.05, 0.1];
+    let exact = store.dense_search("v", &q, 5, &Filter::default()).unwrap();
+    let indexes =
+        "SELECT count(*) FROM pg_indexes WHERE schemaname = 'temper' AND indexname LIKE 'chunks_dense_%'";
+    assert_eq!(sql_count(&url, indexes), 0, "a collection's first load goes in without an index");
+    store.build_index("v").unwrap();
+    store.build_index("v").unwrap();
+    assert_eq!(sql_count(&url, indexes), 1);
+    // Through the index, the same nearest chunks with the same scores as the exact scan.
+    assert_eq!(store.dense_search("v", &q, 5, &Filter::default()).unwrap(), exact);
+    assert_eq!(store.chunks(&[exact[0].0]).unwrap()[0].text, "point 0");
+    // Later documents go into the index as they are stored.
+    let doc = NewDocument { path: "/new", hash: "h", metadata: &metadata };
+    store.put_document("v", &doc, &[(chunk("newest", 1), q.to_vec())]).unwrap();
+    let best = store.dense_search("v", &q, 1, &Filter::default()).unwrap();
+    assert_eq!(store.chunks(&[best[0].0]).unwrap()[0].text, "newest");
+    store.remove_collection("v").unwrap();
+    assert_eq!(sql_count(&url, indexes), 0, "the index goes with its collection");
 }
 
 #[test]
@@ -490,4 +524,17 @@ fn a_damaged_export_is_refused_with_its_line_and_a_cut_one_is_completed_by_impor
     let other = lines[0].replace("hashed-words", "other-embedder");
     let err = temper_rag::transfer::import(&mut target, &mut other.as_bytes(), "o.jsonl", None).unwrap_err();
     assert!(matches!(err, RagError::EmbedderMismatch { .. }), "{err}");
+}
+
+/// The count a query of the test database returns.
+fn sql_count(url: &str, query: &str) -> i64 {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+        let connection = tokio::spawn(connection);
+        let count = client.query_one(query, &[]).await.unwrap().get(0);
+        drop(client);
+        let _ = connection.await;
+        count
+    })
 }

@@ -19,16 +19,23 @@ pub fn postgres_database() -> Option<String> {
         NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
     );
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect to TEMPER_TEST_POSTGRES ({url}): {e}"));
-        let connection = tokio::spawn(connection);
-        client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("creating a test database");
-        drop(client);
-        let _ = connection.await;
-    });
+    // On a thread of its own, so that async tests can call this too.
+    let admin = url.clone();
+    let create = format!("CREATE DATABASE {name}");
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+                .await
+                .unwrap_or_else(|e| panic!("cannot connect to TEMPER_TEST_POSTGRES ({admin}): {e}"));
+            let connection = tokio::spawn(connection);
+            client.batch_execute(&create).await.expect("creating a test database");
+            drop(client);
+            let _ = connection.await;
+        })
+    })
+    .join()
+    .expect("creating a test database");
     let (base, _) = url.rsplit_once('/').expect("TEMPER_TEST_POSTGRES is a URL ending in /DATABASE");
     Some(format!("{base}/{name}"))
 }

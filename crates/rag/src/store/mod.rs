@@ -201,6 +201,14 @@ pub trait VectorStore: Send {
     /// The unit vectors of these chunks, in the same order.
     fn vectors(&self, ids: &[ChunkId]) -> Result<Vec<Vec<f32>>>;
 
+    /// Builds the collection's search index if the store keeps one and it is missing: after a
+    /// bulk load one build is much faster than updating the index with every insert, so
+    /// ingestion and import call this when they finish. Until then a search still finds
+    /// everything, scanning exactly. (SQLite builds its graph on the first large search instead.)
+    fn build_index(&mut self, _collection: &str) -> Result<()> {
+        Ok(())
+    }
+
     /// Every document of the collection with its chunks and vectors, by path, one at a time
     /// (a collection may not fit in memory).
     fn documents(&self, collection: &str, each: &mut dyn FnMut(StoredDocument) -> Result<()>) -> Result<()>;

@@ -192,3 +192,32 @@ async fn path_like_names_and_oversized_files_are_refused_and_nothing_is_stored()
     assert!(!dir.path().join("x").exists() && !dir.path().parent().unwrap().join("x").exists());
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_on_postgres_stores_and_searches_uploads() {
+    if temper_testkit::minilm().is_none() {
+        return;
+    }
+    let Some(url) = temper_testkit::postgres_database() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = temper_server::ServerConfig {
+        rag_db: temper_rag::StoreLocation::Postgres(url),
+        ..common::config(dir.path())
+    };
+    let (base, server) = common::start(config).await;
+    let client = Client { http: reqwest::Client::new(), base };
+    let files: [(&str, &[u8]); 2] =
+        [("lighthouse.md", LIGHTHOUSE.as_bytes()), ("ferry.txt", FERRY.as_bytes())];
+    let (status, uploaded) = client.upload("islands", &files).await;
+    assert_eq!(status, 200, "{uploaded}");
+    let collections = client.collections().await;
+    assert_eq!(
+        (collections[0]["name"].as_str(), collections[0]["documents"].as_u64()),
+        (Some("islands"), Some(2))
+    );
+    let search = json!({ "collection": "islands", "query": "How much is a return ticket?", "k": 2 });
+    let hits: Value = client.post("/api/rag/search", search).await.json().await.unwrap();
+    assert_eq!(hits["hits"][0]["title"], "ferry.txt", "{hits}");
+    assert!(!dir.path().join("rag.db").exists(), "nothing went to the default file");
+    server.abort();
+}
