@@ -489,11 +489,12 @@ impl VectorStore for PostgresStore {
             let (id, dimensions) = Self::collection_row(&tx, collection).await?;
             if dimensions <= MAX_INDEXED_DIMENSIONS {
                 // The graph is built in memory when it fits, several times faster than on
-                // disk; the setting lasts for this transaction only. The id and the size are
-                // numbers of ours, not user text, and the planner needs them literal to match
-                // a query to this partial index.
+                // disk: at least 1 GB for this transaction (a server set higher keeps its own).
+                // The id and the size are numbers of ours, not user text, and the planner needs
+                // them literal to match a query to this partial index.
                 tx.batch_execute(&format!(
-                    "SET LOCAL maintenance_work_mem = '1GB';
+                    "SELECT set_config('maintenance_work_mem', '1GB', true)
+                     WHERE pg_size_bytes(current_setting('maintenance_work_mem')) < pg_size_bytes('1GB');
                      CREATE INDEX IF NOT EXISTS chunks_dense_{id} ON temper.chunks
                      USING hnsw ((embedding::vector({dimensions})) vector_ip_ops) WHERE collection_id = {id}"
                 ))
