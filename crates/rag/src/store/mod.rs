@@ -263,6 +263,19 @@ fn unit_vectors(
         .collect()
 }
 
+/// A search's query vector scaled to unit length, after checking it has the collection's size.
+fn unit_query(query: &[f32], dimensions: usize, collection: &str) -> Result<Vec<f32>> {
+    if query.len() != dimensions {
+        return Err(RagError::invalid(
+            "query vector",
+            format!("has {} dimensions, collection `{collection}` {dimensions}", query.len()),
+        ));
+    }
+    let mut unit = query.to_vec();
+    crate::vector::normalize(&mut unit);
+    Ok(unit)
+}
+
 /// A position as the stores keep it: its unit and its number.
 fn position_columns(position: Position) -> (&'static str, i64) {
     match position {

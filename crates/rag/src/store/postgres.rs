@@ -21,8 +21,8 @@ use tokio_postgres::config::Host;
 use tokio_postgres::{Config, NoTls};
 
 use super::{
-    check_new_collection, position_columns, position_from, unit_vectors, Access, ChunkId, CollectionInfo,
-    Filter, NewDocument, StoreCheck, StoredChunk, StoredDocument, VectorStore,
+    check_new_collection, position_columns, position_from, unit_query, unit_vectors, Access, ChunkId,
+    CollectionInfo, Filter, NewDocument, StoreCheck, StoredChunk, StoredDocument, VectorStore,
 };
 use crate::chunk::Chunk;
 use crate::{RagError, Result};
@@ -630,16 +630,7 @@ impl VectorStore for PostgresStore {
     ) -> Result<Vec<(ChunkId, f32)>> {
         self.with_client("searching vectors", async |client| {
             let (id, dimensions) = Self::collection_row(&*client, collection).await?;
-            if query.len() != dimensions {
-                return Err(RagError::invalid(
-                    "query vector",
-                    format!("has {} dimensions, collection `{collection}` {dimensions}", query.len()),
-                )
-                .into());
-            }
-            let mut unit = query.to_vec();
-            crate::vector::normalize(&mut unit);
-            let query = Vector::from(unit);
+            let query = Vector::from(unit_query(query, dimensions, collection)?);
             let limit = k as i64;
             let (conditions, values) = filter_sql(filter, 3);
             // The index answers unfiltered searches; with a filter (as on SQLite) the matching

@@ -10,13 +10,13 @@ use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtensio
 use serde_json::Value;
 
 use super::{
-    check_new_collection, position_columns, position_from, unit_vectors, Access, ChunkId, CollectionInfo,
-    Filter, NewDocument, StoreCheck, StoredChunk, StoredDocument, VectorStore,
+    check_new_collection, position_columns, position_from, unit_query, unit_vectors, Access, ChunkId,
+    CollectionInfo, Filter, NewDocument, StoreCheck, StoredChunk, StoredDocument, VectorStore,
 };
 use crate::chunk::Chunk;
 use crate::error::StoreContext;
 use crate::hnsw::{Hnsw, HnswParams};
-use crate::vector::{dot, normalize, top_k};
+use crate::vector::{dot, top_k};
 use crate::{RagError, Result};
 
 /// Bumped when the schema changes; a store from a newer Temper is refused, not misread.
@@ -583,14 +583,7 @@ impl VectorStore for SqliteStore {
         filter: &Filter,
     ) -> Result<Vec<(ChunkId, f32)>> {
         let (id, _, dimensions, generation) = self.collection_row(collection)?;
-        if query.len() != dimensions {
-            return Err(RagError::invalid(
-                "query vector",
-                format!("has {} dimensions, collection `{collection}` {dimensions}", query.len()),
-            ));
-        }
-        let mut query = query.to_vec();
-        normalize(&mut query);
+        let query = unit_query(query, dimensions, collection)?;
         if filter.is_empty() {
             let index = self.dense_index(id, generation, dimensions)?;
             if let Some(hnsw) = &index.hnsw {
