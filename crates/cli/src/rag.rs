@@ -157,9 +157,10 @@ impl RetrievalArgs {
     }
 }
 
-/// The store of `--db` (or `TEMPER_RAG_DB`), else `[rag] db` of temper.toml, else
-/// `$TEMPER_HOME/rag.db`: the one place that chooses it.
+/// The store of `--db`, else `TEMPER_RAG_DB`, else `[rag] db` of temper.toml, else
+/// `$TEMPER_HOME/rag.db`: the one place that chooses it (for `rag`, `serve` and eval specs alike).
 pub fn store_location(db: Option<String>) -> anyhow::Result<StoreLocation> {
+    let db = db.or_else(|| std::env::var("TEMPER_RAG_DB").ok().filter(|v| !v.is_empty()));
     let configured =
         || -> anyhow::Result<Option<String>> { Ok(resolver()?.profiles().rag_db().map(str::to_owned)) };
     if let Some(db) = db.map_or_else(configured, |db| Ok(Some(db)))? {
