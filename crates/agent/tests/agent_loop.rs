@@ -1,0 +1,353 @@
+//! The agent loop's edge cases, on a scripted model: concurrent calls, tools that fail or get
+//! bad arguments, each limit, calls that start while the model still streams, and histories
+//! with a result for every call.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use temper_agent::{Agent, AgentOptions, Event, Limits, Run, Stop, Tool, ToolError, Toolbox};
+use temper_core::{
+    ChatModel, ChatRequest, ChatResponse, EventStream, FinishReason, Role, StreamEvent, ToolCall,
+    ToolCallDelta, ToolChoice, Usage,
+};
+
+/// One turn of the script: text, or tool calls `(name, arguments)`.
+#[derive(Clone)]
+enum Turn {
+    Text(&'static str),
+    Calls(Vec<(&'static str, &'static str)>),
+}
+
+/// A model that plays its turns in order (the last one again when they run out), streaming
+/// calls piece by piece, waiting `before_done` before its final event, and keeping every
+/// request it got.
+struct Script {
+    turns: Vec<Turn>,
+    before_done: Duration,
+    usage: Usage,
+    requests: Arc<Mutex<Vec<ChatRequest>>>,
+    /// When each turn's final event was sent.
+    done_at: Arc<Mutex<Vec<Instant>>>,
+}
+
+impl Script {
+    fn new(turns: Vec<Turn>) -> Self {
+        Script {
+            turns,
+            before_done: Duration::ZERO,
+            usage: Usage { prompt_tokens: 100, completion_tokens: 20 },
+            requests: Arc::default(),
+            done_at: Arc::default(),
+        }
+    }
+}
+
+impl ChatModel for Script {
+    fn name(&self) -> &str {
+        "script"
+    }
+
+    fn chat_stream(&self, request: ChatRequest) -> EventStream {
+        let mut requests = self.requests.lock().unwrap();
+        let turn = self.turns[requests.len().min(self.turns.len() - 1)].clone();
+        // A request that forbids tools gets text, whatever the script says.
+        let turn = if request.tool_choice == ToolChoice::None { Turn::Text("final answer") } else { turn };
+        requests.push(request);
+        let mut events = Vec::new();
+        let mut response = ChatResponse { model: "script".into(), usage: self.usage, ..Default::default() };
+        match turn {
+            Turn::Text(text) => {
+                events.extend(text.split_inclusive(' ').map(|w| StreamEvent::Delta(w.into())));
+                response.text = text.into();
+            }
+            Turn::Calls(calls) => {
+                for (index, (name, arguments)) in calls.iter().enumerate() {
+                    let id = format!("id{index}");
+                    let (head, tail) = arguments.split_at(arguments.len() / 2);
+                    events.push(StreamEvent::ToolCall(ToolCallDelta {
+                        index,
+                        id: Some(id.clone()),
+                        name: Some((*name).into()),
+                        arguments: head.into(),
+                    }));
+                    events.push(StreamEvent::ToolCall(ToolCallDelta {
+                        index,
+                        id: None,
+                        name: None,
+                        arguments: tail.into(),
+                    }));
+                    response.tool_calls.push(ToolCall {
+                        id,
+                        name: (*name).into(),
+                        arguments: (*arguments).into(),
+                    });
+                }
+                response.finish_reason = FinishReason::ToolCalls;
+            }
+        }
+        let (before_done, done_at) = (self.before_done, self.done_at.clone());
+        let stream = async_stream(events, before_done, response, done_at);
+        Box::pin(stream)
+    }
+}
+
+fn async_stream(
+    events: Vec<StreamEvent>,
+    before_done: Duration,
+    response: ChatResponse,
+    done_at: Arc<Mutex<Vec<Instant>>>,
+) -> impl futures::Stream<Item = temper_core::Result<StreamEvent>> + Send {
+    let head = futures::stream::iter(events.into_iter().map(Ok));
+    let done = futures::stream::once(async move {
+        tokio::time::sleep(before_done).await;
+        done_at.lock().unwrap().push(Instant::now());
+        Ok(StreamEvent::Done(response))
+    });
+    futures::StreamExt::chain(head, done)
+}
+
+/// Sleeps `ms` milliseconds, records when it started, and answers `{"slept": ms}`.
+struct Sleep {
+    started: Arc<Mutex<Vec<Instant>>>,
+}
+
+#[async_trait]
+impl Tool for Sleep {
+    fn name(&self) -> &str {
+        "sleep"
+    }
+    fn description(&self) -> &str {
+        "Sleeps."
+    }
+    fn parameters(&self) -> Value {
+        json!({"type": "object", "properties": {"ms": {"type": "integer", "minimum": 0}}, "required": ["ms"]})
+    }
+    async fn call(&self, arguments: Value) -> Result<Value, ToolError> {
+        self.started.lock().unwrap().push(Instant::now());
+        let ms = arguments["ms"].as_u64().unwrap_or_default();
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(json!({ "slept": ms }))
+    }
+}
+
+/// Always fails.
+struct Broken;
+
+#[async_trait]
+impl Tool for Broken {
+    fn name(&self) -> &str {
+        "broken"
+    }
+    fn description(&self) -> &str {
+        "Fails."
+    }
+    fn parameters(&self) -> Value {
+        json!({"type": "object"})
+    }
+    async fn call(&self, _: Value) -> Result<Value, ToolError> {
+        Err(ToolError::Failed("the disk is on fire".into()))
+    }
+}
+
+/// `sleep` and `broken`, and when `sleep` started each call.
+fn agent_tools() -> (Toolbox, Arc<Mutex<Vec<Instant>>>) {
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let tools = Toolbox::new()
+        .with(Arc::new(Sleep { started: started.clone() }))
+        .unwrap()
+        .with(Arc::new(Broken))
+        .unwrap();
+    (tools, started)
+}
+
+fn agent(script: Script, limits: Limits) -> (Agent, Arc<Mutex<Vec<Instant>>>) {
+    let (tools, started) = agent_tools();
+    let options = AgentOptions { limits, ..AgentOptions::default() };
+    (Agent::new(Arc::new(script), tools, options), started)
+}
+
+async fn run(agent: &Agent) -> (Run, Vec<Event>) {
+    let mut events = Vec::new();
+    let run = agent.run("do the task", &mut |e: &Event| events.push(e.clone())).await.unwrap();
+    (run, events)
+}
+
+/// Every assistant turn that called tools is followed by exactly one result per call, in order.
+fn assert_no_orphan_calls(run: &Run) {
+    let messages = &run.messages;
+    for (i, message) in messages.iter().enumerate() {
+        for (k, call) in message.tool_calls.iter().enumerate() {
+            let answer = messages.get(i + 1 + k).unwrap_or_else(|| panic!("no result for {}", call.id));
+            assert_eq!(answer.role, Role::Tool);
+            assert_eq!(answer.tool_call_id.as_deref(), Some(call.id.as_str()));
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_calls_of_one_turn_run_at_once_and_their_results_come_back_in_call_order() {
+    let script = Script::new(vec![
+        Turn::Calls(vec![
+            ("sleep", r#"{"ms": 400}"#),
+            ("sleep", r#"{"ms": 100}"#),
+            ("sleep", r#"{"ms": 400}"#),
+        ]),
+        Turn::Text("all slept"),
+    ]);
+    let requests = script.requests.clone();
+    let (agent, _) = agent(script, Limits::default());
+    let (run, events) = run(&agent).await;
+
+    assert_eq!(run.answer, "all slept");
+    assert_eq!(run.stopped, None);
+    // Three calls of 400, 100 and 400 ms: together well under their 900 ms sum.
+    assert!(run.time.tools_ms < 700.0, "{:?}", run.time);
+    let kinds: Vec<&str> = run.steps.iter().map(|s| s.kind).collect();
+    assert_eq!(kinds, ["model", "tool", "tool", "tool", "model"]);
+    assert_eq!(run.steps[2].result, Some(json!({"slept": 100})));
+    assert_eq!(run.steps[2].arguments, Some(json!({"ms": 100})));
+    assert_eq!(run.usage, Usage { prompt_tokens: 200, completion_tokens: 40 });
+
+    // The short call reports first; the history keeps the calls' order.
+    let results: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ToolResult { id, .. } => Some(id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(results[0], "id1");
+    let second = &requests.lock().unwrap()[1];
+    let ids: Vec<_> = second.messages.iter().filter_map(|m| m.tool_call_id.as_deref()).collect();
+    assert_eq!(ids, ["id0", "id1", "id2"]);
+    assert_eq!(second.messages.last().unwrap().content, r#"{"slept":400}"#);
+    assert_no_orphan_calls(&run);
+    assert!(matches!(events.last(), Some(Event::Answer { text, stopped: None }) if text == "all slept"));
+}
+
+#[tokio::test]
+async fn a_failing_tool_bad_arguments_and_an_unknown_tool_are_results_the_model_reads() {
+    let script = Script::new(vec![
+        Turn::Calls(vec![
+            ("broken", "{}"),
+            ("sleep", r#"{"ms": "soon"}"#),
+            ("teleport", "{}"),
+            ("sleep", "{ms: 1"),
+        ]),
+        Turn::Text("recovered"),
+    ]);
+    let requests = script.requests.clone();
+    let (agent, started) = agent(script, Limits::default());
+    let (run, _) = run(&agent).await;
+
+    assert_eq!(run.answer, "recovered");
+    let errors: Vec<String> = run.steps.iter().filter_map(|s| s.error.clone()).collect();
+    assert_eq!(errors.len(), 4, "{errors:?}");
+    assert_eq!(errors[0], "the disk is on fire");
+    assert!(errors[1].starts_with("invalid arguments: at /ms:"), "{}", errors[1]);
+    assert_eq!(errors[2], "there is no tool `teleport`; the tools are: sleep, broken");
+    assert!(errors[3].starts_with("invalid arguments: not JSON"), "{}", errors[3]);
+    // Arguments that are not JSON are kept as the model wrote them.
+    assert_eq!(run.steps[4].arguments, Some(json!("{ms: 1")));
+    // The tool never saw the bad calls.
+    assert!(started.lock().unwrap().is_empty());
+
+    let second = &requests.lock().unwrap()[1];
+    let fire = second.messages.iter().find(|m| m.tool_call_id.as_deref() == Some("id0")).unwrap();
+    assert_eq!(fire.content, r#"{"error":"the disk is on fire"}"#);
+    assert_no_orphan_calls(&run);
+}
+
+#[tokio::test]
+async fn a_run_at_its_step_limit_still_answers() {
+    let script = Script::new(vec![Turn::Calls(vec![("sleep", r#"{"ms": 1}"#)])]);
+    let requests = script.requests.clone();
+    let (agent, started) = agent(script, Limits { max_steps: 3, ..Limits::default() });
+    let (run, events) = run(&agent).await;
+
+    assert_eq!(run.answer, "final answer");
+    assert_eq!(run.stopped, Some(Stop::Steps { max: 3 }));
+    assert_eq!(started.lock().unwrap().len(), 3);
+    let requests = requests.lock().unwrap();
+    assert_eq!(requests.len(), 4);
+    let last = requests.last().unwrap();
+    assert_eq!(last.tool_choice, ToolChoice::None);
+    assert!(last.messages.last().unwrap().content.contains("Answer the task now"));
+    // The request's nudge is not part of the history; the answer is.
+    assert_eq!(run.messages.last().unwrap().content, "final answer");
+    assert!(!run.messages.iter().any(|m| m.content.contains("Answer the task now")));
+    assert_no_orphan_calls(&run);
+    let Some(Event::Answer { stopped: Some(stop), .. }) = events.last() else { panic!("{events:?}") };
+    assert_eq!(stop.to_string(), "the step limit (3 steps with tools) was reached");
+}
+
+#[tokio::test]
+async fn the_time_limit_stops_running_tools_and_leaves_no_call_without_a_result() {
+    let script = Script::new(vec![
+        Turn::Calls(vec![("sleep", r#"{"ms": 10}"#), ("sleep", r#"{"ms": 60000}"#)]),
+        Turn::Text("never"),
+    ]);
+    let limits = Limits { max_time: Some(Duration::from_millis(500)), ..Limits::default() };
+    let (agent, _) = agent(script, limits);
+    let started = Instant::now();
+    let (run, _) = run(&agent).await;
+
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(run.stopped, Some(Stop::Time { max_ms: 500 }));
+    assert_eq!(run.steps[1].result, Some(json!({"slept": 10})));
+    assert_eq!(run.steps[2].error.as_deref(), Some("not finished: the run's time limit was reached"));
+    assert_no_orphan_calls(&run);
+}
+
+#[tokio::test]
+async fn the_token_limit_ends_the_run_with_the_best_text_so_far() {
+    let mut script = Script::new(vec![Turn::Calls(vec![("sleep", r#"{"ms": 1}"#)])]);
+    script.usage = Usage { prompt_tokens: 300, completion_tokens: 50 };
+    let (agent, _) = agent(script, Limits { max_tokens: Some(1000), ..Limits::default() });
+    let (run, _) = run(&agent).await;
+
+    assert_eq!(run.stopped, Some(Stop::Tokens { max: 1000, used: 1050 }));
+    assert_eq!(run.steps.iter().filter(|s| s.kind == "model").count(), 3);
+    assert_no_orphan_calls(&run);
+    assert_eq!(run.stopped.unwrap().to_string(), "the token limit (1000) was reached: 1050 tokens used");
+}
+
+#[tokio::test]
+async fn a_call_starts_as_soon_as_the_model_has_written_it() {
+    let mut script = Script::new(vec![
+        Turn::Calls(vec![("sleep", r#"{"ms": 1}"#), ("sleep", r#"{"ms": 2}"#)]),
+        Turn::Text("done"),
+    ]);
+    script.before_done = Duration::from_millis(300);
+    let done_at = script.done_at.clone();
+    let (agent, started) = agent(script, Limits::default());
+    let (run, _) = run(&agent).await;
+
+    assert_eq!(run.answer, "done");
+    let started = started.lock().unwrap();
+    let done = done_at.lock().unwrap()[0];
+    // The first call was whole when the second began: it ran while the model still streamed.
+    assert!(started[0] < done, "the first call waited for the end of the stream");
+    assert!(started[1] >= done - Duration::from_millis(5));
+}
+
+#[tokio::test]
+async fn a_required_tool_binds_the_first_call_only() {
+    let script = Script::new(vec![Turn::Calls(vec![("sleep", r#"{"ms": 1}"#)]), Turn::Text("done")]);
+    let requests = script.requests.clone();
+    let options = AgentOptions { require_tool: true, ..AgentOptions::default() };
+    let agent = Agent::new(Arc::new(script), agent_tools().0, options);
+    let (run, _) = run(&agent).await;
+    assert_eq!(run.answer, "done");
+    let choices: Vec<ToolChoice> = requests.lock().unwrap().iter().map(|r| r.tool_choice.clone()).collect();
+    assert_eq!(choices, [ToolChoice::Required, ToolChoice::Auto]);
+}
+
+#[tokio::test]
+async fn an_empty_task_is_refused() {
+    let (agent, _) = agent(Script::new(vec![Turn::Text("x")]), Limits::default());
+    let err = agent.run("  \n", &mut |_: &Event| {}).await.unwrap_err();
+    assert_eq!(err.to_string(), "the task is empty: there is nothing to do");
+}
