@@ -1,5 +1,6 @@
 //! `temper`: the command line of the Temper workbench.
 
+mod agent;
 mod ask;
 mod cost;
 mod embed;
@@ -84,6 +85,12 @@ enum Command {
         #[command(subcommand)]
         command: tune::TuneCommand,
     },
+    /// Run tasks with tools: calculator, document search, files, SQL, HTTP, your own commands
+    /// (docs/agents.md).
+    Agent {
+        #[command(subcommand)]
+        command: agent::AgentCommand,
+    },
     /// Serve the OpenAI-compatible API (docs/server.md).
     Serve(serve::ServeArgs),
 }
@@ -128,6 +135,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Eval { command } => eval::run(command),
         Command::Tune { command } => tune::run(command),
         Command::Summarize(args) => summarize::run(&args),
+        Command::Agent { command } => agent::run(command),
         Command::Serve(args) => serve::run(args),
     }
 }

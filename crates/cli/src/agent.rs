@@ -1,0 +1,235 @@
+//! `temper agent …`: run a task with tools, or one tool directly, through temper-agent.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use temper_agent::tools::{RagSearch, ToolSettings};
+use temper_agent::{clip, Agent, AgentOptions, Event, Limits, Run, Toolbox};
+use temper_core::EmbeddingModel;
+use temper_rag::Access;
+
+use crate::options::ConversationArgs;
+use crate::output::{block_on, notice, print_json};
+use crate::rag::{embedder, store_location};
+
+#[derive(Subcommand)]
+pub enum AgentCommand {
+    /// Run TASK: the model calls tools until it can answer. Each step is printed as it happens.
+    Run(Box<RunArgs>),
+    /// Run one tool directly with JSON arguments and print its result (no model).
+    Tool(Box<ToolArgs>),
+}
+
+/// The tools an agent gets, and what they may reach.
+#[derive(Args)]
+pub struct ToolOptions {
+    /// The tools to offer, comma-separated [default: calculator, and every tool whose option is
+    /// given: rag_search with --collection, read_file and list_files with --root, sql_query with
+    /// --sql, http_get with --allow-host, and the commands of --tools-file].
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    tools: Option<Vec<String>>,
+    /// rag_search: the collection of the RAG store to search.
+    #[arg(long)]
+    collection: Option<String>,
+    /// rag_search: the RAG store (as `temper rag --db`).
+    #[arg(long, value_name = "PATH|URL")]
+    db: Option<String>,
+    /// read_file, list_files: the directory they may read (nothing outside it, symlinks included).
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// sql_query: the SQLite file it may query, read-only.
+    #[arg(long, value_name = "FILE")]
+    sql: Option<PathBuf>,
+    /// http_get: a host it may fetch from (repeatable; `*.example.com` allows its subdomains).
+    #[arg(long, value_name = "HOST")]
+    allow_host: Vec<String>,
+    /// A TOML file of [[tools]] tables, each a command that reads JSON arguments on stdin and
+    /// writes a JSON result on stdout (docs/agents.md).
+    #[arg(long, value_name = "FILE")]
+    tools_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    conversation: ConversationArgs,
+    #[command(flatten)]
+    tools: ToolOptions,
+    /// The most model calls that may call tools; then the model must answer.
+    #[arg(long, default_value_t = Limits::default().max_steps)]
+    max_steps: usize,
+    /// End the run when its model calls have used this many tokens in all.
+    #[arg(long, value_name = "TOKENS")]
+    max_run_tokens: Option<u64>,
+    /// End the run when it has cost this many USD (models with prices only).
+    #[arg(long, value_name = "USD")]
+    max_cost: Option<f64>,
+    /// End the run after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    max_time: Option<f64>,
+    /// The first model call must call a tool (for tasks known to need one, and small models).
+    #[arg(long)]
+    require_tool: bool,
+    /// Print one JSON object at the end: the answer, every step, usage, cost and the time split.
+    #[arg(long)]
+    json: bool,
+    /// The task; `-` reads it from stdin.
+    task: String,
+}
+
+#[derive(Args)]
+pub struct ToolArgs {
+    #[command(flatten)]
+    tools: ToolOptions,
+    /// The arguments as a JSON object.
+    #[arg(long, value_name = "JSON", default_value = "{}")]
+    args: String,
+    /// The tool to run.
+    name: String,
+}
+
+pub fn run(command: AgentCommand) -> anyhow::Result<()> {
+    match command {
+        AgentCommand::Run(args) => run_task(&args),
+        AgentCommand::Tool(args) => run_tool(&args),
+    }
+}
+
+fn run_task(args: &RunArgs) -> anyhow::Result<()> {
+    let task = crate::oneshot::text_argument(&args.task, "task")?;
+    anyhow::ensure!(args.max_steps >= 1, "--max-steps 0: an agent needs at least one step to call a tool");
+    let max_time = match args.max_time {
+        Some(s) if !(s.is_finite() && s > 0.0) => {
+            anyhow::bail!("--max-time {s}: give a number of seconds above 0")
+        }
+        Some(s) => Some(Duration::from_secs_f64(s)),
+        None => None,
+    };
+    if let Some(usd) = args.max_cost {
+        anyhow::ensure!(usd.is_finite() && usd > 0.0, "--max-cost {usd}: give an amount of USD above 0");
+    }
+    let tools = toolbox(&args.tools, args.tools.tools.as_deref())?;
+    let gen = &args.conversation.gen;
+    let options = AgentOptions {
+        system: args.conversation.system.clone(),
+        params: gen.params()?,
+        limits: Limits {
+            max_steps: args.max_steps,
+            max_tokens: args.max_run_tokens,
+            max_cost: args.max_cost,
+            max_time,
+        },
+        require_tool: args.require_tool,
+        ..AgentOptions::default()
+    };
+    let model = gen.model.load()?.model;
+    let agent = Agent::new(model, tools, options);
+    let mut printer = Printer { json: args.json, mid_line: false };
+    let run = block_on(agent.run(&task, &mut |event: &Event| printer.show(event)))?;
+    if args.json {
+        return print_json(&run);
+    }
+    notice(&summary(&run));
+    Ok(())
+}
+
+fn run_tool(args: &ToolArgs) -> anyhow::Result<()> {
+    let tools = toolbox(&args.tools, Some(std::slice::from_ref(&args.name)))?;
+    let result =
+        block_on(tools.call(&args.name, &args.args)).with_context(|| format!("tool `{}`", args.name))?;
+    print_json(&result)
+}
+
+/// The toolbox `options` ask for: the tools `names`, or by default those `options` configure.
+fn toolbox(options: &ToolOptions, names: Option<&[String]>) -> anyhow::Result<Toolbox> {
+    let wants_rag =
+        names.map_or(options.collection.is_some(), |names| names.iter().any(|n| n == "rag_search"));
+    // The store and the embedder load only when rag_search is wanted.
+    let rag = match (wants_rag, &options.collection) {
+        (false, _) => None,
+        (true, None) => anyhow::bail!("rag_search searches a collection of the RAG store: give --collection"),
+        (true, Some(collection)) => {
+            let store = store_location(options.db.clone())?.open(Access::Read)?;
+            let embedder: Arc<dyn EmbeddingModel> = Arc::new(embedder()?);
+            Some(RagSearch::new(store, embedder, collection)?)
+        }
+    };
+    let settings = ToolSettings {
+        root: options.root.clone(),
+        sql: options.sql.clone(),
+        allow_hosts: options.allow_host.clone(),
+        tools_file: options.tools_file.clone(),
+        rag,
+    };
+    Ok(settings.toolbox(names)?)
+}
+
+/// Prints a run's steps as they happen: the model's text on stdout, tool calls and results on
+/// stderr, so that `> answer.txt` keeps only what the model wrote.
+struct Printer {
+    json: bool,
+    mid_line: bool,
+}
+
+impl Printer {
+    fn show(&mut self, event: &Event) {
+        if self.json {
+            return;
+        }
+        match event {
+            Event::Text { delta } => {
+                let mut out = io::stdout().lock();
+                // A closed stdout ends nothing here: the run's result still prints its error.
+                let _ = out.write_all(delta.as_bytes()).and_then(|()| out.flush());
+                self.mid_line = !delta.ends_with('\n');
+            }
+            Event::Restart { reason } => self.note(&format!("restarting: {reason}")),
+            Event::ModelDone { .. } => self.end_line(),
+            Event::ToolCall { tool, arguments, .. } => self.note(&format!("→ {tool} {arguments}")),
+            Event::ToolResult { tool, result, error, duration_ms, .. } => {
+                let shown = match (result, error) {
+                    (_, Some(error)) => format!("error: {error}"),
+                    (Some(result), None) => clip(&result.to_string(), 300),
+                    (None, None) => String::new(),
+                };
+                self.note(&format!("← {tool} ({duration_ms:.0} ms) {shown}"));
+            }
+            Event::Answer { stopped: Some(stop), .. } => self.note(&format!("stopped: {stop}")),
+            Event::Answer { stopped: None, .. } => self.end_line(),
+        }
+    }
+
+    fn end_line(&mut self) {
+        if self.mid_line {
+            println!();
+            self.mid_line = false;
+        }
+    }
+
+    fn note(&mut self, line: &str) {
+        self.end_line();
+        notice(line);
+    }
+}
+
+/// `3 model calls · 2 tool calls · 1234 tokens · model 2.1 s, tools 0.3 s, loop 1 ms`
+fn summary(run: &Run) -> String {
+    let count = |kind: &str| run.steps.iter().filter(|s| s.kind == kind).count();
+    let tokens = run.usage.prompt_tokens + run.usage.completion_tokens;
+    let mut line = format!(
+        "{} model calls · {} tool calls · {tokens} tokens · model {:.1} s, tools {:.1} s, loop {:.0} ms",
+        count("model"),
+        count("tool"),
+        run.time.model_ms / 1000.0,
+        run.time.tools_ms / 1000.0,
+        run.time.loop_ms
+    );
+    if let Some(cost) = run.cost {
+        line.push_str(&format!(" · ${cost:.6}"));
+    }
+    line
+}
