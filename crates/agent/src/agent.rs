@@ -9,10 +9,12 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 use serde_json::Value;
 use temper_core::{
-    ChatModel, ChatRequest, ChatResponse, GenerationParams, Message, StreamEvent, ToolCall, ToolChoice, Usage,
+    ChatModel, ChatRequest, ChatResponse, GenerationParams, Message, Role, StreamEvent, ToolCall, ToolChoice,
+    Usage,
 };
 use tokio::task::JoinHandle;
 
+use crate::threads::{Thread, ThreadError, Threads};
 use crate::tool::{clip, ToolError, Toolbox};
 
 /// What an agent may spend on one run.
@@ -74,6 +76,9 @@ pub struct AgentOptions {
     pub require_tool: bool,
     /// A tool result longer than this many characters reaches the model cut, with a note.
     pub max_result_chars: usize,
+    /// In a thread: the most tokens of earlier turns to send as they are; beyond it, the older
+    /// ones are folded into a summary. `None` sends them all.
+    pub history_tokens: Option<usize>,
 }
 
 impl Default for AgentOptions {
@@ -85,6 +90,7 @@ impl Default for AgentOptions {
             parallel_tool_calls: None,
             require_tool: false,
             max_result_chars: 8_000,
+            history_tokens: None,
         }
     }
 }
@@ -97,6 +103,36 @@ tool results are enough, answer the task directly and briefly.";
 /// What the last call may be told when the step limit is reached.
 const ANSWER_NOW: &str = "You have used all your tool calls. Answer the task now, as well as you can, \
 from the tool results above.";
+
+/// What the model is asked when a thread's older turns are folded into a summary.
+const SUMMARISE: &str = "Summarise the conversation below for your own later use: the user's requests, \
+the facts and tool results that matter, what was decided and what is still open. Be brief.";
+
+/// The most tokens a summary may take.
+const SUMMARY_TOKENS: u32 = 300;
+
+/// A message's tokens, estimated at four characters a token (the common rule for English with
+/// BPE tokenizers) plus a few for its role: enough to decide when to fold a thread.
+fn estimated_tokens(message: &Message) -> usize {
+    let calls: usize = message.tool_calls.iter().map(|c| c.name.len() + c.arguments.len()).sum();
+    (message.content.len() + calls) / 4 + 4
+}
+
+/// Where a run in a thread writes its conversation as it grows.
+struct Transcript<'a> {
+    threads: &'a mut Threads,
+    name: &'a str,
+    /// How many of the run's messages the thread already holds.
+    written: usize,
+}
+
+impl Transcript<'_> {
+    fn write(&mut self, messages: &[Message]) -> Result<(), AgentError> {
+        self.threads.append(self.name, &messages[self.written..])?;
+        self.written = messages.len();
+        Ok(())
+    }
+}
 
 /// One step of a run, as it happens.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -131,7 +167,7 @@ pub enum Event {
 /// A step of a finished run: a model call or a tool call.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Step {
-    /// `model` or `tool`.
+    /// `model`, `tool`, or `summary` (a thread's older turns folded before the run).
     pub kind: &'static str,
     pub tool: Option<String>,
     /// The arguments as the model wrote them (JSON when they parse, else the text).
@@ -139,7 +175,7 @@ pub struct Step {
     pub result: Option<Value>,
     pub error: Option<String>,
     pub duration_ms: f64,
-    /// A model step's text.
+    /// A model or summary step's text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
     /// A model step's tokens.
@@ -183,6 +219,8 @@ pub enum AgentError {
     EmptyTask,
     #[error("model call {step} failed: {source}")]
     Model { step: usize, source: temper_core::Error },
+    #[error(transparent)]
+    Thread(#[from] ThreadError),
 }
 
 /// A model with tools, and how to run them.
@@ -220,7 +258,53 @@ impl Agent {
         messages: Vec<Message>,
         on_event: &mut (dyn FnMut(&Event) + Send),
     ) -> Result<Run, AgentError> {
-        let mut run = Running::new(messages, &self.options.limits);
+        self.drive(Running::new(messages, &self.options.limits), None, on_event).await
+    }
+
+    /// Runs `task` as the next turn of the thread `name` of `threads` (a new thread if there is
+    /// none). The task is stored first, then each step as it ends (a tool call with its
+    /// results, the answer), so a run killed at any moment loses at most the step it was in.
+    /// When the thread has outgrown [`AgentOptions::history_tokens`], its older turns are first
+    /// folded into a summary the model writes.
+    pub async fn run_in_thread(
+        &self,
+        threads: &mut Threads,
+        name: &str,
+        task: &str,
+        on_event: &mut (dyn FnMut(&Event) + Send),
+    ) -> Result<Run, AgentError> {
+        if task.trim().is_empty() {
+            return Err(AgentError::EmptyTask);
+        }
+        let mut thread = threads.load(name)?.unwrap_or_default();
+        let mut run = Running::new(Vec::new(), &self.options.limits);
+        if let Some(budget) = self.options.history_tokens {
+            if let Some((summary, upto)) = self.fold(&thread, budget, &mut run).await? {
+                threads.set_summary(name, &summary, upto)?;
+                (thread.summary, thread.summarized_upto) = (Some(summary), upto);
+            }
+        }
+        let task = Message::user(task);
+        threads.append(name, std::slice::from_ref(&task))?;
+        let mut system = self.options.system.as_deref().unwrap_or(DEFAULT_SYSTEM).to_owned();
+        if let Some(summary) = &thread.summary {
+            system.push_str(&format!("\n\nA summary of the earlier conversation:\n{summary}"));
+        }
+        run.messages = std::iter::once(Message::system(system))
+            .chain(thread.messages.drain(thread.summarized_upto..))
+            .chain([task])
+            .collect();
+        let written = run.messages.len();
+        self.drive(run, Some(Transcript { threads, name, written }), on_event).await
+    }
+
+    /// The loop, from `run` as it stands.
+    async fn drive(
+        &self,
+        mut run: Running,
+        mut transcript: Option<Transcript<'_>>,
+        on_event: &mut (dyn FnMut(&Event) + Send),
+    ) -> Result<Run, AgentError> {
         let limits = &self.options.limits;
         let stopped = loop {
             if let Some(stop) = run.over_budget(limits) {
@@ -245,7 +329,11 @@ impl Agent {
             if !response.text.trim().is_empty() {
                 run.best = response.text;
             }
-            if let Some(stop) = self.tool_results(&mut run, on_event).await {
+            let stop = self.tool_results(&mut run, on_event).await;
+            if let Some(transcript) = &mut transcript {
+                transcript.write(&run.messages)?;
+            }
+            if let Some(stop) = stop {
                 break Some(stop);
             }
         };
@@ -253,8 +341,74 @@ impl Agent {
         if !answer.is_empty() {
             run.messages.push(Message::assistant(answer.clone()));
         }
+        if let Some(transcript) = &mut transcript {
+            transcript.write(&run.messages)?;
+        }
         on_event(&Event::Answer { text: answer.clone(), stopped: stopped.clone() });
         Ok(run.finish(answer, stopped))
+    }
+
+    /// A summary of the thread's older turns and how many messages it covers, when the turns
+    /// not yet summarised hold more than `budget` tokens (estimated at four characters a token).
+    /// The newest turns, up to half the budget, stay as they are; the cut falls before a user
+    /// turn, so that no call is parted from its result.
+    async fn fold(
+        &self,
+        thread: &Thread,
+        budget: usize,
+        run: &mut Running,
+    ) -> Result<Option<(String, usize)>, AgentError> {
+        let open = &thread.messages[thread.summarized_upto..];
+        if open.iter().map(estimated_tokens).sum::<usize>() <= budget {
+            return Ok(None);
+        }
+        let mut kept = 0;
+        let mut cut = None;
+        for (i, message) in open.iter().enumerate().rev() {
+            kept += estimated_tokens(message);
+            if kept > budget / 2 {
+                break;
+            }
+            if message.role == Role::User && i > 0 {
+                cut = Some(i);
+            }
+        }
+        // With no user turn among the newest, fold all but the last turn's own messages.
+        let Some(cut) = cut.or_else(|| open.iter().rposition(|m| m.role == Role::User).filter(|&i| i > 0))
+        else {
+            return Ok(None);
+        };
+        let mut transcript = String::new();
+        if let Some(summary) = &thread.summary {
+            transcript.push_str(&format!("Summary so far: {summary}\n\n"));
+        }
+        for message in &open[..cut] {
+            transcript.push_str(&format!("{}: {}\n", message.role, clip(&message.content, 2_000)));
+            for call in &message.tool_calls {
+                transcript.push_str(&format!("(called {} with {})\n", call.name, clip(&call.arguments, 500)));
+            }
+        }
+        let request =
+            ChatRequest::new(vec![Message::system(SUMMARISE), Message::user(transcript)]).with_params(
+                GenerationParams { max_tokens: Some(SUMMARY_TOKENS), ..self.options.params.clone() },
+            );
+        let started = Instant::now();
+        let response =
+            self.model.chat(request).await.map_err(|source| AgentError::Model { step: 0, source })?;
+        let duration_ms = ms(started.elapsed());
+        run.model_ms += duration_ms;
+        run.add_usage(&response);
+        run.steps.push(Step {
+            kind: "summary",
+            tool: None,
+            arguments: None,
+            result: None,
+            error: None,
+            duration_ms,
+            text: Some(response.text.clone()),
+            usage: Some(response.usage),
+        });
+        Ok(Some((response.text.trim().to_owned(), thread.summarized_upto + cut)))
     }
 
     /// One model call. Tool calls it writes start as soon as each is whole; they are left in
@@ -397,21 +551,23 @@ impl Agent {
         on_event: &mut (dyn FnMut(&Event) + Send),
     ) -> Option<Stop> {
         let started = Instant::now();
-        let pending = std::mem::take(&mut run.pending);
-        let calls: Vec<ToolCall> = pending.iter().map(|p| p.call.clone()).collect();
+        let calls: Vec<ToolCall> = run.pending.iter().map(|p| p.call.clone()).collect();
         let mut outcomes: Vec<Option<(Result<Value, ToolError>, f64)>> = vec![None; calls.len()];
-        let mut running: FuturesUnordered<_> = pending
-            .into_iter()
+        let (deadline, time_stop) = (run.deadline, run.time_stop());
+        // The handles stay in the run, so that a run dropped here (its caller gave up) aborts them.
+        let mut running: FuturesUnordered<_> = run
+            .pending
+            .iter_mut()
             .enumerate()
-            .map(|(index, p)| async move { (index, p.handle.await) })
+            .map(|(index, p)| async move { (index, (&mut p.handle).await) })
             .collect();
         let mut stopped = None;
         loop {
-            let next = match run.deadline {
+            let next = match deadline {
                 Some(deadline) => match tokio::time::timeout_at(deadline.into(), running.next()).await {
                     Ok(next) => next,
                     Err(_) => {
-                        stopped = run.time_stop();
+                        stopped = time_stop;
                         break;
                     }
                 },
@@ -433,8 +589,9 @@ impl Agent {
             });
             outcomes[index] = Some(outcome);
         }
-        // Dropping the futures drops their join handles, not the tasks: abort what still runs.
+        // Calls still running when the time limit came are stopped.
         drop(running);
+        run.abort_pending();
         for (call, outcome) in calls.iter().zip(outcomes) {
             let (result, duration_ms) = outcome.unwrap_or_else(|| {
                 (Err(ToolError::Failed("not finished: the run's time limit was reached".into())), 0.0)
@@ -578,12 +735,12 @@ impl Running {
         }
     }
 
-    fn finish(self, answer: String, stopped: Option<Stop>) -> Run {
+    fn finish(mut self, answer: String, stopped: Option<Stop>) -> Run {
         let total_ms = ms(self.started.elapsed());
         Run {
             answer,
             stopped,
-            steps: self.steps,
+            steps: std::mem::take(&mut self.steps),
             usage: self.usage,
             cost: self.cost,
             time: TimeSplit {
@@ -592,8 +749,15 @@ impl Running {
                 tools_ms: self.tools_ms,
                 loop_ms: (total_ms - self.model_ms - self.tools_ms).max(0.0),
             },
-            messages: self.messages,
+            messages: std::mem::take(&mut self.messages),
         }
+    }
+}
+
+/// A run dropped mid-call (its caller gave up on it) stops the tools it started.
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.abort_pending();
     }
 }
 

@@ -2,12 +2,15 @@
 //! bad arguments, each limit, calls that start while the model still streams, and histories
 //! with a result for every call.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
-use temper_agent::{Agent, AgentOptions, Event, Limits, Run, Stop, Tool, ToolError, Toolbox};
+use temper_agent::{
+    Agent, AgentOptions, Event, Limits, Run, Stop, Threads, Tool, ToolError, Toolbox, INTERRUPTED,
+};
 use temper_core::{
     ChatModel, ChatRequest, ChatResponse, EventStream, FinishReason, Role, StreamEvent, ToolCall,
     ToolCallDelta, ToolChoice, Usage,
@@ -51,9 +54,14 @@ impl ChatModel for Script {
 
     fn chat_stream(&self, request: ChatRequest) -> EventStream {
         let mut requests = self.requests.lock().unwrap();
-        let turn = self.turns[requests.len().min(self.turns.len() - 1)].clone();
-        // A request that forbids tools gets text, whatever the script says.
-        let turn = if request.tool_choice == ToolChoice::None { Turn::Text("final answer") } else { turn };
+        let played = requests.iter().filter(|r| !is_summary(r)).count();
+        let turn = self.turns[played.min(self.turns.len() - 1)].clone();
+        // A request that forbids tools gets text, whatever the script says; so does a summary.
+        let turn = match () {
+            _ if is_summary(&request) => Turn::Text("the user asked for sums"),
+            _ if request.tool_choice == ToolChoice::None => Turn::Text("final answer"),
+            _ => turn,
+        };
         requests.push(request);
         let mut events = Vec::new();
         let mut response = ChatResponse { model: "script".into(), usage: self.usage, ..Default::default() };
@@ -93,6 +101,11 @@ impl ChatModel for Script {
     }
 }
 
+/// Whether `request` asks for a thread's summary rather than a turn.
+fn is_summary(request: &ChatRequest) -> bool {
+    request.messages[0].content.starts_with("Summarise")
+}
+
 fn async_stream(
     events: Vec<StreamEvent>,
     before_done: Duration,
@@ -108,9 +121,11 @@ fn async_stream(
     futures::StreamExt::chain(head, done)
 }
 
-/// Sleeps `ms` milliseconds, records when it started, and answers `{"slept": ms}`.
+/// Sleeps `ms` milliseconds, records when it started, and answers `{"slept": ms}`; `live`
+/// counts its calls running now.
 struct Sleep {
     started: Arc<Mutex<Vec<Instant>>>,
+    live: Arc<AtomicUsize>,
 }
 
 #[async_trait]
@@ -126,9 +141,26 @@ impl Tool for Sleep {
     }
     async fn call(&self, arguments: Value) -> Result<Value, ToolError> {
         self.started.lock().unwrap().push(Instant::now());
+        let _live = Live::count(&self.live);
         let ms = arguments["ms"].as_u64().unwrap_or_default();
         tokio::time::sleep(Duration::from_millis(ms)).await;
         Ok(json!({ "slept": ms }))
+    }
+}
+
+/// Counts itself in while it lives: a call dropped mid-way counts out.
+struct Live(Arc<AtomicUsize>);
+
+impl Live {
+    fn count(counter: &Arc<AtomicUsize>) -> Live {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Live(counter.clone())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -155,7 +187,7 @@ impl Tool for Broken {
 fn agent_tools() -> (Toolbox, Arc<Mutex<Vec<Instant>>>) {
     let started = Arc::new(Mutex::new(Vec::new()));
     let tools = Toolbox::new()
-        .with(Arc::new(Sleep { started: started.clone() }))
+        .with(Arc::new(Sleep { started: started.clone(), live: Arc::default() }))
         .unwrap()
         .with(Arc::new(Broken))
         .unwrap();
@@ -350,4 +382,84 @@ async fn an_empty_task_is_refused() {
     let (agent, _) = agent(Script::new(vec![Turn::Text("x")]), Limits::default());
     let err = agent.run("  \n", &mut |_: &Event| {}).await.unwrap_err();
     assert_eq!(err.to_string(), "the task is empty: there is nothing to do");
+}
+
+#[tokio::test]
+async fn a_thread_carries_the_conversation_from_one_run_to_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut threads = Threads::open(&dir.path().join("agent.db")).unwrap();
+    let script = Script::new(vec![Turn::Calls(vec![("sleep", r#"{"ms": 1}"#)]), Turn::Text("slept once")]);
+    let requests = script.requests.clone();
+    let (agent, _) = agent(script, Limits::default());
+    let first = agent.run_in_thread(&mut threads, "naps", "nap once", &mut |_: &Event| {}).await.unwrap();
+    assert_eq!(first.answer, "slept once");
+    let second = agent.run_in_thread(&mut threads, "naps", "and now?", &mut |_: &Event| {}).await.unwrap();
+    assert_eq!(second.answer, "slept once");
+
+    let last = requests.lock().unwrap().last().unwrap().clone();
+    let contents: Vec<&str> = last.messages.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(contents[1..], ["nap once", "", r#"{"slept":1}"#, "slept once", "and now?"]);
+    let stored = threads.load("naps").unwrap().unwrap();
+    assert_eq!(stored.messages.len(), 6);
+    assert_eq!(stored.messages[5].content, "slept once");
+}
+
+#[tokio::test]
+async fn a_run_killed_while_its_tool_runs_leaves_a_thread_that_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut threads = Threads::open(&dir.path().join("agent.db")).unwrap();
+    let script = Script::new(vec![Turn::Calls(vec![("sleep", r#"{"ms": 60000}"#)]), Turn::Text("awake")]);
+    let live = Arc::new(AtomicUsize::new(0));
+    let sleep = Sleep { started: Arc::default(), live: live.clone() };
+    let tools = Toolbox::new().with(Arc::new(sleep)).unwrap();
+    let sleepy = Agent::new(Arc::new(script), tools, AgentOptions::default());
+    // Dropping the run's future mid-call is what a kill does to it.
+    let killed = tokio::time::timeout(
+        Duration::from_millis(300),
+        sleepy.run_in_thread(&mut threads, "t", "sleep a minute", &mut |_: &Event| {}),
+    )
+    .await;
+    assert!(killed.is_err());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(live.load(Ordering::SeqCst), 0, "the dropped run left its tool running");
+    let stored = threads.load("t").unwrap().unwrap();
+    let contents: Vec<&str> = stored.messages.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(contents, ["sleep a minute"], "only the step in flight is lost");
+
+    let (later, _) = agent(Script::new(vec![Turn::Text("awake")]), Limits::default());
+    let run = later.run_in_thread(&mut threads, "t", "still there?", &mut |_: &Event| {}).await.unwrap();
+    assert_eq!(run.answer, "awake");
+    assert_no_orphan_calls(&run);
+    assert!(!run.messages.iter().any(|m| m.content == INTERRUPTED));
+}
+
+#[tokio::test]
+async fn a_long_thread_is_folded_into_a_summary_the_model_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut threads = Threads::open(&dir.path().join("agent.db")).unwrap();
+    let script = Script::new(vec![Turn::Text("an answer of some length, to fill the thread up")]);
+    let requests = script.requests.clone();
+    let options = AgentOptions { history_tokens: Some(60), ..AgentOptions::default() };
+    let agent = Agent::new(Arc::new(script), agent_tools().0, options);
+    for task in ["first question about sums", "second question about sums", "third question", "fourth"] {
+        agent.run_in_thread(&mut threads, "long", task, &mut |_: &Event| {}).await.unwrap();
+    }
+    let requests = requests.lock().unwrap();
+    let summaries: Vec<&ChatRequest> = requests.iter().filter(|r| is_summary(r)).collect();
+    assert!(!summaries.is_empty(), "the thread was never folded");
+    assert!(summaries[0].messages[1].content.contains("first question about sums"));
+
+    let last = requests.last().unwrap();
+    assert!(last.messages[0]
+        .content
+        .contains("A summary of the earlier conversation:\nthe user asked for sums"));
+    assert!(!last.messages.iter().any(|m| m.content == "first question about sums"));
+    assert_eq!(last.messages.last().unwrap().content, "fourth");
+    let stored = threads.load("long").unwrap().unwrap();
+    assert_eq!(stored.messages.len(), 8, "folding keeps every message in the store");
+    assert!(
+        stored.summarized_upto >= 2 && stored.summarized_upto.is_multiple_of(2),
+        "{}",
+        stored.summarized_upto
+    );
 }
