@@ -1,15 +1,18 @@
 //! `temper agent …`: run a task with tools, or one tool directly, through temper-agent.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use rustyline::error::ReadlineError;
+use rustyline::DefaultEditor;
 use temper_agent::tools::{RagSearch, ToolSettings};
-use temper_agent::{clip, Agent, AgentOptions, Event, Limits, Run, Toolbox};
+use temper_agent::{clip, Agent, AgentOptions, Event, Limits, Run, Threads, Toolbox};
 use temper_core::EmbeddingModel;
+use temper_models::ModelStore;
 use temper_rag::Access;
 
 use crate::options::ConversationArgs;
@@ -20,8 +23,32 @@ use crate::rag::{embedder, store_location};
 pub enum AgentCommand {
     /// Run TASK: the model calls tools until it can answer. Each step is printed as it happens.
     Run(Box<RunArgs>),
+    /// Talk with an agent: each line is a task, in one thread (docs/agents.md).
+    Chat(Box<AgentArgs>),
     /// Run one tool directly with JSON arguments and print its result (no model).
     Tool(Box<ToolArgs>),
+    /// List, show and remove conversation threads.
+    Threads {
+        #[command(subcommand)]
+        command: ThreadsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ThreadsCommand {
+    /// Every thread, the most recent first.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The messages of one thread.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a thread.
+    Rm { name: String },
 }
 
 /// The tools an agent gets, and what they may reach.
@@ -53,8 +80,9 @@ pub struct ToolOptions {
     tools_file: Option<PathBuf>,
 }
 
+/// An agent: its model, tools, limits and thread.
 #[derive(Args)]
-pub struct RunArgs {
+pub struct AgentArgs {
     #[command(flatten)]
     conversation: ConversationArgs,
     #[command(flatten)]
@@ -74,6 +102,20 @@ pub struct RunArgs {
     /// The first model call must call a tool (for tasks known to need one, and small models).
     #[arg(long)]
     require_tool: bool,
+    /// Keep the conversation in this thread of the thread store (TEMPER_AGENT_DB, default
+    /// $TEMPER_HOME/agent.db), and continue it if it exists (chat: default a new thread).
+    #[arg(long, value_name = "NAME")]
+    thread: Option<String>,
+    /// In a thread: the most tokens of earlier turns sent as they are; older ones are folded into
+    /// a summary [default: half a local model's context window; all for a remote one].
+    #[arg(long, value_name = "TOKENS")]
+    history_tokens: Option<usize>,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    agent: AgentArgs,
     /// Print one JSON object at the end: the answer, every step, usage, cost and the time split.
     #[arg(long)]
     json: bool,
@@ -95,12 +137,14 @@ pub struct ToolArgs {
 pub fn run(command: AgentCommand) -> anyhow::Result<()> {
     match command {
         AgentCommand::Run(args) => run_task(&args),
+        AgentCommand::Chat(args) => chat(&args),
         AgentCommand::Tool(args) => run_tool(&args),
+        AgentCommand::Threads { command } => threads(command),
     }
 }
 
-fn run_task(args: &RunArgs) -> anyhow::Result<()> {
-    let task = crate::oneshot::text_argument(&args.task, "task")?;
+/// The agent `args` describe, with its model loaded.
+fn agent(args: &AgentArgs) -> anyhow::Result<Agent> {
     anyhow::ensure!(args.max_steps >= 1, "--max-steps 0: an agent needs at least one step to call a tool");
     let max_time = match args.max_time {
         Some(s) if !(s.is_finite() && s > 0.0) => {
@@ -112,11 +156,19 @@ fn run_task(args: &RunArgs) -> anyhow::Result<()> {
     if let Some(usd) = args.max_cost {
         anyhow::ensure!(usd.is_finite() && usd > 0.0, "--max-cost {usd}: give an amount of USD above 0");
     }
+    anyhow::ensure!(args.history_tokens != Some(0), "--history-tokens 0: give a number of tokens above 0");
     let tools = toolbox(&args.tools, args.tools.tools.as_deref())?;
     let gen = &args.conversation.gen;
+    let params = gen.params()?;
+    let loaded = gen.model.load()?;
+    let history_tokens = match (args.history_tokens, &loaded.local) {
+        (Some(tokens), _) => Some(tokens),
+        (None, Some(local)) => Some(local.context_window_for(&params)? / 2),
+        (None, None) => None,
+    };
     let options = AgentOptions {
         system: args.conversation.system.clone(),
-        params: gen.params()?,
+        params,
         limits: Limits {
             max_steps: args.max_steps,
             max_tokens: args.max_run_tokens,
@@ -124,17 +176,113 @@ fn run_task(args: &RunArgs) -> anyhow::Result<()> {
             max_time,
         },
         require_tool: args.require_tool,
+        history_tokens,
         ..AgentOptions::default()
     };
-    let model = gen.model.load()?.model;
-    let agent = Agent::new(model, tools, options);
+    Ok(Agent::new(loaded.model, tools, options))
+}
+
+/// The thread store: `TEMPER_AGENT_DB`, else `$TEMPER_HOME/agent.db`.
+fn thread_store() -> anyhow::Result<Threads> {
+    let path = match std::env::var_os("TEMPER_AGENT_DB").filter(|p| !p.is_empty()) {
+        Some(path) => PathBuf::from(path),
+        None => ModelStore::from_env()?.root().join("agent.db"),
+    };
+    Ok(Threads::open(&path)?)
+}
+
+fn run_task(args: &RunArgs) -> anyhow::Result<()> {
+    let task = crate::oneshot::text_argument(&args.task, "task")?;
+    let agent = agent(&args.agent)?;
     let mut printer = Printer { json: args.json, mid_line: false };
-    let run = block_on(agent.run(&task, &mut |event: &Event| printer.show(event)))?;
+    let mut on_event = |event: &Event| printer.show(event);
+    let run = match &args.agent.thread {
+        Some(name) => block_on(agent.run_in_thread(&mut thread_store()?, name, &task, &mut on_event))?,
+        None => block_on(agent.run(&task, &mut on_event))?,
+    };
     if args.json {
         return print_json(&run);
     }
     notice(&summary(&run));
     Ok(())
+}
+
+/// Each line a task, in one thread; the steps print as in `run`.
+fn chat(args: &AgentArgs) -> anyhow::Result<()> {
+    let agent = agent(args)?;
+    let mut threads = thread_store()?;
+    let name = match &args.thread {
+        Some(name) => name.clone(),
+        None => {
+            format!("chat-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs())
+        }
+    };
+    let interactive = io::stdin().is_terminal();
+    if interactive {
+        notice(&format!("thread `{name}` · tools: {} · Ctrl-D leaves", agent.tools().names().join(", ")));
+    }
+    let mut editor = DefaultEditor::new()?;
+    loop {
+        let line = match editor.readline("> ") {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(err) => return Err(err).context("cannot read the next line"),
+        };
+        let task = line.trim();
+        if task.is_empty() {
+            continue;
+        }
+        let mut printer = Printer { json: false, mid_line: false };
+        let run = block_on(agent.run_in_thread(&mut threads, &name, task, &mut |e: &Event| printer.show(e)));
+        match run {
+            Ok(run) => notice(&summary(&run)),
+            Err(err) => eprintln!("error: {err:#}"),
+        }
+    }
+    Ok(())
+}
+
+fn threads(command: ThreadsCommand) -> anyhow::Result<()> {
+    let mut store = thread_store()?;
+    match command {
+        ThreadsCommand::List { json } => {
+            let threads = store.list()?;
+            if json {
+                return print_json(&threads);
+            }
+            let mut out = io::stdout().lock();
+            writeln!(out, "{:24}  {:>8}  {:20}  SUMMARISED", "THREAD", "MESSAGES", "UPDATED")?;
+            for t in threads {
+                let summarized = if t.summarized { "yes" } else { "no" };
+                writeln!(out, "{:24}  {:>8}  {:20}  {summarized}", t.name, t.messages, t.updated)?;
+            }
+            Ok(())
+        }
+        ThreadsCommand::Show { name, json } => {
+            let thread = store.load(&name)?.with_context(|| format!("there is no thread `{name}`"))?;
+            if json {
+                return print_json(&thread);
+            }
+            let mut out = io::stdout().lock();
+            if let Some(summary) = &thread.summary {
+                writeln!(out, "[summary of the first {} messages]\n{summary}\n", thread.summarized_upto)?;
+            }
+            for message in &thread.messages {
+                let calls: Vec<String> =
+                    message.tool_calls.iter().map(|c| format!("→ {} {}", c.name, c.arguments)).collect();
+                let text = [message.content.as_str()].into_iter().chain(calls.iter().map(String::as_str));
+                let text: Vec<&str> = text.filter(|t| !t.is_empty()).collect();
+                writeln!(out, "{}: {}", message.role, text.join("\n"))?;
+            }
+            Ok(())
+        }
+        ThreadsCommand::Rm { name } => {
+            anyhow::ensure!(store.remove(&name)?, "there is no thread `{name}`");
+            notice(&format!("removed thread `{name}`"));
+            Ok(())
+        }
+    }
 }
 
 fn run_tool(args: &ToolArgs) -> anyhow::Result<()> {

@@ -59,13 +59,15 @@ fn agent_tool_runs_one_tool_and_says_what_was_wrong() {
 }
 
 #[test]
-fn agent_run_on_the_default_model_calls_a_tool_and_answers() {
+fn agent_run_on_the_default_model_calls_a_tool_answers_and_keeps_its_thread() {
     let Some(home) = temper_testkit::installed_home("smollm2-135m-instruct") else { return };
     let dir = tempfile::tempdir().unwrap();
+    let threads = dir.path().join("agent.db");
     let output = common::temper_in(dir.path())
-        .env("TEMPER_HOME", home)
+        .env("TEMPER_HOME", &home)
+        .env("TEMPER_AGENT_DB", &threads)
         .args(["agent", "run", "--json", "--require-tool", "--tools", "calculator", "--temperature", "0"])
-        .args(["--max-tokens", "64", "What is 347 times 892?"])
+        .args(["--max-tokens", "64", "--thread", "sums", "What is 347 times 892?"])
         .output()
         .unwrap();
     let run = json(&output);
@@ -86,4 +88,54 @@ fn agent_run_on_the_default_model_calls_a_tool_and_answers() {
     let time = &run["time"];
     let parts = ["model_ms", "tools_ms", "loop_ms"].map(|k| time[k].as_f64().unwrap());
     assert!((parts.iter().sum::<f64>() - time["total_ms"].as_f64().unwrap()).abs() < 1.0, "{time}");
+
+    // The run is in its thread, step by step; a chat continues it, a line a task.
+    let agent = || {
+        let mut command = common::temper_in(dir.path());
+        command.env("TEMPER_HOME", &home).env("TEMPER_AGENT_DB", &threads);
+        command
+    };
+    let in_home = |args: &[&str]| agent().args(args).output().unwrap();
+    let thread = json(&in_home(&["agent", "threads", "show", "sums", "--json"]));
+    let messages = thread["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 4, "{thread:#}");
+    assert_eq!(messages[0]["content"], "What is 347 times 892?");
+    assert_eq!(messages[1]["tool_calls"][0]["name"], "calculator");
+    assert_eq!(messages[2]["role"], "tool");
+    assert_eq!(messages[3]["content"], run["answer"]);
+
+    let mut chat = agent()
+        .args([
+            "agent",
+            "chat",
+            "--thread",
+            "sums",
+            "--tools",
+            "calculator",
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "24",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    chat.stdin.take().unwrap().write_all(b"Thank you.\n\nWhat was the first question?\n").unwrap();
+    let output = chat.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let thread = json(&in_home(&["agent", "threads", "show", "sums", "--json"]));
+    let messages = thread["messages"].as_array().unwrap();
+    let users: Vec<&str> =
+        messages.iter().filter(|m| m["role"] == "user").map(|m| m["content"].as_str().unwrap()).collect();
+    assert_eq!(users, ["What is 347 times 892?", "Thank you.", "What was the first question?"]);
+
+    let list = json(&in_home(&["agent", "threads", "list", "--json"]));
+    assert_eq!(list[0]["name"], "sums");
+    assert_eq!(list[0]["messages"], messages.len());
+    assert!(in_home(&["agent", "threads", "rm", "sums"]).status.success());
+    let err = error(&in_home(&["agent", "threads", "show", "sums"]));
+    assert!(err.contains("there is no thread `sums`"), "{err}");
 }
