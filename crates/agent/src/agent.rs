@@ -183,6 +183,22 @@ pub struct Step {
     pub usage: Option<Usage>,
 }
 
+impl Step {
+    /// A call of the model: a turn (`model`) or a thread's summary (`summary`).
+    fn model_call(kind: &'static str, response: &ChatResponse, duration_ms: f64) -> Step {
+        Step {
+            kind,
+            tool: None,
+            arguments: None,
+            result: None,
+            error: None,
+            duration_ms,
+            text: Some(response.text.clone()),
+            usage: Some(response.usage),
+        }
+    }
+}
+
 /// Where a run's time went.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct TimeSplit {
@@ -398,16 +414,7 @@ impl Agent {
         let duration_ms = ms(started.elapsed());
         run.model_ms += duration_ms;
         run.add_usage(&response);
-        run.steps.push(Step {
-            kind: "summary",
-            tool: None,
-            arguments: None,
-            result: None,
-            error: None,
-            duration_ms,
-            text: Some(response.text.clone()),
-            usage: Some(response.usage),
-        });
+        run.steps.push(Step::model_call("summary", &response, duration_ms));
         Ok(Some((response.text.trim().to_owned(), thread.summarized_upto + cut)))
     }
 
@@ -511,16 +518,7 @@ impl Agent {
             }
         }
         run.pending.truncate(calls.len());
-        run.steps.push(Step {
-            kind: "model",
-            tool: None,
-            arguments: None,
-            result: None,
-            error: None,
-            duration_ms,
-            text: Some(response.text.clone()),
-            usage: Some(response.usage),
-        });
+        run.steps.push(Step::model_call("model", &response, duration_ms));
         on_event(&Event::ModelDone { step, usage: response.usage, duration_ms });
         Ok(Some(ChatResponse { tool_calls: calls, ..response }))
     }

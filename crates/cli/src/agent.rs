@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use rustyline::error::ReadlineError;
 use rustyline::DefaultEditor;
 use temper_agent::tools::{RagSearch, ToolSettings};
 use temper_agent::{clip, Agent, AgentOptions, Event, Limits, Run, Threads, Toolbox};
@@ -18,6 +17,7 @@ use temper_rag::Access;
 use crate::options::ConversationArgs;
 use crate::output::{block_on, notice, print_json};
 use crate::rag::{embedder, store_location};
+use crate::repl::next_line;
 
 #[derive(Subcommand)]
 pub enum AgentCommand {
@@ -222,17 +222,8 @@ fn chat(args: &AgentArgs) -> anyhow::Result<()> {
         notice(&format!("thread `{name}` · tools: {} · Ctrl-D leaves", agent.tools().names().join(", ")));
     }
     let mut editor = DefaultEditor::new()?;
-    loop {
-        let line = match editor.readline("> ") {
-            Ok(line) => line,
-            Err(ReadlineError::Interrupted) => continue,
-            Err(ReadlineError::Eof) => break,
-            Err(err) => return Err(err).context("cannot read the next line"),
-        };
-        let task = line.trim();
-        if task.is_empty() {
-            continue;
-        }
+    while let Some(task) = next_line(&mut editor)? {
+        let task = task.as_str();
         let mut printer = Printer { json: false, mid_line: false };
         let run = block_on(agent.run_in_thread(&mut threads, &name, task, &mut |e: &Event| printer.show(e)));
         match run {

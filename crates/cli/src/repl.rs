@@ -63,18 +63,8 @@ pub fn run(args: &ConversationArgs) -> anyhow::Result<()> {
         // A first run has no history yet.
         let _ = editor.load_history(file);
     }
-    loop {
-        let line = match editor.readline("> ") {
-            Ok(line) => line,
-            // Ctrl-C at the prompt clears the line.
-            Err(ReadlineError::Interrupted) => continue,
-            Err(ReadlineError::Eof) => break,
-            Err(err) => return Err(err).context("cannot read the next line"),
-        };
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
+    while let Some(line) = next_line(&mut editor)? {
+        let line = line.as_str();
         if history.is_some() {
             editor.add_history_entry(line)?;
         }
@@ -93,6 +83,20 @@ pub fn run(args: &ConversationArgs) -> anyhow::Result<()> {
         save_history(&mut editor, file);
     }
     Ok(())
+}
+
+/// The next line that holds something, trimmed; `None` at the end of input (Ctrl-D).
+pub fn next_line(editor: &mut DefaultEditor) -> anyhow::Result<Option<String>> {
+    loop {
+        match editor.readline("> ") {
+            Ok(line) if line.trim().is_empty() => continue,
+            Ok(line) => return Ok(Some(line.trim().to_owned())),
+            // Ctrl-C at the prompt clears the line.
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => return Ok(None),
+            Err(err) => return Err(err).context("cannot read the next line"),
+        }
+    }
 }
 
 /// The local model's summary, or the remote profile's name.
