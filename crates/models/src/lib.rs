@@ -14,7 +14,7 @@ mod store;
 
 pub use catalog::{
     catalog, find, CatalogEntry, ModelFile, ModelKind, Package, Part, DEFAULT_CHAT_MODEL,
-    DEFAULT_EMBEDDING_MODEL,
+    DEFAULT_EMBEDDING_MODEL, PYTHON_RUNTIME,
 };
 pub use error::StoreError;
 pub use fallback::Fallback;

@@ -289,10 +289,15 @@ impl Resolver {
                 (Arc::new(model), None)
             }
             Target::Local(target) => {
-                if let Some(entry) = find(target).filter(|e| e.kind == ModelKind::Embedding) {
+                if let Some(entry) =
+                    find(target).filter(|e| matches!(e.kind, ModelKind::Embedding | ModelKind::Runtime))
+                {
                     return Err(ResolveError::WrongKind {
                         name: entry.name.to_owned(),
-                        is: "an embedding model".into(),
+                        is: match entry.kind {
+                            ModelKind::Runtime => "the python tool's runtime, not a model".into(),
+                            _ => "an embedding model".into(),
+                        },
                         wanted: format!("this needs a chat model such as {DEFAULT_CHAT_MODEL}"),
                     });
                 }

@@ -223,6 +223,10 @@ fn check_use(kind: Use, name: &str) -> Result<(), ApiError> {
             format!("`{name}` is an embedding model; use it with /v1/embeddings"),
             Some("model"),
         )),
+        (_, ModelKind::Runtime) => Err(ApiError::bad_request(
+            format!("`{name}` is not a model but the runtime of the agents' python tool"),
+            Some("model"),
+        )),
         _ => Ok(()),
     }
 }

@@ -8,6 +8,7 @@ mod calculator;
 mod command;
 mod files;
 mod http;
+mod python;
 mod rag_search;
 mod sql;
 
@@ -18,20 +19,27 @@ pub use calculator::Calculator;
 pub use command::{CommandTool, CommandToolSpec};
 pub use files::{ListFiles, ReadFile};
 pub use http::HttpGet;
+pub use python::PythonTool;
 pub use rag_search::RagSearch;
 pub use sql::SqlQuery;
+
+use temper_sandbox::{Limits, Python};
 
 use crate::{Tool, Toolbox, ToolboxError};
 
 /// The built-in tools, by name.
 pub const TOOL_NAMES: &[&str] =
-    &["calculator", "rag_search", "read_file", "list_files", "sql_query", "http_get"];
+    &["calculator", "python", "rag_search", "read_file", "list_files", "sql_query", "http_get"];
 
 /// What the tools may reach. A tool whose setting is missing cannot be had.
 #[derive(Default)]
 pub struct ToolSettings {
-    /// The directory `read_file` and `list_files` read.
+    /// The directory `read_file` and `list_files` read, and `python` sees read-only as `/data`.
     pub root: Option<PathBuf>,
+    /// The CPython WASI runtime `python` runs code in.
+    pub python: Option<PythonRuntime>,
+    /// Where `python` keeps the files it writes; a temporary directory when not given.
+    pub scratch: Option<PathBuf>,
     /// The SQLite file `sql_query` reads.
     pub sql: Option<PathBuf>,
     /// The hosts `http_get` may fetch from.
@@ -40,6 +48,16 @@ pub struct ToolSettings {
     pub tools_file: Option<PathBuf>,
     /// `rag_search`, made by the caller (it needs a store and an embedder).
     pub rag: Option<RagSearch>,
+}
+
+/// Where the `python` tool's runtime is.
+#[derive(Debug, Clone)]
+pub struct PythonRuntime {
+    /// `python.wasm`: CPython compiled to WASI with its standard library.
+    pub wasm: PathBuf,
+    /// Where its compilation for this machine is kept (compiling takes seconds).
+    pub cache_dir: Option<PathBuf>,
+    pub limits: Limits,
 }
 
 /// A toolbox the settings cannot make.
@@ -53,6 +71,8 @@ pub enum ToolSetupError {
     Io { tool: String, source: std::io::Error },
     #[error("{path}: {reason}")]
     ToolsFile { path: PathBuf, reason: String },
+    #[error("python: {0}")]
+    Sandbox(#[from] temper_sandbox::SandboxError),
     #[error(transparent)]
     Toolbox(#[from] ToolboxError),
 }
@@ -94,6 +114,20 @@ impl ToolSettings {
             let io = |source| ToolSetupError::Io { tool: name.clone(), source };
             let tool: Arc<dyn Tool> = match name.as_str() {
                 "calculator" => Arc::new(Calculator),
+                "python" => {
+                    let runtime = self.python.as_ref().ok_or(ToolSetupError::Missing {
+                        tool: "python",
+                        what: "its runtime (temper models pull python-wasi)",
+                    })?;
+                    let python = Python::load(&runtime.wasm, runtime.cache_dir.as_deref())?;
+                    let tool = PythonTool::new(
+                        python,
+                        self.scratch.clone(),
+                        self.root.clone(),
+                        runtime.limits.clone(),
+                    );
+                    Arc::new(tool.map_err(io)?)
+                }
                 "rag_search" => Arc::new(rag.take().ok_or(ToolSetupError::Missing {
                     tool: "rag_search",
                     what: "a collection of the RAG store to search (--collection)",

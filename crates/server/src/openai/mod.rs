@@ -444,12 +444,9 @@ fn model_list(state: &AppState) -> Vec<Value> {
     let loaded = state.pool.loaded();
     let mut list: Vec<Value> = catalog()
         .iter()
+        .filter(|entry| entry.kind != ModelKind::Runtime)
         .map(|entry| {
-            let kind = match entry.kind {
-                ModelKind::Chat => "chat",
-                ModelKind::Completion => "completion",
-                ModelKind::Embedding => "embedding",
-            };
+            let kind = entry.kind.to_string();
             json!({
                 "id": entry.name,
                 "object": "model",
