@@ -95,6 +95,12 @@ impl Cache {
         if let Some(format) = &request.response_format {
             content["response_format"] = serde_json::json!(format);
         }
+        // An agent's requests: the same messages with tools offered, or required, are another call.
+        if !request.tools.is_empty() {
+            content["tools"] = serde_json::json!(request.tools);
+            content["tool_choice"] = serde_json::json!(request.tool_choice);
+            content["parallel_tool_calls"] = serde_json::json!(request.parallel_tool_calls);
+        }
         let digest = Sha256::digest(content.to_string().as_bytes());
         digest.iter().map(|b| format!("{b:02x}")).collect()
     }
@@ -153,6 +159,15 @@ mod tests {
         assert_ne!(key, Cache::key("other", &request("hi", 1)));
         assert_ne!(key, Cache::key("m", &request("hi!", 1)));
         assert_ne!(key, Cache::key("m", &request("hi", 2)));
+        let tool = temper_core::Tool {
+            name: "calculator".into(),
+            description: Some("Arithmetic.".into()),
+            parameters: serde_json::json!({"type": "object"}),
+        };
+        let offered = ChatRequest { tools: vec![tool], ..request("hi", 1) };
+        assert_ne!(key, Cache::key("m", &offered));
+        let required = ChatRequest { tool_choice: temper_core::ToolChoice::Required, ..offered.clone() };
+        assert_ne!(Cache::key("m", &offered), Cache::key("m", &required));
     }
 
     #[test]
