@@ -1,7 +1,7 @@
 //! `temper agent …`: run a task with tools, or one tool directly, through temper-agent.
 
 use std::io::{self, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,37 +52,37 @@ pub enum ThreadsCommand {
 }
 
 /// The tools an agent gets, and what they may reach.
-#[derive(Args)]
+#[derive(Args, Default)]
 pub struct ToolOptions {
     /// The tools to offer, comma-separated [default: calculator, and every tool whose option is
     /// given: rag_search with --collection, read_file and list_files with --root, sql_query with
     /// --sql, http_get with --allow-host, and the commands of --tools-file].
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
-    tools: Option<Vec<String>>,
+    pub(crate) tools: Option<Vec<String>>,
     /// rag_search: the collection of the RAG store to search.
     #[arg(long)]
-    collection: Option<String>,
+    pub(crate) collection: Option<String>,
     /// rag_search: the RAG store (as `temper rag --db`).
     #[arg(long, value_name = "PATH|URL")]
-    db: Option<String>,
+    pub(crate) db: Option<String>,
     /// read_file, list_files: the directory they may read (nothing outside it, symlinks
     /// included); python sees it read-only as /data.
     #[arg(long, value_name = "DIR")]
-    root: Option<PathBuf>,
+    pub(crate) root: Option<PathBuf>,
     /// python: the directory its code writes files in, kept after the run [default: a
     /// temporary directory, removed at the end].
     #[arg(long, value_name = "DIR")]
-    scratch: Option<PathBuf>,
+    pub(crate) scratch: Option<PathBuf>,
     /// sql_query: the SQLite file it may query, read-only.
     #[arg(long, value_name = "FILE")]
-    sql: Option<PathBuf>,
+    pub(crate) sql: Option<PathBuf>,
     /// http_get: a host it may fetch from (repeatable; `*.example.com` allows its subdomains).
     #[arg(long, value_name = "HOST")]
-    allow_host: Vec<String>,
+    pub(crate) allow_host: Vec<String>,
     /// A TOML file of [[tools]] tables, each a command that reads JSON arguments on stdin and
     /// writes a JSON result on stdout (docs/agents.md).
     #[arg(long, value_name = "FILE")]
-    tools_file: Option<PathBuf>,
+    pub(crate) tools_file: Option<PathBuf>,
 }
 
 /// An agent: its model, tools, limits and thread.
@@ -289,7 +289,7 @@ fn run_tool(args: &ToolArgs) -> anyhow::Result<()> {
 }
 
 /// The toolbox `options` ask for: the tools `names`, or by default those `options` configure.
-fn toolbox(options: &ToolOptions, names: Option<&[String]>) -> anyhow::Result<Toolbox> {
+pub(crate) fn toolbox(options: &ToolOptions, names: Option<&[String]>) -> anyhow::Result<Toolbox> {
     let wants_rag =
         names.map_or(options.collection.is_some(), |names| names.iter().any(|n| n == "rag_search"));
     // The store and the embedder load only when rag_search is wanted.
@@ -321,7 +321,14 @@ fn toolbox(options: &ToolOptions, names: Option<&[String]>) -> anyhow::Result<To
         scratch: options.scratch.clone(),
         sql: options.sql.clone(),
         allow_hosts: options.allow_host.clone(),
-        tools_file: options.tools_file.clone(),
+        tools_file: match &options.tools_file {
+            Some(file) => Some(file.clone()),
+            // temper.toml's own [[tools]], when no tools file is given.
+            None => {
+                let profiles = crate::options::resolver()?.profiles().clone();
+                profiles.has_tools().then(|| profiles.path().map(Path::to_owned)).flatten()
+            }
+        },
         rag,
     };
     Ok(settings.toolbox(names)?)

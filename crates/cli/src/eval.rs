@@ -9,13 +9,16 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use temper_core::{ChatModel, EmbeddingModel};
+use temper_embed::Embedder;
 use temper_engine::LoadOptions;
 use temper_eval::{
-    report, Cache, CacheSetting, Evaluator, RagPipeline, RagSpec, Spec, VariantReport, CACHE_FILE,
+    report, AgentSpec, Cache, CacheSetting, Evaluator, RagPipeline, RagSpec, Spec, ToolboxMaker,
+    VariantReport, CACHE_FILE,
 };
 use temper_models::{Resolver, DEFAULT_CHAT_MODEL};
 use temper_rag::{Access, IngestOptions, NoProgress, SqliteStore, VectorStore};
 
+use crate::agent::ToolOptions;
 use crate::options::{load_model, resolver};
 use crate::output::{block_on, notice, print_json};
 
@@ -144,7 +147,25 @@ pub fn open_evaluator(
     if let Some(rag) = &spec.rag {
         evaluator = evaluator.with_rag(rag_pipeline(rag, &store)?);
     }
+    if let Some(agent) = &spec.agent {
+        evaluator = evaluator.with_agent(agent.clone(), agent_tools(agent, &store)?);
+    }
     Ok((evaluator, cache_path))
+}
+
+/// What makes the toolboxes of a spec's `[agent]`: the tools of `temper agent`, with its
+/// `documents` ingested for rag_search as a `[rag]` table's are.
+fn agent_tools(agent: &AgentSpec, store_root: &Path) -> anyhow::Result<Arc<ToolboxMaker>> {
+    let mut options = ToolOptions { root: agent.root.clone(), ..ToolOptions::default() };
+    if !agent.documents.is_empty() {
+        let embedder = crate::rag::embedder()?;
+        let (_, db, collection) = ingest_for_eval(&agent.documents, store_root, &embedder)?;
+        options.db = Some(db.display().to_string());
+        options.collection = Some(collection);
+    }
+    Ok(Arc::new(move |names: &[String]| {
+        crate::agent::toolbox(&options, Some(names)).map_err(|e| format!("{e:#}"))
+    }))
 }
 
 /// The pipeline of a spec's `[rag]`: its `documents` ingested (again: only what changed) into a
@@ -157,40 +178,44 @@ fn rag_pipeline(rag: &RagSpec, store_root: &Path) -> anyhow::Result<Arc<RagPipel
             (location.open(Access::Read)?, collection.clone())
         }
         None => {
-            let db = store_root.join("eval").join("rag.db");
-            let dir = db.parent().unwrap_or(store_root);
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-            let mut store: Box<dyn VectorStore> = Box::new(SqliteStore::create(&db)?);
-            // The collection is named by what it holds, so that specs over the same documents share it.
-            let paths: Vec<String> = rag
-                .documents
-                .iter()
-                .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()).display().to_string())
-                .collect();
-            let collection = format!("eval {}", paths.join(" "));
-            let options = IngestOptions { collection: collection.clone(), ..Default::default() };
-            let mut progress = NoProgress;
-            let ingesting = temper_rag::ingest(
-                store.as_mut(),
-                &embedder,
-                &embedder,
-                &rag.documents,
-                &options,
-                &mut progress,
-            );
-            let report = block_on(ingesting)?;
-            notice(&format!(
-                "rag: {} documents ({} added, {} updated), {} chunks embedded, in {}",
-                report.added + report.updated + report.unchanged,
-                report.added,
-                report.updated,
-                report.chunks,
-                db.display()
-            ));
+            let (store, _, collection) = ingest_for_eval(&rag.documents, store_root, &embedder)?;
             (store, collection)
         }
     };
     Ok(Arc::new(RagPipeline::new(store, Arc::new(embedder), collection, rag)))
+}
+
+/// `documents` ingested (again: only what changed) into a collection of their own in
+/// `<store>/eval/rag.db`: the store, its file and the collection.
+fn ingest_for_eval(
+    documents: &[PathBuf],
+    store_root: &Path,
+    embedder: &Embedder,
+) -> anyhow::Result<(Box<dyn VectorStore>, PathBuf, String)> {
+    let db = store_root.join("eval").join("rag.db");
+    let dir = db.parent().unwrap_or(store_root);
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut store: Box<dyn VectorStore> = Box::new(SqliteStore::create(&db)?);
+    // The collection is named by what it holds, so that specs over the same documents share it.
+    let paths: Vec<String> = documents
+        .iter()
+        .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()).display().to_string())
+        .collect();
+    let collection = format!("eval {}", paths.join(" "));
+    let options = IngestOptions { collection: collection.clone(), ..Default::default() };
+    let mut progress = NoProgress;
+    let ingesting =
+        temper_rag::ingest(store.as_mut(), embedder, embedder, documents, &options, &mut progress);
+    let report = block_on(ingesting)?;
+    notice(&format!(
+        "rag: {} documents ({} added, {} updated), {} chunks embedded, in {}",
+        report.added + report.updated + report.unchanged,
+        report.added,
+        report.updated,
+        report.chunks,
+        db.display()
+    ));
+    Ok((store, db, collection))
 }
 
 /// The rows that got no answer, on stderr: they score 0, and the user should know why.

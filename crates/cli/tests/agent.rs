@@ -59,6 +59,43 @@ fn agent_tool_runs_one_tool_and_says_what_was_wrong() {
 }
 
 #[test]
+fn the_command_tools_of_temper_toml_are_offered_without_a_tools_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("temper.toml"),
+        "[models.fast]\nbackend = \"local\"\nmodel = \"smollm2-135m-instruct\"\n\n\
+         [[tools]]\nname = \"shout\"\ndescription = \"Upper-cases its arguments.\"\n\
+         command = [\"sh\", \"-c\", \"tr a-z A-Z\"]\n",
+    )
+    .unwrap();
+    let out = json(&temper(d, &["agent", "tool", "shout", "--args", r#"{"word": "hello"}"#]));
+    assert_eq!(out, serde_json::json!({"WORD": "HELLO"}));
+}
+
+#[test]
+fn agent_tool_python_runs_code_in_the_sandbox_of_the_real_runtime() {
+    let Some(home) = temper_testkit::installed_home(temper_models::PYTHON_RUNTIME) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("data")).unwrap();
+    std::fs::write(d.join("data/n.csv"), "n\n3\n4\n").unwrap();
+    let python = |code: &str| {
+        let args = serde_json::json!({ "code": code }).to_string();
+        let command = ["agent", "tool", "python", "--root", "data", "--scratch", "out", "--args", &args];
+        common::temper_in(d).env("TEMPER_HOME", &home).args(command).output().unwrap()
+    };
+    let code = "import csv\nrows = list(csv.DictReader(open('/data/n.csv')))\n\
+                open('sum.txt', 'w').write(str(sum(int(r['n']) for r in rows)))\nlen(rows)";
+    let out = json(&python(code));
+    assert_eq!(out["value"], "2");
+    assert_eq!(out["files"], serde_json::json!([{"path": "sum.txt", "bytes": 1}]));
+    assert_eq!(std::fs::read_to_string(d.join("out/sum.txt")).unwrap(), "7");
+    let err = error(&python("open('/data/n.csv', 'w')"));
+    assert!(err.contains("the code failed") && err.contains("Error"), "{err}");
+}
+
+#[test]
 fn agent_run_on_the_default_model_calls_a_tool_answers_and_keeps_its_thread() {
     let Some(home) = temper_testkit::installed_home("smollm2-135m-instruct") else { return };
     let dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod agent;
 pub mod assertion;
 pub mod cache;
 pub mod dataset;
@@ -11,6 +12,7 @@ pub mod report;
 mod runner;
 pub mod spec;
 
+pub use agent::{AgentRow, AgentSpec, ToolboxMaker};
 pub use assertion::{Assertion, AssertionOutcome, AssertionSpec, Kind};
 pub use cache::{Cache, CACHE_FILE};
 pub use dataset::{Partition, Row, Split};

@@ -11,6 +11,7 @@ use std::time::Instant;
 use futures::{stream, StreamExt};
 use serde::Serialize;
 use serde_json::Value;
+use temper_agent::Toolbox;
 use temper_core::{
     error_chain, ChatModel, ChatRequest, EmbeddingModel, EventStream, GenerationParams, Message, Role,
     StreamEvent,
@@ -18,6 +19,7 @@ use temper_core::{
 use temper_ground::Mode as Grounding;
 use temper_prompt::{Layout, PromptFile};
 
+use crate::agent::{self, AgentRow, AgentSpec, ToolboxMaker};
 use crate::assertion::{Assertion, AssertionOutcome, Graders, Kind, Observation, Target};
 use crate::cache::{Cache, CachedCall};
 use crate::rag::{RagPipeline, RagRow};
@@ -34,15 +36,21 @@ pub struct Variant {
     /// Whether the rendered prompt is a question answered from the evaluator's RAG pipeline,
     /// and in which grounding mode.
     pub grounding: Option<Grounding>,
+    /// Whether the rendered prompt is a task done by the evaluator's agent, and with which
+    /// tools.
+    pub tools: Option<Vec<String>>,
 }
 
 impl Variant {
     /// The prompt's name in reports: its file's path, or an inline prompt's name; with the
     /// grounding mode of a RAG variant.
     pub fn prompt_name(&self) -> String {
-        match self.grounding {
-            Some(mode) => format!("{} (rag, grounding {mode})", self.prompt.path.display()),
-            None => self.prompt.path.display().to_string(),
+        let path = self.prompt.path.display();
+        match (self.grounding, &self.tools) {
+            (Some(mode), _) => format!("{path} (rag, grounding {mode})"),
+            (None, Some(tools)) if tools.is_empty() => format!("{path} (agent, no tools)"),
+            (None, Some(tools)) => format!("{path} (agent, tools {})", tools.join(", ")),
+            (None, None) => path.to_string(),
         }
     }
 }
@@ -105,6 +113,7 @@ pub struct Evaluator {
     embedder: Option<Arc<dyn EmbeddingModel>>,
     cache: Option<Arc<Cache>>,
     rag: Option<Arc<RagPipeline>>,
+    agent: Option<(AgentSpec, Arc<ToolboxMaker>)>,
 }
 
 impl Evaluator {
@@ -121,7 +130,13 @@ impl Evaluator {
         if settings.needs_embedder() && embedder.is_none() {
             return Err(EvalError::invalid("similar", "needs an embedder, and none was given"));
         }
-        Ok(Evaluator { settings, resolver: Box::new(resolver), embedder, cache, rag: None })
+        Ok(Evaluator { settings, resolver: Box::new(resolver), embedder, cache, rag: None, agent: None })
+    }
+
+    /// The agent of the variants with tools, and what makes their toolboxes.
+    pub fn with_agent(mut self, spec: AgentSpec, tools: Arc<ToolboxMaker>) -> Evaluator {
+        self.agent = Some((spec, tools));
+        self
     }
 
     /// The pipeline that answers the variants with a grounding mode.
@@ -202,8 +217,17 @@ impl Evaluator {
             Some(name) if self.settings.needs_judge() => Some(self.caller(name, &calls)?),
             _ => None,
         };
+        let toolbox = match (&variant.tools, &self.agent) {
+            (None, _) => None,
+            (Some(names), Some((_, make))) => {
+                Some(make(names).map_err(|reason| EvalError::invalid("agent.tools", reason))?)
+            }
+            (Some(_), None) => {
+                return Err(EvalError::invalid("agent", "an agent variant needs the evaluator's agent"))
+            }
+        };
         let rows: Vec<RowReport> = stream::iter(prepared)
-            .map(|row| self.run_row(row, &model, judge.as_ref(), variant))
+            .map(|row| self.run_row(row, &model, judge.as_ref(), variant, toolbox.as_ref()))
             .buffered(self.settings.concurrency)
             .collect()
             .await;
@@ -222,6 +246,7 @@ impl Evaluator {
         model: &Caller,
         judge: Option<&Caller>,
         variant: &Variant,
+        toolbox: Option<&Toolbox>,
     ) -> RowReport {
         let Prepared { index, row, messages, targets } = prepared;
         let mut report = RowReport {
@@ -238,10 +263,21 @@ impl Evaluator {
             cached: false,
             error: None,
             rag: None,
+            agent: None,
         };
-        let call = match variant.grounding {
-            Some(grounding) => self.ask_rag(report.input(), model, &variant.params, grounding).await,
-            None => {
+        let call = match (variant.grounding, toolbox) {
+            (Some(grounding), _) => self.ask_rag(report.input(), model, &variant.params, grounding).await,
+            (None, Some(toolbox)) => {
+                let task = report.input().to_owned();
+                match self.run_agent(&task, model, &variant.params, toolbox).await {
+                    Ok((call, agent)) => {
+                        report.agent = Some(agent);
+                        Ok((call, None))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            (None, None) => {
                 let mut request = temper_prompt::run::request(report.messages.clone(), &variant.params);
                 if self.settings.constrain {
                     request.response_format =
@@ -281,6 +317,26 @@ impl Evaluator {
         report.cached = call.cached;
         report.rag = rag;
         report
+    }
+
+    /// `task` done by an agent of `model` with `toolbox`, whose model calls go through the
+    /// cache (the tools run every time).
+    async fn run_agent(
+        &self,
+        task: &str,
+        model: &Caller,
+        params: &GenerationParams,
+        toolbox: &Toolbox,
+    ) -> std::result::Result<(Call, AgentRow), String> {
+        let (spec, _) = self.agent.as_ref().ok_or("an agent variant needs the evaluator's agent")?;
+        let row_calls = Arc::new(AtomicUsize::new(0));
+        let caller = Caller { calls: row_calls.clone(), ..model.clone() };
+        let start = Instant::now();
+        let (response, row) = agent::run(task, Arc::new(caller), toolbox.clone(), params, spec).await?;
+        let latency_ms = start.elapsed().as_secs_f64() * 1e3;
+        let calls = row_calls.load(Ordering::SeqCst);
+        model.calls.fetch_add(calls, Ordering::SeqCst);
+        Ok((Call { response, latency_ms, cached: calls == 0 }, row))
     }
 
     /// `question` answered through the RAG pipeline by `model`, whose calls go through the
@@ -440,6 +496,9 @@ pub struct RowReport {
     /// A RAG variant's sources, citations and grounding verdicts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rag: Option<RagRow>,
+    /// The tools an agent row called.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentRow>,
 }
 
 impl RowReport {

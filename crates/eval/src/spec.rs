@@ -12,6 +12,7 @@ use temper_core::GenerationParams;
 use temper_ground::Mode as Grounding;
 use temper_prompt::{line_column, PromptError, PromptFile};
 
+use crate::agent::AgentSpec;
 use crate::assertion::{Assertion, AssertionSpec};
 use crate::dataset::{self, Partition, Row, DEFAULT_EXPECTED_FIELD};
 use crate::rag::RagSpec;
@@ -40,6 +41,7 @@ struct RawSpec {
     cache: Option<CacheSetting>,
     constrain: Option<bool>,
     rag: Option<RagSpec>,
+    agent: Option<AgentSpec>,
     tune: Option<Value>,
 }
 
@@ -187,6 +189,9 @@ pub struct Spec {
     /// The RAG pipeline that answers each row's rendered prompt as a question, with its paths
     /// made relative to the working directory; its grounding modes multiply the variants.
     pub rag: Option<RagSpec>,
+    /// The agent that does each row's rendered prompt as a task, with its paths made relative
+    /// to the working directory; its tool sets multiply the variants.
+    pub agent: Option<AgentSpec>,
     /// Settings of `temper tune`, kept as written.
     pub tune: Option<Value>,
 }
@@ -258,6 +263,12 @@ impl Spec {
             )));
         }
         let rag = raw.rag.map(|rag| rag_paths(rag, dir)).transpose().map_err(invalid)?;
+        let agent = raw.agent.map(|agent| agent_paths(agent, dir)).transpose().map_err(invalid)?;
+        if rag.is_some() && agent.is_some() {
+            return Err(invalid(
+                "a spec has `rag` or `agent`, not both: give the agent rag_search instead".into(),
+            ));
+        }
         let rows = dataset::load(&dir.join(&dataset.path), &dataset.expected)?;
         let spec = Spec {
             path: path.to_owned(),
@@ -278,6 +289,7 @@ impl Spec {
             },
             constrain: raw.constrain.unwrap_or(true),
             rag,
+            agent,
             tune: raw.tune,
         };
         spec.settings().check().map_err(|e| match e {
@@ -333,6 +345,7 @@ impl Spec {
             cache: CacheSetting::Default,
             constrain: true,
             rag: None,
+            agent: None,
             tune: None,
         })
     }
@@ -376,13 +389,19 @@ impl Spec {
                 Some(rag) => rag.grounding.iter().copied().map(Some).collect(),
                 None => vec![None],
             };
+            let tool_sets: Vec<Option<Vec<String>>> = match &self.agent {
+                Some(agent) => agent.tools.iter().cloned().map(Some).collect(),
+                None => vec![None],
+            };
             for model in models {
                 for set in sets {
                     let mut params = prompt.params.overlay(set);
                     params.seed = params.seed.or(self.seed);
                     for &grounding in &groundings {
-                        let (prompt, model, params) = (prompt.clone(), model.clone(), params.clone());
-                        variants.push(Variant { prompt, model, params, grounding });
+                        for tools in &tool_sets {
+                            let (prompt, model, params) = (prompt.clone(), model.clone(), params.clone());
+                            variants.push(Variant { prompt, model, params, grounding, tools: tools.clone() });
+                        }
                     }
                 }
             }
@@ -414,6 +433,19 @@ fn rag_paths(mut rag: RagSpec, dir: &Path) -> std::result::Result<RagSpec, Strin
         false => dir.join(db).display().to_string(),
     });
     Ok(rag)
+}
+
+/// `agent` with its paths relative to the spec's directory `dir`, checked for what cannot run.
+fn agent_paths(mut agent: AgentSpec, dir: &Path) -> std::result::Result<AgentSpec, String> {
+    if agent.tools.is_empty() {
+        return Err("`agent.tools` is empty: give a list of tool sets, e.g. [[], [\"calculator\"]]".into());
+    }
+    if agent.max_steps == 0 {
+        return Err("`agent.max_steps` must be at least 1".into());
+    }
+    agent.root = agent.root.map(|root| dir.join(root));
+    agent.documents = agent.documents.iter().map(|d| dir.join(d)).collect();
+    Ok(agent)
 }
 
 /// Whether a TOML text is a prompt file (it has a `template`) rather than a spec.

@@ -28,6 +28,7 @@ fn variant(template: &str) -> Variant {
         model: "scripted".into(),
         params: GenerationParams { temperature: Some(0.0), seed: Some(1), ..Default::default() },
         grounding: None,
+        tools: None,
     }
 }
 

@@ -189,6 +189,9 @@ struct File {
     models: BTreeMap<String, Profile>,
     #[serde(default)]
     rag: RagSettings,
+    /// The agents' command tools: read by `temper-agent` from the file, only noted here.
+    #[serde(default)]
+    tools: Vec<toml::Value>,
 }
 
 /// The `[rag]` table: which store `temper rag` uses.
@@ -205,6 +208,7 @@ pub struct Profiles {
     path: Option<PathBuf>,
     profiles: BTreeMap<String, Profile>,
     rag_db: Option<String>,
+    has_tools: bool,
 }
 
 impl Profiles {
@@ -249,12 +253,18 @@ impl Profiles {
             true => db,
             false => path.parent().unwrap_or(Path::new("")).join(db).display().to_string(),
         });
-        Ok(Profiles { path: Some(path.to_owned()), profiles: file.models, rag_db })
+        let has_tools = !file.tools.is_empty();
+        Ok(Profiles { path: Some(path.to_owned()), profiles: file.models, rag_db, has_tools })
     }
 
     /// The RAG store `[rag] db` names: a file path or a `postgres://` URL.
     pub fn rag_db(&self) -> Option<&str> {
         self.rag_db.as_deref()
+    }
+
+    /// Whether the file has `[[tools]]` tables (command tools for agents).
+    pub fn has_tools(&self) -> bool {
+        self.has_tools
     }
 
     /// The file the profiles came from.

@@ -1,21 +1,4 @@
-//! Model-written Python, run where it can do no harm: CPython 3.12 compiled to WASI, executed by
-//! wasmtime.
-//!
-//! The code sees a scratch directory (`/scratch`, read-write, its working directory) and, if
-//! given, one input directory (`/data`, read-only), and nothing else: no other file, no
-//! network, no environment variables, no processes or threads. A run is stopped when it
-//! passes its wall time (epoch interruption), its memory (store limits) or its output; each
-//! of those ends as an [`Exit`] that says which.
-//!
-//! ```no_run
-//! use temper_sandbox::{Limits, Mounts, Python};
-//!
-//! let python = Python::load("python.wasm".as_ref(), Some("cache".as_ref()))?;
-//! let scratch = tempfile::tempdir()?;
-//! let run = python.run("import math\nmath.factorial(20)", &Mounts::scratch(scratch.path()), &Limits::default())?;
-//! assert_eq!(run.value.as_deref(), Some("2432902008176640000"));
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+#![doc = include_str!("../README.md")]
 
 mod files;
 mod output;

@@ -168,23 +168,25 @@ fn root<'a>(root: &'a Option<PathBuf>, tool: &'static str) -> Result<&'a Path, T
     root.as_deref().ok_or(ToolSetupError::Missing { tool, what: "a directory to read inside (--root)" })
 }
 
-/// The `[[tools]]` of a TOML file. Their `cwd` is relative to the file's directory, and is that
+/// The `[[tools]]` of a TOML file: a tools file, which holds nothing else, or `temper.toml`,
+/// which also holds profiles. Their `cwd` is relative to the file's directory, and is that
 /// directory when not given, so that a tools file works from wherever Temper runs.
 pub fn read_tools_file(path: &Path) -> Result<Vec<CommandToolSpec>, ToolSetupError> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct ToolsFile {
-        #[serde(default)]
-        tools: Vec<CommandToolSpec>,
-    }
     let bad = |reason: String| ToolSetupError::ToolsFile { path: path.to_owned(), reason };
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    let file: ToolsFile = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    if file.tools.is_empty() {
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| bad(e.to_string()))?;
+    let tools = table.remove("tools").unwrap_or(toml::Value::Array(Vec::new()));
+    let is_config = path.file_name().is_some_and(|name| name == "temper.toml");
+    if let Some(other) = table.keys().next().filter(|_| !is_config) {
+        return Err(bad(format!("unknown table `{other}`: a tools file holds [[tools]] tables only")));
+    }
+    let tools: Vec<CommandToolSpec> =
+        tools.try_into().map_err(|e: toml::de::Error| bad(format!("[[tools]]: {e}")))?;
+    if tools.is_empty() {
         return Err(bad("no [[tools]] table: there is no tool in it".into()));
     }
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tools = file.tools.into_iter().map(|mut spec| {
+    let tools = tools.into_iter().map(|mut spec| {
         spec.cwd = Some(match spec.cwd.take() {
             Some(cwd) => dir.join(cwd),
             None => dir.to_owned(),
@@ -253,9 +255,10 @@ mod tests {
         assert_eq!(want("sql_query"), "sql_query needs a SQLite file to query (--sql)");
         assert!(want("http_get").starts_with("http_get needs the hosts it may fetch from"));
         assert!(want("rag_search").starts_with("rag_search needs a collection"));
+        assert_eq!(want("python"), "python needs its runtime (temper models pull python-wasi)");
         assert_eq!(
             want("shell"),
-            "there is no tool `shell`; the built-in tools are calculator, rag_search, read_file, list_files, \
+            "there is no tool `shell`; the built-in tools are calculator, python, rag_search, read_file, list_files, \
              sql_query, http_get"
         );
         let settings = ToolSettings { root: Some("/no/such/dir".into()), ..ToolSettings::default() };
@@ -285,5 +288,14 @@ mod tests {
         std::fs::write(&file, "# nothing\n").unwrap();
         let err = read_tools_file(&file).err().unwrap().to_string();
         assert!(err.ends_with("no [[tools]] table: there is no tool in it"), "{err}");
+        std::fs::write(&file, format!("[models.m]\nbackend = \"local\"\n{spec}")).unwrap();
+        let err = read_tools_file(&file).err().unwrap().to_string();
+        assert!(err.ends_with("unknown table `models`: a tools file holds [[tools]] tables only"), "{err}");
+
+        // temper.toml holds profiles besides its tools.
+        let config = dir.path().join("temper.toml");
+        std::fs::write(&config, format!("[models.m]\nbackend = \"local\"\nmodel = \"x\"\n\n{spec}")).unwrap();
+        let tools = read_tools_file(&config).unwrap();
+        assert_eq!((tools.len(), tools[0].name.as_str()), (1, "greet"));
     }
 }
