@@ -154,11 +154,13 @@ impl Toolbox {
             .schema
             .iter_errors(&value)
             .map(|e| {
+                // The message quotes the value, which may be long; what is wrong with it comes last.
+                let message = clip_middle(&e.to_string(), 120);
                 let at = e.instance_path().to_string();
                 if at.is_empty() {
-                    e.to_string()
+                    message
                 } else {
-                    format!("at {at}: {e}")
+                    format!("at {at}: {message}")
                 }
             })
             .collect();
@@ -167,6 +169,17 @@ impl Toolbox {
         }
         checked.tool.call(value).await
     }
+}
+
+/// `text` with all but its first and last `keep` characters cut, when it is longer.
+fn clip_middle(text: &str, keep: usize) -> String {
+    let count = text.chars().count();
+    if count <= 2 * keep + 1 {
+        return text.to_owned();
+    }
+    let head: String = text.chars().take(keep).collect();
+    let tail: String = text.chars().skip(count - keep).collect();
+    format!("{head}…{tail}")
 }
 
 /// At most `max` characters of `text`, with an ellipsis when cut.
@@ -226,6 +239,10 @@ mod tests {
         );
         let err = tools.call("add", r#"{"a": 2, "b": "forty"}"#).await.unwrap_err();
         assert!(matches!(&err, ToolError::Arguments(m) if m.contains("at /b")), "{err}");
+        // A long value is quoted by its ends, which say what is wrong with it.
+        let long = format!(r#"{{"a": 2, "b": "{}"}}"#, "x".repeat(5000));
+        let err = tools.call("add", &long).await.unwrap_err().to_string();
+        assert!(err.len() < 400 && err.ends_with(r#"is not of type "integer""#), "{err}");
         let err = tools.call("add", r#"{"a": 2, "b": 4"#).await.unwrap_err();
         assert!(matches!(&err, ToolError::Arguments(m) if m.starts_with("not JSON")), "{err}");
         let err = tools.call("multiply", "{}").await.unwrap_err();

@@ -63,6 +63,8 @@ impl PythonTool {
 struct Arguments {
     /// Python 3.12 code. The value of a last bare expression is returned, as in a notebook,
     /// e.g. `sum(range(101))`; `print` output is returned too.
+    // Bounded, so that a small model decoding under the schema must close the string.
+    #[schemars(length(max = 4000))]
     code: String,
 }
 
