@@ -130,3 +130,25 @@ fn an_agent_table_is_checked_when_the_spec_is_read() {
     let both = parse("[agent]\ntools = [[]]\n[rag]\ndocuments = 'docs'");
     assert!(both.unwrap_err().contains("not both"));
 }
+
+#[test]
+fn the_example_agent_tasks_load_with_an_expected_value_each_and_two_variants() {
+    let mut tasks = 0;
+    for name in ["arithmetic", "data", "documents"] {
+        let path = temper_testkit::repo_file(&format!("examples/agents/{name}.toml"));
+        let spec = Spec::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let agent = spec.agent.as_ref().unwrap();
+        assert_eq!(agent.tools.len(), 2, "{name}: the model alone and with tools");
+        assert!(agent.tools[0].is_empty() && !agent.tools[1].is_empty(), "{name}");
+        assert!(spec.rows.iter().all(|row| row.expected.as_ref().is_some_and(|e| e.as_str().is_some())));
+        assert_eq!(spec.variants("m").len(), 2);
+        tasks += spec.rows.len();
+        if let Some(root) = &agent.root {
+            assert!(root.join("orders.csv").is_file(), "{}", root.display());
+        }
+        for documents in &agent.documents {
+            assert!(documents.is_dir(), "{}", documents.display());
+        }
+    }
+    assert_eq!(tasks, 34);
+}
